@@ -1,0 +1,33 @@
+# Two commands on a fresh machine with only Python 3.11:
+#   make demo   runs the main job on the built-in demo data
+#   make test   runs lint, type checks and the whole test suite
+# Each bootstraps uv into .tools/ and syncs .venv/ from the committed uv.lock.
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := .venv
+
+.PHONY: demo test sync lint bench clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+sync: $(UV)
+	$(UV) sync --locked --python $(PYTHON)
+
+demo: sync
+	.venv/bin/segvalue demo
+
+lint: sync
+	.venv/bin/ruff check src tests bench
+	.venv/bin/ruff format --check src tests bench
+	.venv/bin/mypy
+
+test: lint
+	.venv/bin/pytest
+
+clean:
+	rm -rf $(TOOLS) .venv .pytest_cache .mypy_cache .ruff_cache segvalue-output

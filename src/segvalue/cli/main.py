@@ -1,0 +1,296 @@
+"""The ``segvalue`` command line: parse, call the pipeline or library, format.
+
+Library errors become exit codes in one place (:func:`run`): 0 ok, 2 a user error with one
+clear message and no traceback, 1 a bug.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from segvalue import __version__
+from segvalue.errors import ConfigError, SegvalueError
+
+app = typer.Typer(
+    name="segvalue",
+    help="Customer segments, lifetime value and ROI-maximising action.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+@contextmanager
+def _progress(enabled: bool = True) -> Iterator[Any]:
+    """A Rich progress bar on stderr, fed by the pipeline's progress callback."""
+    if not enabled or not err.is_terminal:
+        yield None
+        return
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    task = bar.add_task("starting", total=1)
+
+    def update(description: str, index: int, total: int) -> None:
+        bar.update(task, description=description, completed=index, total=total)
+
+    with bar:
+        yield update
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"segvalue {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """Customer segments, lifetime value and ROI-maximising action."""
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the example.")] = Path(
+        "segvalue.yaml"
+    ),
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented example segvalue.yaml."""
+    from segvalue.pipeline import write_config_template
+
+    write_config_template(path, force=force)
+    out.print(f"wrote {path}: edit sources and columns, then run `segvalue validate -c {path}`")
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(help="Number of customers to generate.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 42,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for the demo data, config and outputs.")
+    ] = Path("segvalue-demo"),
+    dataset: Annotated[str, typer.Option(help="demo (generated retailer) or cdnow.")] = "demo",
+    json_output: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
+) -> None:
+    """Run the main job on built-in demo data: generate, validate, compute features."""
+    from segvalue.pipeline import run_demo
+
+    with _progress(not json_output) as progress:
+        result, config_path = run_demo(
+            dataset=dataset, n_customers=customers, seed=seed, out_dir=out_dir, progress=progress
+        )
+    if json_output:
+        out.print_json(json.dumps(result.summary(), default=str))
+        return
+    _print_report(result.report.to_dict())
+    _print_features(result.features)
+    out.print(f"\n[bold]config[/]  {config_path}")
+    for name, path in result.outputs.items():
+        out.print(f"[bold]{name}[/]  {path}")
+    out.print(f"try: segvalue validate -c {config_path}")
+
+
+@app.command()
+def validate(
+    config: Annotated[Path, typer.Option("-c", "--config", help="Path to segvalue.yaml.")],
+    strict: Annotated[bool, typer.Option(help="Fail on any rejected row.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    rejects: Annotated[
+        Path | None, typer.Option(help="Also write the rejected rows (.csv or .parquet).")
+    ] = None,
+) -> None:
+    """Read and validate every source; report rejects, freshness and warnings."""
+    from segvalue.pipeline import validate_config
+
+    with _progress(not json_output) as progress:
+        report = validate_config(config, strict=strict, rejects_path=rejects, progress=progress)
+    if json_output:
+        out.print_json(json.dumps(report.to_dict(), default=str))
+    else:
+        _print_report(report.to_dict())
+
+
+@app.command()
+def rfm(
+    orders: Annotated[Path, typer.Argument(help="Orders file (CSV/text or Parquet).")],
+    customer_col: Annotated[str, typer.Option(help="Customer id column.")],
+    date_col: Annotated[str, typer.Option(help="Order date / timestamp column.")],
+    amount_col: Annotated[str, typer.Option(help="Order amount column.")],
+    as_of: Annotated[
+        str | None, typer.Option(help="Observation end YYYY-MM-DD (default: last order).")
+    ] = None,
+    time_unit: Annotated[str, typer.Option(help="day, week or month.")] = "week",
+    granularity: Annotated[
+        str, typer.Option(help="day: merge same-day purchases; unit: merge per time unit.")
+    ] = "day",
+    delimiter: Annotated[str, typer.Option(help="',', ';', 'tab', '|' or 'whitespace'.")] = ",",
+    decimal: Annotated[str, typer.Option(help="Decimal mark: '.' or ','.")] = ".",
+    header: Annotated[bool, typer.Option(help="The file has a header line.")] = True,
+    date_format: Annotated[str | None, typer.Option(help="e.g. %d/%m/%Y.")] = None,
+    strict: Annotated[bool, typer.Option(help="Fail on any rejected row.")] = False,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write features to .csv or .parquet.")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Frequency, recency, T and monetary value per customer from an orders file."""
+    from segvalue.pipeline import rfm_from_file
+
+    result = rfm_from_file(
+        orders,
+        customer_col=customer_col,
+        date_col=date_col,
+        amount_col=amount_col,
+        as_of=_parse_date(as_of, "--as-of"),
+        time_unit=time_unit,
+        granularity=granularity,
+        delimiter=delimiter,
+        decimal=decimal,
+        header=header,
+        date_format=date_format,
+        strict=strict,
+        out_file=out_file,
+    )
+    if json_output:
+        out.print_json(json.dumps(result, default=str))
+        return
+    _print_report(result["report"])
+    stats = Table(title=f"RFM summary ({result['time_unit']}s, as of {result['as_of']})")
+    for column in ("customers", "total_repeat_purchases", "repeat_customers"):
+        stats.add_column(column.replace("_", " "), justify="right")
+    stats.add_row(
+        *(f"{result[c]:,}" for c in ("customers", "total_repeat_purchases", "repeat_customers"))
+    )
+    out.print(stats)
+    if out_file is not None:
+        out.print(f"features written to {out_file}")
+    else:
+        _print_rows(result["customers"][:10], title="first customers")
+
+
+def _parse_date(value: str | None, option: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{option} {value!r} is not a date", fix="use YYYY-MM-DD") from None
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    table = Table(title=f"Input (as of {report['as_of']}, loaded {report['loaded_at']})")
+    for column in ("table", "source", "read", "accepted", "rejected", "lookback", "latest event"):
+        table.add_column(column, justify="left" if column in ("table", "source") else "right")
+    for t in report["tables"].values():
+        table.add_row(
+            t["table"],
+            t["source"],
+            f"{t['rows_read']:,}",
+            f"{t['rows_accepted']:,}",
+            f"{t['rows_rejected']:,}",
+            f"{t['dropped_by_lookback']:,}",
+            str(t["latest_event"] or "-"),
+        )
+    out.print(table)
+    for t in report["tables"].values():
+        for rule, n in t["rejected_by_rule"].items():
+            out.print(f"  [yellow]rejected[/] {t['source']}: {n:,} rows ({rule})")
+        if t["returns"]:
+            out.print(
+                f"  returns in {t['source']}: {t['returns']:,} rows, "
+                f"{t['returns_amount']:,.2f} netted against their customers"
+            )
+        if t.get("zero_amounts"):
+            out.print(f"  zero-amount orders kept as purchases: {t['zero_amounts']:,}")
+        if t["dropped_by_lookback"]:
+            out.print(
+                f"  lookback: {t['dropped_by_lookback']:,} rows of {t['table']} before "
+                f"{report['lookback_start']} left out"
+            )
+    for warning in report["warnings"]:
+        out.print(f"[yellow]warning:[/] {warning}")
+
+
+def _print_features(features: Any) -> None:
+    import pyarrow.compute as pc
+
+    table = Table(title=f"Customer features ({features.num_rows:,} customers)")
+    for column in ("feature", "mean", "median", "max"):
+        table.add_column(column, justify="left" if column == "feature" else "right")
+    for name in ("frequency", "recency", "T", "monetary_value", "revenue", "return_rate"):
+        if name not in features.column_names:
+            continue
+        col = features.column(name)
+        quantile = pc.quantile(col, q=0.5)[0].as_py()
+        table.add_row(
+            name,
+            f"{pc.mean(col).as_py() or 0:,.2f}",
+            f"{quantile or 0:,.2f}",
+            f"{pc.max(col).as_py() or 0:,.2f}",
+        )
+    out.print(table)
+
+
+def _print_rows(rows: list[dict[str, Any]], *, title: str) -> None:
+    if not rows:
+        return
+    table = Table(title=title)
+    for column in rows[0]:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
+    out.print(table)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """Run the command line and return its exit code (library errors -> 2, no traceback).
+
+    Parameters
+    ----------
+    argv
+        Arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 ok, 2 a user error, 1 a bug (the traceback is shown then).
+    """
+    try:
+        app(args=argv, prog_name="segvalue")
+    except SegvalueError as exc:
+        err.print(f"[bold red]error:[/] {exc.message}", highlight=False, markup=True)
+        if exc.fix:
+            err.print(f"[bold]fix:[/] {exc.fix}", highlight=False)
+        return 2
+    except SystemExit as exc:  # click exits after --help and usage errors (code 2)
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 0
+
+
+def run() -> None:
+    """Console entry point."""
+    sys.exit(cli())

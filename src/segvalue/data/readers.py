@@ -1,0 +1,376 @@
+"""Connections and readers: the only code that opens files or databases.
+
+Every source becomes an Ibis table *in the engine* with logical column names and a
+``_row`` column (the line number in a text file, else the 1-based row in scan order) so
+that every rejected value can be traced back to where it came from.
+"""
+
+from __future__ import annotations
+
+import difflib
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+from ibis.backends import BaseBackend
+
+from segvalue.config import Config, SourceConfig
+from segvalue.data.contract import CONTRACT
+from segvalue.errors import ConfigError, DataValidationError, MissingDependencyError
+
+__all__ = ["RawSource", "connect", "read_file", "read_source", "temp_name"]
+
+_EXTRAS = {
+    "postgres": "postgres",
+    "postgresql": "postgres",
+    "pyspark": "spark",
+    "polars": "polars",
+}
+
+
+def connect(target: str | Any = "duckdb://") -> BaseBackend:
+    """Open the engine: an Ibis connection URL, an Ibis backend, or a Spark session.
+
+    Parameters
+    ----------
+    target
+        ``"duckdb://"`` (in memory), ``"duckdb:///path.duckdb"``, ``"postgres://..."``,
+        an existing Ibis backend, or a ``pyspark.sql.SparkSession``.
+
+    Returns
+    -------
+    ibis.backends.BaseBackend
+
+    Raises
+    ------
+    MissingDependencyError
+        When the backend's extra is not installed, naming the pip command.
+    ConfigError
+        When the URL cannot be understood or the server cannot be reached.
+
+    Examples
+    --------
+    >>> connect("duckdb://").name
+    'duckdb'
+    """
+    if isinstance(target, BaseBackend):
+        return target
+    if type(target).__name__ == "SparkSession":
+        try:
+            return ibis.pyspark.connect(target)
+        except ImportError as exc:
+            raise _missing("spark", exc) from None
+    url = str(target)
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if not scheme:
+        raise ConfigError(
+            f"engine URL {url!r} has no scheme", fix="use e.g. duckdb:// or postgres://host/db"
+        )
+    try:
+        return ibis.connect(url)
+    except ImportError as exc:
+        raise _missing(_EXTRAS.get(scheme, scheme), exc) from None
+    except Exception as exc:  # driver errors differ by backend: report them as config errors
+        raise ConfigError(
+            f"cannot connect to {_redact(url)}: {_first_line(exc)}",
+            fix="check the URL, credentials and that the server is running",
+        ) from None
+
+
+def _missing(extra: str, exc: ImportError) -> MissingDependencyError:
+    return MissingDependencyError(
+        f"this backend needs the optional dependency '{extra}' ({exc.name or exc})",
+        fix=f"pip install 'segvalue[{extra}]'",
+    )
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a connection URL before it reaches a message or a log."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+    return url
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def temp_name(prefix: str) -> str:
+    """A unique name for a temporary table in the engine."""
+    return f"_sv_{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+@dataclass(frozen=True)
+class RawSource:
+    """A source table in the engine, with logical column names and ``_row``.
+
+    Attributes
+    ----------
+    name
+        Logical table name (``orders``, ...).
+    table
+        The Ibis table; values may still be text.
+    label
+        Human name of the input for messages (a file path or ``url#table``).
+    row_word
+        ``"line"`` for text files (``_row`` is the line number), else ``"row"``.
+    decimal, date_format
+        Parsing options carried to validation.
+    """
+
+    name: str
+    table: ir.Table
+    label: str
+    row_word: str
+    decimal: str = "."
+    date_format: str | None = None
+
+
+def read_file(
+    con: BaseBackend, path: Path, source: SourceConfig, *, label: str | None = None
+) -> tuple[ir.Table, str]:
+    """Read a CSV / text, Parquet or DuckDB file into the engine, with ``_row``.
+
+    Parameters
+    ----------
+    con
+        A DuckDB Ibis connection (files are read by DuckDB).
+    path
+        The file.
+    source
+        Its source configuration (format, CSV options, table).
+    label
+        Name used in error messages (default: the path).
+
+    Returns
+    -------
+    (table, row_word)
+        The table materialised in ``con`` and ``"line"`` or ``"row"``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, ibis
+    >>> from segvalue.config import SourceConfig
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "o.csv"
+    >>> _ = p.write_text("id;amount\\n1;2,5\\n")
+    >>> src = SourceConfig(path=str(p), csv={"delimiter": ";", "decimal": ","})
+    >>> t, word = read_file(ibis.duckdb.connect(), p, src)
+    >>> t.to_pyarrow().to_pylist(), word
+    ([{'id': '1', 'amount': '2,5', '_row': 2}], 'line')
+    """
+    label = label or str(path)
+    if not path.exists():
+        raise DataValidationError(
+            f"{label}: file not found", fix="check the path in segvalue.yaml (relative to it)"
+        )
+    fmt = source.resolved_format
+    try:
+        if fmt == "parquet":
+            table = con.read_parquet(str(path))
+            expr, word = table.mutate(_row=ibis.row_number() + 1), "row"
+        elif fmt == "duckdb":
+            expr, word = _duckdb_file_table(con, path, source), "row"
+        else:
+            expr, word = _read_text(con, path, source), "line"
+        return _materialise(con, expr, "raw"), word
+    except (DataValidationError, ConfigError):
+        raise
+    except Exception as exc:  # DuckDB reader errors carry the line; keep them
+        raise DataValidationError(
+            f"{label}: cannot be read as {fmt or 'csv'}: {_first_line(exc)}",
+            fix=_read_fix(source, exc),
+        ) from None
+
+
+def _read_fix(source: SourceConfig, exc: BaseException) -> str:
+    text = str(exc).lower()
+    if "unicode" in text or "utf" in text:
+        return "set csv.encoding (utf-8, utf-16 or latin-1) to the file's encoding"
+    if "column" in text and source.resolved_format == "csv":
+        return "check csv.delimiter, csv.quote and csv.header, or fix the ragged line"
+    return "check the file format and the source's options in segvalue.yaml"
+
+
+def _read_text(con: BaseBackend, path: Path, source: SourceConfig) -> ir.Table:
+    opts = source.csv
+    offset = 2 if opts.header else 1
+    if opts.delimiter == "whitespace":
+        return _read_whitespace(con, path, source, offset)
+    table = con.read_csv(
+        str(path),
+        table_name=temp_name("csv"),
+        all_varchar=True,
+        delim=opts.delimiter,
+        header=opts.header,
+        quote=opts.quote,
+        encoding=opts.encoding,
+        auto_detect=True,
+        null_padding=False,
+        strict_mode=True,
+    )
+    if not opts.header:
+        table = table.rename({f"column{i}": c for i, c in enumerate(table.columns)})
+    return table.mutate(_row=ibis.row_number() + offset)
+
+
+def _read_whitespace(con: BaseBackend, path: Path, source: SourceConfig, offset: int) -> ir.Table:
+    """Fields separated by runs of blanks (fixed-width exports such as CDNOW's)."""
+    lines = con.read_csv(
+        str(path),
+        table_name=temp_name("txt"),
+        columns={"line": "VARCHAR"},
+        delim="\x1f",
+        quote="",
+        escape="",
+        header=False,
+        auto_detect=False,
+        encoding=source.csv.encoding,
+    )
+    lines = lines.mutate(_row=ibis.row_number() + 1).filter(lines.line.strip() != "")
+    parts = lines.line.strip().re_split(r"\s+")
+    width = int(lines.aggregate(n=parts.length().max()).to_pyarrow()["n"][0].as_py() or 0)
+    if source.csv.header:
+        first = lines.order_by("_row").limit(1).to_pyarrow()["line"][0].as_py() or ""
+        names = first.split()
+        body = lines.filter(lines._row > 1)
+    else:
+        names = [f"column{i}" for i in range(width)]
+        body = lines
+    fields = body.line.strip().re_split(r"\s+")
+    return body.select(*(fields[i].name(n) for i, n in enumerate(names)), _row=body._row)
+
+
+def _duckdb_file_table(con: BaseBackend, path: Path, source: SourceConfig) -> ir.Table:
+    other = ibis.duckdb.connect(str(path), read_only=True)
+    name = source.table or ""
+    if name not in other.list_tables():
+        tables = other.list_tables()
+        raise DataValidationError(
+            f"{path}: no table {name!r}{_suggest(name, tables)}; tables: {', '.join(tables)}",
+            fix="set the source's 'table' to one of those",
+        )
+    data = other.table(name).to_pyarrow()
+    other.disconnect()
+    return ibis.memtable(data).mutate(_row=ibis.row_number() + 1)
+
+
+def _materialise(con: BaseBackend, expr: ir.Table, prefix: str) -> ir.Table:
+    return con.create_table(temp_name(prefix), expr, temp=True)
+
+
+def _suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _read_database(con: BaseBackend, source: SourceConfig, engine_url: str) -> ir.Table:
+    same_engine = source.url == engine_url
+    other = con if same_engine else connect(source.url)
+    name = source.table or ""
+    tables = other.list_tables()
+    if name not in tables:
+        raise DataValidationError(
+            f"{_redact(source.url or '')}: no table {name!r}{_suggest(name, tables)}",
+            fix="set the source's 'table' to an existing table",
+        )
+    table = other.table(name)
+    if not same_engine:
+        # A database other than the engine: bring the rows over as Arrow.
+        table = ibis.memtable(table.to_pyarrow())
+    return _materialise(con, table.mutate(_row=ibis.row_number() + 1), "db")
+
+
+def read_source(con: BaseBackend, name: str, config: Config) -> RawSource:
+    """Read one configured source into the engine and map its columns to logical names.
+
+    Parameters
+    ----------
+    con
+        The engine (DuckDB for file sources).
+    name
+        Logical table name, a key of ``config.sources``.
+    config
+        The validated configuration.
+
+    Returns
+    -------
+    RawSource
+
+    Raises
+    ------
+    DataValidationError
+        When the input is missing, unreadable, or lacks a required column (the message
+        names the column, suggests the closest existing one, and says how to map it).
+    ConfigError
+        When a column mapping names a logical column the contract does not know.
+    """
+    source = config.sources[name]
+    if source.path is not None:
+        path = config.source_path(name)
+        label = source.path
+        table, word = read_file(con, path, source, label=label)
+    else:
+        label = f"{_redact(source.url or '')}#{source.table}"
+        table, word = _read_database(con, source, config.engine.url), "row"
+    mapped = map_columns(table, name, source, label)
+    return RawSource(name, mapped, label, word, source.csv.decimal, source.date_format)
+
+
+def map_columns(table: ir.Table, name: str, source: SourceConfig, label: str) -> ir.Table:
+    """Rename source columns to logical names and check that required ones exist.
+
+    Examples
+    --------
+    >>> import ibis
+    >>> from segvalue.config import SourceConfig
+    >>> t = ibis.memtable({"cid": ["a"], "_row": [2]})
+    >>> src = SourceConfig(path="c.csv", columns={"customer_id": "cid"})
+    >>> map_columns(t, "customers", src, "c.csv").columns
+    ('customer_id', '_row')
+    """
+    spec = CONTRACT[name]
+    present = [c for c in table.columns if c != "_row"]
+    for logical in source.columns:
+        if spec.column(logical) is None and name != "customers":
+            known = [c.name for c in spec.columns]
+            raise ConfigError(
+                f"sources.{name}.columns.{logical}: {name} has no logical column {logical!r}"
+                f"{_suggest(logical, known)}",
+                fix=f"map one of: {', '.join(known)}",
+            )
+    renames: dict[str, str] = {}
+    surrogates: dict[str, ir.Value] = {}
+    for logical, column in source.columns.items():
+        if column == "_row":
+            # No id in the source (e.g. a transaction log): the line number serves.
+            surrogates[logical] = table._row.cast("string")
+            continue
+        if column not in present:
+            raise DataValidationError(
+                f"{label}: column {column!r} (mapped to {name}.{logical}) not found"
+                f"{_suggest(column, present)}; columns present: {', '.join(present)}",
+                fix=f"correct sources.{name}.columns.{logical} in segvalue.yaml",
+            )
+        renames[logical] = column
+    for column in spec.required:
+        if column not in renames and column not in surrogates and column not in present:
+            raise DataValidationError(
+                f"{label}: required column {column!r} of table {name} not found"
+                f"{_suggest(column, present)}; columns present: {', '.join(present)}",
+                fix=f"map it in segvalue.yaml: sources.{name}.columns.{column}: <your column>"
+                + (" (or _row to use the line number)" if column == "order_id" else ""),
+            )
+    # A source column that already bears a mapped logical name is shadowed by the mapping.
+    shadowed = [c for c in [*renames, *surrogates] if c in present and c not in renames.values()]
+    if shadowed:
+        table = table.drop(*shadowed)
+    if renames:
+        table = table.rename(renames)
+    return table.mutate(**surrogates) if surrogates else table

@@ -1,0 +1,62 @@
+"""The one place where engine results become Arrow tables or numpy arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import ibis.expr.types as ir
+import numpy as np
+import pyarrow as pa
+
+__all__ = ["distinct_values", "to_arrow", "to_numpy"]
+
+
+def to_arrow(expr: ir.Table) -> pa.Table:
+    """Execute a table expression in its engine and return an Arrow table.
+
+    Examples
+    --------
+    >>> import ibis
+    >>> to_arrow(ibis.memtable({"a": [1, 2]})).num_rows
+    2
+    """
+    return expr.to_pyarrow()
+
+
+def to_numpy(
+    expr: ir.Table, columns: Sequence[str] | None = None
+) -> dict[str, np.ndarray[Any, Any]]:
+    """Execute a table expression and return its columns as numpy arrays (nulls as NaN).
+
+    Examples
+    --------
+    >>> import ibis
+    >>> to_numpy(ibis.memtable({"a": [1, None]}))["a"]
+    array([ 1., nan])
+    """
+    table = to_arrow(expr.select(*columns) if columns else expr)
+    out: dict[str, np.ndarray[Any, Any]] = {}
+    for name in table.column_names:
+        column = table.column(name)
+        if column.null_count and (
+            pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+        ):
+            column = column.cast(pa.float64())
+        out[name] = column.to_numpy(zero_copy_only=False)
+    return out
+
+
+def distinct_values(column: ir.Column, *, limit: int = 1000) -> list[Any]:
+    """Sorted distinct non-null values of a column (at most ``limit``).
+
+    Examples
+    --------
+    >>> import ibis
+    >>> distinct_values(ibis.memtable({"c": ["b", "a", "b", None]}).c)
+    ['a', 'b']
+    """
+    table = column.name("v").as_table()
+    values = table.filter(table.v.notnull()).distinct()
+    rows = values.order_by("v").limit(limit).to_pyarrow().column("v").to_pylist()
+    return list(rows)
