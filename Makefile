@@ -9,14 +9,14 @@ UV := $(TOOLS)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: demo test sync lint bench clean
+.PHONY: demo test sync lint services bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 sync: $(UV)
-	$(UV) sync --locked --python $(PYTHON)
+	$(UV) sync --locked --extra postgres --python $(PYTHON)
 
 demo: sync
 	.venv/bin/segvalue demo
@@ -26,7 +26,13 @@ lint: sync
 	.venv/bin/ruff format --check src tests bench
 	.venv/bin/mypy
 
-test: lint
+# The tests start a real PostgreSQL server on a free loopback port; install the server
+# binaries from Debian's packages when the machine lacks them.
+services:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+test: lint services
 	.venv/bin/pytest
 
 clean:

@@ -50,7 +50,9 @@ def _table(rows: list[dict[str, Any]]) -> pa.Table:
     )
 
 
-def _oracle(rows: list[dict[str, Any]], unit_days: float) -> dict[str, tuple[int, float, float, float]]:
+def _oracle(
+    rows: list[dict[str, Any]], unit_days: float
+) -> dict[str, tuple[int, float, float, float]]:
     """Straight from the definitions: same-day purchases merged, first one excluded."""
     days: dict[str, dict[dt.date, float]] = defaultdict(lambda: defaultdict(float))
     for r in rows:

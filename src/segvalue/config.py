@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from segvalue.errors import ConfigError
+from segvalue.errors import ConfigError, SegvalueError
 from segvalue.units import TimeUnit, parse_time_unit
 
 __all__ = [
@@ -225,8 +225,12 @@ def _format_validation_error(exc: ValidationError, source: str) -> ConfigError:
         fix = f"add '{loc[-1]}' (see `segvalue init` for a commented example)"
     else:
         text = str(first["msg"]).removeprefix("Value error, ")
-        message = f"{source}: key '{key}': {text} (got {first.get('input')!r})"
         fix = "correct the value (see `segvalue init` for a commented example)"
+        cause = first.get("ctx", {}).get("error")
+        if isinstance(cause, SegvalueError):
+            # Our own validators already say what is wrong and how to fix it.
+            text, fix = cause.message, cause.fix or fix
+        message = f"{source}: key '{key}': {text} (got {first.get('input')!r})"
     more = len(exc.errors()) - 1
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''})"
@@ -274,6 +278,20 @@ def parse_config(data: Any, *, base_dir: Path | None = None, source: str = "conf
         raise ConfigError(f"{source}: {exc.message}", fix=exc.fix) from None
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """A safe loader that keeps dates as text.
+
+    PyYAML turns ``2024-02-30`` into a date itself and fails without naming the key;
+    as text, the value reaches pydantic, whose error names the key.
+    """
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate ``segvalue.yaml``.
 
@@ -305,7 +323,7 @@ def load_config(path: str | Path) -> Config:
             f"config file {str(path)!r} not found", fix="check the path or run `segvalue init`"
         )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YamlLoader)  # a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

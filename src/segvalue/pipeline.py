@@ -383,12 +383,12 @@ def run_demo(
         sources = {
             "orders": {
                 "path": str(path.relative_to(out)),
-                "csv": {"delimiter": "whitespace", "header": False},
+                "csv": {"delimiter": "whitespace", "header": True},
                 "columns": {
                     "order_id": "_row",
-                    "customer_id": "column1",
-                    "order_ts": "column2",
-                    "amount": "column4",
+                    "customer_id": "customer_id",
+                    "order_ts": "date",
+                    "amount": "dollar_value",
                 },
             }
         }

@@ -18,7 +18,7 @@ import ibis.expr.types as ir
 from segvalue.data.contract import Kind
 from segvalue.errors import ConfigError
 
-__all__ = ["AUTO_DATE_FORMATS", "parse_column", "target_dtype"]
+__all__ = ["AUTO_DATE_FORMATS", "check_date_format", "parse_column", "target_dtype"]
 
 # Formats tried, in order, when the user gives no date_format. Day-first vs month-first
 # (01/02/2024) is ambiguous, so neither is guessed: it must be configured.
@@ -57,6 +57,26 @@ def target_dtype(kind: Kind) -> dt.DataType:
     'float64'
     """
     return _TARGETS[kind]
+
+
+def check_date_format(fmt: str) -> None:
+    """Check that a ``date_format`` can be parsed, before any data are read.
+
+    Raises
+    ------
+    ConfigError
+        Naming the unsupported directive, or the missing %Y, %m or %d.
+
+    Examples
+    --------
+    >>> check_date_format("%d/%m/%Y")
+    >>> try:
+    ...     check_date_format("%d %b %Y")
+    ... except ConfigError as exc:
+    ...     print(exc.message)
+    date_format '%d %b %Y': directive %b is not supported
+    """
+    _format_regex(fmt)
 
 
 def _format_regex(fmt: str) -> tuple[str, list[str]]:

@@ -7,7 +7,10 @@ that every rejected value can be traced back to where it came from.
 
 from __future__ import annotations
 
+import csv
 import difflib
+import gzip
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +20,9 @@ import ibis
 import ibis.expr.types as ir
 from ibis.backends import BaseBackend
 
-from segvalue.config import Config, SourceConfig
+from segvalue.config import Config, CsvOptions, SourceConfig
 from segvalue.data.contract import CONTRACT
+from segvalue.data.parse import check_date_format
 from segvalue.errors import ConfigError, DataValidationError, MissingDependencyError
 
 __all__ = ["RawSource", "connect", "read_file", "read_source", "temp_name"]
@@ -62,7 +66,7 @@ def connect(target: str | Any = "duckdb://") -> BaseBackend:
         try:
             return ibis.pyspark.connect(target)
         except ImportError as exc:
-            raise _missing("spark", exc) from None
+            raise _missing("pyspark", exc) from None
     url = str(target)
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if not scheme:
@@ -72,7 +76,7 @@ def connect(target: str | Any = "duckdb://") -> BaseBackend:
     try:
         return ibis.connect(url)
     except ImportError as exc:
-        raise _missing(_EXTRAS.get(scheme, scheme), exc) from None
+        raise _missing(scheme, exc) from None
     except Exception as exc:  # driver errors differ by backend: report them as config errors
         raise ConfigError(
             f"cannot connect to {_redact(url)}: {_first_line(exc)}",
@@ -80,10 +84,13 @@ def connect(target: str | Any = "duckdb://") -> BaseBackend:
         ) from None
 
 
-def _missing(extra: str, exc: ImportError) -> MissingDependencyError:
+def _missing(scheme: str, exc: ImportError) -> MissingDependencyError:
+    # Backends segvalue supports have an extra; any other Ibis backend installs through Ibis.
+    extra = _EXTRAS.get(scheme)
+    package = f"segvalue[{extra}]" if extra else f"ibis-framework[{scheme}]"
     return MissingDependencyError(
-        f"this backend needs the optional dependency '{extra}' ({exc.name or exc})",
-        fix=f"pip install 'segvalue[{extra}]'",
+        f"the {scheme} backend is not installed ({exc.name or _first_line(exc)})",
+        fix=f"pip install '{package}'",
     )
 
 
@@ -178,45 +185,104 @@ def read_file(
         elif fmt == "duckdb":
             expr, word = _duckdb_file_table(con, path, source), "row"
         else:
-            expr, word = _read_text(con, path, source), "line"
+            expr, word = _read_text(con, path, source, label), "line"
         return _materialise(con, expr, "raw"), word
     except (DataValidationError, ConfigError):
         raise
     except Exception as exc:  # DuckDB reader errors carry the line; keep them
         raise DataValidationError(
-            f"{label}: cannot be read as {fmt or 'csv'}: {_first_line(exc)}",
+            f"{label}: cannot be read as {fmt or 'csv'}: {_read_problem(exc)}",
             fix=_read_fix(source, exc),
         ) from None
 
 
+_CSV_ERROR_LINE = re.compile(r"CSV Error on Line: (\d+)")
+
+
+def _read_problem(exc: BaseException) -> str:
+    """The line number and the reason of a CSV reader error, else its first line."""
+    text = str(exc)
+    match = _CSV_ERROR_LINE.search(text)
+    if match is None:
+        return _first_line(exc)
+    # DuckDB lists the offending line, then the reason, then possible fixes.
+    details = [line.strip() for line in text[match.end() :].splitlines() if line.strip()]
+    reason = next((d for d in details if not d.startswith(("Original Line", "Possible"))), "")
+    return f"line {match.group(1)}: {reason}".rstrip(": ")
+
+
 def _read_fix(source: SourceConfig, exc: BaseException) -> str:
-    text = str(exc).lower()
-    if "unicode" in text or "utf" in text:
+    problem = _read_problem(exc).lower()
+    if "unicode" in problem or "encod" in problem:
         return "set csv.encoding (utf-8, utf-16 or latin-1) to the file's encoding"
-    if "column" in text and source.resolved_format == "csv":
-        return "check csv.delimiter, csv.quote and csv.header, or fix the ragged line"
+    if "number of columns" in problem and source.resolved_format == "csv":
+        return (
+            "fix the ragged line (every line needs as many fields as the header), "
+            "or check csv.delimiter and csv.quote"
+        )
     return "check the file format and the source's options in segvalue.yaml"
 
 
-def _read_text(con: BaseBackend, path: Path, source: SourceConfig) -> ir.Table:
+def _first_record(path: Path, opts: CsvOptions) -> list[str] | None:
+    """The first record of a delimited file (None if the file is empty).
+
+    Undecodable bytes are replaced here: the engine's reader reports them with their line.
+    """
+    opener: Any = gzip.open if path.suffix.lower() == ".gz" else open
+    encoding = "utf-8-sig" if opts.encoding == "utf-8" else opts.encoding
+    with opener(path, "rt", encoding=encoding, errors="replace", newline="") as handle:
+        if opts.quote:
+            reader = csv.reader(handle, delimiter=opts.delimiter, quotechar=opts.quote)
+        else:
+            reader = csv.reader(handle, delimiter=opts.delimiter, quoting=csv.QUOTE_NONE)
+        return next(reader, None)
+
+
+def _column_names(record: list[str], header: bool) -> list[str]:
+    """Unique column names from the header record (``column<i>`` without a header)."""
+    names: list[str] = []
+    for i, value in enumerate(record):
+        name = value.strip() if header and value.strip() else f"column{i}"
+        base, n = name, 0
+        while name in names:
+            n += 1
+            name = f"{base}_{n}"
+        names.append(name)
+    return names
+
+
+def _read_text(con: BaseBackend, path: Path, source: SourceConfig, label: str) -> ir.Table:
     opts = source.csv
     offset = 2 if opts.header else 1
     if opts.delimiter == "whitespace":
         return _read_whitespace(con, path, source, offset)
+    record = _first_record(path, opts)
+    if record is None:
+        raise DataValidationError(
+            f"{label}: the file is empty", fix="point the source at a file with a header and rows"
+        )
+    if not any(value.strip() for value in record):
+        raise DataValidationError(
+            f"{label}: line 1 is blank",
+            fix="remove the blank line(s) at the top: line 1 must be the header (or data)",
+        )
+    # The columns come from line 1, not from DuckDB's sniffer: sniffing may skip leading
+    # lines or fail on a ragged line without naming it; explicit columns make the reader
+    # report the exact line whose field count differs.
+    columns = {name: "VARCHAR" for name in _column_names(record, opts.header)}
     table = con.read_csv(
         str(path),
         table_name=temp_name("csv"),
-        all_varchar=True,
+        columns=columns,
         delim=opts.delimiter,
         header=opts.header,
         quote=opts.quote,
         encoding=opts.encoding,
-        auto_detect=True,
+        auto_detect=False,
+        skip=0,
         null_padding=False,
         strict_mode=True,
     )
-    if not opts.header:
-        table = table.rename({f"column{i}": c for i, c in enumerate(table.columns)})
     return table.mutate(_row=ibis.row_number() + offset)
 
 
@@ -233,8 +299,10 @@ def _read_whitespace(con: BaseBackend, path: Path, source: SourceConfig, offset:
         auto_detect=False,
         encoding=source.csv.encoding,
     )
-    lines = lines.mutate(_row=ibis.row_number() + 1).filter(lines.line.strip() != "")
-    parts = lines.line.strip().re_split(r"\s+")
+    # Trim with a regex: it also removes carriage returns of files written on Windows.
+    lines = lines.mutate(_row=ibis.row_number() + 1, line=lines.line.re_replace(r"^\s+|\s+$", ""))
+    lines = lines.filter(lines.line != "")
+    parts = lines.line.re_split(r"\s+")
     width = int(lines.aggregate(n=parts.length().max()).to_pyarrow()["n"][0].as_py() or 0)
     if source.csv.header:
         first = lines.order_by("_row").limit(1).to_pyarrow()["line"][0].as_py() or ""
@@ -243,21 +311,23 @@ def _read_whitespace(con: BaseBackend, path: Path, source: SourceConfig, offset:
     else:
         names = [f"column{i}" for i in range(width)]
         body = lines
-    fields = body.line.strip().re_split(r"\s+")
+    fields = body.line.re_split(r"\s+")
     return body.select(*(fields[i].name(n) for i, n in enumerate(names)), _row=body._row)
 
 
 def _duckdb_file_table(con: BaseBackend, path: Path, source: SourceConfig) -> ir.Table:
     other = ibis.duckdb.connect(str(path), read_only=True)
     name = source.table or ""
-    if name not in other.list_tables():
+    try:
         tables = other.list_tables()
-        raise DataValidationError(
-            f"{path}: no table {name!r}{_suggest(name, tables)}; tables: {', '.join(tables)}",
-            fix="set the source's 'table' to one of those",
-        )
-    data = other.table(name).to_pyarrow()
-    other.disconnect()
+        if name not in tables:
+            raise DataValidationError(
+                f"{path}: no table {name!r}{_suggest(name, tables)}; tables: {', '.join(tables)}",
+                fix="set the source's 'table' to one of those",
+            )
+        data = other.table(name).to_pyarrow()
+    finally:
+        other.disconnect()
     return ibis.memtable(data).mutate(_row=ibis.row_number() + 1)
 
 
@@ -284,6 +354,7 @@ def _read_database(con: BaseBackend, source: SourceConfig, engine_url: str) -> i
     if not same_engine:
         # A database other than the engine: bring the rows over as Arrow.
         table = ibis.memtable(table.to_pyarrow())
+        other.disconnect()
     return _materialise(con, table.mutate(_row=ibis.row_number() + 1), "db")
 
 
@@ -312,6 +383,11 @@ def read_source(con: BaseBackend, name: str, config: Config) -> RawSource:
         When a column mapping names a logical column the contract does not know.
     """
     source = config.sources[name]
+    if source.date_format is not None:
+        try:
+            check_date_format(source.date_format)
+        except ConfigError as exc:
+            raise ConfigError(f"sources.{name}.{exc.message}", fix=exc.fix) from None
     if source.path is not None:
         path = config.source_path(name)
         label = source.path
@@ -321,6 +397,14 @@ def read_source(con: BaseBackend, name: str, config: Config) -> RawSource:
         table, word = _read_database(con, source, config.engine.url), "row"
     mapped = map_columns(table, name, source, label)
     return RawSource(name, mapped, label, word, source.csv.decimal, source.date_format)
+
+
+def _required_fix(name: str, column: str, present: list[str]) -> str:
+    if len(present) == 1 and any(mark in present[0] for mark in ",;\t|"):
+        # The whole header came out as one column: the file uses another delimiter.
+        return f"set sources.{name}.csv.delimiter to the file's delimiter"
+    fix = f"map it in segvalue.yaml: sources.{name}.columns.{column}: <your column>"
+    return fix + (" (or _row to use the line number)" if column == "order_id" else "")
 
 
 def map_columns(table: ir.Table, name: str, source: SourceConfig, label: str) -> ir.Table:
@@ -360,12 +444,23 @@ def map_columns(table: ir.Table, name: str, source: SourceConfig, label: str) ->
             )
         renames[logical] = column
     for column in spec.required:
-        if column not in renames and column not in surrogates and column not in present:
+        if column in renames or column in surrogates:
+            continue
+        if column in renames.values():
+            # The source has the column, but the mapping renames it to another name.
+            other = next(
+                logical for logical, source_column in renames.items() if source_column == column
+            )
+            raise DataValidationError(
+                f"{label}: column {column!r} is mapped to {name}.{other}"
+                f"{_suggest(other, [column])}, so required column {column!r} is missing",
+                fix=f"correct sources.{name}.columns.{other} in segvalue.yaml",
+            )
+        if column not in present:
             raise DataValidationError(
                 f"{label}: required column {column!r} of table {name} not found"
                 f"{_suggest(column, present)}; columns present: {', '.join(present)}",
-                fix=f"map it in segvalue.yaml: sources.{name}.columns.{column}: <your column>"
-                + (" (or _row to use the line number)" if column == "order_id" else ""),
+                fix=_required_fix(name, column, present),
             )
     # A source column that already bears a mapped logical name is shadowed by the mapping.
     shadowed = [c for c in [*renames, *surrogates] if c in present and c not in renames.values()]

@@ -266,10 +266,17 @@ def _annotate(
     return con.create_table(temp_name(f"val_{raw.name}"), annotated, temp=True)
 
 
+_EMPTY_ORDERS = "the orders table is empty (no data rows)"
+_EMPTY_ORDERS_FIX = "point sources.orders at the file or table holding the orders"
+
+
 def _default_as_of(raws: dict[str, RawSource]) -> dt.date:
     orders = raws["orders"]
     ts = parse_column(orders.table.order_ts, "timestamp", **_context(orders))
-    latest = orders.table.aggregate(latest=ts.max()).to_pyarrow()["latest"][0].as_py()
+    row = orders.table.aggregate(n=orders.table.count(), latest=ts.max()).to_pyarrow()
+    if row["n"][0].as_py() == 0:
+        raise DataValidationError(f"{orders.label}: {_EMPTY_ORDERS}", fix=_EMPTY_ORDERS_FIX)
+    latest = row["latest"][0].as_py()
     if latest is None:
         raise DataValidationError(
             f"{orders.label}: no parseable order_ts, so the as-of date cannot be inferred",
@@ -333,9 +340,7 @@ def validate_sources(
         rows_read = int(_scalar(raw.table.count()))
         if rows_read == 0:
             if name == "orders":
-                raise DataValidationError(
-                    f"{raw.label}: the orders table is empty", fix="point sources.orders at data"
-                )
+                raise DataValidationError(f"{raw.label}: {_EMPTY_ORDERS}", fix=_EMPTY_ORDERS_FIX)
             report.warnings.append(f"{raw.label}: the {name} table is empty")
         annotated = _annotate(con, raw, as_of, clean, config.validation.zero_amounts == "reject")
         counts = annotated.filter(annotated._rule.notnull()).group_by("_rule").agg(n=ibis._.count())

@@ -1,0 +1,91 @@
+"""The CLI end to end: init, demo, validate, and the real console script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from segvalue import __version__
+from segvalue.cli.main import cli
+from segvalue.config import load_config
+
+SEGVALUE = Path(sys.executable).parent / "segvalue"
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["--version"]) == 0
+    assert __version__ in capsys.readouterr().out
+
+
+def test_init_writes_a_template_that_loads(tmp_path: Path) -> None:
+    path = tmp_path / "segvalue.yaml"
+    assert cli(["init", str(path)]) == 0
+    config = load_config(path)
+    assert config.sources["orders"].columns["amount"] == "amount"
+    assert "# " in path.read_text()  # commented
+    assert cli(["init", str(path), "--force"]) == 0
+
+
+def test_demo_cdnow_runs_the_main_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cdnow"
+    assert cli(["demo", "--dataset", "cdnow", "--out", str(out), "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)
+    assert run["customers"] == 23570  # Fader & Hardie's full CDNOW cohort
+    orders = run["validation"]["tables"]["orders"]
+    assert orders["rows_read"] == 69659
+    assert orders["rows_accepted"] == 69659
+    features = pq.read_table(out / "output" / "customer_features.parquet")
+    assert features.num_rows == 23570
+    assert (out / "output" / "run.json").exists()
+    # the written config is usable by every other command
+    assert cli(["validate", "-c", str(out / "segvalue.yaml"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["as_of"] == "1998-06-30"
+
+
+def test_demo_generated_retailer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "shop"
+    assert cli(["demo", "--customers", "2000", "--seed", "3", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "Customer features (2,000 customers)" in text
+    assert str(out / "segvalue.yaml") in text
+    config = load_config(out / "segvalue.yaml")
+    assert set(config.sources) == {
+        "customers",
+        "orders",
+        "order_lines",
+        "touchpoints",
+        "channel_spend",
+        "experiments",
+        "contact_log",
+    }
+    features = pq.read_table(out / "output" / "customer_features.parquet")
+    assert features.num_rows == 2000
+    run = json.loads((out / "output" / "run.json").read_text())
+    assert run["validation"]["rows_rejected"] == 0
+    assert run["config_hash"]
+
+
+def test_console_script_user_error_is_one_message(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    proc = subprocess.run(
+        [str(SEGVALUE), "validate", "-c", str(missing)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "nope.yaml" in proc.stderr
+    assert "not found" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_console_script_usage_error_exits_2() -> None:
+    proc = subprocess.run([str(SEGVALUE), "rfm"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
