@@ -16,7 +16,7 @@ $(UV):
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 sync: $(UV)
-	$(UV) sync --locked --extra postgres --python $(PYTHON)
+	$(UV) sync --locked --extra postgres --extra spark --python $(PYTHON)
 
 demo: sync
 	.venv/bin/segvalue demo
@@ -26,11 +26,17 @@ lint: sync
 	.venv/bin/ruff format --check src tests bench
 	.venv/bin/mypy
 
-# The tests start a real PostgreSQL server on a free loopback port; install the server
-# binaries from Debian's packages when the machine lacks them.
+# The tests start a real PostgreSQL server on a free loopback port and Spark in local mode
+# (which needs Java 17+): install them from Debian's packages when the machine lacks them.
 services:
-	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+	@missing=""; \
+	command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  missing="$$missing postgresql"; \
+	command -v java >/dev/null 2>&1 || missing="$$missing openjdk-17-jre-headless"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 test: lint services
 	.venv/bin/pytest

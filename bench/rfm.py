@@ -67,7 +67,9 @@ SELECT customer_id,
        n - 1 AS frequency,
        date_diff('day', first_day, last_day) / 7.0 AS recency,
        date_diff('day', first_day, DATE '{AS_OF.isoformat()}') / 7.0 AS "T",
-       CASE WHEN n > 1 THEN (total - first_value) / (n - 1) ELSE 0 END AS monetary_value
+       CASE WHEN n > 1 THEN (total - first_value) / (n - 1) ELSE 0 END AS monetary_value,
+       first_day AS first_purchase,
+       last_day AS last_purchase
 FROM agg
 """
 

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from backend_compare import assert_same_rows, sorted_rows
 from segvalue.errors import ConfigError
 from segvalue.features.customer import customer_features
 from segvalue.features.rfm import calibration_holdout, rfm_features
@@ -109,10 +110,6 @@ def _lines_and_touches(rows: list[dict[str, Any]]) -> tuple[pa.Table, pa.Table]:
     return lines, touches
 
 
-def _sorted(table: pa.Table) -> list[dict[str, Any]]:
-    return sorted(table.to_pylist(), key=lambda r: r["customer_id"])
-
-
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_orders_strategy(), st.sampled_from(["day", "week", "month"]), st.booleans())
 def test_features_identical_on_duckdb_and_polars(
@@ -134,16 +131,10 @@ def test_features_identical_on_duckdb_and_polars(
         categories=CATEGORIES,
         channels=CHANNELS,
     )
-    duck = _sorted(ibis.duckdb.connect().to_pyarrow(expr))
-    polars = _sorted(ibis.polars.connect().to_pyarrow(expr))
+    duck = sorted_rows(ibis.duckdb.connect().to_pyarrow(expr))
+    polars = sorted_rows(ibis.polars.connect().to_pyarrow(expr))
     assert len(duck) == 6  # every customer, buyer or not
-    assert duck[0].keys() == polars[0].keys()
-    for d, p in zip(duck, polars, strict=True):
-        for key, value in d.items():
-            if isinstance(value, float):
-                assert p[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
-            else:
-                assert p[key] == value, key
+    assert_same_rows(polars, duck)
 
 
 def test_customer_features_behaviour_columns() -> None:

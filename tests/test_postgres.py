@@ -11,6 +11,7 @@ import ibis
 import pyarrow as pa
 import pytest
 
+from backend_compare import assert_same_rows, sorted_rows
 from segvalue.config import parse_config
 from segvalue.features.customer import customer_features
 from segvalue.pipeline import load
@@ -94,14 +95,7 @@ def test_features_identical_on_postgres_and_duckdb(pg: Any) -> None:
     on_duck = customer_features(
         {"orders": duck.create_table("clean_orders", clean)}, as_of=AS_OF, time_unit="month"
     )
-    left = sorted(on_pg.to_pyarrow().to_pylist(), key=lambda r: r["customer_id"])
-    right = sorted(on_duck.to_pyarrow().to_pylist(), key=lambda r: r["customer_id"])
+    left, right = sorted_rows(on_pg.to_pyarrow()), sorted_rows(on_duck.to_pyarrow())
     assert len(left) == 3
-    for x, y in zip(left, right, strict=True):
-        assert x.keys() == y.keys()
-        for key, value in y.items():
-            if isinstance(value, float):
-                assert x[key] == pytest.approx(value, rel=1e-12), key
-            else:
-                assert x[key] == value, key
+    assert_same_rows(left, right)
     pg.drop_table("clean_orders", force=True)

@@ -83,7 +83,9 @@ class SourceConfig(_Strict):
 
     path: str | None = Field(None, description="CSV, Parquet or DuckDB file (relative to yaml)")
     url: str | None = Field(None, description="Ibis connection URL, e.g. postgres://u@h/db")
-    table: str | None = Field(None, description="table name inside a DuckDB file or database")
+    table: str | None = Field(
+        None, description="table in a DuckDB file or database; alone: a table in the engine"
+    )
     format: FileFormat | None = None
     csv: CsvOptions = CsvOptions()
     columns: dict[str, str] = Field(default_factory=dict, description="logical -> source column")
@@ -91,8 +93,13 @@ class SourceConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_location(self) -> SourceConfig:
-        if (self.path is None) == (self.url is None):
-            raise ValueError("give exactly one of 'path' (a file) or 'url' (a database)")
+        if self.path is not None and self.url is not None:
+            raise ValueError("give only one of 'path' (a file) or 'url' (a database)")
+        if self.path is None and self.url is None and self.table is None:
+            raise ValueError(
+                "give 'path' (a file), 'url' and 'table' (a database), "
+                "or 'table' alone (a table in the engine)"
+            )
         if self.url is not None and self.table is None:
             raise ValueError("a 'url' source also needs 'table' (the table to read)")
         if self.resolved_format == "duckdb" and self.table is None:

@@ -26,7 +26,7 @@ from segvalue.config import Config, config_template, load_config, parse_config
 from segvalue.data.readers import connect, read_source
 from segvalue.data.validation import ValidatedData, ValidationReport, validate_sources
 from segvalue.data.writers import write_outputs, write_table, write_text_atomic
-from segvalue.errors import ConfigError
+from segvalue.errors import ConfigError, SegvalueError
 from segvalue.features.customer import customer_features
 from segvalue.features.materialise import to_arrow
 from segvalue.features.rfm import rfm_features
@@ -103,13 +103,16 @@ class _Steps:
             self.progress("done", self.total, self.total)
 
 
-def load(config: Config, *, progress: Progress | None = None) -> ValidatedData:
+def load(config: Config, *, engine: Any = None, progress: Progress | None = None) -> ValidatedData:
     """Read and validate every configured source (no outputs are written).
 
     Parameters
     ----------
     config
         The validated configuration.
+    engine
+        An Ibis backend or a ``pyspark.sql.SparkSession`` to use instead of
+        ``config.engine.url`` (sources given by ``table`` alone are read from it).
     progress
         Optional callback for long steps.
 
@@ -119,11 +122,11 @@ def load(config: Config, *, progress: Progress | None = None) -> ValidatedData:
         Clean tables in the engine, the rejects and the report.
     """
     steps = _Steps(len(config.sources) + 1, progress)
-    return _load(config, steps)
+    return _load(config, steps, engine)
 
 
-def _load(config: Config, steps: _Steps) -> ValidatedData:
-    con = connect(config.engine.url)
+def _load(config: Config, steps: _Steps, engine: Any = None) -> ValidatedData:
+    con = connect(engine if engine is not None else config.engine.url)
     raws = {}
     for name in config.sources:
         with steps.step("read", f"reading {name}"):
@@ -132,13 +135,21 @@ def _load(config: Config, steps: _Steps) -> ValidatedData:
         return validate_sources(con, raws, config)
 
 
-def run(config: Config, *, progress: Progress | None = None, write: bool = True) -> RunResult:
+def run(
+    config: Config,
+    *,
+    engine: Any = None,
+    progress: Progress | None = None,
+    write: bool = True,
+) -> RunResult:
     """Run the main job: ingest, validate, compute features, write outputs atomically.
 
     Parameters
     ----------
     config
         The validated configuration.
+    engine
+        An Ibis backend or a Spark session to use instead of ``config.engine.url``.
     progress
         Optional callback ``(description, index, total)`` for a progress bar.
     write
@@ -154,7 +165,7 @@ def run(config: Config, *, progress: Progress | None = None, write: bool = True)
         For any problem with the inputs or the configuration; nothing is written then.
     """
     steps = _Steps(len(config.sources) + 3 + int(write), progress)
-    data = _load(config, steps)
+    data = _load(config, steps, engine)
     report = data.report
     with steps.step("features", "computing customer features"):
         features = to_arrow(
@@ -303,8 +314,10 @@ def rfm_from_file(
         },
         "validation": {"strict": strict},
     }
-    config = parse_config(raw_config, source="command line")
-    data = load(config)
+    try:
+        data = load(parse_config(raw_config, source="command line"))
+    except SegvalueError as exc:
+        raise _as_option_error(exc) from None
     report = data.report
     features = to_arrow(
         rfm_features(
@@ -329,6 +342,26 @@ def rfm_from_file(
     else:
         result["customers_table"] = features.to_pylist()
     return result
+
+
+_RFM_OPTIONS = {
+    "sources.orders.columns.customer_id in segvalue.yaml": "--customer-col",
+    "sources.orders.columns.order_ts in segvalue.yaml": "--date-col",
+    "sources.orders.columns.amount in segvalue.yaml": "--amount-col",
+    "key 'time_unit'": "--time-unit",
+    "key 'as_of'": "--as-of",
+    "key 'sources.orders.date_format'": "--date-format",
+    "key 'sources.orders.csv.delimiter'": "--delimiter",
+}
+
+
+def _as_option_error(exc: SegvalueError) -> SegvalueError:
+    """Point an error raised for the built-in config at the command-line option instead."""
+    message, fix = exc.message, exc.fix or ""
+    for key, option in _RFM_OPTIONS.items():
+        message = message.replace(key, option)
+        fix = fix.replace(f"correct {key}", f"pass the right {option}").replace(key, option)
+    return type(exc)(message, fix=fix or None)
 
 
 def _granularity(value: str) -> Any:

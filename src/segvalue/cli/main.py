@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -201,18 +202,17 @@ def _parse_date(value: str | None, option: str) -> dt.date | None:
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    table = Table(title=f"Input (as of {report['as_of']}, loaded {report['loaded_at']})")
-    for column in ("table", "source", "read", "accepted", "rejected", "lookback", "latest event"):
-        table.add_column(column, justify="left" if column in ("table", "source") else "right")
+    table = Table(title=f"Input as of {report['as_of']} (loaded {report['loaded_at']})")
+    for column in ("table", "read", "accepted", "rejected", "lookback", "latest event"):
+        table.add_column(column, justify="left" if column == "table" else "right")
     for t in report["tables"].values():
         table.add_row(
             t["table"],
-            t["source"],
             f"{t['rows_read']:,}",
             f"{t['rows_accepted']:,}",
             f"{t['rows_rejected']:,}",
             f"{t['dropped_by_lookback']:,}",
-            str(t["latest_event"] or "-"),
+            str(t["latest_event"] or "-")[:10],
         )
     out.print(table)
     for t in report["tables"].values():
@@ -281,9 +281,10 @@ def cli(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, prog_name="segvalue")
     except SegvalueError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False, markup=True)
+        # User text (file names, values, "segvalue[postgres]") must not be read as markup.
+        err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
         if exc.fix:
-            err.print(f"[bold]fix:[/] {exc.fix}", highlight=False)
+            err.print(f"[bold]fix:[/] {escape(exc.fix)}", highlight=False)
         return 2
     except SystemExit as exc:  # click exits after --help and usage errors (code 2)
         code = exc.code

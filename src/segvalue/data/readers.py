@@ -19,13 +19,14 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 from ibis.backends import BaseBackend
+from ibis.common.exceptions import TableNotFound
 
 from segvalue.config import Config, CsvOptions, SourceConfig
 from segvalue.data.contract import CONTRACT
 from segvalue.data.parse import check_date_format
 from segvalue.errors import ConfigError, DataValidationError, MissingDependencyError
 
-__all__ = ["RawSource", "connect", "read_file", "read_source", "temp_name"]
+__all__ = ["RawSource", "connect", "materialise", "read_file", "read_source", "temp_name"]
 
 _EXTRAS = {
     "postgres": "postgres",
@@ -186,7 +187,7 @@ def read_file(
             expr, word = _duckdb_file_table(con, path, source), "row"
         else:
             expr, word = _read_text(con, path, source, label), "line"
-        return _materialise(con, expr, "raw"), word
+        return materialise(con, expr, "raw"), word
     except (DataValidationError, ConfigError):
         raise
     except Exception as exc:  # DuckDB reader errors carry the line; keep them
@@ -317,22 +318,44 @@ def _read_whitespace(con: BaseBackend, path: Path, source: SourceConfig, offset:
 
 def _duckdb_file_table(con: BaseBackend, path: Path, source: SourceConfig) -> ir.Table:
     other = ibis.duckdb.connect(str(path), read_only=True)
-    name = source.table or ""
     try:
-        tables = other.list_tables()
-        if name not in tables:
-            raise DataValidationError(
-                f"{path}: no table {name!r}{_suggest(name, tables)}; tables: {', '.join(tables)}",
-                fix="set the source's 'table' to one of those",
-            )
-        data = other.table(name).to_pyarrow()
+        data = _source_table(other, source.table or "", str(path)).to_pyarrow()
     finally:
         other.disconnect()
     return ibis.memtable(data).mutate(_row=ibis.row_number() + 1)
 
 
-def _materialise(con: BaseBackend, expr: ir.Table, prefix: str) -> ir.Table:
-    return con.create_table(temp_name(prefix), expr, temp=True)
+def _source_table(backend: BaseBackend, name: str, label: str) -> ir.Table:
+    """A table of a DuckDB file or a database; if it is missing, suggest the closest."""
+    try:
+        return backend.table(name)
+    except TableNotFound:
+        # Listing only on failure: the happy path needs no catalogue query.
+        tables = backend.list_tables()
+    raise DataValidationError(
+        f"{label}: no table {name!r}{_suggest(name, tables)}; "
+        f"tables: {', '.join(tables) or '(none)'}",
+        fix="set the source's 'table' to one of those",
+    )
+
+
+def materialise(con: BaseBackend, expr: ir.Table, prefix: str) -> ir.Table:
+    """Compute ``expr`` once into a temporary table of the engine and return that table.
+
+    Engines without temporary tables (Spark) cache the expression instead, which serves
+    the same purpose for the life of the session.
+
+    Examples
+    --------
+    >>> import ibis
+    >>> con = ibis.duckdb.connect()
+    >>> materialise(con, con.create_table("t", {"a": [1, 2]}).mutate(b=1), "x").count().execute()
+    2
+    """
+    try:
+        return con.create_table(temp_name(prefix), expr, temp=True)
+    except NotImplementedError:
+        return expr.cache()
 
 
 def _suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
@@ -340,22 +363,15 @@ def _suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _read_database(con: BaseBackend, source: SourceConfig, engine_url: str) -> ir.Table:
-    same_engine = source.url == engine_url
+def _read_database(con: BaseBackend, source: SourceConfig, engine_url: str, label: str) -> ir.Table:
+    same_engine = source.url is None or source.url == engine_url
     other = con if same_engine else connect(source.url)
-    name = source.table or ""
-    tables = other.list_tables()
-    if name not in tables:
-        raise DataValidationError(
-            f"{_redact(source.url or '')}: no table {name!r}{_suggest(name, tables)}",
-            fix="set the source's 'table' to an existing table",
-        )
-    table = other.table(name)
+    table = _source_table(other, source.table or "", label.rsplit("#", 1)[0])
     if not same_engine:
         # A database other than the engine: bring the rows over as Arrow.
         table = ibis.memtable(table.to_pyarrow())
         other.disconnect()
-    return _materialise(con, table.mutate(_row=ibis.row_number() + 1), "db")
+    return materialise(con, table.mutate(_row=ibis.row_number() + 1), "db")
 
 
 def read_source(con: BaseBackend, name: str, config: Config) -> RawSource:
@@ -393,8 +409,9 @@ def read_source(con: BaseBackend, name: str, config: Config) -> RawSource:
         label = source.path
         table, word = read_file(con, path, source, label=label)
     else:
-        label = f"{_redact(source.url or '')}#{source.table}"
-        table, word = _read_database(con, source, config.engine.url), "row"
+        where = _redact(source.url) if source.url is not None else f"engine {con.name}"
+        label = f"{where}#{source.table}"
+        table, word = _read_database(con, source, config.engine.url, label), "row"
     mapped = map_columns(table, name, source, label)
     return RawSource(name, mapped, label, word, source.csv.decimal, source.date_format)
 

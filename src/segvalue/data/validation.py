@@ -19,7 +19,7 @@ from ibis.backends import BaseBackend
 from segvalue.config import Config
 from segvalue.data.contract import CONTRACT, TableSpec
 from segvalue.data.parse import parse_column
-from segvalue.data.readers import RawSource, temp_name
+from segvalue.data.readers import RawSource, materialise
 from segvalue.errors import DataValidationError
 from segvalue.units import TimeUnit
 
@@ -238,20 +238,6 @@ def _annotate(
     spec = CONTRACT[raw.name]
     typed, checks = _parsed(raw, spec)
     checks += _row_checks(typed, spec, raw, as_of, clean, reject_zero)
-    if raw.name == "orders":
-        # A return whose customer has no purchase cannot be netted against anything.
-        buyer = (typed.amount >= 0).any().over(group_by=typed.customer_id)
-        reason = ibis.literal("return for customer '").concat(
-            typed.customer_id, ibis.literal("' who has no accepted purchase")
-        )
-        checks.append(
-            (
-                (typed.amount < 0) & ~buyer.fill_null(False),
-                "return_without_purchase",
-                "amount",
-                reason,
-            )
-        )
     # A condition on a null value is null, not true: fill with False so that the first
     # rule that is *known* to be broken wins.
     rule = ibis.cases(*((c.fill_null(False), name) for c, name, _, _ in checks), else_=None)
@@ -262,8 +248,29 @@ def _annotate(
         else_=None,
     )
     annotated = typed.mutate(_rule=rule, _column=column, _reason=reason, _value=value)
+    if raw.name == "orders":
+        annotated = _returns_without_purchase(annotated)
     annotated = annotated.drop(*(c for c in typed.columns if c.startswith("_raw_")))
-    return con.create_table(temp_name(f"val_{raw.name}"), annotated, temp=True)
+    return materialise(con, annotated, f"val_{raw.name}")
+
+
+def _returns_without_purchase(t: ir.Table) -> ir.Table:
+    """Reject returns of customers with no accepted purchase to net them against.
+
+    Checked after every other rule: a purchase that is itself rejected absorbs no return.
+    """
+    accepted = t._rule.isnull()
+    buyer = (accepted & (t.amount >= 0)).any().over(group_by=t.customer_id)
+    orphan = (accepted & (t.amount < 0) & ~buyer.fill_null(False)).fill_null(False)
+    reason = ibis.literal("return for customer '").concat(
+        t.customer_id, ibis.literal("' who has no accepted purchase")
+    )
+    return t.mutate(
+        _rule=orphan.ifelse(ibis.literal("return_without_purchase"), t._rule),
+        _column=orphan.ifelse(ibis.literal("amount"), t._column),
+        _reason=orphan.ifelse(reason, t._reason),
+        _value=orphan.ifelse(t._raw_amount.cast("string"), t._value),
+    )
 
 
 _EMPTY_ORDERS = "the orders table is empty (no data rows)"
@@ -420,7 +427,7 @@ def _describe(good: ir.Table, spec: TableSpec, table_report: TableReport) -> Non
         table_report.earliest = row["earliest"].isoformat()
         table_report.latest = row["latest"].isoformat()
     table_report.returns = int(row.get("returns") or 0)
-    table_report.returns_amount = -float(row.get("returns_amount") or 0.0)
+    table_report.returns_amount = 0.0 - float(row.get("returns_amount") or 0.0)  # no -0.0
     table_report.zero_amounts = int(row.get("zero_amounts") or 0)
 
 

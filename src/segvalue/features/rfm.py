@@ -55,20 +55,22 @@ def _check(time_unit: TimeUnit | str, granularity: str) -> TimeUnit:
     return unit
 
 
+def _per_unit(unit: TimeUnit, granularity: Granularity) -> bool:
+    return granularity == "unit" and unit is not TimeUnit.DAY
+
+
 def _transactions(orders: ir.Table, granularity: Granularity, unit: TimeUnit) -> ir.Table:
-    """Purchases merged per customer and period, with the period index ``p``."""
+    """Purchases merged per customer and day (and, per unit, per period index ``p``)."""
     purchases = orders.filter(orders.amount >= 0)
     day = purchases.order_ts.date()
     merged = purchases.group_by(customer_id=purchases.customer_id, day=day).agg(
         value=purchases.amount.sum()
     )
-    if granularity == "unit" and unit is not TimeUnit.DAY:
+    if _per_unit(unit, granularity):
         merged = merged.mutate(p=_period_index(merged.day, unit, granularity))
         merged = merged.group_by(["customer_id", "p"]).agg(
             value=merged.value.sum(), day=merged.day.min()
         )
-    else:
-        merged = merged.mutate(p=_period_index(merged.day, unit, granularity))
     return merged
 
 
@@ -112,27 +114,39 @@ def rfm_features(
     """
     unit = _check(time_unit, granularity)
     tx = _transactions(orders, granularity, unit)
+    per_unit = _per_unit(unit, granularity)
+    # Aggregate on the merge key and turn dates into indices once per customer, not per
+    # transaction: this keeps the query as lean as hand-written SQL.
+    key = tx.p if per_unit else tx.day
+    aggs: dict[str, Any] = {
+        "n": tx.count(),
+        "first_key": key.min(),
+        "last_key": key.max(),
+        "total": tx.value.sum(),
+        "first_value": tx.value.argmin(key),
+    }
+    if per_unit:
+        aggs.update(first_purchase=tx.day.min(), last_purchase=tx.day.max())
+    agg = tx.group_by("customer_id").agg(**aggs)
+    if per_unit:
+        first, last = agg.first_key, agg.last_key
+        first_purchase, last_purchase = agg.first_purchase, agg.last_purchase
+    else:
+        first_purchase, last_purchase = agg.first_key, agg.last_key
+        first = _period_index(first_purchase, unit, granularity)
+        last = _period_index(last_purchase, unit, granularity)
     end = _period_index(ibis.literal(as_of), unit, granularity)
-    agg = tx.group_by("customer_id").agg(
-        n=tx.count(),
-        first_p=tx.p.min(),
-        last_p=tx.p.max(),
-        total=tx.value.sum(),
-        first_value=tx.value.argmin(tx.p),
-        first_purchase=tx.day.min(),
-        last_purchase=tx.day.max(),
-    )
     frequency = (agg.n - 1).cast("int64")
     repeat_total = agg.total - agg.first_value
     scale = _scale(unit, granularity)
     return agg.select(
         customer_id=agg.customer_id,
         frequency=frequency,
-        recency=(agg.last_p - agg.first_p).cast("float64") / scale,
-        T=(end - agg.first_p).cast("float64") / scale,
+        recency=(last - first).cast("float64") / scale,
+        T=(end - first).cast("float64") / scale,
         monetary_value=(frequency > 0).ifelse(repeat_total / frequency.cast("float64"), 0.0),
-        first_purchase=agg.first_purchase,
-        last_purchase=agg.last_purchase,
+        first_purchase=first_purchase,
+        last_purchase=last_purchase,
     )
 
 
