@@ -217,7 +217,9 @@ def _print_report(report: dict[str, Any]) -> None:
     out.print(table)
     for t in report["tables"].values():
         for rule, n in t["rejected_by_rule"].items():
-            out.print(f"  [yellow]rejected[/] {t['source']}: {n:,} rows ({rule})")
+            out.print(f"  [yellow]rejected[/] {escape(t['source'])}: {n:,} rows ({rule}), e.g.")
+            for example in t["examples_by_rule"].get(rule, []):
+                out.print(f"    {escape(example)}", highlight=False)
         if t["returns"]:
             out.print(
                 f"  returns in {t['source']}: {t['returns']:,} rows, "

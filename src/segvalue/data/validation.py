@@ -74,6 +74,7 @@ class TableReport:
     returns: int = 0
     returns_amount: float = 0.0
     zero_amounts: int = 0
+    examples: dict[str, list[str]] = field(default_factory=dict)
     earliest: str | None = None
     latest: str | None = None
 
@@ -95,6 +96,7 @@ class TableReport:
             "returns": self.returns,
             "returns_amount": round(self.returns_amount, 2),
             "zero_amounts": self.zero_amounts,
+            "examples_by_rule": {k: list(v) for k, v in self.examples.items()},
             "earliest_event": self.earliest,
             "latest_event": self.latest,
         }
@@ -352,17 +354,17 @@ def validate_sources(
         annotated = _annotate(con, raw, as_of, clean, config.validation.zero_amounts == "reject")
         counts = annotated.filter(annotated._rule.notnull()).group_by("_rule").agg(n=ibis._.count())
         rejected = {r["_rule"]: int(r["n"]) for r in counts.to_pyarrow().to_pylist()}
-        rejects.append(
-            annotated.filter(annotated._rule.notnull()).select(
-                table=ibis.literal(name),
-                source=ibis.literal(raw.label),
-                row=annotated._row.cast("int64"),
-                rule=annotated._rule,
-                column=annotated._column,
-                value=annotated._value,
-                reason=annotated._reason,
-            )
+        table_rejects = annotated.filter(annotated._rule.notnull()).select(
+            table=ibis.literal(name),
+            source=ibis.literal(raw.label),
+            row=annotated._row.cast("int64"),
+            rule=annotated._rule,
+            column=annotated._column,
+            value=annotated._value,
+            reason=annotated._reason,
         )
+        rejects.append(table_rejects)
+        examples = _examples(table_rejects, raw.row_word) if rejected else {}
         good = annotated.filter(annotated._rule.isnull()).drop(
             "_rule", "_column", "_reason", "_value"
         )
@@ -378,6 +380,7 @@ def validate_sources(
             dropped = int(_scalar(good.filter(value < start).count()))
             good = good.filter(value >= start)
         table_report = TableReport(name, raw.label, rows_read, 0, rejected, dropped)
+        table_report.examples = examples
         _describe(good, spec, table_report)
         report.tables[name] = table_report
         clean[name] = good
@@ -410,6 +413,16 @@ def _strict_message(report: ValidationReport, rejects: ir.Table) -> str:
         + "\n"
         + "\n".join(lines)
     )
+
+
+def _examples(table_rejects: ir.Table, row_word: str, per_rule: int = 3) -> dict[str, list[str]]:
+    """The first few rejects of each rule, as '<line> N: reason' for the report."""
+    first = table_rejects.mutate(k=ibis.row_number().over(group_by="rule", order_by="row"))
+    rows = first.filter(first.k < per_rule).order_by(["rule", "row"]).to_pyarrow().to_pylist()
+    out: dict[str, list[str]] = {}
+    for r in rows:
+        out.setdefault(r["rule"], []).append(f"{row_word} {r['row']}: {r['reason']}")
+    return out
 
 
 def _describe(good: ir.Table, spec: TableSpec, table_report: TableReport) -> None:
