@@ -397,6 +397,13 @@ def test_validate_json_reports_the_same(shop: Path, capsys: pytest.CaptureFixtur
     assert (orders["returns"], orders["returns_amount"], orders["zero_amounts"]) == (1, 20.0, 1)
     assert orders["latest_event"] == "2024-06-01T00:00:00"
     assert report["tables"]["order_lines"]["rejected_by_rule"] == {"unknown_order": 1}
+    examples = orders["examples_by_rule"]
+    assert examples.keys() == ORDER_RULES.keys()
+    for rule, n in ORDER_RULES.items():
+        assert len(examples[rule]) == min(n, 3)
+        assert all(e.startswith("line ") for e in examples[rule])
+    lines = [int(e.split(":")[0].removeprefix("line ")) for e in examples["unparseable_value"]]
+    assert lines == sorted(lines)  # the first rejects of the rule, in file order
     for table in report["tables"].values():
         assert table["rows_read"] == (
             table["rows_accepted"] + table["rows_rejected"] + table["dropped_by_lookback"]

@@ -120,6 +120,16 @@ def load(config: Config, *, engine: Any = None, progress: Progress | None = None
     -------
     ValidatedData
         Clean tables in the engine, the rejects and the report.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "o.csv").write_text("order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n")
+    >>> cfg = parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d)
+    >>> load(cfg).report.tables["orders"].rows_accepted
+    1
     """
     steps = _Steps(len(config.sources) + 1, progress)
     return _load(config, steps, engine)
@@ -163,6 +173,17 @@ def run(
     ------
     SegvalueError
         For any problem with the inputs or the configuration; nothing is written then.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "o.csv").write_text("order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n")
+    >>> cfg = parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d)
+    >>> result = run(cfg)
+    >>> result.features.num_rows, sorted(result.outputs)
+    (1, ['customer_features', 'rejects', 'run'])
     """
     steps = _Steps(len(config.sources) + 3 + int(write), progress)
     data = _load(config, steps, engine)
@@ -231,6 +252,16 @@ def validate_config(
     Returns
     -------
     ValidationReport
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> rows = "order_id,customer_id,order_ts,amount\\n1,a,x,5\\n2,a,2024-01-02,5\\n"
+    >>> _ = (d / "o.csv").write_text(rows)
+    >>> _ = (d / "segvalue.yaml").write_text("sources: {orders: {path: o.csv}}\\nas_of: 2024-01-31")
+    >>> validate_config(d / "segvalue.yaml").tables["orders"].rejected
+    {'unparseable_value': 1}
     """
     config = load_config(config_path)
     if strict:
@@ -283,6 +314,16 @@ def rfm_from_file(
     dict
         ``as_of``, ``time_unit``, ``customers``, ``total_repeat_purchases``,
         ``repeat_customers``, ``report`` and (without ``out_file``) ``customers`` rows.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "o.csv"
+    >>> _ = p.write_text("cid;day;total\\na;20240101;10,5\\na;20240115;4\\n")
+    >>> r = rfm_from_file(p, customer_col="cid", date_col="day", amount_col="total",
+    ...                   delimiter=";", decimal=",", as_of=dt.date(2024, 1, 29))
+    >>> r["customers_table"][0]["recency"], r["customers_table"][0]["T"]
+    (2.0, 4.0)
     """
     if decimal not in (".", ","):
         raise ConfigError(f"--decimal {decimal!r} is not supported", fix="use '.' or ','")
@@ -395,6 +436,13 @@ def run_demo(
     -------
     (RunResult, Path)
         The run and the path of the written ``segvalue.yaml``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> result, cfg = run_demo(n_customers=300, out_dir=pathlib.Path(tempfile.mkdtemp()))
+    >>> result.features.num_rows, cfg.name
+    (300, 'segvalue.yaml')
     """
     from segvalue.data.datasets import CDNOW_AS_OF, copy_cdnow
 

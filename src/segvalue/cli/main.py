@@ -279,6 +279,12 @@ def cli(argv: list[str] | None = None) -> int:
     -------
     int
         0 ok, 2 a user error, 1 a bug (the traceback is shown then).
+
+    Examples
+    --------
+    >>> cli(["--version"])  # doctest: +ELLIPSIS
+    segvalue ...
+    0
     """
     try:
         app(args=argv, prog_name="segvalue")

@@ -111,7 +111,13 @@ def _first_line(exc: BaseException) -> str:
 
 
 def temp_name(prefix: str) -> str:
-    """A unique name for a temporary table in the engine."""
+    """A unique name for a temporary table in the engine.
+
+    Examples
+    --------
+    >>> temp_name("raw").startswith("_sv_raw_")
+    True
+    """
     return f"_sv_{prefix}_{uuid.uuid4().hex[:10]}"
 
 
@@ -397,6 +403,18 @@ def read_source(con: BaseBackend, name: str, config: Config) -> RawSource:
         names the column, suggests the closest existing one, and says how to map it).
     ConfigError
         When a column mapping names a logical column the contract does not know.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "o.csv").write_text("id,client,ts,total\\n1,a,2024-01-02,5\\n")
+    >>> cols = {"order_id": "id", "customer_id": "client", "order_ts": "ts", "amount": "total"}
+    >>> cfg = parse_config({"sources": {"orders": {"path": "o.csv", "columns": cols}}}, base_dir=d)
+    >>> raw = read_source(connect(), "orders", cfg)
+    >>> raw.table.columns, raw.row_word
+    (('order_id', 'customer_id', 'order_ts', 'amount', '_row'), 'line')
     """
     source = config.sources[name]
     if source.date_format is not None:

@@ -327,6 +327,19 @@ def validate_sources(
     DataValidationError
         If a required table is empty or nothing valid remains, or, with
         ``validation.strict``, if any row breaks a rule (nothing is written then).
+
+    Examples
+    --------
+    >>> import ibis
+    >>> from segvalue.config import parse_config
+    >>> from segvalue.data.readers import RawSource
+    >>> con = ibis.duckdb.connect()
+    >>> t = con.create_table("o", {"order_id": ["1", "1"], "customer_id": ["a", "b"],
+    ...     "order_ts": ["2024-01-02", "2024-01-03"], "amount": ["5", "7"], "_row": [2, 3]})
+    >>> cfg = parse_config({"sources": {"orders": {"table": "o"}}})
+    >>> v = validate_sources(con, {"orders": RawSource("orders", t, "o.csv", "line")}, cfg)
+    >>> v.report.tables["orders"].rejected
+    {'duplicate_key': 1}
     """
     if "orders" not in raws:
         raise DataValidationError("no orders source", fix="add sources.orders to segvalue.yaml")
