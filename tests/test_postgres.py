@@ -99,3 +99,15 @@ def test_features_identical_on_postgres_and_duckdb(pg: Any) -> None:
     assert len(left) == 3
     assert_same_rows(left, right)
     pg.drop_table("clean_orders", force=True)
+
+
+def test_file_source_needs_the_duckdb_engine(postgres_url: str, tmp_path: Path) -> None:
+    from segvalue.errors import ConfigError
+
+    (tmp_path / "o.csv").write_text("order_id,customer_id,order_ts,amount\n1,a,2024-01-02,5\n")
+    config = parse_config(
+        {"engine": {"url": postgres_url}, "sources": {"orders": {"path": "o.csv"}}},
+        base_dir=tmp_path,
+    )
+    with pytest.raises(ConfigError, match="files are read by DuckDB, but the engine is postgres"):
+        load(config)

@@ -137,12 +137,17 @@ def load(config: Config, *, engine: Any = None, progress: Progress | None = None
 
 def _load(config: Config, steps: _Steps, engine: Any = None) -> ValidatedData:
     con = connect(engine if engine is not None else config.engine.url)
-    raws = {}
-    for name in config.sources:
-        with steps.step("read", f"reading {name}"):
-            raws[name] = read_source(con, name, config)
-    with steps.step("validate", "validating"):
-        return validate_sources(con, raws, config)
+    try:
+        raws = {}
+        for name in config.sources:
+            with steps.step("read", f"reading {name}"):
+                raws[name] = read_source(con, name, config)
+        with steps.step("validate", "validating"):
+            return validate_sources(con, raws, config)
+    except BaseException:
+        if engine is None:  # a connection we opened ourselves: do not leak it
+            con.disconnect()
+        raise
 
 
 def run(

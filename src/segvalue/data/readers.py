@@ -423,6 +423,12 @@ def read_source(con: BaseBackend, name: str, config: Config) -> RawSource:
         except ConfigError as exc:
             raise ConfigError(f"sources.{name}.{exc.message}", fix=exc.fix) from None
     if source.path is not None:
+        if con.name != "duckdb":
+            raise ConfigError(
+                f"sources.{name}.path: files are read by DuckDB, but the engine is {con.name}",
+                fix="load the file into that database and give sources.{name}.table, "
+                "or use engine.url: duckdb://".replace("{name}", name),
+            )
         path = config.source_path(name)
         label = source.path
         table, word = read_file(con, path, source, label=label)
