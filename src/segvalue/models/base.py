@@ -1,0 +1,319 @@
+"""The estimator contract shared by every model (scikit-learn style, see STYLE.md).
+
+* ``__init__`` takes keyword-only hyperparameters and only stores them.
+* ``fit`` validates, compresses the data to unique rows with counts, maximises the
+  likelihood on log-parameters and stores ``params_``, ``covariance_``, ``stderr_``,
+  ``confidence_intervals_``, ``loglik_``, ``n_customers_``, ``converged_``; returns self.
+* Predictions before ``fit`` raise :class:`~segvalue.errors.NotFittedError`.
+* Models serialise as JSON data (:meth:`MLEModel.to_json`), never as pickles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import metadata
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from segvalue.errors import DataValidationError, NotFittedError
+from segvalue.models._fit import FitResult, compress_rows, fit_log_params, log_wald_intervals
+from segvalue.units import TimeUnit, parse_time_unit
+
+__all__ = ["MODEL_TYPES", "BTYDModel", "MLEModel", "check_rfm", "model_from_json"]
+
+FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+
+#: Every concrete model class by name, for :func:`model_from_json`.
+MODEL_TYPES: dict[str, type[MLEModel]] = {}
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for package in ("segvalue", "numpy", "scipy"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "unknown"
+    return out
+
+
+class MLEModel:
+    """Base class: maximum likelihood on log-parameters over compressed data.
+
+    Subclasses set ``param_names`` and implement ``_negative_loglik`` (the weighted
+    total and its exact gradient with respect to the log-parameters) and ``_initial``.
+    """
+
+    param_names: ClassVar[tuple[str, ...]] = ()
+    model_name: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.param_names:
+            MODEL_TYPES[cls.__name__] = cls
+
+    def __init__(self, *, penalizer: float = 0.0) -> None:
+        self.penalizer = penalizer
+
+    # --- hooks -------------------------------------------------------------------------
+    def _negative_loglik(
+        self, log_params: FloatArray, data: dict[str, FloatArray]
+    ) -> tuple[float, FloatArray]:
+        raise NotImplementedError
+
+    def _initial(self, data: dict[str, FloatArray]) -> FloatArray:
+        return np.zeros(len(self.param_names))
+
+    # --- fitting -----------------------------------------------------------------------
+    def _penalised(self, data: dict[str, FloatArray]) -> Any:
+        penalizer = float(self.penalizer)
+
+        def objective(log_params: FloatArray) -> tuple[float, FloatArray]:
+            value, grad = self._negative_loglik(log_params, data)
+            if penalizer:
+                theta2 = np.exp(2 * log_params)
+                value += penalizer * float(theta2.sum())
+                grad = grad + 2 * penalizer * theta2
+            return value, grad
+
+        return objective
+
+    def _fit_data(self, data: dict[str, FloatArray], time_unit: TimeUnit | None) -> Self:
+        if self.penalizer < 0:
+            raise DataValidationError(
+                f"{type(self).__name__}: penalizer {self.penalizer} is negative",
+                fix="use 0 (none) or a small positive value such as 0.001",
+            )
+        n_customers = float(data["weights"].sum())
+        result = fit_log_params(
+            self._penalised(data),
+            self._initial(data),
+            model=self.model_name or type(self).__name__,
+            scale=n_customers,
+        )
+        self._store(result, n_customers, time_unit, _fingerprint(data))
+        return self
+
+    def _store(
+        self, result: FitResult, n_customers: float, time_unit: TimeUnit | None, fp: str
+    ) -> None:
+        names = self.param_names
+        self.params_ = dict(zip(names, (float(v) for v in result.params), strict=True))
+        self.covariance_ = result.covariance
+        self.stderr_ = dict(
+            zip(names, (float(v) for v in np.sqrt(np.diag(result.covariance))), strict=True)
+        )
+        bounds = log_wald_intervals(result.params, result.covariance)
+        self.confidence_intervals_ = {
+            n: (float(lo), float(hi)) for n, (lo, hi) in zip(names, bounds, strict=True)
+        }
+        self.loglik_ = float(result.loglik)
+        self.n_customers_ = int(round(n_customers))
+        self.converged_ = bool(result.converged)
+        self.fit_result_ = result
+        self.time_unit_ = time_unit
+        self.data_fingerprint_ = fp
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "params_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet",
+                fix="call fit(...) before asking for predictions",
+            )
+
+    def _param_array(self) -> FloatArray:
+        self._check_fitted()
+        return np.array([self.params_[n] for n in self.param_names])
+
+    def summary(self) -> list[dict[str, float | str]]:
+        """One row per parameter: estimate, standard error and 95% interval."""
+        self._check_fitted()
+        return [
+            {
+                "parameter": name,
+                "estimate": self.params_[name],
+                "stderr": self.stderr_[name],
+                "lower_95": self.confidence_intervals_[name][0],
+                "upper_95": self.confidence_intervals_[name][1],
+            }
+            for name in self.param_names
+        ]
+
+    # --- persistence -------------------------------------------------------------------
+    def hyperparameters(self) -> dict[str, Any]:
+        """The keyword arguments of ``__init__`` and their values."""
+        return {"penalizer": self.penalizer}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fitted model as plain data (type, hyperparameters, parameters, ...)."""
+        self._check_fitted()
+        return {
+            "type": type(self).__name__,
+            "hyperparameters": self.hyperparameters(),
+            "params": dict(self.params_),
+            "stderr": dict(self.stderr_),
+            "covariance": np.where(
+                np.isfinite(self.covariance_), self.covariance_, np.nan
+            ).tolist(),
+            "loglik": self.loglik_,
+            "n_customers": self.n_customers_,
+            "converged": self.converged_,
+            "time_unit": self.time_unit_.value if self.time_unit_ else None,
+            "versions": _versions(),
+            "data_fingerprint": self.data_fingerprint_,
+        }
+
+    def to_json(self) -> str:
+        """JSON text of :meth:`to_dict` (NaN written as null)."""
+        data = self.to_dict()
+        data["covariance"] = [
+            [None if not np.isfinite(v) else v for v in row] for row in data["covariance"]
+        ]
+        return json.dumps(data, indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Rebuild a fitted model from :meth:`to_dict` output."""
+        model = cls(**data.get("hyperparameters", {}))
+        names = cls.param_names
+        params = data["params"]
+        missing = [n for n in names if n not in params]
+        if missing:
+            raise DataValidationError(
+                f"{cls.__name__}: saved model lacks parameters {missing}",
+                fix="save the model again with to_json()",
+            )
+        covariance = np.array(
+            [[np.nan if v is None else v for v in row] for row in data["covariance"]],
+            dtype=np.float64,
+        )
+        values = np.array([params[n] for n in names], dtype=np.float64)
+        result = FitResult(
+            params=values,
+            covariance=covariance,
+            loglik=float(data["loglik"]),
+            converged=bool(data.get("converged", True)),
+            iterations=0,
+            gradient_norm=float("nan"),
+            message="loaded",
+            method="loaded",
+        )
+        unit = data.get("time_unit")
+        model._store(
+            result,
+            float(data["n_customers"]),
+            parse_time_unit(unit) if unit else None,
+            str(data.get("data_fingerprint", "")),
+        )
+        return model
+
+
+def model_from_json(text: str) -> MLEModel:
+    """Rebuild any fitted segvalue model from its JSON.
+
+    Examples
+    --------
+    >>> model_from_json('{"type": "Nope"}')
+    Traceback (most recent call last):
+    ...
+    segvalue.errors.DataValidationError: unknown model type 'Nope'. Fix: ...
+    """
+    data = json.loads(text)
+    kind = data.get("type")
+    if kind not in MODEL_TYPES:
+        raise DataValidationError(
+            f"unknown model type {kind!r}", fix=f"one of: {', '.join(sorted(MODEL_TYPES))}"
+        )
+    return MODEL_TYPES[kind].from_dict(data)
+
+
+def _fingerprint(data: dict[str, FloatArray]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(data):
+        digest.update(key.encode())
+        digest.update(np.ascontiguousarray(data[key], dtype=np.float64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def check_rfm(
+    frequency: Any, recency: Any, T: Any, weights: Any = None
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray | None]:
+    """Validate (frequency, recency, T) arrays, naming the first bad customer row.
+
+    Examples
+    --------
+    >>> check_rfm([1, 0], [2.0, 0.0], [3.0, 1.0])[0].tolist()
+    [1.0, 0.0]
+    >>> check_rfm([1], [4.0], [3.0])
+    Traceback (most recent call last):
+    ...
+    segvalue.errors.DataValidationError: row 0: recency 4.0 is greater than T 3.0. Fix: ...
+    """
+    x = np.asarray(frequency, dtype=np.float64).ravel()
+    t_x = np.asarray(recency, dtype=np.float64).ravel()
+    big_t = np.asarray(T, dtype=np.float64).ravel()
+    if not (x.size == t_x.size == big_t.size):
+        raise DataValidationError(
+            f"frequency, recency and T have different lengths ({x.size}, {t_x.size}, {big_t.size})",
+            fix="pass one value per customer in each",
+        )
+    if x.size == 0:
+        raise DataValidationError("no customers to fit", fix="pass at least one customer")
+    w = None if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+    checks = [
+        (~np.isfinite(x) | ~np.isfinite(t_x) | ~np.isfinite(big_t), "has a missing value"),
+        ((x < 0) | (x != np.round(x)), "frequency {x} is not a whole number >= 0"),
+        (t_x < 0, "recency {t} is negative"),
+        (big_t <= 0, "T {T} is not positive"),
+        (t_x > big_t * (1 + 1e-9) + 1e-12, "recency {t} is greater than T {T}"),
+        ((x == 0) & (t_x != 0), "recency {t} with frequency 0 (must be 0)"),
+    ]
+    if w is not None:
+        checks.append(((w.size != x.size) | (w < 0) | ~np.isfinite(w), "weight is invalid"))
+    for condition, template in checks:
+        bad = np.broadcast_to(condition, x.shape)
+        if bad.any():
+            i = int(np.argmax(bad))
+            text = template.format(x=x[i], t=t_x[i], T=big_t[i])
+            raise DataValidationError(
+                f"row {i}: {text}",
+                fix="compute features with segvalue.features.rfm_features (recency <= T)",
+            )
+    return x, t_x, big_t, w
+
+
+class BTYDModel(MLEModel):
+    """Base of the continuous-time buy-till-you-die models fitted on (x, t_x, T)."""
+
+    def fit(
+        self,
+        frequency: Any,
+        recency: Any,
+        T: Any,
+        *,
+        weights: Any = None,
+        time_unit: TimeUnit | str | None = None,
+    ) -> Self:
+        """Fit by maximum likelihood on the unique (frequency, recency, T) rows.
+
+        Parameters
+        ----------
+        frequency, recency, T
+            Per-customer repeat transactions, time of last purchase and age, in one
+            time unit (see :func:`segvalue.features.rfm.rfm_features`).
+        weights
+            Customers per row when the rows are already unique triples.
+        time_unit
+            The unit of recency and T, recorded with the model.
+
+        Returns
+        -------
+        self
+        """
+        x, t_x, big_t, w = check_rfm(frequency, recency, T, weights)
+        ux, ut, uT, counts = compress_rows(x, t_x, big_t, weights=w)
+        data = {"x": ux, "t_x": ut, "T": uT, "weights": counts}
+        unit = parse_time_unit(time_unit) if time_unit is not None else None
+        return self._fit_data(data, unit)
