@@ -110,7 +110,7 @@ class MLEModel:
             n: (float(lo), float(hi)) for n, (lo, hi) in zip(names, bounds, strict=True)
         }
         self.loglik_ = float(result.loglik)
-        self.n_customers_ = int(round(n_customers))
+        self.n_customers_ = round(n_customers)
         self.converged_ = bool(result.converged)
         self.fit_result_ = result
         self.time_unit_ = time_unit
