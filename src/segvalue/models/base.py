@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from importlib import metadata
@@ -122,6 +123,38 @@ class MLEModel:
                 f"This {type(self).__name__} instance is not fitted yet",
                 fix="call fit(...) before asking for predictions",
             )
+
+    def with_params(self, values: Any) -> Self:
+        """A copy of this fitted model with other parameter values (same order).
+
+        Used to propagate parameter uncertainty: predictions are evaluated at draws from
+        the sampling distribution of the estimates.
+        """
+        self._check_fitted()
+        clone = copy.copy(self)
+        clone.params_ = dict(
+            zip(self.param_names, (float(v) for v in np.asarray(values)), strict=True)
+        )
+        return clone
+
+    def sample_params(self, n_draws: int, *, seed: int = 0) -> FloatArray:
+        """Draws of the parameters from their asymptotic (log-normal) sampling distribution.
+
+        The log-parameters are multivariate normal with the covariance of the MLE (delta
+        method from ``covariance_``). Returns an array of shape (n_draws, n_params).
+        """
+        theta = self._param_array()
+        jac_inv = np.diag(1.0 / theta)
+        cov_log = jac_inv @ self.covariance_ @ jac_inv
+        if not np.all(np.isfinite(cov_log)):
+            raise NotFittedError(
+                f"{type(self).__name__}: the parameter covariance is not available "
+                "(the Hessian was not positive definite)",
+                fix="intervals need a well-identified fit: more data or a penalizer",
+            )
+        rng = np.random.default_rng(seed)
+        draws = rng.multivariate_normal(np.log(theta), cov_log, size=n_draws)
+        return np.asarray(np.exp(draws))
 
     def _param_array(self) -> FloatArray:
         self._check_fitted()
