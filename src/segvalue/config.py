@@ -20,6 +20,7 @@ from segvalue.units import TimeUnit, parse_time_unit
 
 __all__ = [
     "TABLE_NAMES",
+    "CLVConfig",
     "Config",
     "CsvOptions",
     "EngineConfig",
@@ -135,6 +136,20 @@ class ValidationConfig(_Strict):
     min_history_multiple: float = Field(3.0, ge=0)
 
 
+class CLVConfig(_Strict):
+    """Customer lifetime value: which models, over what horizon, at what rates."""
+
+    enabled: bool = True
+    model: Literal["bgnbd", "mbgnbd", "pnbd", "auto"] = "bgnbd"
+    spend_model: Literal["gamma-gamma", "none"] = "gamma-gamma"
+    horizon: int = Field(52, ge=1, description="whole time units")
+    discount_rate: float = Field(0.10, gt=-1, description="annual, converted to the unit")
+    margin: float = Field(1.0, gt=0, le=1, description="profit share of spend")
+    holdout: float | None = Field(
+        None, gt=0, description="last N time units kept out of the fit to validate it"
+    )
+
+
 class OutputConfig(_Strict):
     """Where results go."""
 
@@ -160,6 +175,7 @@ class Config(_Strict):
     engine: EngineConfig = EngineConfig()
     sources: dict[str, SourceConfig]
     validation: ValidationConfig = ValidationConfig()
+    clv: CLVConfig = CLVConfig()
     output: OutputConfig = OutputConfig()
     base_dir: Path = Field(Path("."), exclude=True)
 
@@ -415,6 +431,17 @@ validation:
   min_repeat_customers: 500     # fewer repeat buyers -> warning: too thin for BTYD models
   prediction_horizon: 52        # in time units; history should be a multiple of it
   min_history_multiple: 3
+
+# Customer lifetime value per customer (probability alive, churn risk, expected purchases,
+# expected spend, CLV with an interval from parameter uncertainty).
+clv:
+  enabled: true
+  model: bgnbd                  # bgnbd, mbgnbd, pnbd, or auto (best holdout error)
+  spend_model: gamma-gamma      # gamma-gamma or none (observed mean repeat spend)
+  horizon: 52                   # whole time units
+  discount_rate: 0.10           # ANNUAL rate, converted exactly to the time unit
+  margin: 1.0                   # profit share of spend, e.g. 0.3
+  # holdout: 26                 # keep the last 26 time units out of the fit and report the error
 
 output:
   dir: segvalue-output          # relative to this file

@@ -19,22 +19,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from segvalue import __version__
 from segvalue.config import Config, config_template, load_config, parse_config
-from segvalue.data.readers import connect, read_source
+from segvalue.data.readers import connect, materialise, read_source
 from segvalue.data.validation import ValidatedData, ValidationReport, validate_sources
 from segvalue.data.writers import write_outputs, write_table, write_text_atomic
 from segvalue.errors import ConfigError, SegvalueError
 from segvalue.features.customer import customer_features
 from segvalue.features.materialise import to_arrow
 from segvalue.features.rfm import rfm_features
-from segvalue.units import parse_time_unit
+from segvalue.units import TimeUnit, parse_time_unit
+from segvalue.valuation import Valuation
 
 __all__ = [
+    "OrdersFile",
     "Progress",
     "RunResult",
+    "clv_from_file",
     "config_hash",
     "load",
     "rfm_from_file",
@@ -59,6 +63,7 @@ class RunResult:
     rejects: pa.Table
     outputs: dict[str, Path] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    valuation: Valuation | None = None
 
     def summary(self) -> dict[str, Any]:
         """Run metadata: id, config hash, row counts, rejects, freshness, timings."""
@@ -68,6 +73,7 @@ class RunResult:
             "config_hash": self.config_hash,
             "customers": self.features.num_rows,
             "validation": self.report.to_dict(),
+            "clv": None if self.valuation is None else self.valuation.to_dict(),
             "timings_seconds": {k: round(v, 3) for k, v in self.timings.items()},
             "outputs": {k: str(v) for k, v in self.outputs.items()},
         }
@@ -150,6 +156,212 @@ def _load(config: Config, steps: _Steps, engine: Any = None) -> ValidatedData:
         raise
 
 
+def _model_documents(valuation: Valuation | None) -> dict[str, Any]:
+    """The fitted CLV models as JSON documents (reloadable with ``model_from_json``)."""
+    if valuation is None:
+        return {}
+    docs = {"clv_transaction_model": valuation.transactions.to_dict()}
+    if valuation.spend is not None:
+        docs["clv_spend_model"] = valuation.spend.to_dict()
+    return docs
+
+
+#: Below this many repeat customers no transaction model is fitted (the run warns instead).
+MIN_REPEAT_CUSTOMERS_FOR_CLV = 10
+
+
+def _scalar_of(expr: Any) -> Any:
+    return expr.to_pyarrow().as_py()
+
+
+def _value_customers(
+    config: Config, data: ValidatedData, features: Any
+) -> tuple[Valuation | None, Any]:
+    """Fit the CLV models, score each unique (x, t_x, T, m) pattern, join back in the engine.
+
+    Models never see raw transactions: they are fitted on per-customer summaries and
+    evaluated once per distinct pattern; the engine joins the scores to every customer.
+    Customers without a purchase (prospects) get null scores.
+    """
+    import ibis
+
+    from segvalue.features.materialise import to_numpy
+    from segvalue.units import per_period_rate
+    from segvalue.valuation import score_customers
+
+    report, settings = data.report, config.clv
+    unit, as_of = report.time_unit, report.as_of
+    repeaters = int(_scalar_of(features.filter(features.frequency > 0).count()))
+    if repeaters < MIN_REPEAT_CUSTOMERS_FOR_CLV:
+        report.warnings.append(
+            f"CLV not computed: {repeaters} repeat customers, at least "
+            f"{MIN_REPEAT_CUSTOMERS_FOR_CLV} are needed to fit a transaction model"
+        )
+        return None, features
+    calibration_end = None
+    if settings.holdout is not None:
+        calibration_end = as_of - dt.timedelta(days=round(settings.holdout * unit.days))
+    valuation = _fit_valuation(
+        data.tables["orders"],
+        as_of=as_of,
+        unit=unit,
+        calibration_end=calibration_end,
+        model=settings.model,
+        spend_model=settings.spend_model,
+    )
+    keys = ["frequency", "recency", "T", "monetary_value"]
+    # Materialise once: sums of floats in a parallel engine may differ in the last bit
+    # between two evaluations, and the scores are joined back on these values.
+    features = materialise(data.con, features, "features")
+    patterns = features.filter(features.frequency.notnull()).select(*keys).distinct()
+    arrays = to_numpy(patterns)
+    scores = score_customers(
+        valuation,
+        arrays,
+        horizon=settings.horizon,
+        discount_rate=per_period_rate(settings.discount_rate, unit),
+        margin=settings.margin,
+    )
+    scored = ibis.memtable(pa.table({**{k: arrays[k] for k in keys}, **scores}))
+    joined = features.left_join(scored, keys).drop(*(f"{k}_right" for k in keys))
+    if calibration_end is not None:
+        joined = _add_propensity(data, valuation, joined, calibration_end)
+    return valuation, joined
+
+
+# Columns that identify or date a customer rather than describe behaviour.
+_NOT_FEATURES = {"customer_id", "first_purchase", "last_purchase"}
+_SCORES = {
+    "probability_alive",
+    "churn_risk",
+    "expected_purchases",
+    "expected_spend",
+    "clv",
+    "clv_lower",
+    "clv_upper",
+}
+
+
+def _feature_matrix(
+    features: pa.Table, customers: pa.Table | None, names: list[str] | None = None
+) -> tuple[np.ndarray[Any, Any], list[str], list[bool]]:
+    """Numeric features plus customer attributes (categoricals as integer codes)."""
+    import pyarrow.compute as pc
+
+    table = features
+    if customers is not None:
+        extra = [c for c in customers.column_names if c not in table.column_names]
+        table = table.join(customers.select(["customer_id", *extra]), "customer_id")
+        table = table.sort_by("customer_id")
+    columns, kinds, matrix = [], [], []
+    for name in table.column_names:
+        if name in _NOT_FEATURES or name in _SCORES or name.startswith("_"):
+            continue
+        if names is not None and name not in names:
+            continue
+        column = table.column(name)
+        kind = column.type
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+            values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+            categorical = False
+        elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            encoded = pc.dictionary_encode(column).combine_chunks()
+            if len(encoded.dictionary) > 50:  # identifiers such as e-mail: no signal
+                continue
+            values = encoded.indices.cast(pa.float64()).to_numpy(zero_copy_only=False)
+            categorical = True
+        else:
+            continue
+        columns.append(name)
+        kinds.append(categorical)
+        matrix.append(np.nan_to_num(values, nan=np.nan))
+    if names is not None:
+        order = [columns.index(n) for n in names if n in columns]
+        columns = [columns[i] for i in order]
+        kinds = [kinds[i] for i in order]
+        matrix = [matrix[i] for i in order]
+    return np.column_stack(matrix), columns, kinds
+
+
+def _add_propensity(
+    data: ValidatedData, valuation: Valuation, features: Any, calibration_end: dt.date
+) -> Any:
+    """Train "buys in the next holdout-length window" on calibration-time features.
+
+    Labels come from the holdout period; 30 % of customers (by a hash of their id) are
+    held out to compare the classifier with the BTYD baseline. The classifier then
+    scores every customer from their features at the observation end.
+    """
+    import ibis
+
+    from segvalue.features.materialise import to_arrow
+    from segvalue.models.propensity import PurchasePropensityModel, evaluate_propensity
+
+    report = data.report
+    unit, as_of = report.time_unit, report.as_of
+    limit = dt.datetime.combine(calibration_end + dt.timedelta(days=1), dt.time())
+    tables = dict(data.tables)
+    tables["orders"] = tables["orders"].filter(tables["orders"].order_ts < limit)
+    if "touchpoints" in tables:
+        tables["touchpoints"] = tables["touchpoints"].filter(tables["touchpoints"].ts < limit)
+    past = customer_features(tables, as_of=calibration_end, time_unit=unit)
+    past = past.filter(past.frequency.notnull())
+    orders = data.tables["orders"]
+    later = orders.filter((orders.order_ts >= limit) & (orders.amount >= 0))
+    buyers = later.select("customer_id").distinct().mutate(bought=ibis.literal(True))
+    labelled = past.left_join(buyers, "customer_id").drop("customer_id_right")
+    labelled = to_arrow(labelled.mutate(bought=labelled.bought.fill_null(False)))
+    labelled = labelled.sort_by("customer_id")
+    customers = to_arrow(data.tables["customers"]) if "customers" in data.tables else None
+    matrix, names, kinds = _feature_matrix(labelled.drop(["bought"]), customers)
+    y = np.asarray(labelled.column("bought").to_numpy(zero_copy_only=False), dtype=bool)
+    ids = labelled.column("customer_id").to_pylist()
+    test = np.array([hash_id(c) % 10 < 3 for c in ids])
+    model = PurchasePropensityModel().fit(
+        matrix[~test], y[~test], feature_names=names, categorical=kinds
+    )
+    t_model = valuation.transactions
+    x, t_x, big_t = (
+        labelled.column(k).to_numpy(zero_copy_only=False) for k in ("frequency", "recency", "T")
+    )
+    horizon = (as_of - calibration_end).days / unit.days
+    baseline = 1.0 - np.asarray(
+        t_model.probability_of_purchases(0, x[test], t_x[test], big_t[test], horizon=horizon)
+    )
+    valuation.propensity = {
+        "horizon": horizon,
+        "customers": int(y.size),
+        "held_out": int(test.sum()),
+        "base_rate": float(y.mean()),
+        "features": names,
+        "classifier": evaluate_propensity(y[test], model.predict_proba(matrix[test])).to_dict(),
+        "btyd_baseline": evaluate_propensity(y[test], baseline).to_dict(),
+    }
+    current = to_arrow(features.filter(features.frequency.notnull()))
+    now, _, _ = _feature_matrix(current, customers, names)
+    scores = pa.table(
+        {
+            "customer_id": current.sort_by("customer_id").column("customer_id")
+            if customers is not None
+            else current.column("customer_id"),
+            "purchase_propensity": model.predict_proba(now),
+        }
+    )
+    joined = features.left_join(ibis.memtable(scores), "customer_id")
+    return joined.drop("customer_id_right")
+
+
+def hash_id(customer_id: str) -> int:
+    """A stable hash of a customer id (Python's hash() is salted per process).
+
+    Examples
+    --------
+    >>> hash_id("C0000001") == hash_id("C0000001")
+    True
+    """
+    return int(hashlib.blake2b(str(customer_id).encode(), digest_size=4).hexdigest(), 16)
+
+
 def run(
     config: Config,
     *,
@@ -190,13 +402,19 @@ def run(
     >>> result.features.num_rows, sorted(result.outputs)
     (1, ['customer_features', 'rejects', 'run'])
     """
-    steps = _Steps(len(config.sources) + 3 + int(write), progress)
+    steps = _Steps(len(config.sources) + 4 + int(config.clv.enabled) + int(write), progress)
     data = _load(config, steps, engine)
     report = data.report
     with steps.step("features", "computing customer features"):
-        features = to_arrow(
-            customer_features(data.tables, as_of=report.as_of, time_unit=report.time_unit)
+        features_expr = customer_features(
+            data.tables, as_of=report.as_of, time_unit=report.time_unit
         )
+    valuation = None
+    if config.clv.enabled:
+        with steps.step("clv", "fitting CLV models and scoring customers"):
+            valuation, features_expr = _value_customers(config, data, features_expr)
+    with steps.step("materialise", "collecting customer table"):
+        features = to_arrow(features_expr.order_by("customer_id"))
     with steps.step("rejects", "collecting rejects"):
         rejects = to_arrow(data.rejects.order_by(["table", "row"]))
     result = RunResult(
@@ -205,13 +423,14 @@ def run(
         report=report,
         features=features,
         rejects=rejects,
+        valuation=valuation,
     )
     if write:
         with steps.step("write", "writing outputs"):
             result.outputs = write_outputs(
                 config.output_dir,
                 {"customer_features": features, "rejects": rejects},
-                {"run": result.summary()},
+                {"run": result.summary(), **_model_documents(valuation)},
                 fmt=config.output.format,
             )
     result.timings = steps.timings
@@ -279,19 +498,87 @@ def validate_config(
     return data.report
 
 
-def rfm_from_file(
-    orders: str | Path,
+@dataclass(frozen=True)
+class OrdersFile:
+    """An orders file read without a config: where it is and which columns to use.
+
+    Attributes
+    ----------
+    path
+        CSV / text (``delimiter`` may be ``"whitespace"``) or Parquet file.
+    customer_col, date_col, amount_col
+        The file's column names (``column0``, ``column1``, ... without a header).
+    delimiter, decimal, header, date_format
+        How to read the file.
+    """
+
+    path: str | Path
+    customer_col: str
+    date_col: str
+    amount_col: str
+    delimiter: str = ","
+    decimal: str = "."
+    header: bool = True
+    date_format: str | None = None
+
+
+def _check_out_file(out_file: str | Path | None) -> None:
+    if out_file is None:
+        return
+    suffix = Path(out_file).suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise ConfigError(f"--out {str(out_file)!r}: unknown extension", fix="use .csv or .parquet")
+    if not Path(out_file).parent.exists():
+        raise ConfigError(f"--out {str(out_file)!r}: folder does not exist", fix="create it first")
+
+
+def _load_orders_file(
+    orders: OrdersFile,
     *,
-    customer_col: str,
-    date_col: str,
-    amount_col: str,
+    as_of: dt.date | None,
+    time_unit: str,
+    strict: bool,
+    horizon: float | None = None,
+) -> ValidatedData:
+    """Validate an orders file through the same rules as a configured source."""
+    if orders.decimal not in (".", ","):
+        raise ConfigError(f"--decimal {orders.decimal!r} is not supported", fix="use '.' or ','")
+    raw_config: dict[str, Any] = {
+        "as_of": as_of,
+        "time_unit": time_unit,
+        "sources": {
+            "orders": {
+                "path": str(orders.path),
+                "csv": {
+                    "delimiter": orders.delimiter,
+                    "decimal": orders.decimal,
+                    "header": orders.header,
+                },
+                "date_format": orders.date_format,
+                "columns": {
+                    "order_id": "_row",
+                    "customer_id": orders.customer_col,
+                    "order_ts": orders.date_col,
+                    "amount": orders.amount_col,
+                },
+            }
+        },
+        "validation": {"strict": strict},
+    }
+    if horizon is not None:
+        raw_config["validation"] = {"strict": strict, "prediction_horizon": horizon}
+    try:
+        return load(parse_config(raw_config, source="command line"))
+    except SegvalueError as exc:
+        raise _as_option_error(exc) from None
+
+
+def rfm_from_file(
+    orders: OrdersFile,
+    *,
     as_of: dt.date | None = None,
     time_unit: str = "week",
     granularity: str = "day",
-    delimiter: str = ",",
-    decimal: str = ".",
-    header: bool = True,
-    date_format: str | None = None,
     strict: bool = False,
     out_file: str | Path | None = None,
 ) -> dict[str, Any]:
@@ -300,15 +587,11 @@ def rfm_from_file(
     Parameters
     ----------
     orders
-        CSV / text (``delimiter`` may be ``"whitespace"``) or Parquet file.
-    customer_col, date_col, amount_col
-        The file's column names (``column0``, ``column1``, ... without a header).
+        The file and its columns.
     as_of
         Observation end; later orders are rejected as ``after_as_of`` (reported).
     time_unit, granularity
         See :func:`segvalue.features.rfm.rfm_features`.
-    delimiter, decimal, header, date_format
-        How to read the file.
     strict
         Fail on any rejected row.
     out_file
@@ -325,45 +608,13 @@ def rfm_from_file(
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "o.csv"
     >>> _ = p.write_text("cid;day;total\\na;20240101;10,5\\na;20240115;4\\n")
-    >>> r = rfm_from_file(p, customer_col="cid", date_col="day", amount_col="total",
-    ...                   delimiter=";", decimal=",", as_of=dt.date(2024, 1, 29))
+    >>> f = OrdersFile(p, "cid", "day", "total", delimiter=";", decimal=",")
+    >>> r = rfm_from_file(f, as_of=dt.date(2024, 1, 29))
     >>> r["customers_table"][0]["recency"], r["customers_table"][0]["T"]
     (2.0, 4.0)
     """
-    if decimal not in (".", ","):
-        raise ConfigError(f"--decimal {decimal!r} is not supported", fix="use '.' or ','")
-    if out_file is not None:
-        suffix = Path(out_file).suffix.lower()
-        if suffix not in (".csv", ".parquet", ".pq"):
-            raise ConfigError(
-                f"--out {str(out_file)!r}: unknown extension", fix="use .csv or .parquet"
-            )
-        if not Path(out_file).parent.exists():
-            raise ConfigError(
-                f"--out {str(out_file)!r}: folder does not exist", fix="create it first"
-            )
-    raw_config = {
-        "as_of": as_of,
-        "time_unit": time_unit,
-        "sources": {
-            "orders": {
-                "path": str(orders),
-                "csv": {"delimiter": delimiter, "decimal": decimal, "header": header},
-                "date_format": date_format,
-                "columns": {
-                    "order_id": "_row",
-                    "customer_id": customer_col,
-                    "order_ts": date_col,
-                    "amount": amount_col,
-                },
-            }
-        },
-        "validation": {"strict": strict},
-    }
-    try:
-        data = load(parse_config(raw_config, source="command line"))
-    except SegvalueError as exc:
-        raise _as_option_error(exc) from None
+    _check_out_file(out_file)
+    data = _load_orders_file(orders, as_of=as_of, time_unit=time_unit, strict=strict)
     report = data.report
     features = to_arrow(
         rfm_features(
@@ -388,6 +639,154 @@ def rfm_from_file(
     else:
         result["customers_table"] = features.to_pylist()
     return result
+
+
+def _fit_valuation(
+    table: Any,
+    *,
+    as_of: dt.date,
+    unit: TimeUnit,
+    calibration_end: dt.date | None,
+    model: str,
+    spend_model: str,
+    full: dict[str, Any] | None = None,
+) -> Valuation:
+    """Fit the CLV models on orders in the engine, with a holdout report when asked."""
+    from segvalue.features.materialise import to_numpy
+    from segvalue.features.rfm import calibration_holdout, repeat_purchases_by_period
+    from segvalue.valuation import fit_valuation
+
+    holdout, cumulative = None, None
+    if calibration_end is None:
+        calibration = (
+            full if full is not None else to_numpy(rfm_features(table, as_of=as_of, time_unit=unit))
+        )
+    else:
+        if calibration_end >= as_of:
+            raise ConfigError(
+                f"calibration end {calibration_end} is not before the observation end {as_of}",
+                fix="choose an earlier calibration end (or a later observation end)",
+            )
+        calibration = to_numpy(
+            calibration_holdout(
+                table, calibration_end=calibration_end, observation_end=as_of, time_unit=unit
+            )
+        )
+        holdout = (calibration["frequency_holdout"], float(calibration["duration_holdout"][0]))
+        start = calibration["first_purchase"].min().astype(dt.date)
+        counts = to_numpy(repeat_purchases_by_period(table, start=start, end=as_of, time_unit=unit))
+        n_periods = int(np.ceil(((as_of - start).days + 1) / unit.days))
+        per_period = np.zeros(n_periods + 1)
+        np.add.at(per_period, counts["period"].astype(np.int64), counts["repeat_purchases"])
+        cumulative = (np.arange(1, n_periods + 1, dtype=float), np.cumsum(per_period[1:]))
+    return fit_valuation(
+        calibration,
+        model=model,
+        spend_model=spend_model,
+        time_unit=unit,
+        holdout=holdout,
+        cumulative=cumulative,
+    )
+
+
+def clv_from_file(
+    orders: OrdersFile,
+    *,
+    time_unit: str = "week",
+    calibration_end: dt.date | None = None,
+    observation_end: dt.date | None = None,
+    model: str = "bgnbd",
+    spend_model: str = "gamma-gamma",
+    horizon: int = 52,
+    discount_rate: float = 0.10,
+    margin: float = 1.0,
+    strict: bool = False,
+    out_file: str | Path | None = None,
+) -> dict[str, Any]:
+    """Fit BTYD and spend models on an orders file and value every customer.
+
+    Parameters
+    ----------
+    orders
+        The file and its columns.
+    time_unit
+        Unit of recency, T, the horizon and the log-likelihood.
+    calibration_end
+        Fit on orders up to this date and validate on the rest (holdout report);
+        without it the models are fitted on everything and no holdout is reported.
+    observation_end
+        Last day of data (default: the latest order); later orders are rejected.
+    model
+        ``bgnbd``, ``mbgnbd``, ``pnbd`` or ``auto`` (chosen by holdout error).
+    spend_model
+        ``gamma-gamma`` or ``none`` (observed mean repeat spend).
+    horizon
+        Whole time units for expected purchases and CLV.
+    discount_rate
+        ANNUAL discount rate, converted exactly to the time unit.
+    margin
+        Profit share of spend in (0, 1].
+    strict
+        Fail on any rejected row.
+    out_file
+        Per-customer predictions to ``.csv`` or ``.parquet``.
+
+    Returns
+    -------
+    dict
+        The model summary (``model``, ``time_unit``, ``params``, ``stderr``, ``loglik``,
+        ``n_customers``, ``spend_model``, ``holdout``) plus the valuation settings, the
+        total CLV with its interval, and the validation report.
+    """
+    from segvalue.features.materialise import to_numpy
+    from segvalue.units import per_period_rate
+    from segvalue.valuation import score_customers
+
+    _check_out_file(out_file)
+    if int(horizon) != horizon or horizon < 1:
+        raise ConfigError(f"--horizon {horizon} is not a whole number >= 1", fix="e.g. 52")
+    data = _load_orders_file(
+        orders, as_of=observation_end, time_unit=time_unit, strict=strict, horizon=horizon
+    )
+    report = data.report
+    unit, as_of, table = report.time_unit, report.as_of, data.tables["orders"]
+    full = to_numpy(rfm_features(table, as_of=as_of, time_unit=unit).order_by("customer_id"))
+    valuation = _fit_valuation(
+        table,
+        as_of=as_of,
+        unit=unit,
+        calibration_end=calibration_end,
+        model=model,
+        spend_model=spend_model,
+        full=full,
+    )
+    rate = per_period_rate(discount_rate, unit)
+    scores = score_customers(
+        valuation, full, horizon=int(horizon), discount_rate=rate, margin=margin
+    )
+    predictions = pa.table(
+        {
+            "customer_id": full["customer_id"],
+            **{k: full[k] for k in ("frequency", "recency", "T", "monetary_value")},
+            **scores,
+        }
+    )
+    summary = valuation.to_dict()
+    clv = scores["clv"]
+    summary.update(
+        as_of=as_of.isoformat(),
+        horizon=int(horizon),
+        discount_rate_annual=discount_rate,
+        discount_rate_per_period=rate,
+        margin=margin,
+        customers_scored=int(clv.size),
+        total_clv=float(clv.sum()),
+        report=report.to_dict(),
+    )
+    if out_file is not None:
+        write_table(predictions, out_file)
+        summary["out"] = str(out_file)
+    return summary
 
 
 _RFM_OPTIONS = {
@@ -463,7 +862,11 @@ def run_demo(
         sources: dict[str, Any] = {
             name: {"path": str(path.relative_to(out))} for name, path in paths.items()
         }
-        doc: dict[str, Any] = {"as_of": demo.as_of.isoformat(), "time_unit": "week"}
+        doc: dict[str, Any] = {
+            "as_of": demo.as_of.isoformat(),
+            "time_unit": "week",
+            "clv": {"holdout": 26, "margin": 0.3},
+        }
     elif dataset == "cdnow":
         path = copy_cdnow(data_dir)
         sources = {
@@ -478,7 +881,7 @@ def run_demo(
                 },
             }
         }
-        doc = {"as_of": CDNOW_AS_OF, "time_unit": "week"}
+        doc = {"as_of": CDNOW_AS_OF, "time_unit": "week", "clv": {"holdout": 39}}
     else:
         raise ConfigError(f"unknown --dataset {dataset!r}", fix="use 'demo' or 'cdnow'")
     doc.update(sources=sources, output={"dir": "output"})

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from segvalue import __version__
+from segvalue.data.writers import json_safe
 from segvalue.errors import ConfigError, SegvalueError
 
 app = typer.Typer(
@@ -158,20 +159,16 @@ def rfm(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Frequency, recency, T and monetary value per customer from an orders file."""
-    from segvalue.pipeline import rfm_from_file
+    from segvalue.pipeline import OrdersFile, rfm_from_file
 
+    source = OrdersFile(
+        orders, customer_col, date_col, amount_col, delimiter, decimal, header, date_format
+    )
     result = rfm_from_file(
-        orders,
-        customer_col=customer_col,
-        date_col=date_col,
-        amount_col=amount_col,
+        source,
         as_of=_parse_date(as_of, "--as-of"),
         time_unit=time_unit,
         granularity=granularity,
-        delimiter=delimiter,
-        decimal=decimal,
-        header=header,
-        date_format=date_format,
         strict=strict,
         out_file=out_file,
     )
@@ -190,6 +187,105 @@ def rfm(
         out.print(f"features written to {out_file}")
     else:
         _print_rows(result["customers"][:10], title="first customers")
+
+
+@app.command()
+def clv(
+    orders: Annotated[Path, typer.Argument(help="Orders file (CSV/text or Parquet).")],
+    customer_col: Annotated[str, typer.Option(help="Customer id column.")],
+    date_col: Annotated[str, typer.Option(help="Order date / timestamp column.")],
+    amount_col: Annotated[str, typer.Option(help="Order amount column.")],
+    time_unit: Annotated[str, typer.Option(help="day, week or month.")] = "week",
+    calibration_end: Annotated[
+        str | None, typer.Option(help="Fit up to this date, validate after (YYYY-MM-DD).")
+    ] = None,
+    observation_end: Annotated[
+        str | None, typer.Option(help="Last day of data (default: last order).")
+    ] = None,
+    model: Annotated[str, typer.Option(help="bgnbd, mbgnbd, pnbd or auto.")] = "bgnbd",
+    spend_model: Annotated[str, typer.Option(help="gamma-gamma or none.")] = "gamma-gamma",
+    horizon: Annotated[int, typer.Option(help="Whole time units to value.")] = 52,
+    discount_rate: Annotated[float, typer.Option(help="Annual discount rate.")] = 0.10,
+    margin: Annotated[float, typer.Option(help="Profit share of spend, (0, 1].")] = 1.0,
+    delimiter: Annotated[str, typer.Option(help="',', ';', 'tab', '|' or 'whitespace'.")] = ",",
+    decimal: Annotated[str, typer.Option(help="Decimal mark: '.' or ','.")] = ".",
+    header: Annotated[bool, typer.Option(help="The file has a header line.")] = True,
+    date_format: Annotated[str | None, typer.Option(help="e.g. %d/%m/%Y.")] = None,
+    strict: Annotated[bool, typer.Option(help="Fail on any rejected row.")] = False,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Per-customer predictions (.csv/.parquet).")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Fit BTYD + spend models and value every customer (CLV, P(alive), churn risk)."""
+    from segvalue.pipeline import OrdersFile, clv_from_file
+
+    source = OrdersFile(
+        orders, customer_col, date_col, amount_col, delimiter, decimal, header, date_format
+    )
+    with _progress(not json_output) as progress:
+        if progress is not None:
+            progress("fitting models", 0, 1)
+        result = clv_from_file(
+            source,
+            time_unit=time_unit,
+            calibration_end=_parse_date(calibration_end, "--calibration-end"),
+            observation_end=_parse_date(observation_end, "--observation-end"),
+            model=model,
+            spend_model=spend_model,
+            horizon=horizon,
+            discount_rate=discount_rate,
+            margin=margin,
+            strict=strict,
+            out_file=out_file,
+        )
+    if json_output:
+        report = result.pop("report")
+        result["rows_rejected"] = report["rows_rejected"]
+        out.print_json(json.dumps(json_safe(result), default=str))
+        return
+    _print_report(result["report"])
+    _print_valuation(result)
+    if out_file is not None:
+        out.print(f"per-customer predictions written to {out_file}")
+
+
+def _print_valuation(result: dict[str, Any]) -> None:
+    unit = result["time_unit"]
+    params = Table(title=f"{result['model']} parameters (time unit: {unit})")
+    for column in ("parameter", "estimate", "std. error", "95% interval"):
+        params.add_column(column, justify="left" if column == "parameter" else "right")
+    for name, value in result["params"].items():
+        lo, hi = result["confidence_intervals"][name]
+        params.add_row(
+            name, f"{value:.4f}", f"{result['stderr'][name]:.4f}", f"{lo:.4f} - {hi:.4f}"
+        )
+    out.print(params)
+    out.print(f"log-likelihood {result['loglik']:.2f} on {result['n_customers']:,} customers")
+    if len(result["candidates"]) > 1:
+        text = "; ".join(
+            f"{name}: LL {c['loglik']:.2f}"
+            + (f", holdout MAE {c['holdout_mae']:.4f}" if c["holdout_mae"] is not None else "")
+            for name, c in result["candidates"].items()
+        )
+        out.print(f"model chosen: {result['model']} ({text})")
+    spend = result["spend_model"]
+    if spend is not None:
+        text = ", ".join(f"{k} = {v:.4f}" for k, v in spend["params"].items())
+        out.print(f"spend (Gamma-Gamma): {text}; log-likelihood {spend['loglik']:.2f}")
+    holdout = result["holdout"]
+    if holdout is not None:
+        out.print(
+            f"holdout: actual {holdout['actual_repeat']:,.0f} vs predicted "
+            f"{holdout['predicted_repeat']:,.1f} repeat purchases; per customer MAE "
+            f"{holdout['mae']:.3f}, RMSE {holdout['rmse']:.3f}, correlation "
+            f"{holdout['correlation']:.3f}"
+        )
+    out.print(
+        f"total CLV over {result['horizon']} {unit}s ({result['discount_rate_annual']:.0%} a "
+        f"year, margin {result['margin']:.0%}): {result['total_clv']:,.2f} for "
+        f"{result['customers_scored']:,} customers"
+    )
 
 
 def _parse_date(value: str | None, option: str) -> dt.date | None:

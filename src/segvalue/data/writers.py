@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -16,9 +17,26 @@ import pyarrow.parquet as pq
 
 from segvalue.errors import ConfigError
 
-__all__ = ["write_outputs", "write_table", "write_text_atomic"]
+__all__ = ["json_safe", "write_outputs", "write_table", "write_text_atomic"]
 
 TableFormat = Literal["parquet", "csv"]
+
+
+def json_safe(value: Any) -> Any:
+    """Replace NaN and infinities (not valid JSON) by None, recursively.
+
+    Examples
+    --------
+    >>> json_safe({"a": [1.0, float("nan")], "b": (float("inf"),)})
+    {'a': [1.0, None], 'b': [None]}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _format_of(path: Path) -> TableFormat:
@@ -142,7 +160,7 @@ def write_outputs(
         for name, table in tables.items():
             _write(table, staging / f"{name}.{fmt}", fmt)
         for name, doc in documents.items():
-            text = json.dumps(doc, indent=2, default=str)
+            text = json.dumps(json_safe(doc), indent=2, default=str, allow_nan=False)
             (staging / f"{name}.json").write_text(text + "\n", encoding="utf-8")
         old = None
         if out.exists():

@@ -26,7 +26,7 @@ import ibis.expr.types as ir
 from segvalue.errors import ConfigError
 from segvalue.units import TimeUnit, parse_time_unit
 
-__all__ = ["Granularity", "calibration_holdout", "rfm_features"]
+__all__ = ["Granularity", "calibration_holdout", "repeat_purchases_by_period", "rfm_features"]
 
 Granularity = Literal["day", "unit"]
 
@@ -220,3 +220,52 @@ def calibration_holdout(
         ),
         duration_holdout=duration,
     ).drop("total")
+
+
+def repeat_purchases_by_period(
+    orders: ir.Table,
+    *,
+    start: dt.date,
+    end: dt.date,
+    time_unit: TimeUnit | str = TimeUnit.WEEK,
+) -> ir.Table:
+    """Repeat transactions (every customer's purchases but the first) per period.
+
+    Same-day purchases are merged as in :func:`rfm_features`. Period ``p`` (1, 2, ...)
+    covers days ``[start + (p - 1) * unit, start + p * unit)``; transactions after
+    ``end`` are left out. Used for the cumulative tracking curve of a holdout report.
+
+    Parameters
+    ----------
+    orders
+        Clean orders.
+    start
+        First day of period 1 (usually the cohort's first purchase date).
+    end
+        Last day counted (inclusive).
+    time_unit
+        Length of a period.
+
+    Returns
+    -------
+    ibis.expr.types.Table
+        ``period`` (int64) and ``repeat_purchases`` (int64), one row per non-empty period.
+
+    Examples
+    --------
+    >>> import ibis, datetime as dt
+    >>> o = ibis.memtable({"customer_id": ["a", "a", "a", "b"], "amount": [1.0, 2.0, 3.0, 4.0],
+    ...     "order_ts": [dt.datetime(2024, 1, d) for d in (1, 3, 9, 2)]})
+    >>> r = repeat_purchases_by_period(o, start=dt.date(2024, 1, 1), end=dt.date(2024, 1, 14))
+    >>> sorted(r.to_pyarrow().to_pylist(), key=lambda row: row["period"])
+    [{'period': 1, 'repeat_purchases': 1}, {'period': 2, 'repeat_purchases': 1}]
+    """
+    unit = parse_time_unit(time_unit)
+    tx = _transactions(orders, "day", unit)
+    first = tx.group_by("customer_id").agg(first_day=tx.day.min())
+    joined = tx.join(first, "customer_id")
+    repeat = joined.filter((joined.day > joined.first_day) & (joined.day <= end))
+    offset = repeat.day.epoch_days() - ibis.literal(start).epoch_days()
+    period = (offset.cast("float64") / unit.days).floor().cast("int64") + 1
+    counted = repeat.mutate(period=period)
+    return counted.group_by("period").agg(repeat_purchases=counted.count().cast("int64"))

@@ -86,9 +86,16 @@ def compress_rows(*columns: np.ndarray, weights: np.ndarray | None = None) -> tu
     ([1, 2], [3.0, 4.0], [2.0, 1.0])
     """
     stacked = np.column_stack([np.asarray(c, dtype=np.float64) for c in columns])
-    unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
     base = np.ones(stacked.shape[0]) if weights is None else np.asarray(weights, float)
-    counts = np.bincount(inverse.ravel(), weights=base, minlength=unique.shape[0])
+    # lexsort + run boundaries: several times faster than np.unique(axis=0) on 1M rows,
+    # with the same lexicographic order.
+    order = np.lexsort(stacked.T[::-1])
+    ordered = stacked[order]
+    starts = np.ones(ordered.shape[0], dtype=bool)
+    starts[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
+    group = np.cumsum(starts) - 1
+    unique = ordered[starts]
+    counts = np.bincount(group, weights=base[order], minlength=unique.shape[0])
     out = []
     for i, column in enumerate(columns):
         values = unique[:, i]
@@ -225,13 +232,12 @@ def _minimise(objective: Objective, start: FloatArray, method: str) -> Any:
         )
         start = rough.x
         method = "L-BFGS-B"
-    return optimize.minimize(
-        objective,
-        start,
-        jac=True,
-        method=method,
-        options={"maxiter": 2000, "gtol": 1e-10} if method == "BFGS" else {"maxiter": 2000},
-    )
+    # L-BFGS-B's default ftol (relative reduction 2.2e-9) stops a log-likelihood of
+    # -33225 (BG/BB donations) with parameters off in the 4th digit: ask for precision.
+    options = {"maxiter": 2000, "gtol": 1e-10}
+    if method == "L-BFGS-B":
+        options["ftol"] = 1e-15
+    return optimize.minimize(objective, start, jac=True, method=method, options=options)
 
 
 def log_wald_intervals(
@@ -259,5 +265,8 @@ def log_wald_intervals(
     [[0.822, 1.2165]]
     """
     z = stats.norm.ppf(0.5 + level / 2)
-    se_log = np.sqrt(np.diag(covariance)) / params
-    return np.column_stack([params * np.exp(-z * se_log), params * np.exp(z * se_log)])
+    # A degenerate fit (a parameter running off to infinity) gives an infinite interval,
+    # not a floating-point error.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        se_log = np.sqrt(np.diag(covariance)) / params
+        return np.column_stack([params * np.exp(-z * se_log), params * np.exp(z * se_log)])

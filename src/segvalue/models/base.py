@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib
 import json
 from importlib import metadata
 from typing import Any, ClassVar, Self
@@ -25,6 +26,8 @@ from segvalue.units import TimeUnit, parse_time_unit
 __all__ = ["MODEL_TYPES", "BTYDModel", "MLEModel", "check_rfm", "model_from_json"]
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+
+_MODEL_MODULES = ("bgnbd", "pareto_nbd", "bgbb", "gamma_gamma", "sbg")
 
 #: Every concrete model class by name, for :func:`model_from_json`.
 MODEL_TYPES: dict[str, type[MLEModel]] = {}
@@ -253,6 +256,8 @@ def model_from_json(text: str) -> MLEModel:
     ...
     segvalue.errors.DataValidationError: unknown model type 'Nope'. Fix: ...
     """
+    for module in _MODEL_MODULES:  # register every model class before looking it up
+        importlib.import_module(f"segvalue.models.{module}")
     data = json.loads(text)
     kind = data.get("type")
     if kind not in MODEL_TYPES:
@@ -299,7 +304,9 @@ def check_rfm(
         (~np.isfinite(x) | ~np.isfinite(t_x) | ~np.isfinite(big_t), "has a missing value"),
         ((x < 0) | (x != np.round(x)), "frequency {x} is not a whole number >= 0"),
         (t_x < 0, "recency {t} is negative"),
-        (big_t <= 0, "T {T} is not positive"),
+        # T = 0 (first purchase on the last day) is allowed: such a customer's
+        # likelihood contribution is 1 and predictions start from the prior.
+        (big_t < 0, "T {T} is negative"),
         (t_x > big_t * (1 + 1e-9) + 1e-12, "recency {t} is greater than T {T}"),
         ((x == 0) & (t_x != 0), "recency {t} with frequency 0 (must be 0)"),
     ]

@@ -62,7 +62,17 @@ def _spend_values(
     spend: Any, x: FloatArray, m: FloatArray | None, fallback: float | None
 ) -> FloatArray:
     if spend is not None:
-        return np.asarray(spend.expected_spend(x, m), dtype=np.float64)
+        if m is None:
+            raise DataValidationError(
+                "a spend model needs monetary_value", fix="pass the mean repeat spend"
+            )
+        # Repeat customers whose repeat purchases were all free are outside the spend
+        # model's support (m > 0): they get the population mean, like new customers.
+        free = (x > 0) & ~(m > 0)
+        return np.asarray(
+            spend.expected_spend(np.where(free, 0.0, x), np.where(free, 0.0, m)),
+            dtype=np.float64,
+        )
     if m is None:
         raise DataValidationError(
             "no spend model and no monetary_value", fix="pass a spend model or monetary_value"

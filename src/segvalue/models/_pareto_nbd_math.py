@@ -1,0 +1,623 @@
+"""Pareto/NBD model math: pure functions of (params, arrays), numerically stable.
+
+The Pareto/NBD model of Schmittlein, Morrison & Colombo (1987), "Counting Your Customers:
+Who Are They and What Will They Do Next?", *Management Science* 33(1), 1-24 ("SMC 1987"),
+in the notation of Fader & Hardie (2005), "A Note on Deriving the Pareto/NBD Model and
+Related Expressions", brucehardie.com/notes/009 ("FH 2005"; sections 3-6 derive the
+likelihood, the mean, P(alive) and the conditional expectation).
+
+Notation. While alive a customer buys at Poisson rate ``lambda ~ Gamma(r, rate alpha)``; her
+lifetime is exponential with rate ``mu ~ Gamma(s, rate beta)``. Her history is ``x`` repeat
+purchases, the last at ``t_x``, observed over ``(0, T]``. ``params`` is always
+``(r, alpha, s, beta)``.
+
+The likelihood (FH 2005 section 3) is
+
+    L = Gamma(r + x) alpha^r beta^s / Gamma(r) *
+        [ (alpha + T)^-(r + x) (beta + T)^-s  +  s * I ],
+    I = integral_{t_x}^{T} (alpha + tau)^-(r + x) (beta + tau)^-(s + 1) d tau.
+
+The first term is "alive at T", the second "died at tau in (t_x, T]": it follows from the
+individual likelihood ``lambda^x e^-(lambda + mu) T + lambda^x mu int_{t_x}^T
+e^-(lambda + mu) tau d tau`` by integrating lambda and mu against their gammas inside the
+tau integral. FH 2005 write ``s * I`` as ``s / (r + s + x) * A_0`` with A_0 a difference
+of two Gauss hypergeometric functions 2F1 (branch alpha >= beta or alpha < beta so that
+|z| < 1); substituting ``u = (alpha + t_x) / (alpha + tau)`` in I gives exactly their
+Euler-integral form, so I *is* that 2F1 difference, without its cancellation. We evaluate
+I by Gauss-Legendre quadrature on a graded map that resolves the boundary layer at t_x
+(see :func:`_graded_rule`): accurate to ~1e-11 in log L against mpmath for parameters in
+[1e-3, 1e3] and x in the thousands, where ``scipy.special.hyp2f1`` loses accuracy as z -> 1
+or the parameters grow. The exact gradient differentiates under the integral sign with
+the same nodes.
+
+Everything is computed in log space; inputs are assumed valid (the estimator in
+:mod:`segvalue.models.pareto_nbd` validates them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.special import digamma, exprel, gammaln, xlogy
+
+__all__ = [
+    "conditional_probability_of_purchases",
+    "discounted_expected_purchases",
+    "discounted_residual_transactions",
+    "expected_purchases",
+    "expected_purchases_new",
+    "expected_time_to_next_purchase",
+    "log_hyperu_1",
+    "log_likelihood",
+    "log_likelihood_gradient",
+    "log_pareto_integral",
+    "probability_alive",
+    "probability_of_purchases_new",
+]
+
+FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+Params = Sequence[float] | FloatArray
+
+#: Gauss-Legendre nodes of the prediction integrals (P(X(t) = n), U).
+PREDICTION_NODES = 64
+# Nodes for the likelihood integral by the span Y of its graded variable: the error of
+# the log-integral stays below ~1e-12 (measured on 200,000 random cases against 96 nodes).
+_SPAN_LIMITS = np.array([1.0, 2.0, 3.0, 4.0, 5.5, 7.0, 9.0, 12.0])
+_SPAN_NODES = (8, 12, 16, 20, 24, 32, 40, 48, 64)
+
+# Integrand values below e^-50 of the value at the start of the integral are dropped.
+_CUT = 50.0
+# Rows per block: keeps the (rows x nodes) temporaries in cache and memory bounded.
+_BLOCK = 2048
+
+
+def _f(values: ArrayLike) -> FloatArray:
+    return np.asarray(values, dtype=np.float64)
+
+
+@lru_cache(maxsize=32)
+def _gauss_legendre(n: int) -> tuple[FloatArray, FloatArray]:
+    """Gauss-Legendre nodes on (0, 1) and the logs of their weights."""
+    nodes, weights = np.polynomial.legendre.leggauss(n)
+    return (nodes + 1.0) / 2.0, np.log(weights / 2.0)
+
+
+def _graded_rule(length: FloatArray, scale: FloatArray, n: int) -> tuple[FloatArray, FloatArray]:
+    """Quadrature offsets D in [0, length] and log-weights, graded towards D = 0.
+
+    Gauss-Legendre in y with ``D = scale * expm1(y)``, ``y in [0, log1p(length / scale)]``:
+    uniform on the scale of the sharpest feature near D = 0 and logarithmic beyond it, so
+    an integrand that varies on scales from ``scale`` up to ``length`` (power laws,
+    boundary layers e^(-D / scale)) becomes smooth in y. A trailing node axis is added.
+    """
+    nodes, log_weights = _gauss_legendre(n)
+    span = np.log1p(length / scale)[..., None]
+    y = span * nodes
+    offsets = scale[..., None] * np.expm1(y)
+    with np.errstate(divide="ignore"):
+        log_w = log_weights + np.log(span) + np.log(scale)[..., None] + y
+    return offsets, log_w
+
+
+def _normalise(log_terms: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """log(sum(exp(log_terms))) over the last axis and the normalised weights."""
+    peak = np.max(log_terms, axis=-1, keepdims=True)
+    peak = np.where(np.isfinite(peak), peak, 0.0)
+    terms = np.exp(log_terms - peak)
+    total = terms.sum(axis=-1)
+    with np.errstate(divide="ignore"):
+        log_total = np.log(total) + peak[..., 0]
+    share = terms / np.where(total > 0, total, 1.0)[..., None]
+    return log_total, share
+
+
+def log_pareto_integral(
+    a: ArrayLike,
+    start_a: ArrayLike,
+    b: ArrayLike,
+    start_b: ArrayLike,
+    length: ArrayLike,
+    *,
+    nodes: int | None = None,
+) -> tuple[FloatArray, FloatArray]:
+    """log of ``int_0^length (A + D)^-a (B + D)^-b dD`` and four moments of D.
+
+    With ``a = r + x, A = alpha + t_x, b = s + 1, B = beta + t_x, length = T - t_x`` this
+    is the integral I of the Pareto/NBD likelihood (module docstring; equal to FH 2005's
+    A_0 / (r + s + x), section 3). The integrand is log-convex and decreasing, so its
+    features sit at D = 0 on the scales ``A / a`` and ``B / b``: the graded rule uses the
+    smaller as its first scale and stops where the integrand has fallen by e^-50.
+
+    Parameters
+    ----------
+    a, start_a, b, start_b, length
+        Exponents (> 0), offsets A, B (> 0) and lengths (>= 0), broadcast together.
+    nodes
+        Gauss-Legendre nodes per integral; by default chosen per integral from the span
+        Y of the graded variable (8 nodes for Y < 1 up to 64 for Y >= 12), which keeps
+        the error in the log near 1e-12.
+
+    Returns
+    -------
+    log_integral : numpy.ndarray
+        ``-inf`` where ``length == 0``.
+    moments : numpy.ndarray
+        Shape ``(..., 4)``: the integrand-weighted means of ``log1p(D / A)``,
+        ``log1p(D / B)``, ``1 / (A + D)`` and ``1 / (B + D)``, from which the derivatives
+        with respect to a, A, b, B follow (differentiation under the integral sign).
+
+    Examples
+    --------
+    >>> value, _ = log_pareto_integral(2.0, 1.0, 1.0, 1.0, 1.0)  # int_0^1 (1 + D)^-3 dD
+    >>> round(float(np.exp(value)), 12)
+    0.375
+    """
+    a_, big_a, b_, big_b, span = np.broadcast_arrays(
+        _f(a), _f(start_a), _f(b), _f(start_b), _f(length)
+    )
+    shape = a_.shape
+    a_, big_a, b_, big_b, span = (v.ravel() for v in (a_, big_a, b_, big_b, span))
+    scale = np.minimum(big_a / np.maximum(a_, 1.0), big_b / np.maximum(b_, 1.0))
+    reach = np.minimum(
+        span,
+        np.minimum(
+            big_a * np.expm1(np.minimum(_CUT / a_, 700.0)),
+            big_b * np.expm1(np.minimum(_CUT / b_, 700.0)),
+        ),
+    )
+    if nodes is None:
+        # Rows needing the same rule are integrated together (measured against 96 nodes).
+        group = np.searchsorted(_SPAN_LIMITS, np.log1p(reach / scale), side="right")
+        rules = [(_SPAN_NODES[k], np.flatnonzero(group == k)) for k in np.unique(group)]
+    else:
+        rules = [(nodes, np.arange(a_.size))]
+    log_out = np.empty(a_.size)
+    moments = np.empty((a_.size, 4))
+    for n, rows in rules:
+        for lo in range(0, rows.size, _BLOCK):
+            sl = rows[lo : lo + _BLOCK]
+            ea, eb, aa, bb = a_[sl], b_[sl], big_a[sl], big_b[sl]
+            offsets, log_w = _graded_rule(reach[sl], scale[sl], n)
+            rel_a = offsets / aa[:, None]
+            rel_b = offsets / bb[:, None]
+            log1p_a = np.log1p(rel_a)
+            log1p_b = np.log1p(rel_b)
+            log_total, share = _normalise(log_w - ea[:, None] * log1p_a - eb[:, None] * log1p_b)
+            log_out[sl] = log_total - ea * np.log(aa) - eb * np.log(bb)
+            moments[sl, 0] = np.einsum("ij,ij->i", share, log1p_a)
+            moments[sl, 1] = np.einsum("ij,ij->i", share, log1p_b)
+            moments[sl, 2] = np.einsum("ij,ij->i", share, 1.0 / (1.0 + rel_a)) / aa
+            moments[sl, 3] = np.einsum("ij,ij->i", share, 1.0 / (1.0 + rel_b)) / bb
+    return log_out.reshape(shape), moments.reshape((*shape, 4))
+
+
+def _terms(
+    params: Params, x: ArrayLike, t_x: ArrayLike, T: ArrayLike
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """log C, log(alive term), log(dead term) of the likelihood and the integral moments."""
+    r, alpha, s, beta = (np.float64(p) for p in params)
+    x_, t_, T_ = np.broadcast_arrays(_f(x), _f(t_x), _f(T))
+    log_c = gammaln(r + x_) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
+    log_alive = -(r + x_) * np.log(alpha + T_) - s * np.log(beta + T_)
+    log_integral, moments = log_pareto_integral(
+        r + x_, alpha + t_, s + 1.0, beta + t_, np.maximum(T_ - t_, 0.0)
+    )
+    log_dead = np.log(s) + log_integral
+    return log_c, log_alive, log_dead, moments, x_
+
+
+def log_likelihood(params: Params, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> FloatArray:
+    """Log-likelihood of each customer's (x, t_x, T): SMC 1987; FH 2005 section 3.
+
+    Parameters
+    ----------
+    params
+        ``(r, alpha, s, beta)``.
+    x, t_x, T
+        Repeat purchases, time of the last one, age (arrays, broadcast together).
+
+    Returns
+    -------
+    numpy.ndarray
+        One log-likelihood per customer, finite for x = 0 and x in the thousands.
+
+    Examples
+    --------
+    CDNOW customer 1 under Fader, Hardie & Lee's (2005) estimates:
+
+    >>> round(float(log_likelihood((0.553, 10.58, 0.606, 11.67), 2, 30.43, 38.86)), 6)
+    -9.554247
+    """
+    log_c, log_alive, log_dead, _, _ = _terms(params, x, t_x, T)
+    return np.asarray(log_c + np.logaddexp(log_alive, log_dead))
+
+
+def log_likelihood_gradient(
+    params: Params, x: ArrayLike, t_x: ArrayLike, T: ArrayLike
+) -> tuple[FloatArray, FloatArray]:
+    """Log-likelihood (FH 2005 section 3) and its exact gradient in (r, alpha, s, beta).
+
+    The derivatives of the integral term are taken under the integral sign
+    (``d/dr (alpha + tau)^-(r + x) = -log(alpha + tau) (alpha + tau)^-(r + x)``, ...) and
+    evaluated with the same quadrature nodes as the value.
+
+    Parameters
+    ----------
+    params
+        ``(r, alpha, s, beta)``.
+    x, t_x, T
+        1-d arrays of equal length.
+
+    Returns
+    -------
+    loglik : numpy.ndarray
+        Shape (n,).
+    gradient : numpy.ndarray
+        Shape (n, 4): d loglik / d (r, alpha, s, beta) per customer.
+
+    Examples
+    --------
+    >>> ll, grad = log_likelihood_gradient((0.5, 10.0, 0.6, 12.0), [2.0], [30.0], [39.0])
+    >>> grad.shape
+    (1, 4)
+    """
+    r, alpha, s, beta = (np.float64(p) for p in params)
+    x_, t_, T_ = (np.ravel(v) for v in np.broadcast_arrays(_f(x), _f(t_x), _f(T)))
+    log_c, log_alive, log_dead, moments, _ = _terms(params, x_, t_, T_)
+    log_sum = np.logaddexp(log_alive, log_dead)
+    p_alive = np.exp(log_alive - log_sum)
+    p_dead = np.exp(log_dead - log_sum)
+    grad = np.empty((x_.size, 4))
+    grad[:, 0] = (
+        digamma(r + x_)
+        - digamma(r)
+        + np.log(alpha)
+        - p_alive * np.log(alpha + T_)
+        - p_dead * (np.log(alpha + t_) + moments[:, 0])
+    )
+    grad[:, 1] = r / alpha - (r + x_) * (p_alive / (alpha + T_) + p_dead * moments[:, 2])
+    grad[:, 2] = (
+        np.log(beta)
+        - p_alive * np.log(beta + T_)
+        + p_dead * (1.0 / s - np.log(beta + t_) - moments[:, 1])
+    )
+    grad[:, 3] = s / beta - p_alive * s / (beta + T_) - p_dead * (s + 1.0) * moments[:, 3]
+    return np.asarray(log_c + log_sum), grad
+
+
+def probability_alive(params: Params, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> FloatArray:
+    """P(alive at T | x, t_x, T): SMC 1987; FH 2005 section 5.
+
+    The share of the likelihood contributed by the "alive at T" term.
+
+    Examples
+    --------
+    >>> p = probability_alive((0.553, 10.58, 0.606, 11.67), [0, 2, 2], [0.0, 30.43, 5.0], 38.86)
+    >>> p.round(4).tolist()
+    [0.2953, 0.8692, 0.1302]
+    """
+    _, log_alive, log_dead, _, _ = _terms(params, x, t_x, T)
+    return np.asarray(np.exp(log_alive - np.logaddexp(log_alive, log_dead)))
+
+
+def _lifetime_mean_factor(s: float, beta: ArrayLike, horizon: ArrayLike) -> FloatArray:
+    """``int_0^t (beta / (beta + u))^s du = beta / (s - 1) [1 - (beta / (beta + t))^(s - 1)]``.
+
+    The expected time alive in (0, t] when the dropout rate is Gamma(s, beta); written with
+    ``exprel`` so that s = 1 gives its limit ``beta log(1 + t / beta)`` without 0 / 0.
+    """
+    b = _f(beta)
+    span = np.log1p(_f(horizon) / b)
+    return np.asarray(b * span * exprel(-(s - 1.0) * span))
+
+
+def expected_purchases_new(params: Params, horizon: ArrayLike) -> FloatArray:
+    """E[X(t)]: expected repeat purchases of a new customer in (0, t]; FH 2005 section 4.
+
+    ``r beta / (alpha (s - 1)) [1 - (beta / (beta + t))^(s - 1)]`` (SMC 1987),
+    written with ``exprel`` so that s = 1 is its limit ``r beta / alpha log(1 + t / beta)``.
+
+    Examples
+    --------
+    >>> round(float(expected_purchases_new((0.553, 10.58, 0.606, 11.67), 39.0)), 4)
+    1.2128
+    """
+    r, alpha, s, beta = (np.float64(p) for p in params)
+    return np.asarray(r / alpha * _lifetime_mean_factor(s, beta, horizon))
+
+
+def expected_purchases(
+    params: Params,
+    x: ArrayLike,
+    t_x: ArrayLike,
+    T: ArrayLike,
+    horizon: ArrayLike,
+    start: ArrayLike = 0.0,
+) -> FloatArray:
+    """E[purchases in (T + start, T + horizon] | x, t_x, T]: SMC 1987; FH 2005 section 6.
+
+    Given the history the customer is alive with probability P(alive), and then
+    ``lambda ~ Gamma(r + x, alpha + T)``, ``mu ~ Gamma(s, beta + T)``, so
+    ``E[Y(t)] = P(alive) (r + x) (beta + T) / ((alpha + T)(s - 1))
+    [1 - ((beta + T) / (beta + T + t))^(s - 1)]``; the window is the difference of two.
+
+    Examples
+    --------
+    >>> e = expected_purchases((0.553, 10.58, 0.606, 11.67), 2, 30.43, 38.86, 39.0)
+    >>> round(float(e), 4)
+    1.4551
+    """
+    r, alpha, s, beta = (np.float64(p) for p in params)
+    x_, T_ = _f(x), _f(T)
+    alive = probability_alive(params, x, t_x, T)
+    window = _lifetime_mean_factor(s, beta + T_, horizon) - _lifetime_mean_factor(
+        s, beta + T_, start
+    )
+    return np.asarray(alive * (r + x_) / (alpha + T_) * window)
+
+
+def expected_time_to_next_purchase(
+    params: Params, x: ArrayLike, t_x: ArrayLike, T: ArrayLike
+) -> FloatArray:
+    """Expected waiting time to the next purchase for a customer alive at T.
+
+    Given alive (and staying alive), ``lambda ~ Gamma(r + x, alpha + T)`` and the wait is
+    exponential with mean ``1 / lambda``, so it is ``E[1 / lambda] = (alpha + T) /
+    (r + x - 1)``, finite only when ``r + x > 1`` (``inf`` otherwise: the gamma mixture of
+    exponential waits then has no mean). ``t_x`` does not enter: given alive, the history
+    acts through x and T only.
+
+    Examples
+    --------
+    >>> expected_time_to_next_purchase((0.5, 10.0, 0.6, 12.0), [0, 3], [0.0, 20.0], 40.0).tolist()
+    [inf, 20.0]
+    """
+    r, alpha, _, _ = (np.float64(p) for p in params)
+    x_, _, T_ = np.broadcast_arrays(_f(x), _f(t_x), _f(T))
+    shape = r + x_ - 1.0
+    safe = np.where(shape > 0, shape, 1.0)
+    return np.asarray(np.where(shape > 0, (alpha + T_) / safe, np.inf))
+
+
+def _log_pmf_integral(
+    n: FloatArray, r: FloatArray, alpha: FloatArray, s: FloatArray, beta: FloatArray, t: FloatArray
+) -> FloatArray:
+    """log ``int_0^t tau^n (alpha + tau)^-(r + n) (beta + tau)^-(s + 1) d tau`` (1-d inputs).
+
+    The integrand is unimodal: its log-derivative has the sign of a downward parabola with
+    a non-negative value at 0, so the mode ``m`` is the parabola's positive root (0 when
+    n = 0). Three graded panels, [0, m/2] from 0, [m/2, m] back from m and [m, t] on from
+    m, resolve the peak and any power-law features at either end.
+    """
+    c2 = r + s + 1.0
+    c1 = (n - s - 1.0) * alpha - r * beta
+    c0 = n * alpha * beta
+    disc = np.sqrt(c1 * c1 + 4.0 * c2 * c0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mode = np.where(c1 >= 0, (c1 + disc) / (2.0 * c2), 2.0 * c0 / (disc - c1))
+    mode = np.minimum(np.where(np.isfinite(mode), mode, 0.0), t)
+    tiny = np.finfo(np.float64).tiny
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale_n = np.where(n > 0, mode / np.maximum(n, 1.0), np.inf)
+    scale_mode = np.maximum(
+        np.minimum(
+            scale_n,
+            np.minimum((alpha + mode) / np.maximum(r + n, 1.0), (beta + mode) / (s + 1.0)),
+        ),
+        tiny,
+    )
+    scale_zero = np.maximum(
+        np.minimum(mode / 2.0, np.minimum(alpha / np.maximum(r + n, 1.0), beta / (s + 1.0))),
+        tiny,
+    )
+
+    def log_f(tau: FloatArray) -> FloatArray:
+        return np.asarray(
+            xlogy(n[:, None], tau)
+            - (r + n)[:, None] * np.log(alpha[:, None] + tau)
+            - (s + 1.0)[:, None] * np.log(beta[:, None] + tau)
+        )
+
+    pieces = []
+    for start, length, scale, direction in (
+        (np.zeros_like(mode), mode / 2.0, scale_zero, 1.0),
+        (mode, mode / 2.0, scale_mode, -1.0),
+        (mode, t - mode, scale_mode, 1.0),
+    ):
+        offsets, log_w = _graded_rule(length, scale, PREDICTION_NODES)
+        tau = np.maximum(start[:, None] + direction * offsets, 0.0)
+        pieces.append(log_w + log_f(tau))
+    log_total, _ = _normalise(np.concatenate(pieces, axis=-1))
+    return log_total
+
+
+def probability_of_purchases_new(params: Params, n: ArrayLike, horizon: ArrayLike) -> FloatArray:
+    """P(X(t) = n) for a new customer: Fader & Hardie (2006), "Deriving an Expression for
+    P(X(t) = x) Under the Pareto/NBD Model", brucehardie.com/notes/012.
+
+    Conditioning on the lifetime omega: alive through t (NBD term) or dead at tau < t,
+    ``P = Gamma(r + n) / (Gamma(r) n!) (alpha / (alpha + t))^r (t / (alpha + t))^n
+    (beta / (beta + t))^s + Gamma(r + n) / (Gamma(r) n!) alpha^r s beta^s
+    int_0^t tau^n (alpha + tau)^-(r + n) (beta + tau)^-(s + 1) d tau``. The note writes
+    the integral as 2F1 terms; we integrate it directly (graded Gauss-Legendre).
+
+    Parameters
+    ----------
+    params
+        ``(r, alpha, s, beta)``.
+    n, horizon
+        Purchase counts (whole numbers >= 0) and horizons t (>= 0), broadcast together.
+
+    Examples
+    --------
+    >>> p = probability_of_purchases_new((0.553, 10.58, 0.606, 11.67), range(200), 39.0)
+    >>> round(float(p.sum()), 10), round(float(p[0]), 4)
+    (1.0, 0.5936)
+    """
+    r, alpha, s, beta = (np.float64(p) for p in params)
+    n_, t_ = np.broadcast_arrays(_f(n), _f(horizon))
+    shape = n_.shape
+    n_, t_ = n_.ravel(), t_.ravel()
+    full = np.full_like(n_, 1.0)
+    return _pmf(n_, r * full, alpha * full, s, beta * full, t_).reshape(shape)
+
+
+def _pmf(
+    n: FloatArray, r: FloatArray, alpha: FloatArray, s: float, beta: FloatArray, t: FloatArray
+) -> FloatArray:
+    """P(X(t) = n) elementwise for per-element (r, alpha, beta) and a common s."""
+    out = np.empty(n.size)
+    s_arr = np.full(min(n.size, _BLOCK), s)
+    for lo in range(0, n.size, _BLOCK):
+        sl = slice(lo, lo + _BLOCK)
+        nn, rr, aa, bb, tt = n[sl], r[sl], alpha[sl], beta[sl], t[sl]
+        ss = s_arr[: nn.size]
+        log_coef = gammaln(rr + nn) - gammaln(rr) - gammaln(nn + 1.0)
+        log_alive = (
+            log_coef
+            + rr * np.log(aa / (aa + tt))
+            + xlogy(nn, tt / (aa + tt))
+            + ss * np.log(bb / (bb + tt))
+        )
+        log_dead = (
+            log_coef
+            + rr * np.log(aa)
+            + np.log(s)
+            + s * np.log(bb)
+            + _log_pmf_integral(nn, rr, aa, ss, bb, tt)
+        )
+        out[sl] = np.exp(np.logaddexp(log_alive, log_dead))
+    return out
+
+
+def conditional_probability_of_purchases(
+    params: Params, n: ArrayLike, x: ArrayLike, t_x: ArrayLike, T: ArrayLike, horizon: ArrayLike
+) -> FloatArray:
+    """P(Y(t) = n | x, t_x, T): n purchases in (T, T + t] given the history.
+
+    Fader & Hardie, "Deriving the Conditional PMF of the Pareto/NBD Model"
+    (brucehardie.com/notes/028), in the form that follows from Bayes' rule and the
+    memoryless lifetime: with probability P(alive) the customer is alive at T with
+    posterior ``lambda ~ Gamma(r + x, alpha + T)``, ``mu ~ Gamma(s, beta + T)`` and then
+    behaves like a new customer under those parameters
+    (:func:`probability_of_purchases_new`); otherwise she buys nothing.
+
+    Examples
+    --------
+    >>> p = conditional_probability_of_purchases(
+    ...     (0.553, 10.58, 0.606, 11.67), range(100), 2, 30.43, 38.86, 39.0
+    ... )
+    >>> round(float(p.sum()), 10)
+    1.0
+    """
+    r, alpha, s, beta = (np.float64(p) for p in params)
+    n_, x_, t_, T_, h_ = np.broadcast_arrays(_f(n), _f(x), _f(t_x), _f(T), _f(horizon))
+    shape = n_.shape
+    n_, x_, t_, T_, h_ = (v.ravel() for v in (n_, x_, t_, T_, h_))
+    alive = probability_alive(params, x_, t_, T_)
+    fresh = _pmf(n_, r + x_, alpha + T_, s, beta + T_, h_)
+    out = alive * fresh + np.where(n_ == 0, 1.0 - alive, 0.0)
+    return np.asarray(out.reshape(shape))
+
+
+def discounted_expected_purchases(
+    params: Params,
+    x: ArrayLike,
+    t_x: ArrayLike,
+    T: ArrayLike,
+    discount_rate: float,
+    periods: int,
+) -> FloatArray:
+    """Sum over periods k = 1..periods of E[purchases in (T + k - 1, T + k]] / (1 + d)^k.
+
+    The per-period increments of the conditional expectation (:func:`expected_purchases`)
+    discounted at the per-period rate d: a discrete-time analogue of FHL 2005's DERT
+    truncated at a horizon.
+
+    Examples
+    --------
+    >>> params = (0.553, 10.58, 0.606, 11.67)
+    >>> undiscounted = discounted_expected_purchases(params, 2, 30.43, 38.86, 0.0, 39)
+    >>> bool(np.isclose(undiscounted[0], expected_purchases(params, 2, 30.43, 38.86, 39.0)))
+    True
+    """
+    r, alpha, s, beta = (np.float64(p) for p in params)
+    x_, t_, T_ = (v.ravel() for v in np.broadcast_arrays(_f(x), _f(t_x), _f(T)))
+    alive = probability_alive(params, x_, t_, T_)
+    out = np.zeros(x_.size)
+    if periods <= 0:
+        return out
+    factors = (1.0 + discount_rate) ** -np.arange(1.0, periods + 1.0)
+    unique_T, inverse = np.unique(T_, return_inverse=True)
+    grid = np.arange(0.0, periods + 1.0)
+    per_T = np.empty(unique_T.size)
+    for lo in range(0, unique_T.size, 256):
+        chunk = unique_T[lo : lo + 256, None]
+        cumulative = _lifetime_mean_factor(s, beta + chunk, grid[None, :])
+        per_T[lo : lo + 256] = np.diff(cumulative, axis=1) @ factors
+    return np.asarray(alive * (r + x_) / (alpha + T_) * per_T[inverse.ravel()])
+
+
+def discounted_residual_transactions(
+    params: Params, x: ArrayLike, t_x: ArrayLike, T: ArrayLike, continuous_discount_rate: float
+) -> FloatArray:
+    """DERT with continuous discounting: Fader, Hardie & Lee (2005), "RFM and CLV: Using
+    Iso-Value Curves for Customer Base Analysis", *JMR* 42(4), 415-430, eq. (2).
+
+    ``DERT = int_0^inf E[purchase rate at T + t | x, t_x, T] e^(-delta t) dt
+    = alpha^r beta^s delta^(s - 1) Gamma(r + x + 1) U(s, s; delta (beta + T))
+    / (Gamma(r) (alpha + T)^(r + x + 1) L)``, with U the confluent hypergeometric function
+    of the second kind. Equivalently ``P(alive) (r + x) / (alpha + T) (beta + T)
+    U(1, 2 - s; z)``, ``z = delta (beta + T)`` (Kummer's transformation), the form used
+    here. ``U(1, 2 - s; z) = int_0^inf e^(-z u) (1 + u)^-s du`` (DLMF 13.4.4) is evaluated
+    by graded Gauss-Legendre quadrature: ``scipy.special.hyperu`` is off by up to 1e-8
+    relative for z near 10 and by 50% for U(1, 0; 1e-5), and ``delta^(s - 1) U(s, s; z)``
+    overflows for large s.
+
+    Parameters
+    ----------
+    params
+        ``(r, alpha, s, beta)``.
+    x, t_x, T
+        Histories.
+    continuous_discount_rate
+        delta > 0 per time unit, e.g. ``log(1.15) / 52`` for 15% a year with weeks.
+
+    Examples
+    --------
+    >>> dert = discounted_residual_transactions(
+    ...     (0.553, 10.58, 0.606, 11.67), [0, 2], [0.0, 30.43], 38.86, np.log(1.15) / 52
+    ... )
+    >>> dert.round(4).tolist()
+    [0.4785, 6.5015]
+    """
+    r, alpha, s, beta = (np.float64(p) for p in params)
+    x_, t_, T_ = (v.ravel() for v in np.broadcast_arrays(_f(x), _f(t_x), _f(T)))
+    alive = probability_alive(params, x_, t_, T_)
+    z = continuous_discount_rate * (beta + T_)
+    return np.asarray(alive * (r + x_) / (alpha + T_) * (beta + T_) * np.exp(log_hyperu_1(s, z)))
+
+
+def log_hyperu_1(s: float, z: ArrayLike) -> FloatArray:
+    """log U(1, 2 - s; z) = log int_0^inf e^(-z u) (1 + u)^-s du for z > 0 (DLMF 13.4.4).
+
+    Examples
+    --------
+    >>> round(float(np.exp(log_hyperu_1(2.0, 1.0))), 10)  # 1 - e E_1(1)
+    0.4036526377
+    """
+    z_ = _f(z).ravel()
+    shape = np.shape(z)
+    out = np.empty(z_.size)
+    for lo in range(0, z_.size, _BLOCK):
+        zz = z_[lo : lo + _BLOCK]
+        scale = np.minimum(1.0 / max(s, 1.0), 1.0 / zz)
+        reach = np.minimum(np.expm1(min(_CUT / s, 700.0)), _CUT / zz)
+        offsets, log_w = _graded_rule(reach, scale, PREDICTION_NODES)
+        log_total, _ = _normalise(log_w - s * np.log1p(offsets) - zz[:, None] * offsets)
+        out[lo : lo + _BLOCK] = log_total
+    return out.reshape(shape)
