@@ -10,7 +10,8 @@ In one run:
    output goes to a log whose path is printed);
 3. runs lifetimes in a subprocess of that environment, and
 4. segvalue in a subprocess of this interpreter, on the same data and the same steps, so
-   that each side's peak memory (``ru_maxrss``) is its own;
+   that each side's peak memory (``ru_maxrss``, taken after the steps both sides run and
+   before lifetimes' extra variants) is its own;
 5. prints seconds, speed-up ratios, fitted parameters side by side and peak memory.
 
 The 12-month CLV. lifetimes' ``GammaGammaFitter.customer_lifetime_value(bgf, ...,
@@ -183,8 +184,28 @@ def lifetimes_worker(config: dict[str, Any]) -> None:
         print(f"  lifetimes {key}: {seconds[key]:.2f} s", file=sys.stderr, flush=True)
         return out
 
+    # The steps segvalue also runs, then the peak memory, then the extra variants.
     bgf = record("bgnbd_fit", lambda: BetaGeoFitter(penalizer_coef=0.0).fit(x, t_x, big_t))
     params["bgnbd"] = {k: float(v) for k, v in bgf.params_.items()}
+    pn: list[Any] = []
+    if config["pnbd_customers"]:
+        n = config["pnbd_customers"]
+        pn = [pd.Series(data[k][:n]) for k in ("pn_x", "pn_t_x", "pn_T")]
+        np.random.seed(config["seed"])  # noqa: NPY002 (lifetimes draws its start at random)
+        pnf = record("pnbd_fit", lambda: ParetoNBDFitter(penalizer_coef=0.0).fit(*pn), 1)
+        params["pnbd"] = {k: float(v) for k, v in pnf.params_.items()}
+    rep = x > 0
+    xr, mr = x[rep].reset_index(drop=True), m[rep].reset_index(drop=True)
+    ggf = record("gg_fit", lambda: GammaGammaFitter(penalizer_coef=0.0).fit(xr, mr))
+    params["gg"] = {k: float(v) for k, v in ggf.params_.items()}
+
+    def clv(periods: int, freq: str, rate: float) -> Any:
+        return ggf.customer_lifetime_value(
+            bgf, x, t_x, big_t, m, time=periods, freq=freq, discount_rate=rate
+        ).to_numpy()
+
+    monthly = record("clv", lambda: clv(HORIZON_MONTHS, "W", config["monthly_rate"]))
+    peak = _peak_mib()
 
     def fit_on_unique_rows(fitter: Any, x: Any, t_x: Any, big_t: Any) -> Any:
         """What a lifetimes user can do by hand: group identical rows, pass weights."""
@@ -197,32 +218,14 @@ def lifetimes_worker(config: dict[str, Any]) -> None:
         lambda: fit_on_unique_rows(BetaGeoFitter(penalizer_coef=0.0), x, t_x, big_t),
     )
     params["bgnbd_weights"] = {k: float(v) for k, v in weighted.params_.items()}
-
-    if config["pnbd_customers"]:
-        n = config["pnbd_customers"]
-        pn = [pd.Series(data[k][:n]) for k in ("pn_x", "pn_t_x", "pn_T")]
-        np.random.seed(config["seed"])  # noqa: NPY002 (lifetimes draws its start at random)
-        pnf = record("pnbd_fit", lambda: ParetoNBDFitter(penalizer_coef=0.0).fit(*pn), 1)
-        params["pnbd"] = {k: float(v) for k, v in pnf.params_.items()}
-        np.random.seed(config["seed"])  # noqa: NPY002 (the same start)
+    if pn:
+        np.random.seed(config["seed"])  # noqa: NPY002 (the same start as above)
         pnw = record(
             "pnbd_fit_weights",
             lambda: fit_on_unique_rows(ParetoNBDFitter(penalizer_coef=0.0), *pn),
             1,
         )
         params["pnbd_weights"] = {k: float(v) for k, v in pnw.params_.items()}
-
-    rep = x > 0
-    xr, mr = x[rep].reset_index(drop=True), m[rep].reset_index(drop=True)
-    ggf = record("gg_fit", lambda: GammaGammaFitter(penalizer_coef=0.0).fit(xr, mr))
-    params["gg"] = {k: float(v) for k, v in ggf.params_.items()}
-
-    def clv(periods: int, freq: str, rate: float) -> Any:
-        return ggf.customer_lifetime_value(
-            bgf, x, t_x, big_t, m, time=periods, freq=freq, discount_rate=rate
-        ).to_numpy()
-
-    monthly = record("clv", lambda: clv(HORIZON_MONTHS, "W", config["monthly_rate"]))
     weekly = record("clv_weekly", lambda: clv(HORIZON_WEEKS, "M", config["weekly_rate"]))
     np.savez(config["lifetimes_out"], clv_monthly=monthly, clv_weekly=weekly)
 
@@ -238,7 +241,7 @@ def lifetimes_worker(config: dict[str, Any]) -> None:
             "seconds": seconds,
             "first_seconds": first,
             "params": params,
-            "peak_mib": _peak_mib(),
+            "peak_mib": peak,
             "baseline_mib": baseline,
             "versions": versions,
         }
@@ -519,6 +522,7 @@ def report(
     )
 
     print()
+    print("peak over the common steps (fits, CLV; segvalue's includes intervals on):")
     print("| side | peak RSS MiB | RSS after imports + data MiB |")
     print("|---|---:|---:|")
     for side, res in (("lifetimes", lt), ("segvalue", sv)):

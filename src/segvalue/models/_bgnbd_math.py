@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from segvalue.models._fit import unique_rows
+
 __all__ = [
     "conditional_expected_purchases",
     "conditional_probability_of_purchases",
@@ -641,7 +643,7 @@ def discounted_expected_purchases(
     alive = probability_alive(params, x, t_x, T, modified=modified)
     # Given alive, the future depends on (x, T) only, not on t_x: evaluate the discounted
     # sum once per distinct (x, T) pair (far fewer than customers) and scale by P(alive).
-    pairs, inverse = np.unique(np.column_stack([x.ravel(), T.ravel()]), axis=0, return_inverse=True)
+    pairs, inverse = unique_rows(x, T)
     r_post, alpha_post, a, b_post = _alive_posterior(params, pairs[:, 0], pairs[:, 1], modified)
     periods = np.arange(horizon + 1, dtype=np.float64)
     factors = (1.0 + discount_rate) ** -periods[1:]

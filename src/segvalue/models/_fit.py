@@ -19,7 +19,7 @@ from scipy import optimize, stats
 
 from segvalue.errors import ConvergenceError, ConvergenceWarning
 
-__all__ = ["FitResult", "compress_rows", "fit_log_params", "log_wald_intervals"]
+__all__ = ["FitResult", "compress_rows", "fit_log_params", "log_wald_intervals", "unique_rows"]
 
 Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
@@ -63,6 +63,27 @@ class FitResult:
     method: str
 
 
+def unique_rows(*columns: np.ndarray) -> tuple[FloatArray, np.ndarray[Any, Any]]:
+    """Distinct rows of the given columns (lexicographic order) and each row's index.
+
+    A lexsort with run boundaries: several times faster than ``np.unique(axis=0)``.
+
+    Examples
+    --------
+    >>> u, inverse = unique_rows(np.array([2, 1, 2]), np.array([5.0, 3.0, 5.0]))
+    >>> u.tolist(), inverse.tolist()
+    ([[1.0, 3.0], [2.0, 5.0]], [1, 0, 1])
+    """
+    stacked = np.column_stack([np.asarray(c, dtype=np.float64).ravel() for c in columns])
+    order = np.lexsort(stacked.T[::-1])
+    ordered = stacked[order]
+    starts = np.ones(ordered.shape[0], dtype=bool)
+    starts[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
+    inverse = np.empty(ordered.shape[0], dtype=np.int64)
+    inverse[order] = np.cumsum(starts) - 1
+    return ordered[starts], inverse
+
+
 def compress_rows(*columns: np.ndarray, weights: np.ndarray | None = None) -> tuple[Any, ...]:
     """Unique rows of the given columns and how many times each occurs.
 
@@ -85,17 +106,9 @@ def compress_rows(*columns: np.ndarray, weights: np.ndarray | None = None) -> tu
     >>> x.tolist(), t.tolist(), n.tolist()
     ([1, 2], [3.0, 4.0], [2.0, 1.0])
     """
-    stacked = np.column_stack([np.asarray(c, dtype=np.float64) for c in columns])
-    base = np.ones(stacked.shape[0]) if weights is None else np.asarray(weights, float)
-    # lexsort + run boundaries: several times faster than np.unique(axis=0) on 1M rows,
-    # with the same lexicographic order.
-    order = np.lexsort(stacked.T[::-1])
-    ordered = stacked[order]
-    starts = np.ones(ordered.shape[0], dtype=bool)
-    starts[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
-    group = np.cumsum(starts) - 1
-    unique = ordered[starts]
-    counts = np.bincount(group, weights=base[order], minlength=unique.shape[0])
+    unique, inverse = unique_rows(*columns)
+    base = np.ones(inverse.size) if weights is None else np.asarray(weights, float).ravel()
+    counts = np.bincount(inverse, weights=base, minlength=unique.shape[0])
     out = []
     for i, column in enumerate(columns):
         values = unique[:, i]

@@ -9,8 +9,8 @@ come from parameter uncertainty by the delta method on log(CLV): the gradient wi
 to the log-parameters of both models (central differences, a few model evaluations) and
 the models' covariance matrices, assumed independent between the two models.
 
-Everything is computed on the unique customer patterns and expanded back, so the cost
-depends on the number of distinct (x, t_x, T, m) rows, not on the number of customers.
+The transaction models evaluate their expensive terms once per distinct (x, T) pair, so
+the cost grows with the number of distinct histories, not with the number of customers.
 """
 
 from __future__ import annotations
@@ -146,36 +146,36 @@ def customer_lifetime_value(
         )
     if not 0 < margin <= 1:
         raise DataValidationError(f"margin {margin} is not in (0, 1]", fix="e.g. 0.3 for 30 %")
-    x = np.asarray(frequency, dtype=np.float64).ravel()
-    t_x = np.asarray(recency, dtype=np.float64).ravel()
-    big_t = np.asarray(T, dtype=np.float64).ravel()
-    m_all = None if monetary_value is None else np.asarray(monetary_value, float).ravel()
-    fallback = None if m_all is None or spend is not None else _mean_repeat(x, m_all)
-    columns = [x, t_x, big_t] + ([m_all] if m_all is not None else [])
-    stacked = np.column_stack(columns)
-    unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
-    counts = np.bincount(inverse, minlength=unique.shape[0]).astype(np.float64)
-    ux, ut, uT = unique[:, 0], unique[:, 1], unique[:, 2]
-    um = unique[:, 3] if m_all is not None else None
+    ux = np.asarray(frequency, dtype=np.float64).ravel()
+    ut = np.asarray(recency, dtype=np.float64).ravel()
+    uT = np.asarray(T, dtype=np.float64).ravel()
+    um = None if monetary_value is None else np.asarray(monetary_value, float).ravel()
+    fallback = None if um is None or spend is not None else _mean_repeat(ux, um)
+    # No de-duplication here: the transaction models evaluate their costly terms once per
+    # distinct (x, T) pair themselves, and everything else is cheap per customer.
+    counts = np.ones(ux.size)
 
-    def evaluate(t_model: Any, s_model: Any) -> tuple[FloatArray, FloatArray, FloatArray]:
-        purchases = np.asarray(
+    def purchases_of(t_model: Any) -> FloatArray:
+        return np.asarray(
             t_model.discounted_expected_purchases(
                 ux, ut, uT, discount_rate=discount_rate, horizon=int(horizon)
             ),
             dtype=np.float64,
         )
-        per_purchase = _spend_values(s_model, ux, um, fallback)
-        return margin * per_purchase * purchases, purchases, per_purchase
 
-    value, purchases, per_purchase = evaluate(transactions, spend)
+    def spend_of(s_model: Any) -> FloatArray:
+        return _spend_values(s_model, ux, um, fallback)
+
+    purchases, per_purchase = purchases_of(transactions), spend_of(spend)
+    value = margin * per_purchase * purchases
     lower = np.full_like(value, np.nan)
     upper = np.full_like(value, np.nan)
     total = float(np.sum(value * counts))
     total_lower = total_upper = float("nan")
     if intervals:
-        grads, covs = _log_gradients(evaluate, transactions, spend)
+        grads, covs = _log_gradients(
+            value, (transactions, purchases, purchases_of), (spend, per_purchase, spend_of)
+        )
         if grads is not None and covs is not None:
             z = stats.norm.ppf(0.5 + level / 2)
             var = np.einsum("ni,ij,nj->n", grads, covs, grads)
@@ -187,11 +187,11 @@ def customer_lifetime_value(
             se_total = float(np.sqrt(max(float(g_total @ covs @ g_total), 0.0))) / total
             total_lower, total_upper = total * np.exp(-z * se_total), total * np.exp(z * se_total)
     return CLVResult(
-        clv=value[inverse],
-        lower=lower[inverse],
-        upper=upper[inverse],
-        discounted_purchases=purchases[inverse],
-        expected_spend=per_purchase[inverse],
+        clv=value,
+        lower=lower,
+        upper=upper,
+        discounted_purchases=purchases,
+        expected_spend=per_purchase,
         total=total,
         total_lower=float(total_lower),
         total_upper=float(total_upper),
@@ -204,29 +204,33 @@ def _mean_repeat(x: FloatArray, m: FloatArray) -> float:
 
 
 def _log_gradients(
-    evaluate: Any, transactions: Any, spend: Any
+    value: FloatArray, *factors: tuple[Any, FloatArray, Any]
 ) -> tuple[FloatArray | None, FloatArray | None]:
-    """d value / d log(theta) for every parameter of both models, and their log-covariance."""
-    models = [(transactions, "t"), *([(spend, "s")] if spend is not None else [])]
+    """d value / d log(theta) for every parameter of both models, and their log-covariance.
+
+    ``value`` is a product of factors (spend per purchase, discounted purchases), each
+    depending on one model's parameters only: ``factors`` holds (model, factor at the
+    estimate, function of a model giving the factor). A forward difference in each
+    log-parameter re-evaluates only its own factor.
+    """
     columns: list[FloatArray] = []
     blocks: list[FloatArray] = []
-    for model, role in models:
+    for model, base, factor_of in factors:
+        if model is None:
+            continue
         theta = np.array([model.params_[n] for n in model.param_names], dtype=np.float64)
         cov = np.asarray(model.covariance_, dtype=np.float64)
         if not np.all(np.isfinite(cov)):
             return None, None
         blocks.append(np.diag(1 / theta) @ cov @ np.diag(1 / theta))
         for j in range(theta.size):
-            up, down = theta.copy(), theta.copy()
+            up = theta.copy()
             up[j] *= np.exp(_STEP)
-            down[j] *= np.exp(-_STEP)
-            if role == "t":
-                hi = evaluate(model.with_params(up), spend)[0]
-                lo = evaluate(model.with_params(down), spend)[0]
-            else:
-                hi = evaluate(transactions, model.with_params(up))[0]
-                lo = evaluate(transactions, model.with_params(down))[0]
-            columns.append((hi - lo) / (2 * _STEP))
+            moved = factor_of(model.with_params(up))
+            ratio = np.divide(moved, base, out=np.ones_like(moved), where=base != 0)
+            columns.append(value * (ratio - 1.0) / _STEP)
+    if not columns:
+        return None, None
     size = sum(b.shape[0] for b in blocks)
     cov_log = np.zeros((size, size))
     offset = 0
