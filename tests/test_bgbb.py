@@ -230,11 +230,12 @@ def test_expected_alive_periods_equals_explicit_sum(gamma: float) -> None:
 
 # --- estimation -----------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.slow
 def test_parameters_recovered_from_simulated_data() -> None:
-    """30,000 simulated customers, 8 opportunities (seed 2024): every true parameter lies in
-    its 95% interval, and the intervals are informative (narrower than the value)."""
+    """1,000,000 simulated customers, 8 opportunities (seed 2024): every true parameter lies
+    in its 95% interval, and the intervals are informative (narrower than the value)."""
     truth = (0.9, 1.6, 0.5, 2.2)
-    buys, _, _ = simulate(truth, 30_000, 8, seed=2024)
+    buys, _, _ = simulate(truth, 1_000_000, 8, seed=2024)
     x, t_x = summarise(buys, 8)
     fitted = BetaGeoBetaBinomModel().fit(x, t_x, 8)
     for name, true in zip(fitted.param_names, truth, strict=True):

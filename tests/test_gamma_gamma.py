@@ -115,11 +115,12 @@ def simulate(
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_parameters_recovered_from_simulated_data() -> None:
-    """20,000 simulated repeat buyers (seed 11): every true parameter lies in its 95%
+    """1,000,000 simulated repeat buyers (seed 11): every true parameter lies in its 95%
     interval, and the intervals are informative."""
     truth = (6.0, 4.0, 15.0)
-    x, m, _ = simulate(truth, 20_000, seed=11)
+    x, m, _ = simulate(truth, 1_000_000, seed=11)
     fitted = GammaGammaModel().fit(x, m)
     for name, true in zip(fitted.param_names, truth, strict=True):
         lower, upper = fitted.confidence_intervals_[name]
