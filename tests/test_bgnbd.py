@@ -552,6 +552,41 @@ def test_gradient_matches_central_differences(
         assert gradient[:, j].sum() == pytest.approx(numeric, rel=1e-5, abs=scale), j
 
 
+@PROPERTY
+@given(
+    PARAMS,
+    st.lists(histories(max_x=300), min_size=1, max_size=6),
+    st.lists(st.integers(1, 9), min_size=6, max_size=6),
+    st.booleans(),
+)
+def test_total_derivatives_match_row_sums_and_differences(
+    params: tuple[float, ...],
+    rows: list[tuple[float, float, float]],
+    weights: list[int],
+    modified: bool,
+) -> None:
+    """The fit's weighted total: value and gradient equal the per-customer sums, and the
+    exact Hessian equals central differences of the exact gradient."""
+    x, t_x, T = (np.array(column) for column in zip(*rows, strict=True))
+    w = np.array(weights[: x.size], dtype=float)
+    data = bgmath.prepare_fit_data(x, t_x, T, w, modified=modified)
+    theta = np.array(params)
+    value, grad, hess = bgmath.total_loglik_derivatives(theta, data, modified=modified)
+    assert hess is not None
+    ll, per_row = bgmath.log_likelihood_and_gradient(theta, x, t_x, T, modified=modified)
+    assert value == pytest.approx(float(w @ ll), rel=1e-11, abs=1e-11)
+    np.testing.assert_allclose(grad * theta, w @ per_row, rtol=1e-8, atol=1e-8)
+    numeric = np.empty((4, 4))
+    for j in range(4):
+        step = np.zeros(4)
+        step[j] = 1e-6 * theta[j]
+        up = bgmath.total_loglik_derivatives(theta + step, data, modified=modified)[1]
+        down = bgmath.total_loglik_derivatives(theta - step, data, modified=modified)[1]
+        numeric[:, j] = (up - down) / (2 * step[j])
+    scale = np.abs(hess).max() + 1.0
+    np.testing.assert_allclose(hess, numeric, rtol=1e-4, atol=1e-6 * scale)
+
+
 @pytest.mark.parametrize("modified", [False, True])
 @pytest.mark.parametrize("params", [(0.2426, 4.4135, 0.7929, 2.4259), (0.5, 2.0, 0.2, 0.3)])
 def test_loglik_of_many_rows_equals_row_by_row(params: tuple[float, ...], modified: bool) -> None:
@@ -613,10 +648,21 @@ def test_fit_on_unique_rows_with_counts_equals_fit_on_exploded_rows(seed: int, c
     theta = np.log([0.7, 3.0, 1.2, 2.0])
     every = {"x": x, "t_x": t_x, "T": T, "weights": np.ones_like(x)}
     unique = {"x": rows[:, 0], "t_x": rows[:, 1], "T": rows[:, 2], "weights": counts * 1.0}
-    value_all, grad_all = exploded._negative_loglik(theta, every)
-    value_unique, grad_unique = exploded._negative_loglik(theta, unique)
+    value_all, grad_all, hess_all = exploded._negative_loglik_hessian(
+        theta, exploded._prepare(every)
+    )
+    value_unique, grad_unique, hess_unique = exploded._negative_loglik_hessian(
+        theta, exploded._prepare(unique)
+    )
     assert value_unique == pytest.approx(value_all, rel=1e-12)
     np.testing.assert_allclose(grad_unique, grad_all, rtol=1e-10)
+    np.testing.assert_allclose(hess_unique, hess_all, rtol=1e-10)
+    # The per-customer likelihood summed directly agrees with the rearranged total.
+    per_row, per_row_grad = bgmath.log_likelihood_and_gradient(
+        np.exp(theta), x, t_x, T, modified=cls is ModifiedBetaGeoModel
+    )
+    assert -value_all == pytest.approx(float(per_row.sum()), rel=1e-12)
+    np.testing.assert_allclose(-grad_all, per_row_grad.sum(axis=0), rtol=1e-9, atol=1e-9)
 
 
 # --- the estimator contract -------------------------------------------------------------

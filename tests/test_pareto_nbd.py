@@ -213,6 +213,31 @@ def test_gradient_matches_central_differences(params: Any, data: tuple[Any, Any,
 
 
 @settings(max_examples=60, deadline=None)
+@given(params=log_params, data=histories(), weights=st.lists(st.integers(1, 9), min_size=5))
+def test_total_derivatives_match_the_per_customer_gradient_and_differences(
+    params: Any, data: tuple[Any, Any, Any], weights: list[int]
+) -> None:
+    """The fit's weighted total: value and gradient equal the per-customer sums, and the
+    exact Hessian equals central differences of the exact gradient."""
+    x, t_x, T = data
+    w = np.array(weights[: x.size], dtype=float)
+    value, grad, hess = pnbd.total_loglik_derivatives(params, x, t_x, T, w)
+    ll, per_row = pnbd.log_likelihood_gradient(params, x, t_x, T)
+    assert value == pytest.approx(float(w @ ll), rel=1e-12, abs=1e-12)
+    np.testing.assert_allclose(grad, w @ per_row, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(hess, hess.T, rtol=0, atol=0)
+    numeric = np.empty((4, 4))
+    for j in range(4):
+        step = np.zeros(4)
+        step[j] = 1e-6 * params[j]
+        up = pnbd.total_loglik_derivatives(params + step, x, t_x, T, w)[1]
+        down = pnbd.total_loglik_derivatives(params - step, x, t_x, T, w)[1]
+        numeric[:, j] = (up - down) / (2 * step[j])
+    scale = np.abs(hess).max() + 1.0
+    np.testing.assert_allclose(hess, numeric, rtol=1e-4, atol=1e-5 * scale)
+
+
+@settings(max_examples=60, deadline=None)
 @given(params=log_params, data=histories(st.integers(1000, 20000)))
 def test_loglik_and_gradient_finite_for_thousands_of_purchases(
     params: Any, data: tuple[Any, Any, Any]

@@ -19,9 +19,18 @@ from scipy import optimize, stats
 
 from segvalue.errors import ConvergenceError, ConvergenceWarning
 
-__all__ = ["FitResult", "compress_rows", "fit_log_params", "log_wald_intervals", "unique_rows"]
+__all__ = [
+    "FitResult",
+    "compress_rows",
+    "factorize",
+    "fit_log_params",
+    "log_scale_derivatives",
+    "log_wald_intervals",
+    "unique_rows",
+]
 
 Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
+HessianObjective = Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
 # A gradient norm below this (per unit of log-likelihood scale) counts as converged.
@@ -63,10 +72,85 @@ class FitResult:
     method: str
 
 
+def factorize(values: Any) -> tuple[FloatArray, np.ndarray[Any, Any]]:
+    """Sorted distinct values of a 1-d array and each element's position among them.
+
+    Examples
+    --------
+    >>> values, codes = factorize(np.array([2.5, 1.0, 2.5]))
+    >>> values.tolist(), codes.tolist()
+    ([1.0, 2.5], [1, 0, 1])
+    """
+    array = np.asarray(values, dtype=np.float64).ravel()
+    distinct, codes = _codes(array)
+    out = np.empty(distinct)
+    out[codes] = array
+    return out, codes
+
+
+def _codes(values: np.ndarray[Any, Any]) -> tuple[int, np.ndarray[Any, Any]]:
+    """How many distinct values a 1-d array holds and each element's rank among them.
+
+    Values on a regular grid (whole numbers, days / 7, ...) in a range of at most a few
+    times the length are ranked through a lookup table, verified exactly; anything else
+    by one argsort.
+    """
+    if values.size == 0:
+        return 0, np.zeros(0, dtype=np.int64)
+    ranked = _grid_codes(values)
+    if ranked is not None:
+        return ranked
+    order = np.argsort(values)
+    ordered = values[order]
+    starts = np.empty(ordered.size, dtype=bool)
+    starts[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+    codes = np.empty(ordered.size, dtype=np.int64)
+    codes[order] = np.cumsum(starts) - 1
+    return int(codes[order[-1]]) + 1, codes
+
+
+def _grid_codes(values: np.ndarray[Any, Any]) -> tuple[int, np.ndarray[Any, Any]] | None:
+    """Ranks by a lookup table when the distinct values sit on a short regular grid."""
+    limit = 4 * values.size + 2**21  # a table of at most ~16 MB beyond 4 entries per value
+    low = values.min()
+    if values.dtype.kind in "iu":
+        if int(values.max()) - int(low) > limit:
+            return None
+        offsets = (values - low).astype(np.int64)
+        present = np.bincount(offsets) > 0
+        rank = np.cumsum(present) - 1
+        return int(rank[-1]) + 1, rank[offsets]
+    ordered = np.sort(values)
+    starts = np.empty(ordered.size, dtype=bool)
+    starts[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+    distinct = ordered[starts]
+    if distinct.size == 1:
+        return 1, np.zeros(values.size, dtype=np.int64)
+    step = float(np.min(np.diff(distinct)))
+    with np.errstate(all="ignore"):
+        slots = np.rint((distinct - low) / step)
+        if not (np.isfinite(slots[-1]) and slots[-1] <= limit):
+            return None
+        table = np.full(int(slots[-1]) + 1, -1, dtype=np.int64)
+        table[slots.astype(np.int64)] = np.arange(distinct.size)
+        if np.count_nonzero(table >= 0) != distinct.size:  # two values in one slot
+            return None
+        position = np.clip(np.rint((values - low) / step), 0, table.size - 1)
+    codes = table[position.astype(np.int64)]
+    if codes.min() < 0 or not np.array_equal(distinct[codes], values):
+        return None
+    return distinct.size, codes
+
+
 def unique_rows(*columns: np.ndarray) -> tuple[FloatArray, np.ndarray[Any, Any]]:
     """Distinct rows of the given columns (lexicographic order) and each row's index.
 
-    A lexsort with run boundaries: several times faster than ``np.unique(axis=0)``.
+    Each column is reduced to the ranks of its values and folded into an integer key
+    (rank order is value order, so key order is lexicographic row order), which is
+    re-ranked after each column so that it stays short: one 1-d pass per column instead
+    of a multi-key lexicographic sort, about 3x faster at 1,000,000 rows.
 
     Examples
     --------
@@ -74,14 +158,16 @@ def unique_rows(*columns: np.ndarray) -> tuple[FloatArray, np.ndarray[Any, Any]]
     >>> u.tolist(), inverse.tolist()
     ([[1.0, 3.0], [2.0, 5.0]], [1, 0, 1])
     """
-    stacked = np.column_stack([np.asarray(c, dtype=np.float64).ravel() for c in columns])
-    order = np.lexsort(stacked.T[::-1])
-    ordered = stacked[order]
-    starts = np.ones(ordered.shape[0], dtype=bool)
-    starts[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
-    inverse = np.empty(ordered.shape[0], dtype=np.int64)
-    inverse[order] = np.cumsum(starts) - 1
-    return ordered[starts], inverse
+    arrays = [np.asarray(c, dtype=np.float64).ravel() for c in columns]
+    key = np.zeros(arrays[0].size, dtype=np.int64)
+    combos = 1
+    for values in arrays:
+        distinct, codes = _codes(values)
+        key = key * distinct + codes
+        combos, key = _codes(key)
+    first = np.empty(combos, dtype=np.int64)
+    first[key] = np.arange(key.size)
+    return np.column_stack([a[first] for a in arrays]), key
 
 
 def compress_rows(*columns: np.ndarray, weights: np.ndarray | None = None) -> tuple[Any, ...]:
@@ -131,8 +217,13 @@ def _hessian(objective: Objective, x: FloatArray) -> FloatArray:
     return np.asarray(0.5 * (hess + hess.T))
 
 
-def _covariance(objective: Objective, log_params: FloatArray) -> FloatArray:
-    hess = _hessian(objective, log_params)
+def _covariance(
+    objective: Objective, log_params: FloatArray, hessian: HessianObjective | None = None
+) -> FloatArray:
+    if hessian is not None:
+        hess = np.asarray(hessian(log_params)[2], dtype=np.float64)
+    else:
+        hess = _hessian(objective, log_params)
     try:
         np.linalg.cholesky(hess)
         cov_log = np.linalg.inv(hess)
@@ -140,6 +231,25 @@ def _covariance(objective: Objective, log_params: FloatArray) -> FloatArray:
         return np.full_like(hess, np.nan)
     jac = np.diag(np.exp(log_params))
     return np.asarray(jac @ cov_log @ jac)
+
+
+def log_scale_derivatives(
+    theta: FloatArray, grad: FloatArray, hess: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Gradient and Hessian with respect to log(theta) from those with respect to theta.
+
+    ``d/d log t_i = t_i d/dt_i`` and ``d2/(d log t_i d log t_j) = t_i t_j d2/(dt_i dt_j)
+    + [i = j] t_i d/dt_i``.
+
+    Examples
+    --------
+    >>> g, h = log_scale_derivatives(np.array([2.0]), np.array([3.0]), np.array([[5.0]]))
+    >>> g.tolist(), h.tolist()
+    ([6.0], [[26.0]])
+    """
+    grad_log = theta * grad
+    hess_log = theta[:, None] * hess * theta[None, :] + np.diag(grad_log)
+    return grad_log, hess_log
 
 
 def _safe(objective: Objective) -> Objective:
@@ -155,16 +265,63 @@ def _safe(objective: Objective) -> Objective:
     return wrapped
 
 
+class _Evaluations:
+    """Value, gradient and Hessian at the last point asked for (one evaluation per point).
+
+    trust-exact asks for the value and gradient, then the Hessian at the same point; the
+    convergence check and the covariance ask again at the optimum.
+    """
+
+    def __init__(self, hessian: HessianObjective) -> None:
+        self.hessian = hessian
+        self.key = b""
+        self.last: tuple[float, FloatArray, FloatArray] = (np.inf, np.zeros(0), np.zeros(0))
+
+    def __call__(self, x: FloatArray) -> tuple[float, FloatArray, FloatArray]:
+        key = np.asarray(x, dtype=np.float64).tobytes()
+        if key != self.key:
+            with np.errstate(all="ignore"):
+                value, grad, hess = self.hessian(x)
+            if not (np.isfinite(value) and np.all(np.isfinite(grad))):
+                value, grad, hess = 1e300, np.zeros_like(x), np.full((x.size, x.size), np.nan)
+            self.key = key
+            self.last = (float(value), np.asarray(grad, float), np.asarray(hess, float))
+        return self.last
+
+
+def _newton(evaluations: _Evaluations, start: FloatArray, tolerance: float) -> Any:
+    """Trust-region Newton (scipy's ``trust-exact``) on the exact Hessian.
+
+    A non-finite Hessian (overflow far from the optimum) is replaced by the identity: a
+    gradient step inside the trust region.
+    """
+
+    def hess(x: FloatArray) -> FloatArray:
+        h = evaluations(x)[2]
+        return h if np.all(np.isfinite(h)) else np.eye(x.size)
+
+    return optimize.minimize(
+        lambda x: evaluations(x)[:2],
+        start,
+        jac=True,
+        hess=hess,
+        method="trust-exact",
+        options={"gtol": tolerance * 1e-3, "maxiter": 200},
+    )
+
+
 def fit_log_params(
     negative_loglik: Objective,
     initial: Sequence[float] | FloatArray,
     *,
     model: str,
     scale: float = 1.0,
+    hessian: HessianObjective | None = None,
 ) -> FitResult:
     """Minimise a negative log-likelihood over log-parameters, robustly.
 
-    Tries L-BFGS-B with the exact gradient from ``initial``; if that fails, BFGS, then
+    Tries trust-region Newton when an exact Hessian is given, then L-BFGS-B with the
+    exact gradient from ``initial``; if that fails, BFGS, then
     Nelder-Mead followed by an L-BFGS-B polish, then restarts from perturbed points. A
     result reached only by a fallback issues a :class:`ConvergenceWarning`.
 
@@ -179,6 +336,10 @@ def fit_log_params(
     scale
         Typical size of the objective (e.g. the number of customers); the convergence
         test on the gradient norm is relative to it.
+    hessian
+        Optional ``h(log_params) -> (value, gradient, Hessian)`` with the exact Hessian:
+        then trust-region Newton is tried first (a handful of iterations where L-BFGS-B
+        needs dozens) and the covariance comes from the exact Hessian.
 
     Returns
     -------
@@ -202,13 +363,19 @@ def fit_log_params(
     last: Any = None
     rng = np.random.default_rng(0)
     starts = [x0] + [x0 + rng.normal(0.0, 0.5, x0.size) for _ in range(3)]
+    preferred = ("Newton", "L-BFGS-B") if hessian is not None else ("L-BFGS-B",)
+    exact = _Evaluations(hessian) if hessian is not None else None
     for attempt, start in enumerate(starts):
-        for method in ("L-BFGS-B", "BFGS", "Nelder-Mead"):
-            result = _minimise(objective, start, method)
+        for method in (*preferred, "BFGS", "Nelder-Mead"):
+            if method == "Newton":
+                assert exact is not None
+                result = _newton(exact, start, tolerance)
+            else:
+                result = _minimise(objective, start, method)
             last = result
-            grad_norm = float(np.linalg.norm(objective(result.x)[1]))
+            grad_norm = float(np.linalg.norm((exact or objective)(result.x)[1]))
             if np.isfinite(result.fun) and result.fun < 1e299 and grad_norm < tolerance:
-                if attempt or method != "L-BFGS-B":
+                if attempt or method not in preferred:
                     warnings.warn(
                         f"{model}: converged only with {method}"
                         + (f" from restart {attempt}" if attempt else ""),
@@ -217,7 +384,7 @@ def fit_log_params(
                     )
                 return FitResult(
                     params=np.exp(result.x),
-                    covariance=_covariance(objective, result.x),
+                    covariance=_covariance(objective, result.x, exact),
                     loglik=-float(result.fun),
                     converged=True,
                     iterations=int(getattr(result, "nit", 0)),

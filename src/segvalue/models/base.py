@@ -20,10 +20,21 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from segvalue.errors import DataValidationError, NotFittedError
-from segvalue.models._fit import FitResult, compress_rows, fit_log_params, log_wald_intervals
+from segvalue.models._fit import (
+    FitResult,
+    compress_rows,
+    fit_log_params,
+    log_wald_intervals,
+)
 from segvalue.units import TimeUnit, parse_time_unit
 
-__all__ = ["MODEL_TYPES", "BTYDModel", "MLEModel", "check_rfm", "model_from_json"]
+__all__ = [
+    "MODEL_TYPES",
+    "BTYDModel",
+    "MLEModel",
+    "check_rfm",
+    "model_from_json",
+]
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
@@ -52,6 +63,8 @@ class MLEModel:
 
     param_names: ClassVar[tuple[str, ...]] = ()
     model_name: ClassVar[str] = ""
+    #: Whether ``_negative_loglik_hessian`` is implemented (then Newton is tried first).
+    _exact_hessian: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -62,27 +75,46 @@ class MLEModel:
         self.penalizer = penalizer
 
     # --- hooks -------------------------------------------------------------------------
-    def _negative_loglik(
-        self, log_params: FloatArray, data: dict[str, FloatArray]
-    ) -> tuple[float, FloatArray]:
+    def _prepare(self, data: dict[str, FloatArray]) -> Any:
+        """What the objective reads: the compressed data, or structures derived from it once."""
+        return data
+
+    def _negative_loglik(self, log_params: FloatArray, data: Any) -> tuple[float, FloatArray]:
+        raise NotImplementedError
+
+    def _negative_loglik_hessian(
+        self, log_params: FloatArray, data: Any
+    ) -> tuple[float, FloatArray, FloatArray]:
+        """Value, gradient and exact Hessian in the log-parameters (``_exact_hessian``)."""
         raise NotImplementedError
 
     def _initial(self, data: dict[str, FloatArray]) -> FloatArray:
         return np.zeros(len(self.param_names))
 
     # --- fitting -----------------------------------------------------------------------
-    def _penalised(self, data: dict[str, FloatArray]) -> Any:
+    def _objectives(self, data: dict[str, FloatArray]) -> tuple[Any, Any]:
+        """The penalised objective and, when the model has one, its exact-Hessian version."""
         penalizer = float(self.penalizer)
+        prepared = self._prepare(data)
 
         def objective(log_params: FloatArray) -> tuple[float, FloatArray]:
-            value, grad = self._negative_loglik(log_params, data)
+            value, grad = self._negative_loglik(log_params, prepared)
             if penalizer:
                 theta2 = np.exp(2 * log_params)
                 value += penalizer * float(theta2.sum())
                 grad = grad + 2 * penalizer * theta2
             return value, grad
 
-        return objective
+        def with_hessian(log_params: FloatArray) -> tuple[float, FloatArray, FloatArray]:
+            value, grad, hess = self._negative_loglik_hessian(log_params, prepared)
+            if penalizer:
+                theta2 = np.exp(2 * log_params)
+                value += penalizer * float(theta2.sum())
+                grad = grad + 2 * penalizer * theta2
+                hess = hess + np.diag(4 * penalizer * theta2)
+            return value, grad, hess
+
+        return objective, (with_hessian if self._exact_hessian else None)
 
     def _fit_data(self, data: dict[str, FloatArray], time_unit: TimeUnit | None) -> Self:
         if self.penalizer < 0:
@@ -91,11 +123,13 @@ class MLEModel:
                 fix="use 0 (none) or a small positive value such as 0.001",
             )
         n_customers = float(data["weights"].sum())
+        objective, hessian = self._objectives(data)
         result = fit_log_params(
-            self._penalised(data),
+            objective,
             self._initial(data),
             model=self.model_name or type(self).__name__,
             scale=n_customers,
+            hessian=hessian,
         )
         self._store(result, n_customers, time_unit, _fingerprint(data))
         return self

@@ -18,6 +18,7 @@ import numpy as np
 
 from segvalue.errors import DataValidationError
 from segvalue.models import _bgnbd_math as math
+from segvalue.models._fit import log_scale_derivatives
 from segvalue.models.base import BTYDModel, check_rfm
 
 __all__ = ["BetaGeoModel", "ModifiedBetaGeoModel"]
@@ -64,14 +65,30 @@ class _BetaGeoFamily(BTYDModel):
     _modified: ClassVar[bool] = False
 
     # --- fitting hooks ----------------------------------------------------------------
-    def _negative_loglik(
-        self, log_params: FloatArray, data: dict[str, FloatArray]
-    ) -> tuple[float, FloatArray]:
-        loglik, gradient = math.log_likelihood_and_gradient(
-            np.exp(log_params), data["x"], data["t_x"], data["T"], modified=self._modified
+    _exact_hessian = True
+
+    def _prepare(self, data: dict[str, FloatArray]) -> math.FitData:
+        return math.prepare_fit_data(
+            data["x"], data["t_x"], data["T"], data["weights"], modified=self._modified
         )
-        weights = data["weights"]
-        return -float(weights @ loglik), -np.asarray(weights @ gradient, dtype=np.float64)
+
+    def _negative_loglik(
+        self, log_params: FloatArray, data: math.FitData
+    ) -> tuple[float, FloatArray]:
+        theta = np.exp(log_params)
+        value, grad, _ = math.total_loglik_derivatives(
+            theta, data, modified=self._modified, hessian=False
+        )
+        return -value, -theta * grad
+
+    def _negative_loglik_hessian(
+        self, log_params: FloatArray, data: math.FitData
+    ) -> tuple[float, FloatArray, FloatArray]:
+        theta = np.exp(log_params)
+        value, grad, hess = math.total_loglik_derivatives(theta, data, modified=self._modified)
+        assert hess is not None
+        grad_log, hess_log = log_scale_derivatives(theta, grad, hess)
+        return -value, -grad_log, -hess_log
 
     def _initial(self, data: dict[str, FloatArray]) -> FloatArray:
         """A start on the scale of the data, so the fit does not depend on the time unit.

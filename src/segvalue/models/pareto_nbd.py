@@ -16,6 +16,7 @@ from numpy.typing import ArrayLike
 
 from segvalue.errors import DataValidationError
 from segvalue.models import _pareto_nbd_math as pnbd
+from segvalue.models._fit import log_scale_derivatives
 from segvalue.models.base import BTYDModel, FloatArray, check_rfm
 
 __all__ = ["ParetoNBDModel"]
@@ -110,6 +111,18 @@ class ParetoNBDModel(BTYDModel):
         ll, grad = pnbd.log_likelihood_gradient(params, data["x"], data["t_x"], data["T"])
         weights = data["weights"]
         return -float(weights @ ll), -(weights @ grad) * params
+
+    _exact_hessian = True
+
+    def _negative_loglik_hessian(
+        self, log_params: FloatArray, data: dict[str, FloatArray]
+    ) -> tuple[float, FloatArray, FloatArray]:
+        theta = np.exp(log_params)
+        value, grad, hess = pnbd.total_loglik_derivatives(
+            theta, data["x"], data["t_x"], data["T"], data["weights"]
+        )
+        grad_log, hess_log = log_scale_derivatives(theta, grad, hess)
+        return -value, -grad_log, -hess_log
 
     def _initial(self, data: dict[str, FloatArray]) -> FloatArray:
         # r = s = 1 and scales that match the mean purchase rate and the mean age: a
