@@ -18,7 +18,17 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"errors", "units", "config", "data"},
     "features": {"errors", "units", "features"},
     "valuation": {"errors", "units", "models"},
-    "pipeline": {"errors", "units", "config", "data", "features", "models", "valuation"},
+    "segments": {"errors", "units", "config", "features", "segments"},
+    "pipeline": {
+        "errors",
+        "units",
+        "config",
+        "data",
+        "features",
+        "models",
+        "valuation",
+        "segments",
+    },
     "cli": {"errors", "units", "config", "pipeline", "cli", "data", "__init__"},
 }
 FILE_IO_CALLS = ("open", "read_text", "write_text", "read_bytes", "write_bytes")

@@ -9,22 +9,47 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import itertools
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from segvalue.errors import ConfigError, SegvalueError
 from segvalue.units import TimeUnit, parse_time_unit
 
 __all__ = [
+    "OPERATORS",
     "TABLE_NAMES",
+    "AllOf",
+    "AnyOf",
     "CLVConfig",
+    "ClusterConfig",
+    "Condition",
+    "ConditionExpr",
     "Config",
     "CsvOptions",
     "EngineConfig",
+    "LifecycleConfig",
+    "MarketPotentialConfig",
+    "NotOf",
     "OutputConfig",
+    "RFMConfig",
+    "RFMSegmentRule",
+    "RuleSchemeConfig",
+    "SchemeConfig",
+    "SegmentRule",
+    "SegmentsConfig",
     "SourceConfig",
     "ValidationConfig",
     "config_template",
@@ -150,6 +175,311 @@ class CLVConfig(_Strict):
     )
 
 
+# --- segmentation ----------------------------------------------------------------------
+
+#: Comparison operators of the rule DSL.
+OPERATORS: tuple[str, ...] = (
+    "==",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "in",
+    "not_in",
+    "between",
+    "regex",
+    "is_null",
+    "not_null",
+)
+Operator = Literal[
+    "==", "!=", "<", "<=", ">", ">=", "in", "not_in", "between", "regex", "is_null", "not_null"
+]
+
+
+class Condition(_Strict):
+    """One comparison of a customer attribute or feature: ``{field, op, value}``.
+
+    ``in`` / ``not_in`` take a list, ``between`` a two-element list [low, high]
+    (inclusive), ``regex`` a Python regular expression (searched, not anchored),
+    ``is_null`` / ``not_null`` no value.
+    """
+
+    field: str = Field(min_length=1)
+    op: Operator = "=="
+    value: Any = None
+
+    @model_validator(mode="after")
+    def _value_fits_operator(self) -> Condition:
+        op, value = self.op, self.value
+        if op in ("is_null", "not_null"):
+            if value is not None:
+                raise ValueError(f"operator {op!r} takes no value (remove 'value')")
+        elif value is None:
+            raise ValueError(f"operator {op!r} needs a 'value'")
+        elif op in ("in", "not_in"):
+            if not isinstance(value, list) or not value:
+                raise ValueError(f"operator {op!r} needs a non-empty list, e.g. [a, b]")
+        elif op == "between":
+            if not isinstance(value, list) or len(value) != 2:
+                raise ValueError("operator 'between' needs [low, high]")
+            if all(isinstance(v, int | float) for v in value) and value[0] > value[1]:
+                raise ValueError(f"'between' bounds are reversed: {value[0]} > {value[1]}")
+        elif op == "regex":
+            import re
+
+            try:
+                re.compile(str(value))
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+        elif isinstance(value, list | dict):
+            raise ValueError(
+                f"operator {op!r} compares with one value, got a {type(value).__name__}"
+            )
+        return self
+
+
+class AllOf(_Strict):
+    """True when every condition holds: ``{all: [...]}``."""
+
+    all_of: list[ConditionExpr] = Field(alias="all", min_length=1)
+
+
+class AnyOf(_Strict):
+    """True when at least one condition holds: ``{any: [...]}``."""
+
+    any_of: list[ConditionExpr] = Field(alias="any", min_length=1)
+
+
+class NotOf(_Strict):
+    """True when the condition does not hold: ``{not: ...}``."""
+
+    not_of: ConditionExpr = Field(alias="not")
+
+
+def _condition_kind(value: Any) -> str:
+    """Which condition form a mapping is, by its keys (so errors name the right one)."""
+    if isinstance(value, dict):
+        for key in ("all", "any", "not"):
+            if key in value:
+                return key
+        return "compare"
+    kinds: dict[type, str] = {AllOf: "all", AnyOf: "any", NotOf: "not"}
+    return kinds.get(type(value), "compare")
+
+
+ConditionExpr = Annotated[
+    Annotated[Condition, Tag("compare")]
+    | Annotated[AllOf, Tag("all")]
+    | Annotated[AnyOf, Tag("any")]
+    | Annotated[NotOf, Tag("not")],
+    Discriminator(_condition_kind),
+]
+
+
+class SegmentRule(_Strict):
+    """A named segment and the condition for membership."""
+
+    segment: str = Field(min_length=1)
+    when: ConditionExpr
+    description: str | None = None
+
+
+class RuleSchemeConfig(_Strict):
+    """Segments defined by rules over customer attributes and features.
+
+    ``mode: first_match``: the rules are an ordered list, each customer gets the first
+    segment whose condition holds, else ``unassigned``. ``mode: tags``: every rule is an
+    independent yes / no tag (a customer may carry several, or none).
+    """
+
+    name: str = Field(min_length=1)
+    type: Literal["demographic", "geographic", "psychographic", "behavioural", "benefit"]
+    mode: Literal["first_match", "tags"] = "first_match"
+    rules: list[SegmentRule] = Field(min_length=1)
+    unassigned: str = "unassigned"
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _unique_segments(self) -> RuleSchemeConfig:
+        names = [r.segment for r in self.rules]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"segment names repeat in scheme {self.name!r}: {duplicates}")
+        if self.unassigned in names:
+            raise ValueError(f"a rule uses the unassigned bucket's name {self.unassigned!r}")
+        return self
+
+
+class LifecycleConfig(_Strict):
+    """Customer-journey stages: new, active, returning, at risk, lapsed, reactivated, one-time.
+
+    Thresholds are in days; any left out is derived from the distribution of the time
+    between purchases in the data (see docs/segments.md).
+    """
+
+    name: str = "lifecycle"
+    type: Literal["lifecycle"]
+    new_days: float | None = Field(None, gt=0, description="first purchase within N days")
+    active_days: float | None = Field(None, gt=0, description="last purchase within N days")
+    lapsed_days: float | None = Field(None, gt=0, description="no purchase for N days")
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LifecycleConfig:
+        if self.active_days and self.lapsed_days and self.active_days >= self.lapsed_days:
+            raise ValueError(
+                f"active_days ({self.active_days}) must be below lapsed_days ({self.lapsed_days})"
+            )
+        return self
+
+
+class RFMSegmentRule(_Strict):
+    """A named RFM segment: inclusive score ranges; an omitted score matches any value."""
+
+    segment: str = Field(min_length=1)
+    r: tuple[int, int] | None = None
+    f: tuple[int, int] | None = None
+    m: tuple[int, int] | None = None
+    fm: tuple[int, int] | None = Field(None, description="rounded mean of F and M scores")
+
+
+class RFMConfig(_Strict):
+    """RFM scores 1..bins and named segments.
+
+    ``method: quantile`` cuts each measure at its quantiles; ``method: cuts`` uses the
+    given cut points. ``ties: shared`` gives equal values the same score (bins may be
+    unequal in size); ``ties: split`` makes equal-size bins, splitting a tie by customer id.
+    """
+
+    name: str = "rfm"
+    type: Literal["rfm"]
+    bins: int = Field(5, ge=2, le=10)
+    method: Literal["quantile", "cuts"] = "quantile"
+    cuts: dict[Literal["recency", "frequency", "monetary"], list[float]] | None = None
+    ties: Literal["shared", "split"] = "shared"
+    segments: list[RFMSegmentRule] | None = Field(
+        None, description="ordered, first match wins; default: the standard 11 segments"
+    )
+    unassigned: str = "Others"
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _cuts_fit_method(self) -> RFMConfig:
+        if self.method == "cuts":
+            missing = [
+                k for k in ("recency", "frequency", "monetary") if k not in (self.cuts or {})
+            ]
+            if missing:
+                raise ValueError(f"method 'cuts' needs cut points for {missing}")
+            for measure, points in (self.cuts or {}).items():
+                if len(points) != self.bins - 1:
+                    raise ValueError(
+                        f"cuts.{measure} has {len(points)} points; {self.bins} bins need "
+                        f"{self.bins - 1}"
+                    )
+                if any(b <= a for a, b in itertools.pairwise(points)):
+                    raise ValueError(f"cuts.{measure} must increase strictly: {points}")
+        elif self.cuts is not None:
+            raise ValueError("'cuts' is only used with method: cuts")
+        for rule in self.segments or []:
+            for score in (rule.r, rule.f, rule.m, rule.fm):
+                if score is not None and not 1 <= score[0] <= score[1] <= self.bins:
+                    raise ValueError(
+                        f"segment {rule.segment!r}: score range {list(score)} is outside "
+                        f"1..{self.bins}"
+                    )
+        return self
+
+
+class ClusterConfig(_Strict):
+    """Data-driven segments: clustering on chosen features, every customer assigned."""
+
+    name: str = "clusters"
+    type: Literal["cluster"]
+    features: list[str] = Field(min_length=1)
+    transform: Literal["none", "log1p"] | dict[str, Literal["none", "log1p"]] = "none"
+    scaling: Literal["standard", "robust", "none"] = "standard"
+    algorithm: Literal["kmeans", "minibatch_kmeans", "dbscan", "hdbscan"] = "kmeans"
+    k: int | Literal["auto"] = "auto"
+    k_range: tuple[int, int] = (2, 10)
+    sample_size: int = Field(50_000, ge=100)
+    eps: float | None = Field(None, gt=0, description="DBSCAN radius (scaled units)")
+    min_samples: int = Field(10, ge=1)
+    min_cluster_size: int = Field(50, ge=2, description="HDBSCAN")
+    stability_resamples: int = Field(10, ge=0)
+    seed: int = 0
+    unassigned: str = "unassigned"
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _k_fits(self) -> ClusterConfig:
+        low, high = self.k_range
+        if not 2 <= low <= high:
+            raise ValueError(
+                f"k_range must be [low, high] with 2 <= low <= high, got {[low, high]}"
+            )
+        if isinstance(self.k, int) and self.k < 2:
+            raise ValueError(f"k must be at least 2 (or 'auto'), got {self.k}")
+        if self.algorithm == "dbscan" and self.eps is None:
+            raise ValueError("algorithm 'dbscan' needs 'eps' (the neighbourhood radius)")
+        if isinstance(self.transform, dict):
+            unknown = sorted(set(self.transform) - set(self.features))
+            if unknown:
+                raise ValueError(f"transform names features not in 'features': {unknown}")
+        return self
+
+
+SchemeConfig = Annotated[
+    RuleSchemeConfig | LifecycleConfig | RFMConfig | ClusterConfig, Field(discriminator="type")
+]
+
+
+class MarketPotentialConfig(_Strict):
+    """Addressable customers and revenue potential for a product or category, per segment.
+
+    Addressable: members who have the ``need`` (all, when omitted) and have not bought
+    ``category``. Revenue potential = addressable x ``adoption_rate`` x value per
+    customer (``value_per_customer``, default: the mean spend on the category of those
+    who bought it); every assumption is reported with the result.
+    """
+
+    name: str = Field(min_length=1)
+    category: str = Field(min_length=1)
+    need: ConditionExpr | None = None
+    adoption_rate: float = Field(1.0, gt=0, le=1)
+    value_per_customer: float | None = Field(None, gt=0)
+
+
+_DEFAULT_SCHEMES: tuple[SchemeConfig, ...] = (
+    LifecycleConfig(type="lifecycle"),
+    RFMConfig(type="rfm"),
+)
+
+
+class SegmentsConfig(_Strict):
+    """Segmentation schemes and the quality bars they are held to."""
+
+    enabled: bool = True
+    schemes: list[SchemeConfig] = Field(default_factory=lambda: list(_DEFAULT_SCHEMES))
+    min_size: int = Field(30, ge=1, description="warn below this many customers")
+    min_share: float = Field(0.01, ge=0, lt=1, description="warn below this share")
+    max_segments: int | None = Field(
+        None, ge=2, description="warn above this many (default: customers / min_size / 10)"
+    )
+    drift_threshold: float = Field(0.2, gt=0, description="relative size change that alerts")
+    personas: bool = True
+    market_potential: list[MarketPotentialConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> SegmentsConfig:
+        names = [s.name for s in self.schemes]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"scheme names repeat: {duplicates} (give each a unique 'name')")
+        return self
+
+
 class OutputConfig(_Strict):
     """Where results go."""
 
@@ -176,6 +506,7 @@ class Config(_Strict):
     sources: dict[str, SourceConfig]
     validation: ValidationConfig = ValidationConfig()
     clv: CLVConfig = CLVConfig()
+    segments: SegmentsConfig = SegmentsConfig()
     output: OutputConfig = OutputConfig()
     base_dir: Path = Field(Path("."), exclude=True)
 
@@ -207,6 +538,10 @@ class Config(_Strict):
         """Absolute output folder."""
         path = Path(self.output.dir).expanduser()
         return path if path.is_absolute() else (self.base_dir / path)
+
+
+for _model in (AllOf, AnyOf, NotOf, SegmentRule, MarketPotentialConfig):
+    _model.model_rebuild()
 
 
 def _did_you_mean(word: str, choices: Any) -> str:
