@@ -22,6 +22,7 @@ import numpy as np
 from scipy import stats
 
 from segvalue.errors import DataValidationError
+from segvalue.models._fit import unique_rows
 
 __all__ = ["CLVResult", "customer_lifetime_value"]
 
@@ -151,40 +152,50 @@ def customer_lifetime_value(
     uT = np.asarray(T, dtype=np.float64).ravel()
     um = None if monetary_value is None else np.asarray(monetary_value, float).ravel()
     fallback = None if um is None or spend is not None else _mean_repeat(ux, um)
-    # No de-duplication here: the transaction models evaluate their costly terms once per
-    # distinct (x, T) pair themselves, and everything else is cheap per customer.
-    counts = np.ones(ux.size)
+    # No de-duplication for the values: the transaction models evaluate their costly
+    # terms once per distinct (x, T) pair themselves, and everything else is cheap.
 
-    def purchases_of(t_model: Any) -> FloatArray:
+    def purchases_of(t_model: Any, rows: tuple[FloatArray, ...]) -> FloatArray:
+        x, t_x, big_t = rows
         return np.asarray(
             t_model.discounted_expected_purchases(
-                ux, ut, uT, discount_rate=discount_rate, horizon=int(horizon)
+                x, t_x, big_t, discount_rate=discount_rate, horizon=int(horizon)
             ),
             dtype=np.float64,
         )
 
-    def spend_of(s_model: Any) -> FloatArray:
-        return _spend_values(s_model, ux, um, fallback)
+    def spend_of(s_model: Any, rows: tuple[FloatArray, ...]) -> FloatArray:
+        x, m = rows
+        return _spend_values(s_model, x, m, fallback)
 
-    purchases, per_purchase = purchases_of(transactions), spend_of(spend)
+    purchases = purchases_of(transactions, (ux, ut, uT))
+    per_purchase = _spend_values(spend, ux, um, fallback)
     value = margin * per_purchase * purchases
     lower = np.full_like(value, np.nan)
     upper = np.full_like(value, np.nan)
-    total = float(np.sum(value * counts))
+    total = float(np.sum(value))
     total_lower = total_upper = float("nan")
     if intervals:
-        grads, covs = _log_gradients(
-            value, (transactions, purchases, purchases_of), (spend, per_purchase, spend_of)
-        )
-        if grads is not None and covs is not None:
+        # log CLV = log(margin) + log(spend) + log(purchases): the two models' terms add,
+        # each a function of that model's parameters and of few distinct histories.
+        parts = [_relative_gradients(transactions, purchases_of, (ux, ut, uT), purchases)]
+        if spend is not None and um is not None:
+            parts.append(_relative_gradients(spend, spend_of, (ux, um), per_purchase))
+        if all(p is not None for p in parts):
             z = stats.norm.ppf(0.5 + level / 2)
-            var = np.einsum("ni,ij,nj->n", grads, covs, grads)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                se_log = np.sqrt(np.maximum(var, 0)) / value
+            var_log = np.zeros_like(value)
+            var_total = 0.0
+            for part in parts:
+                assert part is not None
+                grads, inverse, cov_log = part
+                var_log += np.einsum("ni,ij,nj->n", grads, cov_log, grads)[inverse]
+                # d total / d log theta = sum_i value_i d log(factor_i) / d log theta
+                g_total = np.bincount(inverse, weights=value, minlength=grads.shape[0]) @ grads
+                var_total += float(g_total @ cov_log @ g_total)
+            se_log = np.sqrt(np.maximum(var_log, 0.0))
             lower = np.where(value > 0, value * np.exp(-z * se_log), 0.0)
             upper = np.where(value > 0, value * np.exp(z * se_log), 0.0)
-            g_total = counts @ grads
-            se_total = float(np.sqrt(max(float(g_total @ covs @ g_total), 0.0))) / total
+            se_total = float(np.sqrt(max(var_total, 0.0))) / total if total > 0 else 0.0
             total_lower, total_upper = total * np.exp(-z * se_total), total * np.exp(z * se_total)
     return CLVResult(
         clv=value,
@@ -203,39 +214,33 @@ def _mean_repeat(x: FloatArray, m: FloatArray) -> float:
     return float(repeat.mean()) if repeat.size else 0.0
 
 
-def _log_gradients(
-    value: FloatArray, *factors: tuple[Any, FloatArray, Any]
-) -> tuple[FloatArray | None, FloatArray | None]:
-    """d value / d log(theta) for every parameter of both models, and their log-covariance.
+def _relative_gradients(
+    model: Any,
+    factor_of: Any,
+    columns: tuple[FloatArray, ...],
+    factor: FloatArray,
+) -> tuple[FloatArray, np.ndarray[Any, Any], FloatArray] | None:
+    """d log(factor) / d log(theta) per distinct history, the history index, cov(log theta).
 
-    ``value`` is a product of factors (spend per purchase, discounted purchases), each
-    depending on one model's parameters only: ``factors`` holds (model, factor at the
-    estimate, function of a model giving the factor). A forward difference in each
-    log-parameter re-evaluates only its own factor.
+    ``factor`` (spend per purchase or discounted purchases) depends on one model's
+    parameters and on the customer only through ``columns``: a forward difference in each
+    log-parameter re-evaluates the factor on the distinct rows of ``columns`` only.
+    None when the model's covariance is not available.
     """
-    columns: list[FloatArray] = []
-    blocks: list[FloatArray] = []
-    for model, base, factor_of in factors:
-        if model is None:
-            continue
-        theta = np.array([model.params_[n] for n in model.param_names], dtype=np.float64)
-        cov = np.asarray(model.covariance_, dtype=np.float64)
-        if not np.all(np.isfinite(cov)):
-            return None, None
-        blocks.append(np.diag(1 / theta) @ cov @ np.diag(1 / theta))
-        for j in range(theta.size):
-            up = theta.copy()
-            up[j] *= np.exp(_STEP)
-            moved = factor_of(model.with_params(up))
-            ratio = np.divide(moved, base, out=np.ones_like(moved), where=base != 0)
-            columns.append(value * (ratio - 1.0) / _STEP)
-    if not columns:
-        return None, None
-    size = sum(b.shape[0] for b in blocks)
-    cov_log = np.zeros((size, size))
-    offset = 0
-    for b in blocks:
-        k = b.shape[0]
-        cov_log[offset : offset + k, offset : offset + k] = b
-        offset += k
-    return np.column_stack(columns), cov_log
+    theta = np.array([model.params_[n] for n in model.param_names], dtype=np.float64)
+    cov = np.asarray(model.covariance_, dtype=np.float64)
+    if not np.all(np.isfinite(cov)):
+        return None
+    rows, inverse = unique_rows(*columns)
+    first = np.empty(rows.shape[0], dtype=np.int64)
+    first[inverse] = np.arange(inverse.size)
+    base = factor[first]
+    distinct = tuple(rows[:, i] for i in range(rows.shape[1]))
+    grads = np.empty((rows.shape[0], theta.size))
+    for j in range(theta.size):
+        up = theta.copy()
+        up[j] *= np.exp(_STEP)
+        moved = factor_of(model.with_params(up), distinct)
+        ratio = np.divide(moved, base, out=np.ones_like(moved), where=base != 0)
+        grads[:, j] = (ratio - 1.0) / _STEP
+    return grads, inverse, np.diag(1 / theta) @ cov @ np.diag(1 / theta)
