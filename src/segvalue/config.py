@@ -10,6 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import itertools
+import re
+import types
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -177,6 +180,19 @@ class CLVConfig(_Strict):
 
 # --- segmentation ----------------------------------------------------------------------
 
+
+class _KeyedConfigError(ConfigError):
+    """A validator's error about one key below the model it validates (e.g. ``value``).
+
+    The formatter appends ``key`` to the location pydantic reports, so that the message
+    names the exact key, and shows the value found there.
+    """
+
+    def __init__(self, message: str, *, key: str, fix: str) -> None:
+        self.key = key
+        super().__init__(message, fix=fix)
+
+
 #: Comparison operators of the rule DSL.
 OPERATORS: tuple[str, ...] = (
     "==",
@@ -214,27 +230,58 @@ class Condition(_Strict):
         op, value = self.op, self.value
         if op in ("is_null", "not_null"):
             if value is not None:
-                raise ValueError(f"operator {op!r} takes no value (remove 'value')")
+                raise _KeyedConfigError(
+                    f"operator {op!r} takes no value", key="value", fix="remove 'value'"
+                )
         elif value is None:
-            raise ValueError(f"operator {op!r} needs a 'value'")
+            raise _KeyedConfigError(
+                f"operator {op!r} needs a 'value'",
+                key="value",
+                fix=f"add a value to compare {self.field!r} with",
+            )
         elif op in ("in", "not_in"):
             if not isinstance(value, list) or not value:
-                raise ValueError(f"operator {op!r} needs a non-empty list, e.g. [a, b]")
+                example = f"[{value!r}]" if not isinstance(value, list) else "[a, b]"
+                raise _KeyedConfigError(
+                    f"operator {op!r} needs a non-empty list",
+                    key="value",
+                    fix=f"write the values as a list, e.g. value: {example}",
+                )
         elif op == "between":
             if not isinstance(value, list) or len(value) != 2:
-                raise ValueError("operator 'between' needs [low, high]")
-            if all(isinstance(v, int | float) for v in value) and value[0] > value[1]:
-                raise ValueError(f"'between' bounds are reversed: {value[0]} > {value[1]}")
+                raise _KeyedConfigError(
+                    "operator 'between' needs two bounds [low, high] (inclusive)",
+                    key="value",
+                    fix="write value: [low, high], e.g. [18, 34]",
+                )
+            low, high = value
+            if _orderable(low, high) and low > high:
+                raise _KeyedConfigError(
+                    f"'between' bounds are reversed: {low!r} > {high!r}",
+                    key="value",
+                    fix=f"write the lower bound first: value: [{high!r}, {low!r}]",
+                )
         elif op == "regex":
-            import re
-
+            if not isinstance(value, str):
+                raise _KeyedConfigError(
+                    f"operator 'regex' needs a pattern (text), got {value!r}",
+                    key="value",
+                    fix="quote the pattern, e.g. value: '^DE'",
+                )
             try:
-                re.compile(str(value))
+                re.compile(value)
             except re.error as exc:
-                raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+                raise _KeyedConfigError(
+                    f"invalid regular expression {value!r}: {exc}",
+                    key="value",
+                    fix="correct the pattern; escape special characters such as ( [ . "
+                    "with a backslash, or quote the whole value",
+                ) from None
         elif isinstance(value, list | dict):
-            raise ValueError(
-                f"operator {op!r} compares with one value, got a {type(value).__name__}"
+            raise _KeyedConfigError(
+                f"operator {op!r} compares with one value, got a {type(value).__name__}",
+                key="value",
+                fix="give a single value, or use op: in with a list",
             )
         return self
 
@@ -266,6 +313,12 @@ def _condition_kind(value: Any) -> str:
         return "compare"
     kinds: dict[type, str] = {AllOf: "all", AnyOf: "any", NotOf: "not"}
     return kinds.get(type(value), "compare")
+
+
+def _orderable(low: Any, high: Any) -> bool:
+    """Both numbers (not booleans) or both text, so that ``low > high`` is meaningful."""
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high))
+    return numbers or (isinstance(low, str) and isinstance(high, str))
 
 
 ConditionExpr = Annotated[
@@ -305,9 +358,18 @@ class RuleSchemeConfig(_Strict):
         names = [r.segment for r in self.rules]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"segment names repeat in scheme {self.name!r}: {duplicates}")
+            raise _KeyedConfigError(
+                f"segment names repeat in scheme {self.name!r}: {duplicates}",
+                key="rules",
+                fix="give each rule a unique 'segment' name (in mode first_match, merge "
+                "the conditions of one segment with 'any')",
+            )
         if self.unassigned in names:
-            raise ValueError(f"a rule uses the unassigned bucket's name {self.unassigned!r}")
+            raise _KeyedConfigError(
+                f"a rule uses the unassigned bucket's name {self.unassigned!r}",
+                key="rules",
+                fix="rename that segment, or set 'unassigned' to another name",
+            )
         return self
 
 
@@ -315,7 +377,8 @@ class LifecycleConfig(_Strict):
     """Customer-journey stages: new, active, returning, at risk, lapsed, reactivated, one-time.
 
     Thresholds are in days; any left out is derived from the distribution of the time
-    between purchases in the data (see docs/segments.md).
+    between purchases in the data (see :mod:`segvalue.segments.lifecycle` and
+    docs/segments-rules.md).
     """
 
     name: str = "lifecycle"
@@ -328,8 +391,12 @@ class LifecycleConfig(_Strict):
     @model_validator(mode="after")
     def _ordered(self) -> LifecycleConfig:
         if self.active_days and self.lapsed_days and self.active_days >= self.lapsed_days:
-            raise ValueError(
-                f"active_days ({self.active_days}) must be below lapsed_days ({self.lapsed_days})"
+            raise _KeyedConfigError(
+                f"active_days ({self.active_days:g}) must be below lapsed_days "
+                f"({self.lapsed_days:g})",
+                key="active_days",
+                fix="lower active_days or raise lapsed_days (or leave both out to derive them "
+                "from the time between purchases)",
             )
         return self
 
@@ -371,23 +438,42 @@ class RFMConfig(_Strict):
                 k for k in ("recency", "frequency", "monetary") if k not in (self.cuts or {})
             ]
             if missing:
-                raise ValueError(f"method 'cuts' needs cut points for {missing}")
+                raise _KeyedConfigError(
+                    f"method 'cuts' needs cut points for {missing}",
+                    key="cuts",
+                    fix=f"give {self.bins - 1} increasing cut points for each of recency, "
+                    "frequency and monetary, or use method: quantile",
+                )
             for measure, points in (self.cuts or {}).items():
                 if len(points) != self.bins - 1:
-                    raise ValueError(
-                        f"cuts.{measure} has {len(points)} points; {self.bins} bins need "
-                        f"{self.bins - 1}"
+                    raise _KeyedConfigError(
+                        f"{len(points)} cut points for {self.bins} bins; {self.bins} bins "
+                        f"need {self.bins - 1}",
+                        key=f"cuts.{measure}",
+                        fix=f"give exactly {self.bins - 1} increasing cut points, or set "
+                        f"bins: {len(points) + 1}",
                     )
                 if any(b <= a for a, b in itertools.pairwise(points)):
-                    raise ValueError(f"cuts.{measure} must increase strictly: {points}")
+                    raise _KeyedConfigError(
+                        "cut points must increase strictly",
+                        key=f"cuts.{measure}",
+                        fix="sort them and drop repeats: "
+                        f"[{', '.join(f'{p:g}' for p in sorted(set(points)))}]",
+                    )
         elif self.cuts is not None:
-            raise ValueError("'cuts' is only used with method: cuts")
-        for rule in self.segments or []:
-            for score in (rule.r, rule.f, rule.m, rule.fm):
+            raise _KeyedConfigError(
+                "'cuts' is only used with method: cuts",
+                key="cuts",
+                fix="set method: cuts, or remove 'cuts'",
+            )
+        for index, rule in enumerate(self.segments or []):
+            for label, score in (("r", rule.r), ("f", rule.f), ("m", rule.m), ("fm", rule.fm)):
                 if score is not None and not 1 <= score[0] <= score[1] <= self.bins:
-                    raise ValueError(
+                    raise _KeyedConfigError(
                         f"segment {rule.segment!r}: score range {list(score)} is outside "
-                        f"1..{self.bins}"
+                        f"1..{self.bins} or reversed",
+                        key=f"segments[{index}].{label}",
+                        fix=f"use [low, high] with 1 <= low <= high <= {self.bins}",
                     )
         return self
 
@@ -416,17 +502,35 @@ class ClusterConfig(_Strict):
     def _k_fits(self) -> ClusterConfig:
         low, high = self.k_range
         if not 2 <= low <= high:
-            raise ValueError(
-                f"k_range must be [low, high] with 2 <= low <= high, got {[low, high]}"
+            good = sorted((max(low, 2), max(high, 2)))
+            raise _KeyedConfigError(
+                "k_range must be [low, high] with 2 <= low <= high",
+                key="k_range",
+                fix=f"write k_range: {good}",
             )
         if isinstance(self.k, int) and self.k < 2:
-            raise ValueError(f"k must be at least 2 (or 'auto'), got {self.k}")
+            raise _KeyedConfigError(
+                f"k must be at least 2 (or 'auto'), got {self.k}",
+                key="k",
+                fix="set k: auto to choose it from the data, or a number of clusters >= 2",
+            )
         if self.algorithm == "dbscan" and self.eps is None:
-            raise ValueError("algorithm 'dbscan' needs 'eps' (the neighbourhood radius)")
+            raise _KeyedConfigError(
+                "algorithm 'dbscan' needs 'eps' (the neighbourhood radius)",
+                key="eps",
+                fix="add eps (in scaled units, e.g. eps: 0.5), or use algorithm: hdbscan, "
+                "which needs no radius",
+            )
         if isinstance(self.transform, dict):
             unknown = sorted(set(self.transform) - set(self.features))
             if unknown:
-                raise ValueError(f"transform names features not in 'features': {unknown}")
+                hint = "".join(_did_you_mean(u, self.features) for u in unknown)
+                raise _KeyedConfigError(
+                    f"transform names features not in 'features': {unknown}{hint}",
+                    key="transform",
+                    fix=f"transform only listed features ({', '.join(self.features)}), or add "
+                    "the feature to 'features'",
+                )
         return self
 
 
@@ -476,7 +580,12 @@ class SegmentsConfig(_Strict):
         names = [s.name for s in self.schemes]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"scheme names repeat: {duplicates} (give each a unique 'name')")
+            raise _KeyedConfigError(
+                f"scheme names repeat: {duplicates}",
+                key="schemes",
+                fix="give each scheme a unique 'name' (lifecycle and rfm schemes default to "
+                "'lifecycle' and 'rfm')",
+            )
         return self
 
 
@@ -549,47 +658,235 @@ def _did_you_mean(word: str, choices: Any) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Field names valid at ``loc`` (the parent of the offending key)."""
-    current: Any = model
-    for part in loc[:-1]:
-        fields = getattr(current, "model_fields", None)
-        if fields is None:
+#: Words people write for an operator of the rule DSL, mapped to the operator meant.
+_OPERATOR_SYNONYMS: dict[str, str] = {
+    "=": "==",
+    "eq": "==",
+    "is": "==",
+    "equals": "==",
+    "<>": "!=",
+    "ne": "!=",
+    "neq": "!=",
+    "not": "!=",
+    "lt": "<",
+    "le": "<=",
+    "lte": "<=",
+    "gt": ">",
+    "ge": ">=",
+    "gte": ">=",
+    "=<": "<=",
+    "=>": ">=",
+    "isin": "in",
+    "one_of": "in",
+    "nin": "not_in",
+    "notin": "not_in",
+    "not in": "not_in",
+    "range": "between",
+    "within": "between",
+    "like": "regex",
+    "ilike": "regex",
+    "match": "regex",
+    "matches": "regex",
+    "contains": "regex",
+    "startswith": "regex",
+    "endswith": "regex",
+    "~": "regex",
+    "re": "regex",
+    "null": "is_null",
+    "isnull": "is_null",
+    "is null": "is_null",
+    "missing": "is_null",
+    "notnull": "not_null",
+    "is not null": "not_null",
+    "exists": "not_null",
+    "present": "not_null",
+}
+
+#: Keys of the condition forms: a comparison ``{field, op, value}`` or ``all`` / ``any`` / ``not``.
+_CONDITION_KEYS: tuple[str, ...] = ("field", "op", "value", "all", "any", "not")
+
+
+def _suggest(word: str, choices: Any, *, synonyms: dict[str, str] | None = None) -> str:
+    """``" (did you mean 'x'?)"`` from a synonym table, else the closest choice, else ''."""
+    meant = (synonyms or {}).get(str(word).strip().lower())
+    if meant is not None:
+        return f" (did you mean {meant!r}?)"
+    return _did_you_mean(word, choices)
+
+
+def _strip_annotated(tp: Any) -> tuple[Any, tuple[Any, ...]]:
+    metadata: tuple[Any, ...] = ()
+    while typing.get_origin(tp) is Annotated:
+        args = typing.get_args(tp)
+        tp, metadata = args[0], metadata + tuple(args[1:])
+    return tp, metadata
+
+
+def _union_members(tp: Any) -> dict[str, Any]:
+    """Tag -> member of a tagged union (``Tag`` metadata or a member's ``type`` literal)."""
+    members: dict[str, Any] = {}
+    for arg in typing.get_args(tp):
+        inner, metadata = _strip_annotated(arg)
+        tags = [m.tag for m in metadata if isinstance(m, Tag)]
+        fields = getattr(inner, "model_fields", {})
+        if not tags and "type" in fields:
+            tags = [str(v) for v in typing.get_args(fields["type"].annotation)]
+        for tag in tags:
+            members[tag] = inner
+    return members
+
+
+def _field_by_key(model: type[BaseModel], key: str) -> Any:
+    for name, info in model.model_fields.items():
+        if key in (name, info.alias):
+            return info
+    return None
+
+
+def _readable_loc(loc: tuple[Any, ...]) -> tuple[str, Any]:
+    """The user's key path for a pydantic location, and the model holding its last key.
+
+    Pydantic's locations contain union tags (``behavioural``, ``compare``) and type names of
+    union members that appear nowhere in the YAML. They are dropped by walking the schema
+    along the location; list positions are written in brackets:
+    ``segments.schemes[0].rules[0].when.op``.
+    """
+    text = ""
+    current: Any = Config
+    parent: Any = None
+    parts = list(loc)
+    while parts:
+        part = parts[0]
+        current, _ = _strip_annotated(current)
+        origin = typing.get_origin(current)
+        if isinstance(part, str) and ("[" in part or "'" in part):
+            parts.pop(0)  # a union member's type name or pydantic's '[key]' marker
             continue
-        if isinstance(part, str) and part in fields:
-            annotation = fields[part].annotation
-            args = getattr(annotation, "__args__", ())
-            current = next((a for a in (annotation, *args) if hasattr(a, "model_fields")), None)
-            if current is None and args:
-                current = next((a for a in args if hasattr(a, "model_fields")), None)
-            if current is None:
-                return []
-    fields = getattr(current, "model_fields", {})
-    return [name for name in fields if name != "base_dir"]
+        if origin in (typing.Union, types.UnionType):
+            members = _union_members(current)
+            if isinstance(part, str) and part in members:
+                parts.pop(0)
+                current = members[part]
+                continue
+            options = [a for a in typing.get_args(current) if a is not type(None)]
+            current = options[0] if len(options) == 1 else None
+            if current is not None:
+                continue
+        parts.pop(0)
+        if isinstance(part, int):
+            text += f"[{part}]"
+            args = typing.get_args(current)
+            current = args[0] if origin in (list, tuple) and args else None
+            continue
+        text += f".{part}" if text else str(part)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            parent = current
+            info = _field_by_key(current, str(part))
+            current = None if info is None else info.annotation
+        elif origin is dict:
+            parent = None
+            current = typing.get_args(current)[1]
+        else:
+            parent, current = None, None
+    return text, parent
+
+
+def _allowed_keys(model: Any) -> list[str]:
+    """Keys valid in ``model`` (the parent of an offending key), as written in YAML."""
+    if model in (Condition, AllOf, AnyOf, NotOf):
+        # Which form a condition is follows from its keys: offer all of them.
+        return list(_CONDITION_KEYS)
+    fields = getattr(model, "model_fields", {})
+    return [info.alias or name for name, info in fields.items() if name != "base_dir"]
+
+
+def _value_at(value: Any, key: str) -> Any:
+    """The value below ``key`` (``cuts.recency``, ``segments[0].r``) in a raw mapping."""
+    for part in re.findall(r"[^.\[\]]+", key):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return _MISSING
+    return value
+
+
+_MISSING = object()
+
+
+def _pick_error(errors: list[Any]) -> Any:
+    """The most telling of several errors.
+
+    An unknown key usually is a misspelt known key, which pydantic also reports as missing
+    (``wen`` next to a missing ``when``): the unknown key, with its did-you-mean, is the
+    better message.
+    """
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    return unknown[0] if unknown else errors[0]
 
 
 def _format_validation_error(exc: ValidationError, source: str) -> ConfigError:
-    first = exc.errors()[0]
+    errors = exc.errors()
+    first = _pick_error(errors)
+    if first["type"] == "extra_forbidden":
+        # A key reported missing next to the unknown one is the same mistake.
+        parent = tuple(first["loc"])[:-1]
+        errors = [
+            e
+            for e in errors
+            if e is first
+            or not (e["type"] == "missing" and tuple(e["loc"])[: len(parent)] == parent)
+        ]
     loc = tuple(first["loc"])
-    key = ".".join(str(p) for p in loc) or "(top level)"
+    key, parent = _readable_loc(loc)
+    key = key or "(top level)"
     kind = first["type"]
+    ctx = first.get("ctx", {})
+    given = first.get("input")
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(Config, loc)
+        allowed = _allowed_keys(parent)
         hint = _did_you_mean(str(loc[-1]), allowed)
         message = f"{source}: unknown key '{key}'{hint}"
         fix = f"allowed keys here: {', '.join(allowed)}" if allowed else "remove the key"
     elif kind == "missing":
         message = f"{source}: required key '{key}' is missing"
         fix = f"add '{loc[-1]}' (see `segvalue init` for a commented example)"
+    elif kind == "union_tag_invalid":
+        choices = re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
+        field = str(ctx.get("discriminator", "type")).strip("'")
+        tag = ctx.get("tag")
+        message = (
+            f"{source}: key '{key}.{field}': unknown {field} {tag!r}{_did_you_mean(tag, choices)}"
+        )
+        fix = f"use one of: {', '.join(choices)}"
     else:
         text = str(first["msg"]).removeprefix("Value error, ")
         fix = "correct the value (see `segvalue init` for a commented example)"
-        cause = first.get("ctx", {}).get("error")
+        cause = ctx.get("error")
         if isinstance(cause, SegvalueError):
             # Our own validators already say what is wrong and how to fix it.
             text, fix = cause.message, cause.fix or fix
-        message = f"{source}: key '{key}': {text} (got {first.get('input')!r})"
-    more = len(exc.errors()) - 1
+        if isinstance(cause, _KeyedConfigError):
+            key = f"{key}.{cause.key}" if not cause.key.startswith("[") else key + cause.key
+            given = _value_at(given, cause.key)
+        if kind == "literal_error":
+            choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+            if loc and loc[-1] == "op" and choices == list(OPERATORS):
+                text = f"unknown operator {given!r}" + _suggest(
+                    str(given), choices, synonyms=_OPERATOR_SYNONYMS
+                )
+                given = _MISSING  # named in the text already
+            else:
+                text += _did_you_mean(str(given), choices)
+            fix = f"correct the value: use one of {', '.join(choices)}"
+        message = f"{source}: key '{key}': {text}"
+        structure = isinstance(given, dict) or (
+            isinstance(given, list) and any(isinstance(v, dict) for v in given)
+        )
+        if given is not _MISSING and not structure:  # a whole block is no help to show
+            message += f" (got {given!r})"
+    more = len(errors) - 1
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''})"
     return ConfigError(message, fix=fix)
@@ -777,6 +1074,24 @@ clv:
   discount_rate: 0.10           # ANNUAL rate, converted exactly to the time unit
   margin: 1.0                   # profit share of spend, e.g. 0.3
   # holdout: 26                 # keep the last 26 time units out of the fit and report the error
+
+# Segmentation schemes (see docs/segments-rules.md). Default: lifecycle stages and RFM.
+# segments:
+#   schemes:
+#     - type: lifecycle           # new, active, returning, at_risk, lapsed, reactivated, one_time
+#       # active_days: 90         # days; left out: derived from the time between purchases
+#     - type: rfm
+#     - name: usage
+#       type: behavioural         # demographic, geographic, psychographic, behavioural, benefit
+#       mode: first_match         # first matching rule wins; or tags (independent yes / no)
+#       rules:
+#         - segment: bargain_hunters
+#           when: {field: discount_share, op: ">=", value: 0.5}
+#         - segment: dach_regulars
+#           when:
+#             all:
+#               - {field: country, op: in, value: [DE, AT, CH]}
+#               - {field: orders, op: ">=", value: 3}
 
 output:
   dir: segvalue-output          # relative to this file

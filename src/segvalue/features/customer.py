@@ -13,10 +13,13 @@ from segvalue.features.materialise import distinct_values
 from segvalue.features.rfm import Granularity, rfm_features
 from segvalue.units import TimeUnit, parse_time_unit
 
-__all__ = ["ENGAGED_EVENTS", "column_slug", "customer_features"]
+__all__ = ["BROWSE_EVENTS", "ENGAGED_EVENTS", "column_slug", "customer_features"]
 
 #: Touchpoint events that count as engagement (as opposed to a mere impression).
 ENGAGED_EVENTS: tuple[str, ...] = ("click", "open", "visit", "conversion")
+
+#: Engaged events that are not themselves a purchase: what "browsing" means.
+BROWSE_EVENTS: tuple[str, ...] = ("click", "open", "visit")
 
 
 def column_slug(value: str) -> str:
@@ -35,14 +38,32 @@ def _order_stats(orders: ir.Table, as_of: dt.date) -> ir.Table:
     purchase = orders.amount >= 0
     gross = purchase.ifelse(orders.amount, 0.0)
     returned = (~purchase).ifelse(-orders.amount, 0.0)
+    # Purchase occasions: Saturday / Sunday (ISO weekday index 5, 6) and December.
+    weekend = purchase & (orders.order_ts.day_of_week.index() >= 5)
+    december = purchase & (orders.order_ts.month() == 12)
+    # share column -> the count of purchases it divides by the number of purchases
+    counts: dict[str, ir.Value] = {
+        "weekend_share": weekend.sum().cast("int64"),
+        "december_share": december.sum().cast("int64"),
+    }
+    if "discount" in orders.columns:
+        # A null discount counts as no discount.
+        discounted = purchase & (orders.discount > 0).fill_null(False)
+        counts = {"discount_share": discounted.sum().cast("int64"), **counts}
+    tallies = {f"_n_{name}": value for name, value in counts.items()}
     stats = orders.group_by("customer_id").agg(
         orders=purchase.sum().cast("int64"),
         gross_revenue=gross.sum(),
         returns_amount=returned.sum(),
         revenue=orders.amount.sum(),
         last_order=orders.order_ts.max(),
+        **tallies,
     )
     days_since = ibis.literal(as_of).epoch_days() - stats.last_order.date().epoch_days()
+    shares = {
+        name: (stats.orders > 0).ifelse(stats[f"_n_{name}"].cast("float64") / stats.orders, 0.0)
+        for name in counts
+    }
     return stats.mutate(
         average_order_value=(stats.orders > 0).ifelse(
             stats.gross_revenue / stats.orders.cast("float64"), 0.0
@@ -51,7 +72,8 @@ def _order_stats(orders: ir.Table, as_of: dt.date) -> ir.Table:
             stats.returns_amount / stats.gross_revenue, 0.0
         ),
         days_since_last_order=days_since.cast("int64"),
-    ).drop("last_order")
+        **shares,
+    ).drop("last_order", *tallies)
 
 
 def _category_shares(
@@ -89,6 +111,20 @@ def _engagement(touchpoints: ir.Table, channels: Sequence[str] | None) -> ir.Tab
     return touchpoints.group_by("customer_id").agg(**aggs)
 
 
+def _browsing(orders: ir.Table, touchpoints: ir.Table) -> ir.Table:
+    """Browse touches (click, open, visit) after the customer's last purchase."""
+    purchases = orders.filter(orders.amount >= 0)
+    last = purchases.group_by("customer_id").agg(_last_purchase=purchases.order_ts.max())
+    # Keep browse events before the join: impressions, the bulk of touches, never count.
+    if "event" in touchpoints.columns:
+        touchpoints = touchpoints.filter(touchpoints.event.isin(BROWSE_EVENTS))
+    touches = touchpoints.select("customer_id", "ts").left_join(last, "customer_id")
+    after = touches._last_purchase.isnull() | (touches.ts > touches._last_purchase)
+    return touches.group_by(customer_id=touches.customer_id).agg(
+        browse_since_last_order=after.fill_null(False).sum().cast("int64")
+    )
+
+
 def customer_features(
     tables: Mapping[str, ir.Table],
     *,
@@ -119,8 +155,26 @@ def customer_features(
         ``customer_id``, ``frequency``, ``recency``, ``T``, ``monetary_value``,
         ``first_purchase``, ``last_purchase``, ``orders``, ``gross_revenue``,
         ``returns_amount``, ``revenue`` (net of returns), ``average_order_value``,
-        ``return_rate``, ``days_since_last_order``, ``tenure_days``, then
-        ``share_<category>`` and ``touches``, ``touches_<channel>``, ``engaged_<channel>``.
+        ``return_rate``, ``days_since_last_order``, ``weekend_share``,
+        ``december_share`` (and ``discount_share`` when orders have a ``discount``
+        column), ``tenure_days``, then ``share_<category>`` and ``touches``,
+        ``touches_<channel>``, ``engaged_<channel>``, ``browse_since_last_order``.
+
+    Notes
+    -----
+    Behavioural columns, for rule segments (price sensitivity, purchase occasion,
+    browse-without-buying); shares are over purchases (orders with ``amount >= 0``) and
+    are 0 for a customer without purchases:
+
+    * ``discount_share``: share of purchases with ``discount > 0`` (a null discount is no
+      discount);
+    * ``weekend_share``: share of purchases placed on a Saturday or Sunday (by the date
+      of ``order_ts`` as stored);
+    * ``december_share``: share of purchases placed in December (the gift season);
+    * ``browse_since_last_order``: touchpoints with event click, open or visit (every
+      touch when there is no ``event`` column) strictly after the last purchase, all of
+      them for a customer who never bought: engagement that has not turned into a
+      purchase (yet). A rule such as ``browse_since_last_order >= 3`` finds browsers.
 
     Examples
     --------
@@ -150,6 +204,11 @@ def customer_features(
             revenue=features.revenue.fill_null(0.0),
             average_order_value=features.average_order_value.fill_null(0.0),
             return_rate=features.return_rate.fill_null(0.0),
+            **{
+                c: features[c].fill_null(0.0)
+                for c in ("discount_share", "weekend_share", "december_share")
+                if c in features.columns
+            },
         ).drop("signup_date")
     else:
         tenure = ibis.literal(as_of).epoch_days() - features.first_purchase.epoch_days()
@@ -162,6 +221,7 @@ def customer_features(
     touchpoints = tables.get("touchpoints")
     if touchpoints is not None:
         features = _attach(features, _engagement(touchpoints, channels), 0)
+        features = _attach(features, _browsing(orders, touchpoints), 0)
     return features
 
 
