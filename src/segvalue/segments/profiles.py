@@ -1,0 +1,511 @@
+"""Segment profiles: who is in each segment, against the whole customer base.
+
+Every aggregation runs in the engine (one grouped query for the numeric features, category
+shares, channel engagement, revenue and CLV scores; one for the categorical attributes);
+only the small per-segment result is collected into Arrow tables.
+
+Definitions (``n`` is the number of members with a non-null value of the feature):
+
+- ``index`` = segment mean / population mean x 100 (null when the population mean is 0);
+- ``z`` = (segment mean - population mean) / (population sd / sqrt(n)), the population
+  sd being the sample standard deviation over every customer (no finite-population
+  correction, so ``z`` is conservative for segments that are a large part of the base);
+- categories: the mean share of wallet ``share_<category>`` of the members;
+- channels: the share of members who engaged (``engaged_<channel>`` > 0) at least once;
+- categorical attributes (region, city, lifestyle, ...): the share of members with each
+  value among members whose value is known.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from segvalue.errors import DataValidationError
+from segvalue.segments.rules import customer_attributes
+
+__all__ = [
+    "SCORE_COLUMNS",
+    "SegmentProfiles",
+    "as_memberships",
+    "segment_profiles",
+]
+
+#: Per-customer CLV-step scores: summarised per segment, not profiled as features.
+SCORE_COLUMNS: tuple[str, ...] = (
+    "clv",
+    "clv_lower",
+    "clv_upper",
+    "probability_alive",
+    "churn_risk",
+    "expected_purchases",
+    "expected_spend",
+    "purchase_propensity",
+)
+#: Identifier and date columns that describe no behaviour.
+_NOT_PROFILED = {"customer_id", "scheme", "segment", "first_purchase", "last_purchase"}
+#: String columns with more distinct values than this are identifiers (e-mail, postcode).
+MAX_LEVELS = 50
+_DEFAULT_SCHEME = "segments"
+
+
+def as_memberships(memberships: ir.Table | pa.Table, *, scheme: str | None = None) -> ir.Table:
+    """A membership table as an Ibis table ``(customer_id, scheme, segment)``.
+
+    Parameters
+    ----------
+    memberships
+        Ibis or Arrow table with ``customer_id`` and ``segment``, and ``scheme`` when it
+        holds several schemes.
+    scheme
+        Scheme name to use when the table has no ``scheme`` column (default
+        ``"segments"``).
+
+    Returns
+    -------
+    ibis.expr.types.Table
+
+    Raises
+    ------
+    DataValidationError
+        If ``customer_id`` or ``segment`` is missing.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> m = as_memberships(pa.table({"customer_id": ["a"], "segment": ["X"]}), scheme="rfm")
+    >>> m.to_pyarrow().to_pylist()
+    [{'customer_id': 'a', 'scheme': 'rfm', 'segment': 'X'}]
+    """
+    table = ibis.memtable(memberships) if isinstance(memberships, pa.Table) else memberships
+    missing = [c for c in ("customer_id", "segment") if c not in table.columns]
+    if missing:
+        raise DataValidationError(
+            f"membership table lacks column(s) {missing} (has {list(table.columns)})",
+            fix="pass a table with customer_id, segment and, for several schemes, scheme",
+        )
+    label = ibis.literal(scheme or _DEFAULT_SCHEME)
+    scheme_col = table.scheme.cast("string") if "scheme" in table.columns else label
+    return table.select(
+        customer_id=table.customer_id, scheme=scheme_col, segment=table.segment.cast("string")
+    )
+
+
+def check_columns(table: ir.Table, names: Sequence[str], what: str) -> None:
+    """Raise a DataValidationError naming the first column of ``names`` not in ``table``."""
+    for name in names:
+        if name not in table.columns:
+            close = difflib.get_close_matches(name, list(table.columns), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise DataValidationError(
+                f"{what}: column {name!r} is not in the customer features{hint}",
+                fix=f"use one of {sorted(table.columns)}",
+            )
+
+
+def _numeric_columns(features: ir.Table) -> list[str]:
+    schema = features.schema()
+    return [
+        name
+        for name, dtype in schema.items()
+        if (dtype.is_numeric() or dtype.is_boolean())
+        and name not in _NOT_PROFILED
+        and name not in SCORE_COLUMNS
+        and not name.startswith(("share_", "touches_", "engaged_", "_"))
+    ]
+
+
+def _string_columns(features: ir.Table, max_levels: int) -> list[str]:
+    schema = features.schema()
+    names = [n for n, t in schema.items() if t.is_string() and n not in _NOT_PROFILED]
+    if not names:
+        return []
+    counts = features.aggregate(**{f"c{i}": features[n].nunique() for i, n in enumerate(names)})
+    row = counts.to_pyarrow().to_pylist()[0]
+    return [n for i, n in enumerate(names) if 0 < (row[f"c{i}"] or 0) <= max_levels]
+
+
+@dataclass(frozen=True)
+class SegmentProfiles:
+    """Profiles of every segment of one or more schemes.
+
+    Attributes
+    ----------
+    segments
+        One row per (scheme, segment): ``customers``, ``share`` (of all customers),
+        ``revenue``, ``revenue_share`` and, when the features carry CLV scores,
+        ``clv_mean``, ``clv_total``, ``probability_alive_mean``, ``churn_risk_mean``.
+    numeric
+        One row per (scheme, segment, feature): ``segment_mean``, ``segment_median``,
+        ``n``, ``population_mean``, ``population_median``, ``population_sd``, ``index``,
+        ``z``.
+    attributes
+        One row per (scheme, segment, kind, attribute, value) with ``kind`` one of
+        ``category``, ``channel``, ``attribute``: ``members`` (members with that value;
+        null for categories and channels), ``segment_rate``, ``population_rate``,
+        ``population_sd`` (of the per-customer share or yes / no indicator), ``index``
+        and ``z`` (for channels and attributes the binomial z of a proportion).
+    population
+        Number of customers in the feature table.
+    """
+
+    segments: pa.Table
+    numeric: pa.Table
+    attributes: pa.Table
+    population: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The profiles as JSON-ready lists of rows."""
+        return {
+            "population": self.population,
+            "segments": self.segments.to_pylist(),
+            "numeric": self.numeric.to_pylist(),
+            "attributes": self.attributes.to_pylist(),
+        }
+
+    def schemes(self) -> list[str]:
+        """Scheme names, sorted."""
+        return sorted(set(self.segments.column("scheme").to_pylist()))
+
+
+def _ratio(num: float | None, den: float | None) -> float | None:
+    if num is None or den is None or den == 0:
+        return None
+    return float(num) / float(den)
+
+
+def _index(segment: float | None, population: float | None) -> float | None:
+    ratio = _ratio(segment, population)
+    return None if ratio is None else 100.0 * ratio
+
+
+def _z(mean: float | None, pop_mean: float | None, sd: float | None, n: int) -> float | None:
+    if mean is None or pop_mean is None or sd is None or n <= 0 or sd <= 0 or math.isnan(sd):
+        return None
+    return (float(mean) - float(pop_mean)) / (float(sd) / math.sqrt(n))
+
+
+def as_float(column: ir.Value) -> ir.FloatingValue:
+    """A numeric or boolean column as float64 (PostgreSQL cannot cast boolean to double).
+
+    Examples
+    --------
+    >>> import ibis
+    >>> t = ibis.memtable({"b": [True, False, None]})
+    >>> t.select(x=as_float(t.b)).to_pyarrow().column("x").to_pylist()
+    [1.0, 0.0, None]
+    """
+    if column.type().is_boolean():
+        return ibis.cases((column, 1.0), (~column, 0.0), else_=ibis.null("float64"))
+    return column.cast("float64")
+
+
+def _binomial_sd(rate: float | None) -> float | None:
+    """Standard deviation of a yes / no indicator with mean ``rate``."""
+    return None if rate is None else math.sqrt(max(rate * (1.0 - rate), 0.0))
+
+
+def segment_profiles(
+    memberships: ir.Table | pa.Table,
+    features: ir.Table,
+    *,
+    numeric: Sequence[str] | None = None,
+    categorical: Sequence[str] | None = None,
+    customers: ir.Table | None = None,
+    scheme: str | None = None,
+    max_levels: int = MAX_LEVELS,
+) -> SegmentProfiles:
+    """Profile each segment against the whole customer base, aggregating in the engine.
+
+    Parameters
+    ----------
+    memberships
+        ``(customer_id, segment)`` or ``(customer_id, scheme, segment)``; see
+        :func:`as_memberships`.
+    features
+        The customer feature table (one row per customer: the population).
+    numeric
+        Numeric features to profile (default: every numeric or boolean column except
+        identifiers, CLV scores and the ``share_`` / ``touches_`` / ``engaged_`` columns,
+        which are profiled as categories and channels).
+    categorical
+        Categorical attributes to profile (default: every string column with at most
+        ``max_levels`` distinct values, e.g. region, city, gender, lifestyle).
+    customers
+        Customer attributes to join to ``features`` (columns ``features`` lacks).
+    scheme
+        Scheme name when ``memberships`` has no ``scheme`` column.
+    max_levels
+        Above this many distinct values a string column is treated as an identifier.
+
+    Returns
+    -------
+    SegmentProfiles
+
+    Raises
+    ------
+    DataValidationError
+        If a requested column is missing or not of the right type.
+
+    Examples
+    --------
+    >>> import ibis
+    >>> f = ibis.memtable({"customer_id": ["a", "b", "c", "d"],
+    ...                    "income": [10.0, 20.0, 30.0, 40.0], "revenue": [1.0, 1.0, 1.0, 5.0]})
+    >>> m = ibis.memtable({"customer_id": ["a", "b", "c", "d"], "segment": ["L", "L", "H", "H"]})
+    >>> p = segment_profiles(m, f)
+    >>> p.segments.select(["segment", "customers", "share", "revenue_share"]).to_pylist()[0]
+    {'segment': 'H', 'customers': 2, 'share': 0.5, 'revenue_share': 0.75}
+    >>> row = p.numeric.to_pylist()[0]
+    >>> row["segment"], row["feature"], row["segment_mean"], row["index"]
+    ('H', 'income', 35.0, 140.0)
+    """
+    features = customer_attributes(features, customers)
+    members = as_memberships(memberships, scheme=scheme)
+    if numeric is None:
+        numeric = _numeric_columns(features)
+    else:
+        check_columns(features, numeric, "numeric profile features")
+        for name in numeric:
+            dtype = features.schema()[name]
+            if not (dtype.is_numeric() or dtype.is_boolean()):
+                raise DataValidationError(
+                    f"numeric profile features: column {name!r} is {dtype}, not numeric",
+                    fix="list it under 'categorical' instead",
+                )
+    if categorical is None:
+        categorical = _string_columns(features, max_levels)
+    else:
+        check_columns(features, categorical, "categorical profile attributes")
+    columns = list(features.columns)
+    categories = [c for c in columns if c.startswith("share_")]
+    channels = [c for c in columns if c.startswith("engaged_")]
+    if not channels:
+        channels = [c for c in columns if c.startswith("touches_")]
+    scores = [c for c in ("clv", "probability_alive", "churn_risk") if c in columns]
+    revenue = "revenue" if "revenue" in columns else None
+
+    def aggregates(t: ir.Table, population: bool) -> dict[str, Any]:
+        aggs: dict[str, Any] = {"customers": t.customer_id.count()}
+        if revenue is not None:
+            aggs["revenue"] = t[revenue].cast("float64").sum()
+        for i, name in enumerate(numeric):
+            col = as_float(t[name])
+            aggs[f"mean{i}"] = col.mean()
+            aggs[f"median{i}"] = col.median()
+            aggs[f"n{i}"] = col.count()
+            if population:
+                aggs[f"sd{i}"] = col.std()
+        for i, name in enumerate(categories):
+            aggs[f"cat{i}"] = t[name].cast("float64").mean()
+            if population:
+                aggs[f"catsd{i}"] = t[name].cast("float64").std()
+        for i, name in enumerate(channels):
+            aggs[f"chan{i}"] = as_float(t[name] > 0).mean()
+        for name in scores:
+            aggs[f"{name}_mean"] = t[name].cast("float64").mean()
+            if name == "clv":
+                aggs["clv_total"] = t[name].cast("float64").sum()
+        return aggs
+
+    pop = features.aggregate(**aggregates(features, True)).to_pyarrow().to_pylist()[0]
+    joined = members.join(features, "customer_id")
+    grouped = joined.group_by(["scheme", "segment"]).aggregate(**aggregates(joined, False))
+    rows = sorted(
+        grouped.to_pyarrow().to_pylist(),
+        key=lambda r: (r["scheme"], -r["customers"], r["segment"]),
+    )
+    population = int(pop["customers"])
+
+    seg_rows, num_rows, attr_rows = [], [], []
+    for r in rows:
+        key = {"scheme": r["scheme"], "segment": r["segment"]}
+        seg: dict[str, Any] = {
+            **key,
+            "customers": int(r["customers"]),
+            "share": _ratio(r["customers"], population),
+        }
+        if revenue is not None:
+            seg["revenue"] = r["revenue"]
+            seg["revenue_share"] = _ratio(r["revenue"], pop["revenue"])
+        if "clv" in scores:
+            seg["clv_mean"], seg["clv_total"] = r["clv_mean"], r["clv_total"]
+        for name in ("probability_alive", "churn_risk"):
+            if name in scores:
+                seg[f"{name}_mean"] = r[f"{name}_mean"]
+        seg_rows.append(seg)
+        for i, name in enumerate(numeric):
+            n = int(r[f"n{i}"] or 0)
+            num_rows.append(
+                {
+                    **key,
+                    "feature": name,
+                    "segment_mean": r[f"mean{i}"],
+                    "segment_median": r[f"median{i}"],
+                    "n": n,
+                    "population_mean": pop[f"mean{i}"],
+                    "population_median": pop[f"median{i}"],
+                    "population_sd": pop[f"sd{i}"],
+                    "index": _index(r[f"mean{i}"], pop[f"mean{i}"]),
+                    "z": _z(r[f"mean{i}"], pop[f"mean{i}"], pop[f"sd{i}"], n),
+                }
+            )
+        customers = int(r["customers"])
+        for kind, names, alias in (("category", categories, "cat"), ("channel", channels, "chan")):
+            for i, name in enumerate(names):
+                value = name.split("_", 1)[1]
+                rate, base = r[f"{alias}{i}"], pop[f"{alias}{i}"]
+                sd = pop[f"catsd{i}"] if kind == "category" else _binomial_sd(base)
+                attr_rows.append(
+                    {
+                        **key,
+                        "kind": kind,
+                        "attribute": kind,
+                        "value": value,
+                        "members": None,
+                        "segment_rate": rate,
+                        "population_rate": base,
+                        "population_sd": sd,
+                        "index": _index(rate, base),
+                        "z": _z(rate, base, sd, customers),
+                    }
+                )
+    attr_rows.extend(_categorical_rows(joined, features, categorical))
+
+    return SegmentProfiles(
+        segments=_table(seg_rows, _SEGMENT_SCHEMA, float_extras=True),
+        numeric=_table(num_rows, _NUMERIC_SCHEMA),
+        attributes=_table(attr_rows, _ATTRIBUTE_SCHEMA),
+        population=population,
+    )
+
+
+def _value_counts(
+    table: ir.Table, keys: Sequence[str], columns: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Rows per (keys, attribute, value) with their count, in one pass over ``table``.
+
+    Each row is repeated once per column by a cross join with a small index table and the
+    column picked by a CASE: plain SQL that every backend runs, and one scan of the join
+    instead of one per column.
+    """
+    pick = ibis.memtable({"_column": list(range(len(columns)))})
+    wide = table.select(*keys, *[table[c].cast("string").name(c) for c in columns])
+    long = wide.cross_join(pick)
+    long = long.select(
+        *keys,
+        attribute=ibis.cases(*[(long._column == i, c) for i, c in enumerate(columns)]),
+        value=ibis.cases(*[(long._column == i, long[c]) for i, c in enumerate(columns)]),
+    )
+    long = long.filter(long.value.notnull())
+    counts = long.group_by([*keys, "attribute", "value"]).aggregate(members=long.count())
+    return list(counts.to_pyarrow().to_pylist())
+
+
+def _categorical_rows(
+    joined: ir.Table, features: ir.Table, categorical: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Member shares of each value of each categorical attribute, segment vs population."""
+    if not categorical:
+        return []
+    narrow = features.select("customer_id", *categorical)
+    members = joined.select("scheme", "segment", "customer_id").join(narrow, "customer_id")
+    seg = _value_counts(members, ["scheme", "segment"], categorical)
+    pop = _value_counts(narrow, [], categorical)
+    pop_known: dict[str, int] = {}
+    pop_count: dict[tuple[str, str], int] = {}
+    for r in pop:
+        pop_known[r["attribute"]] = pop_known.get(r["attribute"], 0) + r["members"]
+        pop_count[(r["attribute"], r["value"])] = r["members"]
+    seg_known: dict[tuple[str, str, str], int] = {}
+    for r in seg:
+        key = (r["scheme"], r["segment"], r["attribute"])
+        seg_known[key] = seg_known.get(key, 0) + r["members"]
+    rows = []
+    for r in sorted(seg, key=lambda r: (r["scheme"], r["segment"], r["attribute"], r["value"])):
+        known = seg_known[(r["scheme"], r["segment"], r["attribute"])]
+        seg_rate = _ratio(r["members"], known)
+        pop_rate = _ratio(pop_count[(r["attribute"], r["value"])], pop_known[r["attribute"]])
+        rows.append(
+            {
+                "scheme": r["scheme"],
+                "segment": r["segment"],
+                "kind": "attribute",
+                "attribute": r["attribute"],
+                "value": r["value"],
+                "members": int(r["members"]),
+                "segment_rate": seg_rate,
+                "population_rate": pop_rate,
+                "population_sd": _binomial_sd(pop_rate),
+                "index": _index(seg_rate, pop_rate),
+                "z": _z(seg_rate, pop_rate, _binomial_sd(pop_rate), known),
+            }
+        )
+    return rows
+
+
+_SEGMENT_SCHEMA = pa.schema(
+    [
+        ("scheme", pa.string()),
+        ("segment", pa.string()),
+        ("customers", pa.int64()),
+        ("share", pa.float64()),
+    ]
+)
+_NUMERIC_SCHEMA = pa.schema(
+    [
+        ("scheme", pa.string()),
+        ("segment", pa.string()),
+        ("feature", pa.string()),
+        ("segment_mean", pa.float64()),
+        ("segment_median", pa.float64()),
+        ("n", pa.int64()),
+        ("population_mean", pa.float64()),
+        ("population_median", pa.float64()),
+        ("population_sd", pa.float64()),
+        ("index", pa.float64()),
+        ("z", pa.float64()),
+    ]
+)
+_ATTRIBUTE_SCHEMA = pa.schema(
+    [
+        ("scheme", pa.string()),
+        ("segment", pa.string()),
+        ("kind", pa.string()),
+        ("attribute", pa.string()),
+        ("value", pa.string()),
+        ("members", pa.int64()),
+        ("segment_rate", pa.float64()),
+        ("population_rate", pa.float64()),
+        ("population_sd", pa.float64()),
+        ("index", pa.float64()),
+        ("z", pa.float64()),
+    ]
+)
+
+
+def _table(
+    rows: list[dict[str, Any]], schema: pa.Schema, *, float_extras: bool = False
+) -> pa.Table:
+    """Rows as an Arrow table with a fixed schema (plus float columns beyond it)."""
+    fields = list(schema)
+    if float_extras and rows:
+        known = set(schema.names)
+        fields += [pa.field(k, pa.float64()) for k in rows[0] if k not in known]
+    full = pa.schema(fields)
+    return pa.Table.from_pylist(rows, schema=full) if rows else full.empty_table()
+
+
+def rows_by_segment(table: pa.Table) -> Mapping[tuple[str, str], list[dict[str, Any]]]:
+    """Rows of a profile table grouped by (scheme, segment), in table order."""
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in table.to_pylist():
+        out.setdefault((row["scheme"], row["segment"]), []).append(row)
+    return out
