@@ -594,6 +594,10 @@ class OutputConfig(_Strict):
 
     dir: str = "segvalue-output"
     format: Literal["parquet", "csv"] = "parquet"
+    store: str = Field(
+        "segvalue-store",
+        description="run store: one membership snapshot per run, for migration and drift",
+    )
 
 
 class Config(_Strict):
@@ -646,6 +650,12 @@ class Config(_Strict):
     def output_dir(self) -> Path:
         """Absolute output folder."""
         path = Path(self.output.dir).expanduser()
+        return path if path.is_absolute() else (self.base_dir / path)
+
+    @property
+    def store_dir(self) -> Path:
+        """Absolute run-store folder."""
+        path = Path(self.output.store).expanduser()
         return path if path.is_absolute() else (self.base_dir / path)
 
 

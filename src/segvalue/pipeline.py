@@ -21,16 +21,19 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from segvalue import __version__
 from segvalue.config import Config, config_template, load_config, parse_config
 from segvalue.data.readers import connect, materialise, read_source
+from segvalue.data.store import load_snapshot, previous_run, save_snapshot
 from segvalue.data.validation import ValidatedData, ValidationReport, validate_sources
 from segvalue.data.writers import write_outputs, write_table, write_text_atomic
 from segvalue.errors import ConfigError, SegvalueError
 from segvalue.features.customer import customer_features
 from segvalue.features.materialise import to_arrow
 from segvalue.features.rfm import rfm_features
+from segvalue.segments.segmentation import Segmentation
 from segvalue.units import TimeUnit, parse_time_unit
 from segvalue.valuation import Valuation
 
@@ -53,6 +56,24 @@ Progress = Callable[[str, int, int], None]
 
 
 @dataclass
+class Migration:
+    """How memberships moved since the previous recorded run."""
+
+    previous_run: str
+    matrix: pa.Table
+    events: pa.Table
+    alerts: list[Any]
+
+    def summary(self) -> dict[str, Any]:
+        """Previous run id, event count and drift alerts."""
+        return {
+            "previous_run": self.previous_run,
+            "events": self.events.num_rows,
+            "drift_alerts": [a.to_dict() for a in self.alerts],
+        }
+
+
+@dataclass
 class RunResult:
     """What one run produced."""
 
@@ -64,6 +85,8 @@ class RunResult:
     outputs: dict[str, Path] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     valuation: Valuation | None = None
+    segmentation: Segmentation | None = None
+    migration: Migration | None = None
 
     def summary(self) -> dict[str, Any]:
         """Run metadata: id, config hash, row counts, rejects, freshness, timings."""
@@ -74,6 +97,8 @@ class RunResult:
             "customers": self.features.num_rows,
             "validation": self.report.to_dict(),
             "clv": None if self.valuation is None else self.valuation.to_dict(),
+            "segments": None if self.segmentation is None else self.segmentation.summary(),
+            "migration": None if self.migration is None else self.migration.summary(),
             "timings_seconds": {k: round(v, 3) for k, v in self.timings.items()},
             "outputs": {k: str(v) for k, v in self.outputs.items()},
         }
@@ -399,10 +424,13 @@ def run(
     >>> _ = (d / "o.csv").write_text("order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n")
     >>> cfg = parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d)
     >>> result = run(cfg)
-    >>> result.features.num_rows, sorted(result.outputs)
-    (1, ['customer_features', 'rejects', 'run'])
+    >>> result.features.num_rows, sorted(result.outputs)[:4]
+    (1, ['customer_features', 'persona_sheet', 'personas', 'rejects'])
+    >>> result.segmentation.sizes.column("scheme").to_pylist()
+    ['lifecycle', 'rfm']
     """
-    steps = _Steps(len(config.sources) + 4 + int(config.clv.enabled) + int(write), progress)
+    enabled = int(config.clv.enabled) + int(config.segments.enabled)
+    steps = _Steps(len(config.sources) + 4 + enabled + 2 * int(write), progress)
     data = _load(config, steps, engine)
     report = data.report
     with steps.step("features", "computing customer features"):
@@ -413,6 +441,11 @@ def run(
     if config.clv.enabled:
         with steps.step("clv", "fitting CLV models and scoring customers"):
             valuation, features_expr = _value_customers(config, data, features_expr)
+    features_expr = materialise(data.con, features_expr, "features")
+    segmentation = None
+    if config.segments.enabled:
+        with steps.step("segments", "segmenting customers"):
+            segmentation = _segment(config, data, features_expr)
     with steps.step("materialise", "collecting customer table"):
         features = to_arrow(features_expr.order_by("customer_id"))
     with steps.step("rejects", "collecting rejects"):
@@ -424,17 +457,97 @@ def run(
         features=features,
         rejects=rejects,
         valuation=valuation,
+        segmentation=segmentation,
     )
     if write:
+        if segmentation is not None:
+            with steps.step("migration", "comparing with the previous run"):
+                result.migration = _migration(config, segmentation)
         with steps.step("write", "writing outputs"):
+            tables, documents, texts = _segment_outputs(segmentation, result.migration)
             result.outputs = write_outputs(
                 config.output_dir,
-                {"customer_features": features, "rejects": rejects},
-                {"run": result.summary(), **_model_documents(valuation)},
+                {"customer_features": features, "rejects": rejects, **tables},
+                {"run": result.summary(), **_model_documents(valuation), **documents},
                 fmt=config.output.format,
+                texts=texts,
             )
+            if segmentation is not None:
+                save_snapshot(
+                    config.store_dir, result.run_id, segmentation.memberships, result.summary()
+                )
     result.timings = steps.timings
     return result
+
+
+def _segment(
+    config: Config, data: ValidatedData, features: Any, only: list[str] | None = None
+) -> Segmentation:
+    from segvalue.segments.segmentation import segment_customers
+
+    return segment_customers(
+        features,
+        data.tables["orders"],
+        config.segments,
+        as_of=data.report.as_of,
+        customers=data.tables.get("customers"),
+        order_lines=data.tables.get("order_lines"),
+        only=only,
+        cache=lambda expr, prefix: materialise(data.con, expr, prefix),
+    )
+
+
+def _migration(config: Config, segmentation: Segmentation) -> Migration | None:
+    """Transitions, enter / exit events and drift since the latest recorded run."""
+    from segvalue.segments.migration import drift_alerts, membership_events, transition_matrix
+
+    previous = previous_run(config.store_dir)
+    if previous is None:
+        return None
+    before = load_snapshot(config.store_dir, previous)
+    after = segmentation.memberships
+    kinds = {name: info.get("mode", "exclusive") for name, info in segmentation.details.items()}
+    common = sorted(set(kinds) & set(before.column("scheme").to_pylist()))
+    tags = [n for n in common if kinds[n] == "tags"]
+    exclusive = [n for n in common if kinds[n] != "tags"]
+
+    def only(table: pa.Table, names: list[str]) -> pa.Table:
+        return table.filter(pc.is_in(table.column("scheme"), pa.array(names, pa.string())))
+
+    matrix = transition_matrix(only(before, exclusive), only(after, exclusive))
+    alerts = drift_alerts(
+        only(before, exclusive), only(after, exclusive), config.segments.drift_threshold
+    )
+    events = to_arrow(
+        membership_events(only(before, common), only(after, common), tag_schemes=tags)
+    )
+    return Migration(previous_run=previous, matrix=matrix, events=events, alerts=alerts)
+
+
+def _segment_outputs(
+    segmentation: Segmentation | None, migration: Migration | None
+) -> tuple[dict[str, pa.Table], dict[str, Any], dict[str, str]]:
+    """Tables, JSON documents and text files of the segmentation step."""
+    if segmentation is None:
+        return {}, {}, {}
+    from segvalue.segments.personas import personas_markdown
+
+    tables = {"segment_memberships": segmentation.memberships, "segment_sizes": segmentation.sizes}
+    if segmentation.profiles is not None:
+        tables["segment_profiles"] = segmentation.profiles.segments
+        tables["segment_profiles_numeric"] = segmentation.profiles.numeric
+        tables["segment_profiles_attributes"] = segmentation.profiles.attributes
+    if segmentation.potential is not None:
+        tables["market_potential"] = segmentation.potential
+    if migration is not None:
+        tables["segment_migration"] = migration.matrix
+        tables["membership_events"] = migration.events
+    documents = {
+        "segments": segmentation.summary(),
+        "personas": [p.to_dict() for p in segmentation.personas],
+    }
+    texts = {"persona_sheet.md": personas_markdown(segmentation.personas)}
+    return tables, documents, texts
 
 
 def write_config_template(path: str | Path, *, force: bool = False) -> Path:
@@ -853,7 +966,7 @@ def run_demo(
     out = Path(out_dir)
     data_dir = out / "data"
     if dataset == "demo":
-        from segvalue.data.demo import generate_demo, write_demo
+        from segvalue.data.demo import demo_segments, generate_demo, write_demo
 
         if progress is not None:
             progress(f"generating {n_customers:,} demo customers", 0, 1)
@@ -866,6 +979,7 @@ def run_demo(
             "as_of": demo.as_of.isoformat(),
             "time_unit": "week",
             "clv": {"holdout": 26, "margin": 0.3},
+            "segments": demo_segments(),
         }
     elif dataset == "cdnow":
         path = copy_cdnow(data_dir)

@@ -32,7 +32,7 @@ import pathlib
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -43,7 +43,7 @@ from numpy.typing import NDArray
 
 from segvalue.errors import ConfigError
 
-__all__ = ["DEMO_TABLES", "DemoData", "generate_demo", "write_demo"]
+__all__ = ["DEMO_TABLES", "DemoData", "demo_segments", "generate_demo", "write_demo"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -1453,3 +1453,98 @@ def write_demo(
     for name, table in data.truth.items():
         _write_atomically(table, truth_dir / f"{name}.{file_format}", file_format)
     return paths
+
+
+def demo_segments() -> dict[str, Any]:
+    """The ``segments`` section of the demo's ``segvalue.yaml``: one scheme of every kind.
+
+    Examples
+    --------
+    >>> [s["type"] for s in demo_segments()["schemes"]][:3]
+    ['demographic', 'geographic', 'psychographic']
+    """
+
+    def rule(segment: str, field: str, op: str, value: Any) -> dict[str, Any]:
+        return {"segment": segment, "when": {"field": field, "op": op, "value": value}}
+
+    return {
+        "schemes": [
+            {
+                "name": "age_band",
+                "type": "demographic",
+                "rules": [
+                    rule("under 30", "age", "<", 30),
+                    rule("30-49", "age", "between", [30, 49]),
+                    rule("50 and over", "age", ">=", 50),
+                ],
+                "unassigned": "age unknown",
+            },
+            {
+                "name": "market",
+                "type": "geographic",
+                "rules": [
+                    rule("DACH", "country", "in", ["DE", "AT", "CH"]),
+                    rule("Nordics", "country", "in", ["SE", "DK", "FI", "NO"]),
+                    rule("Southern Europe", "country", "in", ["ES", "IT", "PT"]),
+                    rule("Western Europe", "country", "in", ["FR", "NL", "BE", "LU"]),
+                ],
+                "unassigned": "other markets",
+            },
+            {
+                "name": "lifestyle",
+                "type": "psychographic",
+                "mode": "tags",
+                "rules": [
+                    {
+                        "segment": "green",
+                        "when": {
+                            "any": [
+                                {"field": "lifestyle", "value": "green_living"},
+                                {"field": "values", "value": "sustainability"},
+                            ]
+                        },
+                    },
+                    rule("trend-led", "lifestyle", "in", ["trend_driven", "digital_native"]),
+                    rule("home and family", "lifestyle", "in", ["family_centred", "traditional"]),
+                ],
+            },
+            {
+                "name": "behaviour",
+                "type": "behavioural",
+                "rules": [
+                    rule("deal seekers", "discount_share", ">=", 0.5),
+                    {
+                        "segment": "browsers, not buyers",
+                        "when": {
+                            "all": [
+                                {"field": "browse_since_last_order", "op": ">=", "value": 3},
+                                {"field": "days_since_last_order", "op": ">", "value": 90},
+                            ]
+                        },
+                    },
+                    rule("heavy buyers", "orders", ">=", 8),
+                    rule("occasional buyers", "orders", "between", [1, 7]),
+                ],
+                "unassigned": "no purchase yet",
+            },
+            {
+                "name": "benefit",
+                "type": "benefit",
+                "rules": [
+                    rule(f"seeks {b}", "benefit_sought", "==", b)
+                    for b in ("price", "quality", "convenience", "novelty", "status")
+                ]
+                + [rule("seeks sustainability", "benefit_sought", "==", "sustainability")],
+            },
+            {"name": "lifecycle", "type": "lifecycle"},
+            {"name": "rfm", "type": "rfm"},
+        ],
+        "market_potential": [
+            {
+                "name": "garden for outdoor people",
+                "category": "garden",
+                "need": {"field": "interests", "op": "in", "value": ["gardening", "outdoors"]},
+                "adoption_rate": 0.1,
+            }
+        ],
+    }

@@ -124,6 +124,7 @@ def write_outputs(
     documents: Mapping[str, Any],
     *,
     fmt: TableFormat = "parquet",
+    texts: Mapping[str, str] | None = None,
 ) -> dict[str, Path]:
     """Replace the contents of an output folder in one step.
 
@@ -140,6 +141,8 @@ def write_outputs(
         JSON-serialisable objects written as ``<name>.json``.
     fmt
         ``"parquet"`` or ``"csv"``.
+    texts
+        Text files by file name (e.g. ``{"personas.md": "..."}``).
 
     Returns
     -------
@@ -162,6 +165,8 @@ def write_outputs(
         for name, doc in documents.items():
             text = json.dumps(json_safe(doc), indent=2, default=str, allow_nan=False)
             (staging / f"{name}.json").write_text(text + "\n", encoding="utf-8")
+        for filename, body in (texts or {}).items():
+            (staging / filename).write_text(body, encoding="utf-8")
         old = None
         if out.exists():
             old = out.parent / f".{out.name}.old-{staging.name.rsplit('-', 1)[-1]}"
@@ -174,4 +179,5 @@ def write_outputs(
         raise
     paths = {n: out / f"{n}.{fmt}" for n in tables}
     paths.update({n: out / f"{n}.json" for n in documents})
+    paths.update({Path(f).stem: out / f for f in texts or {}})
     return paths
