@@ -46,6 +46,7 @@ __all__ = [
     "load",
     "rfm_from_file",
     "run",
+    "run_config",
     "run_demo",
     "validate_config",
     "write_config_template",
@@ -393,8 +394,9 @@ def run(
     engine: Any = None,
     progress: Progress | None = None,
     write: bool = True,
+    schemes: list[str] | None = None,
 ) -> RunResult:
-    """Run the main job: ingest, validate, compute features, write outputs atomically.
+    """Run the main job: ingest, validate, features, CLV, segments; write outputs atomically.
 
     Parameters
     ----------
@@ -405,7 +407,10 @@ def run(
     progress
         Optional callback ``(description, index, total)`` for a progress bar.
     write
-        Write outputs to ``config.output_dir`` (features, rejects, run report).
+        Write outputs to ``config.output_dir`` (features, rejects, run report, CLV models,
+        segments) and record the run's memberships in ``config.store_dir``.
+    schemes
+        Run only these segmentation schemes (default: all configured).
 
     Returns
     -------
@@ -445,7 +450,7 @@ def run(
     segmentation = None
     if config.segments.enabled:
         with steps.step("segments", "segmenting customers"):
-            segmentation = _segment(config, data, features_expr)
+            segmentation = _segment(config, data, features_expr, schemes)
     with steps.step("materialise", "collecting customer table"):
         features = to_arrow(features_expr.order_by("customer_id"))
     with steps.step("rejects", "collecting rejects"):
@@ -548,6 +553,26 @@ def _segment_outputs(
     }
     texts = {"persona_sheet.md": personas_markdown(segmentation.personas)}
     return tables, documents, texts
+
+
+def run_config(
+    path: str | Path, *, schemes: list[str] | None = None, progress: Progress | None = None
+) -> RunResult:
+    """Load ``segvalue.yaml`` and run the main job on it (``segvalue run`` / ``segment``).
+
+    Examples
+    --------
+    >>> run_config("/nonexistent/segvalue.yaml")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    segvalue.errors.ConfigError: ...
+    """
+    config = load_config(path)
+    if schemes and not config.segments.enabled:
+        raise ConfigError(
+            f"{path}: segments.enabled is false", fix="set segments.enabled: true to segment"
+        )
+    return run(config, progress=progress, schemes=schemes)
 
 
 def write_config_template(path: str | Path, *, force: bool = False) -> Path:

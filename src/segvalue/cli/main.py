@@ -109,10 +109,10 @@ def demo(
         return
     _print_report(result.report.to_dict())
     _print_features(result.features)
+    _print_segments(result.summary().get("segments"))
     out.print(f"\n[bold]config[/]  {config_path}")
-    for name, path in result.outputs.items():
-        out.print(f"[bold]{name}[/]  {path}")
-    out.print(f"try: segvalue validate -c {config_path}")
+    _print_outputs(result.outputs)
+    out.print(f"try: segvalue segment -c {config_path}")
 
 
 @app.command()
@@ -133,6 +133,49 @@ def validate(
         out.print_json(json.dumps(report.to_dict(), default=str))
     else:
         _print_report(report.to_dict())
+
+
+@app.command("run")
+def run_job(
+    config: Annotated[Path, typer.Option("-c", "--config", help="Path to segvalue.yaml.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
+) -> None:
+    """Run the main job on your data: validate, features, CLV, segments; write outputs."""
+    from segvalue.pipeline import run_config
+
+    with _progress(not json_output) as progress:
+        result = run_config(config, progress=progress)
+    if json_output:
+        out.print_json(json.dumps(result.summary(), default=str))
+        return
+    _print_report(result.report.to_dict())
+    _print_segments(result.summary().get("segments"))
+    _print_outputs(result.outputs)
+
+
+@app.command()
+def segment(
+    config: Annotated[Path, typer.Option("-c", "--config", help="Path to segvalue.yaml.")],
+    scheme: Annotated[
+        list[str] | None, typer.Option(help="Only this scheme (repeat for several).")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print segments as JSON.")] = False,
+) -> None:
+    """Segment the customers: memberships, sizes, personas, quality warnings, migration."""
+    from segvalue.pipeline import run_config
+
+    with _progress(not json_output) as progress:
+        result = run_config(config, schemes=scheme or None, progress=progress)
+    summary = result.summary()
+    if json_output:
+        doc = {k: summary[k] for k in ("run_id", "segments", "migration")}
+        doc["outputs"] = summary["outputs"]
+        out.print_json(json.dumps(doc, default=str))
+        return
+    _print_segments(summary.get("segments"))
+    if summary.get("migration"):
+        _print_migration(summary["migration"])
+    _print_outputs(result.outputs)
 
 
 @app.command()
@@ -350,6 +393,38 @@ def _print_features(features: Any) -> None:
             f"{pc.max(col).as_py() or 0:,.2f}",
         )
     out.print(table)
+
+
+def _print_segments(segments: dict[str, Any] | None) -> None:
+    if not segments:
+        return
+    for name, scheme in segments["schemes"].items():
+        table = Table(title=f"Scheme {name} ({scheme['type']})")
+        for column in ("segment", "customers", "share", "persona"):
+            table.add_column(
+                column, justify="right" if column in ("customers", "share") else "left"
+            )
+        for row in scheme["segments"]:
+            table.add_row(
+                escape(str(row["segment"])),
+                f"{row['customers']:,}",
+                f"{row['share']:.1%}",
+                escape(row["persona"] or ""),
+            )
+        out.print(table)
+    for warning in segments["warnings"]:
+        out.print(f"[yellow]warning:[/] {escape(warning['message'])}", highlight=False)
+
+
+def _print_migration(migration: dict[str, Any]) -> None:
+    out.print(f"since run {migration['previous_run']}: {migration['events']:,} membership changes")
+    for alert in migration["drift_alerts"]:
+        out.print(f"[yellow]drift:[/] {escape(alert['message'])}", highlight=False)
+
+
+def _print_outputs(outputs: dict[str, Path]) -> None:
+    for name, path in outputs.items():
+        out.print(f"[bold]{name}[/]  {path}")
 
 
 def _print_rows(rows: list[dict[str, Any]], *, title: str) -> None:

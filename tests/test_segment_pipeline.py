@@ -1,0 +1,140 @@
+"""Segmentation through the pipeline and the CLI: every scheme, the store, migration."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from segvalue.cli.main import cli
+from segvalue.config import load_config
+from segvalue.data.store import list_runs, load_snapshot
+from segvalue.pipeline import RunResult, run, run_demo
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, Path]:
+    out = tmp_path_factory.mktemp("segments") / "shop"
+    return run_demo(n_customers=1500, seed=11, out_dir=out)
+
+
+def _per_scheme(memberships: pa.Table) -> dict[str, tuple[int, int]]:
+    """Rows and distinct customers per scheme."""
+    out = {}
+    for scheme in sorted(set(memberships.column("scheme").to_pylist())):
+        rows = memberships.filter(pc.equal(memberships.column("scheme"), scheme))
+        out[scheme] = (rows.num_rows, len(set(rows.column("customer_id").to_pylist())))
+    return out
+
+
+def test_every_customer_has_exactly_one_membership_per_exclusive_scheme(
+    demo: tuple[RunResult, Path],
+) -> None:
+    result, _ = demo
+    assert result.segmentation is not None
+    counts = _per_scheme(result.segmentation.memberships)
+    customers = result.features.num_rows
+    assert customers == 1500
+    kinds = {n: d.get("mode", "exclusive") for n, d in result.segmentation.details.items()}
+    assert set(counts) == {
+        "age_band",
+        "market",
+        "lifestyle",
+        "behaviour",
+        "benefit",
+        "lifecycle",
+        "rfm",
+    }
+    for scheme, (rows, distinct) in counts.items():
+        assert distinct == customers, scheme  # nobody left out
+        if kinds[scheme] == "tags":
+            assert rows >= customers
+        else:
+            assert rows == customers, scheme  # and nobody twice
+
+
+def test_outputs_hold_memberships_profiles_personas_and_potential(
+    demo: tuple[RunResult, Path],
+) -> None:
+    result, config_path = demo
+    output = config_path.parent / "output"
+    memberships = pq.read_table(output / "segment_memberships.parquet")
+    assert memberships.equals(result.segmentation.memberships)  # type: ignore[union-attr]
+    sizes = pq.read_table(output / "segment_sizes.parquet")
+    for scheme in ("rfm", "lifecycle"):
+        shares = sizes.filter(pc.equal(sizes.column("scheme"), scheme)).column("share")
+        assert pc.sum(shares).as_py() == pytest.approx(1.0)
+    personas = json.loads((output / "personas.json").read_text())
+    sized = {(r["scheme"], r["segment"]) for r in sizes.to_pylist()}
+    assert {(p["scheme"], p["segment"]) for p in personas} == sized
+    assert all(p["name"] and p["channels"] for p in personas)
+    sheet = (output / "persona_sheet.md").read_text()
+    assert "## Scheme rfm" in sheet and "Champions" in sheet
+    potential = pq.read_table(output / "market_potential.parquet").to_pylist()
+    assert {r["market"] for r in potential} == {"garden for outdoor people"}
+    for row in potential:
+        assert 0 <= row["addressable"] <= row["with_need"] <= row["customers"]
+        assert row["revenue_potential"] == pytest.approx(
+            row["addressable"] * 0.1 * row["value_per_customer"]
+        )
+    report = json.loads((output / "run.json").read_text())
+    assert report["segments"]["schemes"]["lifecycle"]["thresholds"]["active_days"] > 0
+
+
+def test_runs_are_recorded_and_migration_compares_with_the_previous_run(tmp_path: Path) -> None:
+    _, config_path = run_demo(n_customers=600, seed=5, out_dir=tmp_path / "shop")
+    config = load_config(config_path)
+    first = list_runs(config.store_dir)
+    assert len(first) == 1
+    # The same data two months later: customers drift towards lapsing.
+    assert config.as_of is not None
+    later = config.model_copy(update={"as_of": config.as_of + dt.timedelta(days=60)})
+    second = run(later)
+    assert list_runs(config.store_dir) == [first[0], second.run_id]
+    assert second.migration is not None
+    assert second.migration.previous_run == first[0]
+    matrix = second.migration.matrix.to_pylist()
+    before = load_snapshot(config.store_dir, first[0])
+    lifecycle_before = pc.sum(pc.equal(before.column("scheme"), "lifecycle")).as_py()
+    moved = sum(r["customers"] for r in matrix if r["scheme"] == "lifecycle")
+    assert moved == lifecycle_before == 600
+    events = second.migration.events
+    changed = [
+        r for r in matrix if r["scheme"] == "lifecycle" and r["from_segment"] != r["to_segment"]
+    ]
+    lifecycle_events = pc.sum(pc.equal(events.column("scheme"), "lifecycle")).as_py()
+    assert lifecycle_events == sum(r["customers"] for r in changed) > 0
+    output = config_path.parent / "output"
+    assert pq.read_table(output / "segment_migration.parquet").num_rows == len(matrix)
+
+
+def test_segment_command_prints_schemes_and_filters(
+    demo: tuple[RunResult, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, config_path = demo
+    capsys.readouterr()
+    assert cli(["segment", "-c", str(config_path), "--scheme", "rfm", "--json"]) == 0
+    doc: dict[str, Any] = json.loads(capsys.readouterr().out)
+    assert list(doc["segments"]["schemes"]) == ["rfm"]
+    rfm = doc["segments"]["schemes"]["rfm"]["segments"]
+    assert sum(s["customers"] for s in rfm) == 1500
+    assert doc["migration"]["previous_run"]  # the fixture's run is in the store
+    assert cli(["segment", "-c", str(config_path), "--scheme", "rmf"]) == 2
+    err = capsys.readouterr().err
+    assert "'rmf' is not a scheme" in err and "rfm" in err
+
+
+def test_run_command_on_a_config(
+    demo: tuple[RunResult, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, config_path = demo
+    capsys.readouterr()
+    assert cli(["run", "-c", str(config_path)]) == 0
+    text = capsys.readouterr().out
+    assert "Scheme lifecycle (lifecycle)" in text and "segment_memberships" in text
