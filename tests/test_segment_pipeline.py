@@ -50,6 +50,7 @@ def test_every_customer_has_exactly_one_membership_per_exclusive_scheme(
         "benefit",
         "lifecycle",
         "rfm",
+        "clusters",
     }
     for scheme, (rows, distinct) in counts.items():
         assert distinct == customers, scheme  # nobody left out
@@ -57,6 +58,24 @@ def test_every_customer_has_exactly_one_membership_per_exclusive_scheme(
             assert rows >= customers
         else:
             assert rows == customers, scheme  # and nobody twice
+
+
+def test_demo_clusters_rediscover_the_planted_personas(demo: tuple[RunResult, Path]) -> None:
+    """The demo's cluster scheme (automatic k) finds the 6 planted personas (ARI >= 0.8)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    result, config_path = demo
+    assert result.segmentation is not None
+    assert result.segmentation.details["clusters"]["model"]["k"] == 6
+    members = result.segmentation.memberships
+    members = members.filter(pc.equal(members.column("scheme"), "clusters"))
+    truth = pq.read_table(config_path.parent / "data" / "truth" / "customers.parquet")
+    persona = dict(
+        zip(truth["customer_id"].to_pylist(), truth["persona_id"].to_pylist(), strict=True)
+    )
+    ids = members.column("customer_id").to_pylist()
+    ari = adjusted_rand_score([persona[c] for c in ids], members.column("segment").to_pylist())
+    assert ari >= 0.8
 
 
 def test_outputs_hold_memberships_profiles_personas_and_potential(

@@ -1467,6 +1467,11 @@ def demo_segments() -> dict[str, Any]:
     def rule(segment: str, field: str, op: str, value: Any) -> dict[str, Any]:
         return {"segment": segment, "when": {"field": field, "op": op, "value": value}}
 
+    # Clusters on what an analyst would use: demographics, spend, category and channel mix
+    # and price sensitivity (money and counts on log1p); they rediscover the personas.
+    shares = [f"share_{c}" for c in _CATEGORIES]  # already column-safe names
+    touches = [f"touches_{c}" for c in _TOUCH_CHANNELS]
+
     return {
         "schemes": [
             {
@@ -1538,6 +1543,26 @@ def demo_segments() -> dict[str, Any]:
             },
             {"name": "lifecycle", "type": "lifecycle"},
             {"name": "rfm", "type": "rfm"},
+            {
+                "name": "clusters",
+                "type": "cluster",
+                "features": [
+                    "age",
+                    "income",
+                    "household_size",
+                    "average_order_value",
+                    "orders",
+                    *shares,
+                    *touches,
+                    "discount_share",
+                ],
+                "transform": dict.fromkeys(
+                    ["income", "average_order_value", "orders", *touches], "log1p"
+                ),
+                "k": "auto",
+                "k_range": [2, 10],
+                "sample_size": 20_000,
+            },
         ],
         "market_potential": [
             {
