@@ -157,3 +157,40 @@ def test_run_command_on_a_config(
     assert cli(["run", "-c", str(config_path)]) == 0
     text = capsys.readouterr().out
     assert "Scheme lifecycle (lifecycle)" in text and "segment_memberships" in text
+
+
+def test_unstable_clusters_are_flagged_and_a_cluster_scheme_runs_alone() -> None:
+    """Uniform noise has no clusters: bootstrap stability flags them (Hennig 2007)."""
+    import ibis
+    import numpy as np
+
+    from segvalue.config import SegmentsConfig
+    from segvalue.segments.segmentation import segment_customers
+
+    rng = np.random.default_rng(0)
+    n = 1200
+    features = ibis.memtable(
+        {
+            "customer_id": [f"c{i:04d}" for i in range(n)],
+            "x": rng.random(n),
+            "y": rng.random(n),
+            "z": rng.random(n),
+        }
+    )
+    config = SegmentsConfig.model_validate(
+        {
+            "min_size": 1,
+            "min_share": 0.0,
+            "schemes": [
+                {"name": "noise", "type": "cluster", "features": ["x", "y", "z"], "k": 5}
+            ],
+        }
+    )
+    result = segment_customers(
+        features, features, config, as_of=dt.date(2024, 1, 1), only=["noise"]
+    )
+    assert result.memberships.num_rows == n
+    unstable = {w.segment for w in result.quality if w.kind == "unstable_segment"}
+    stability = result.details["noise"]["model"]["stability"]
+    assert unstable == {s for s, j in stability["jaccard"].items() if j < 0.6}
+    assert unstable  # noise: at least one cluster does not survive resampling

@@ -143,7 +143,7 @@ def _stability(details: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]
     """Per-segment stability scores of the cluster schemes, for the quality checks."""
     out: dict[str, dict[str, float]] = {}
     for name, info in details.items():
-        per_segment = (info.get("model") or {}).get("stability", {}).get("segments")
+        per_segment = ((info.get("model") or {}).get("stability") or {}).get("jaccard")
         if per_segment:
             out[name] = {str(k): float(v) for k, v in per_segment.items()}
     return out
