@@ -19,6 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "features": {"errors", "units", "features"},
     "valuation": {"errors", "units", "models"},
     "segments": {"errors", "units", "config", "features", "segments"},
+    "economics": {"errors", "units", "config", "features", "segments", "economics"},
     "pipeline": {
         "errors",
         "units",
@@ -28,6 +29,7 @@ ALLOWED: dict[str, set[str]] = {
         "models",
         "valuation",
         "segments",
+        "economics",
     },
     "cli": {"errors", "units", "config", "pipeline", "cli", "data", "__init__"},
 }

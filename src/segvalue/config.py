@@ -32,23 +32,29 @@ from segvalue.errors import ConfigError, SegvalueError
 from segvalue.units import TimeUnit, parse_time_unit
 
 __all__ = [
+    "KPI_NAMES",
     "OPERATORS",
     "TABLE_NAMES",
     "AllOf",
     "AnyOf",
+    "BudgetConfig",
     "CLVConfig",
     "ClusterConfig",
     "Condition",
     "ConditionExpr",
     "Config",
     "CsvOptions",
+    "CurvesFile",
     "EngineConfig",
+    "KPIConfig",
+    "KPITarget",
     "LifecycleConfig",
     "MarketPotentialConfig",
     "NotOf",
     "OutputConfig",
     "RFMConfig",
     "RFMSegmentRule",
+    "ResponseItem",
     "RuleSchemeConfig",
     "SchemeConfig",
     "SegmentRule",
@@ -589,6 +595,128 @@ class SegmentsConfig(_Strict):
         return self
 
 
+# --- economics --------------------------------------------------------------------------
+
+#: The KPIs of the segment KPI table that targets may name.
+KPI_NAMES: tuple[str, ...] = (
+    "customers",
+    "share",
+    "revenue",
+    "orders",
+    "average_order_value",
+    "purchase_frequency",
+    "repeat_rate",
+    "retention_rate",
+    "churn_risk",
+    "clv_mean",
+    "clv_total",
+    "margin",
+    "marketing_cost",
+    "cac",
+    "clv_cac",
+    "roi",
+    "conversion_rate",
+)
+
+
+class KPITarget(_Strict):
+    """A target for one KPI, in every segment of a scheme or in one segment.
+
+    Status: ``on_track`` when the whole interval meets the target, ``off_track`` when the
+    whole interval misses it by more than ``tolerance`` (relative), ``at_risk`` otherwise.
+    """
+
+    kpi: str
+    target: float
+    direction: Literal["at_least", "at_most"] = "at_least"
+    tolerance: float = Field(0.05, ge=0, description="relative band before 'off track'")
+    scheme: str | None = None
+    segment: str | None = None
+
+    @field_validator("kpi")
+    @classmethod
+    def _known_kpi(cls, value: str) -> str:
+        if value not in KPI_NAMES:
+            raise ValueError(f"unknown KPI {value!r}{_did_you_mean(value, KPI_NAMES)}")
+        return value
+
+
+class KPIConfig(_Strict):
+    """The segment KPI table: which scheme, the retention period, intervals and targets."""
+
+    scheme: str | None = Field(None, description="default: the first exclusive scheme")
+    retention_days: int = Field(90, ge=1, description="period for period-over-period retention")
+    level: float = Field(0.95, gt=0, lt=1)
+    bootstrap: int = Field(1000, ge=100, description="resamples for ratio intervals")
+    seed: int = 0
+    targets: list[KPITarget] = Field(default_factory=list)
+
+
+class ResponseItem(_Strict):
+    """One budget item (a segment x channel, or a channel) and its response curve.
+
+    ``hill``: response = beta * s^slope / (k^slope + s^slope); ``michaelis_menten``: the
+    same with slope 1: beta * s / (k + s). ``value`` converts a unit of response to money
+    (revenue, margin or CLV per conversion; 1 when the response is already money).
+    Bounds are absolute (``min`` / ``max``) and / or relative to ``current``
+    (``max_change``: +-share of current).
+    """
+
+    name: str = Field(min_length=1)
+    form: Literal["hill", "michaelis_menten"] = "hill"
+    beta: float = Field(gt=0)
+    k: float = Field(gt=0)
+    slope: float | None = Field(None, gt=0)
+    value: float = Field(1.0, gt=0)
+    current: float = Field(0.0, ge=0)
+    min: float = Field(0.0, ge=0)
+    max: float | None = Field(None, ge=0)
+    max_change: float | None = Field(None, ge=0, description="e.g. 0.3: within +-30% of current")
+    pinned: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ResponseItem:
+        if self.form == "hill" and self.slope is None:
+            raise ValueError("form 'hill' needs 'slope' (1 is concave, > 1 is S-shaped)")
+        if self.form == "michaelis_menten" and self.slope not in (None, 1.0):
+            raise ValueError("form 'michaelis_menten' has slope 1: remove 'slope' or use hill")
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        return self
+
+
+class CurvesFile(_Strict):
+    """A ``--curves`` file for ``segvalue budget``: items and the total budget."""
+
+    items: list[ResponseItem] = Field(min_length=1)
+    total: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _unique(self) -> CurvesFile:
+        names = [i.name for i in self.items]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"item names repeat: {duplicates}")
+        return self
+
+
+class BudgetConfig(_Strict):
+    """Budget allocation: objective, total, constraints; curves fitted or given."""
+
+    objective: Literal["profit", "revenue", "clv"] = "profit"
+    total: float | None = Field(None, ge=0, description="default: the current total")
+    min_marginal_roi: float | None = Field(None, description="stop spending below this mROI")
+    max_change: float | None = Field(None, ge=0, description="default +-share of current per item")
+    form: Literal["hill", "michaelis_menten"] = Field(
+        "hill", description="curve form fitted from channel_spend history"
+    )
+    adstock: bool = Field(True, description="fit geometric adstock (carry-over) as well")
+    scheme: str | None = Field(None, description="segment column of channel_spend to use")
+    items: list[ResponseItem] = Field(
+        default_factory=list, description="explicit curves (instead of fitting)"
+    )
+
+
 class OutputConfig(_Strict):
     """Where results go."""
 
@@ -620,6 +748,8 @@ class Config(_Strict):
     validation: ValidationConfig = ValidationConfig()
     clv: CLVConfig = CLVConfig()
     segments: SegmentsConfig = SegmentsConfig()
+    kpis: KPIConfig = KPIConfig()
+    budget: BudgetConfig = BudgetConfig()
     output: OutputConfig = OutputConfig()
     base_dir: Path = Field(Path("."), exclude=True)
 

@@ -1,0 +1,1 @@
+"""Economics: segment KPIs with intervals and targets, priorities, response curves, budgets."""
