@@ -181,9 +181,7 @@ def test_unstable_clusters_are_flagged_and_a_cluster_scheme_runs_alone() -> None
         {
             "min_size": 1,
             "min_share": 0.0,
-            "schemes": [
-                {"name": "noise", "type": "cluster", "features": ["x", "y", "z"], "k": 5}
-            ],
+            "schemes": [{"name": "noise", "type": "cluster", "features": ["x", "y", "z"], "k": 5}],
         }
     )
     result = segment_customers(
