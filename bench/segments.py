@@ -13,8 +13,10 @@ once into an in-memory DuckDB, then times in the same process, best of ``--repea
 each materialised to Arrow, and the same three steps on a pandas DataFrame already in
 memory (``rank`` / ``np.select`` / numpy distances). Every membership table is checked to
 hold each customer exactly once, and segvalue's RFM segments and cluster labels are
-checked to equal pandas'. The goal (issue 4): the three segvalue steps within 20 s for
-1,000,000 customers on 2 cores.
+checked to equal pandas'. Lifecycle stages (which need the order history: orders are
+generated to match each customer's order count and last-order date) are timed on their
+own and checked to give every customer exactly one stage. The goal (issue 4): the three
+segvalue steps within 20 s for 1,000,000 customers on 2 cores.
 
 Run: ``.venv/bin/python bench/segments.py [--customers 1000000] [--repeat 3]``
 """
@@ -22,6 +24,7 @@ Run: ``.venv/bin/python bench/segments.py [--customers 1000000] [--repeat 3]``
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import time
 from collections.abc import Callable
@@ -35,6 +38,7 @@ import pyarrow as pa
 from segvalue.config import ClusterConfig, RFMConfig, RuleSchemeConfig
 from segvalue.features.materialise import to_arrow
 from segvalue.segments.clusters import assign_clusters, fit_clusters
+from segvalue.segments.lifecycle import assign_lifecycle
 from segvalue.segments.rfm import assign_rfm, default_rfm_segments
 from segvalue.segments.rules import assign_rule_scheme
 
@@ -65,6 +69,31 @@ def make_features(n: int, seed: int = 3) -> pa.Table:
             "income": np.maximum(values[:, 3], 0.0).round(-2),
             "country": pa.array(np.array(COUNTRIES)[rng.integers(0, len(COUNTRIES), n)]),
             "discount_share": rng.beta(1.0, 3.0, n).round(3),
+        }
+    )
+
+
+AS_OF = dt.date(2025, 12, 31)
+
+
+def make_orders(features: pa.Table, seed: int = 4) -> pa.Table:
+    """Each customer's orders: the last one ``days_since_last_order`` before AS_OF."""
+    rng = np.random.default_rng(seed)
+    counts = features.column("orders").to_numpy()
+    last = features.column("days_since_last_order").to_numpy(zero_copy_only=False)
+    owner = np.repeat(np.arange(counts.size), counts)
+    first_of = np.cumsum(counts) - counts
+    is_last = np.zeros(owner.size, dtype=bool)
+    is_last[(first_of + counts - 1)[counts > 0]] = True
+    days_back = np.where(is_last, last[owner], last[owner] + rng.integers(1, 900, owner.size))
+    day = np.datetime64(AS_OF.isoformat()) - days_back.astype("timedelta64[D]")
+    ids = features.column("customer_id").to_numpy(zero_copy_only=False)
+    return pa.table(
+        {
+            "order_id": pa.array(np.arange(owner.size).astype(str)),
+            "customer_id": pa.array(ids[owner]),
+            "order_ts": pa.array(day.astype("datetime64[s]")),
+            "amount": rng.gamma(2.0, 40.0, owner.size).round(2),
         }
     )
 
@@ -258,6 +287,17 @@ def main() -> None:
     verdict = "met" if sv_total <= 20 else "MISSED"
     print(f"\nsegvalue total {sv_total:.2f} s for {n:,} customers (goal <= 20 s: {verdict})")
     print(f"k-means fit on a {CLUSTERS.sample_size:,}-customer sample: {fit_seconds:.2f} s")
+
+    orders = con.create_table("orders", make_orders(features))
+    life_seconds, stages = _timed(
+        lambda: to_arrow(assign_lifecycle(orders, as_of=AS_OF, customers=table).memberships),
+        args.repeat,
+    )
+    _one_each(stages, n, "lifecycle")
+    print(
+        f"lifecycle stages (thresholds from {orders.count().execute():,} orders' gaps): "
+        f"{life_seconds:.2f} s, one stage per customer (checked)"
+    )
     print("every membership table: one row per customer (checked); RFM segments and cluster")
     print("labels equal pandas' (checked)")
 
