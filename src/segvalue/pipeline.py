@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import pyarrow as pa
@@ -44,6 +44,7 @@ __all__ = [
     "clv_from_file",
     "config_hash",
     "load",
+    "plan_budget",
     "rfm_from_file",
     "run",
     "run_config",
@@ -51,6 +52,8 @@ __all__ = [
     "validate_config",
     "write_config_template",
 ]
+
+Objective = Literal["profit", "revenue", "clv"]
 
 #: Called as ``progress(step_description, step_index, step_count)``.
 Progress = Callable[[str, int, int], None]
@@ -573,6 +576,86 @@ def run_config(
             f"{path}: segments.enabled is false", fix="set segments.enabled: true to segment"
         )
     return run(config, progress=progress, schemes=schemes)
+
+
+def plan_budget(
+    *,
+    config_path: str | Path | None = None,
+    curves_path: str | Path | None = None,
+    total: float | None = None,
+    objective: str | None = None,
+) -> tuple[Any, list[str]]:
+    """Optimise a budget from a curves file or from ``segvalue.yaml`` (``segvalue budget``).
+
+    With ``curves_path`` the items and total come from the file (objective default
+    ``revenue``: allocate the whole total). With ``config_path`` the curves are the
+    configured ``budget.items`` or, without them, fitted per (segment x) channel from the
+    ``channel_spend`` source (objective default ``budget.objective``).
+
+    Returns
+    -------
+    (Allocation, list of str)
+        The allocation and the curve-fitting warnings.
+
+    Examples
+    --------
+    >>> plan_budget()
+    Traceback (most recent call last):
+    ...
+    segvalue.errors.ConfigError: give either a config (-c) or a curves file (--curves). Fix: ...
+    """
+    from segvalue.data.readers import read_document
+    from segvalue.economics.budget import curves_from_mapping, optimise_budget
+    from segvalue.economics.curves import fit_curves_from_channel_spend, response_items
+
+    if (config_path is None) == (curves_path is None):
+        raise ConfigError(
+            "give either a config (-c) or a curves file (--curves)",
+            fix="segvalue budget --curves curves.yaml, or segvalue budget -c segvalue.yaml",
+        )
+    if objective is not None and objective not in ("profit", "revenue", "clv"):
+        raise ConfigError(
+            f"--objective {objective!r} is not known", fix="use profit, revenue or clv"
+        )
+    warnings: list[str] = []
+    if curves_path is not None:
+        curves = curves_from_mapping(read_document(curves_path), source=str(curves_path))
+        return (
+            optimise_budget(
+                curves.items,
+                total=total if total is not None else curves.total,
+                objective=cast(Objective, objective or "revenue"),
+            ),
+            warnings,
+        )
+    assert config_path is not None
+    config = load_config(config_path)
+    settings = config.budget
+    if settings.items:
+        items = list(settings.items)
+    else:
+        if "channel_spend" not in config.sources:
+            raise ConfigError(
+                f"{config_path}: no budget.items and no channel_spend source to fit curves from",
+                fix="add a channel_spend source, budget.items, or use --curves FILE",
+            )
+        data = _load(config, _Steps(len(config.sources) + 1, None))
+        fits = fit_curves_from_channel_spend(
+            data.tables["channel_spend"],
+            segment=settings.scheme,
+            form=settings.form,
+            adstock=settings.adstock,
+        )
+        warnings = [w for fit in fits.values() for w in fit.warnings]
+        items = response_items(fits, max_change=settings.max_change)
+    allocation = optimise_budget(
+        items,
+        total=total if total is not None else settings.total,
+        objective=cast(Objective, objective or settings.objective),
+        min_marginal_roi=settings.min_marginal_roi,
+        max_change=settings.max_change,
+    )
+    return allocation, warnings
 
 
 def write_config_template(path: str | Path, *, force: bool = False) -> Path:

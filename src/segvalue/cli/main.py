@@ -179,6 +179,51 @@ def segment(
 
 
 @app.command()
+def budget(
+    config: Annotated[
+        Path | None, typer.Option("-c", "--config", help="Path to segvalue.yaml.")
+    ] = None,
+    curves: Annotated[
+        Path | None, typer.Option(help="Curves file (YAML or JSON): items and total.")
+    ] = None,
+    total: Annotated[float | None, typer.Option(help="Total budget to allocate.")] = None,
+    objective: Annotated[
+        str | None, typer.Option(help="profit, revenue or clv (default: config / revenue).")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Allocate a budget across items with diminishing returns (response curves)."""
+    from segvalue.pipeline import plan_budget
+
+    plan, warnings = plan_budget(
+        config_path=config, curves_path=curves, total=total, objective=objective
+    )
+    doc = plan.to_dict()
+    if json_output:
+        out.print_json(json.dumps(doc, default=str))
+        return
+    table = Table(title=f"Budget plan ({plan.method})")
+    for column in ("item", "current", "planned", "marginal ROI"):
+        table.add_column(column, justify="left" if column == "item" else "right")
+    for name, spend in doc["allocation"].items():
+        mroi = doc["marginal_roi"].get(name)
+        table.add_row(
+            escape(name),
+            f"{doc['current_allocation'].get(name, 0.0):,.2f}",
+            f"{spend:,.2f}",
+            "" if mroi is None else f"{mroi:.4f}",
+        )
+    out.print(table)
+    out.print(
+        f"expected response {doc['expected_response']:,.3f} "
+        f"(current {doc['current_response']:,.3f}); "
+        f"binding: {', '.join(doc['binding_constraints']) or 'none'}"
+    )
+    for warning in warnings:
+        out.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+
+
+@app.command()
 def rfm(
     orders: Annotated[Path, typer.Argument(help="Orders file (CSV/text or Parquet).")],
     customer_col: Annotated[str, typer.Option(help="Customer id column.")],

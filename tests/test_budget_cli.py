@@ -1,0 +1,82 @@
+"""segvalue budget end to end: curves files, fitted curves from segvalue.yaml, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from segvalue.cli.main import cli
+from segvalue.pipeline import run_demo
+
+CURVES = """\
+total: 500
+items:
+  - {name: email, form: michaelis_menten, beta: 1000, k: 200}
+  - {name: search, form: michaelis_menten, beta: 600, k: 100}
+  - {name: social, form: michaelis_menten, beta: 300, k: 50}
+"""
+
+
+def test_curves_file_gives_the_closed_form_optimum(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Equal marginal ROI: s_i = sqrt(beta_i k_i / lambda) - k_i with sum s_i = 500."""
+    path = tmp_path / "curves.yaml"
+    path.write_text(CURVES)
+    assert cli(["budget", "--curves", str(path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    spend = doc["allocation"]
+    assert spend["email"] == pytest.approx(266.627, abs=1e-3)
+    assert spend["search"] == pytest.approx(155.582, abs=1e-3)
+    assert spend["social"] == pytest.approx(77.791, abs=1e-3)
+    assert doc["expected_response"] == pytest.approx(1119.255, abs=1e-3)
+    assert doc["current_response"] == 0.0
+    assert list(doc["marginal_roi"].values()) == pytest.approx([0.9185] * 3, abs=1e-4)
+    assert doc["binding_constraints"] == ["total"]
+    # The same file as JSON, with a smaller total from the command line.
+    as_json = tmp_path / "curves.json"
+    as_json.write_text(json.dumps(yaml.safe_load(CURVES)))
+    assert cli(["budget", "--curves", str(as_json), "--total", "100", "--json"]) == 0
+    assert sum(json.loads(capsys.readouterr().out)["allocation"].values()) == pytest.approx(100)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("total: 500\nitems:\n  - {name: a, form: hill, beta: 1, k: 1}\n", "slope"),
+        ("total: 500\nitems:\n  - {name: a, beta: 1, k: 1, slop: 2}\n", "slop"),
+        ("total: 5\nitems:\n  - {name: a, form: michaelis_menten, beta: 1, k: 1, min: 9}\n", "a"),
+        ("items: [\n", "invalid YAML"),
+    ],
+)
+def test_bad_curves_files_are_named_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str
+) -> None:
+    path = tmp_path / "curves.yaml"
+    path.write_text(text)
+    assert cli(["budget", "--curves", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "curves.yaml" in err or "min" in err
+    assert expected in err and "fix:" in err
+
+
+def test_config_or_curves_but_not_both(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["budget"]) == 2
+    assert "either a config (-c) or a curves file" in capsys.readouterr().err
+    assert cli(["budget", "--curves", str(tmp_path / "missing.yaml")]) == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_budget_from_the_demo_config_fits_curves_and_beats_the_current_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, config_path = run_demo(n_customers=800, seed=2, out_dir=tmp_path / "shop")
+    capsys.readouterr()
+    assert cli(["budget", "-c", str(config_path), "--objective", "revenue", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert set(doc["allocation"]) == {"app_push", "email", "onsite", "paid_social", "search_ads"}
+    assert sum(doc["allocation"].values()) == pytest.approx(doc["current_spend"], rel=1e-9)
+    assert doc["expected_response"] >= doc["current_response"]
