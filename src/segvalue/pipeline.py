@@ -60,6 +60,30 @@ Progress = Callable[[str, int, int], None]
 
 
 @dataclass
+class Economics:
+    """Segment KPIs with intervals, target status, priorities and budget guidance."""
+
+    scheme: str
+    kpis: pa.Table
+    status: pa.Table
+    priorities: pa.Table
+    guidance: Any
+
+    def summary(self) -> dict[str, Any]:
+        """The scheme, per-segment statuses off track or at risk, and the ranking."""
+        flagged = [r for r in self.status.to_pylist() if r["status"] in ("off_track", "at_risk")]
+        return {
+            "scheme": self.scheme,
+            "segments": self.kpis.num_rows - 1,
+            "targets_flagged": flagged,
+            "priorities": [
+                {k: r[k] for k in ("segment", "rank", "score", "reasons") if k in r}
+                for r in self.priorities.to_pylist()
+            ],
+        }
+
+
+@dataclass
 class Migration:
     """How memberships moved since the previous recorded run."""
 
@@ -91,6 +115,7 @@ class RunResult:
     valuation: Valuation | None = None
     segmentation: Segmentation | None = None
     migration: Migration | None = None
+    economics: Economics | None = None
 
     def summary(self) -> dict[str, Any]:
         """Run metadata: id, config hash, row counts, rejects, freshness, timings."""
@@ -103,6 +128,7 @@ class RunResult:
             "clv": None if self.valuation is None else self.valuation.to_dict(),
             "segments": None if self.segmentation is None else self.segmentation.summary(),
             "migration": None if self.migration is None else self.migration.summary(),
+            "kpis": None if self.economics is None else self.economics.summary(),
             "timings_seconds": {k: round(v, 3) for k, v in self.timings.items()},
             "outputs": {k: str(v) for k, v in self.outputs.items()},
         }
@@ -432,12 +458,12 @@ def run(
     >>> _ = (d / "o.csv").write_text("order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n")
     >>> cfg = parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d)
     >>> result = run(cfg)
-    >>> result.features.num_rows, sorted(result.outputs)[:4]
-    (1, ['customer_features', 'persona_sheet', 'personas', 'rejects'])
+    >>> result.features.num_rows, [n for n in sorted(result.outputs) if "segment" not in n][:5]
+    (1, ['budget_guidance', 'customer_features', 'kpi_status', 'persona_sheet', 'personas'])
     >>> result.segmentation.sizes.column("scheme").to_pylist()
     ['lifecycle', 'rfm']
     """
-    enabled = int(config.clv.enabled) + int(config.segments.enabled)
+    enabled = int(config.clv.enabled) + 2 * int(config.segments.enabled)
     steps = _Steps(len(config.sources) + 4 + enabled + 2 * int(write), progress)
     data = _load(config, steps, engine)
     report = data.report
@@ -454,6 +480,10 @@ def run(
     if config.segments.enabled:
         with steps.step("segments", "segmenting customers"):
             segmentation = _segment(config, data, features_expr, schemes)
+    economics = None
+    if segmentation is not None and segmentation.memberships.num_rows:
+        with steps.step("kpis", "segment KPIs, targets and priorities"):
+            economics = _economics(config, data, features_expr, segmentation)
     with steps.step("materialise", "collecting customer table"):
         features = to_arrow(features_expr.order_by("customer_id"))
     with steps.step("rejects", "collecting rejects"):
@@ -466,6 +496,7 @@ def run(
         rejects=rejects,
         valuation=valuation,
         segmentation=segmentation,
+        economics=economics,
     )
     if write:
         if segmentation is not None:
@@ -473,6 +504,13 @@ def run(
                 result.migration = _migration(config, segmentation)
         with steps.step("write", "writing outputs"):
             tables, documents, texts = _segment_outputs(segmentation, result.migration)
+            if economics is not None:
+                tables.update(
+                    segment_kpis=economics.kpis,
+                    kpi_status=economics.status,
+                    segment_priorities=economics.priorities,
+                )
+                documents["budget_guidance"] = economics.guidance.to_dict()
             result.outputs = write_outputs(
                 config.output_dir,
                 {"customer_features": features, "rejects": rejects, **tables},
@@ -502,6 +540,38 @@ def _segment(
         order_lines=data.tables.get("order_lines"),
         only=only,
         cache=lambda expr, prefix: materialise(data.con, expr, prefix),
+    )
+
+
+def _economics(
+    config: Config, data: ValidatedData, features: Any, segmentation: Segmentation
+) -> Economics:
+    from segvalue.economics.kpis import kpi_status, resolve_kpi_scheme, segment_kpis
+    from segvalue.economics.priorities import budget_guidance, segment_priorities
+
+    scheme = resolve_kpi_scheme(config.kpis, config.segments)
+    present = set(segmentation.memberships.column("scheme").to_pylist())
+    if scheme not in present:  # e.g. `segment --scheme` ran other schemes only
+        scheme = sorted(present)[0]
+    # clv.margin counts only when the user set it; otherwise ROI is on revenue.
+    margin = config.clv.margin if "margin" in config.clv.model_fields_set else None
+    kpis = segment_kpis(
+        segmentation.memberships,
+        features,
+        orders=data.tables["orders"],
+        touchpoints=data.tables.get("touchpoints"),
+        channel_spend=data.tables.get("channel_spend"),
+        config=config.kpis,
+        scheme=scheme,
+        as_of=data.report.as_of,
+        margin_rate=margin,
+    )
+    return Economics(
+        scheme=scheme,
+        kpis=kpis,
+        status=kpi_status(kpis, config.kpis.targets),
+        priorities=segment_priorities(kpis),
+        guidance=budget_guidance(kpis, horizon=config.clv.horizon),
     )
 
 
@@ -1088,6 +1158,14 @@ def run_demo(
             "time_unit": "week",
             "clv": {"holdout": 26, "margin": 0.3},
             "segments": demo_segments(),
+            "kpis": {
+                "scheme": "clusters",
+                "targets": [
+                    {"kpi": "repeat_rate", "target": 0.7},
+                    {"kpi": "churn_risk", "target": 0.5, "direction": "at_most"},
+                    {"kpi": "clv_cac", "target": 3.0},
+                ],
+            },
         }
     elif dataset == "cdnow":
         path = copy_cdnow(data_dir)

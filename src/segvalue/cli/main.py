@@ -178,6 +178,71 @@ def segment(
     _print_outputs(result.outputs)
 
 
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+_KPI_COLUMNS = (
+    ("customers", "{:,}"),
+    ("share", "{:.1%}"),
+    ("average_order_value", "{:,.2f}"),
+    ("repeat_rate", "{:.1%}"),
+    ("churn_risk", "{:.1%}"),
+    ("clv_mean", "{:,.2f}"),
+    ("clv_cac", "{:.2f}"),
+)
+
+
+@app.command()
+def kpis(
+    config: Annotated[Path, typer.Option("-c", "--config", help="Path to segvalue.yaml.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print KPIs as JSON.")] = False,
+) -> None:
+    """Segment KPIs with 95% intervals, status against targets, priorities, budget guidance."""
+    from segvalue.pipeline import run_config
+
+    with _progress(not json_output) as progress:
+        result = run_config(config, progress=progress)
+    economics = result.economics
+    if economics is None:
+        raise ConfigError(f"{config}: no segments to compute KPIs for", fix="enable segments")
+    if json_output:
+        doc = {
+            "scheme": economics.scheme,
+            "kpis": economics.kpis.to_pylist(),
+            "status": economics.status.to_pylist(),
+            "priorities": economics.priorities.to_pylist(),
+            "guidance": economics.guidance.to_dict(),
+        }
+        out.print_json(json.dumps(doc, default=str))
+        return
+    table = Table(title=f"Segment KPIs ({economics.scheme}), 95% intervals")
+    table.add_column("segment")
+    for name, _ in _KPI_COLUMNS:
+        table.add_column(name, justify="right")
+    for row in economics.kpis.to_pylist():
+        cells = [escape(str(row["segment"]))]
+        for name, fmt in _KPI_COLUMNS:
+            value, low, high = row.get(name), row.get(f"{name}_lower"), row.get(f"{name}_upper")
+            text = "" if value is None else fmt.format(value)
+            if low is not None and high is not None:
+                text += f" [{fmt.format(low)}, {fmt.format(high)}]"
+            cells.append(text)
+        table.add_row(*cells)
+    out.print(table)
+    for row in economics.status.to_pylist():
+        if row["status"] != "on_track":
+            out.print(
+                f"[yellow]{row['status']}:[/] {escape(str(row['segment']))} {row['kpi']} "
+                f"{_number(row['estimate'])} [{_number(row['lower'])}, "
+                f"{_number(row['upper'])}] vs target {_number(row['target'])}",
+                highlight=False,
+            )
+    for row in economics.priorities.to_pylist():
+        out.print(f"{row['rank']}. {escape(str(row['segment']))}: {escape(row['reasons'])}")
+    _print_outputs(result.outputs)
+
+
 @app.command()
 def budget(
     config: Annotated[
