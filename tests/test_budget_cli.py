@@ -80,3 +80,44 @@ def test_budget_from_the_demo_config_fits_curves_and_beats_the_current_plan(
     assert set(doc["allocation"]) == {"app_push", "email", "onsite", "paid_social", "search_ads"}
     assert sum(doc["allocation"].values()) == pytest.approx(doc["current_spend"], rel=1e-9)
     assert doc["expected_response"] >= doc["current_response"]
+
+
+MOVABLE = """\
+items:
+  - {name: a, form: michaelis_menten, beta: 1000, k: 200, current: 300}
+  - {name: b, form: michaelis_menten, beta: 600, k: 100, current: 50}
+"""
+
+
+def test_what_if_move_by_hand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Moving 20% of a's 300 to b: a 300 -> 240, b 50 -> 110 on MM curves."""
+    path = tmp_path / "curves.yaml"
+    path.write_text(MOVABLE)
+    assert cli(["budget", "--curves", str(path), "--move", "a:b:0.2", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+
+    def mm(beta: float, k: float, s: float) -> float:
+        return beta * s / (k + s)
+
+    change_a = mm(1000, 200, 240) - mm(1000, 200, 300)
+    change_b = mm(600, 100, 110) - mm(600, 100, 50)
+    assert doc["change_by_item"]["a"] == pytest.approx(change_a)
+    assert doc["change_by_item"]["b"] == pytest.approx(change_b)
+    assert doc["change_value"] == pytest.approx(change_a + change_b)  # +114.29
+    assert doc["interval"] is None  # given curves carry no parameter uncertainty
+    assert cli(["budget", "--curves", str(path), "--move", "a-b-0.2"]) == 2
+    assert "FROM:TO:SHARE" in capsys.readouterr().err
+
+
+def test_target_finds_the_smallest_budget(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "curves.yaml"
+    path.write_text(CURVES)
+    assert cli(["budget", "--curves", str(path), "--target", "1119.254665", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert sum(doc["allocation"].values()) == pytest.approx(500.0, rel=1e-6)
+    assert cli(["budget", "--curves", str(path), "--target", "5000"]) == 2
+    assert "1,900" in capsys.readouterr().err  # the curves saturate at 1000 + 600 + 300
+    assert cli(["budget", "--curves", str(path), "--target", "900", "--objective", "profit"]) == 2
+    assert "--objective revenue" in capsys.readouterr().err

@@ -41,6 +41,7 @@ __all__ = [
     "OrdersFile",
     "Progress",
     "RunResult",
+    "budget_what_if",
     "clv_from_file",
     "config_hash",
     "load",
@@ -648,19 +649,59 @@ def run_config(
     return run(config, progress=progress, schemes=schemes)
 
 
+def _budget_items(
+    config_path: str | Path | None, curves_path: str | Path | None
+) -> tuple[list[Any], float | None, Any, dict[str, Any], list[str]]:
+    """Items, default total, budget settings (None for a curves file), fitted curves, warnings."""
+    from segvalue.data.readers import read_document
+    from segvalue.economics.budget import curves_from_mapping
+    from segvalue.economics.curves import fit_curves_from_channel_spend, response_items
+
+    if (config_path is None) == (curves_path is None):
+        raise ConfigError(
+            "give either a config (-c) or a curves file (--curves)",
+            fix="segvalue budget --curves curves.yaml, or segvalue budget -c segvalue.yaml",
+        )
+    if curves_path is not None:
+        curves = curves_from_mapping(read_document(curves_path), source=str(curves_path))
+        return list(curves.items), curves.total, None, {}, []
+    assert config_path is not None
+    config = load_config(config_path)
+    settings = config.budget
+    if settings.items:
+        return list(settings.items), settings.total, settings, {}, []
+    if "channel_spend" not in config.sources:
+        raise ConfigError(
+            f"{config_path}: no budget.items and no channel_spend source to fit curves from",
+            fix="add a channel_spend source, budget.items, or use --curves FILE",
+        )
+    data = _load(config, _Steps(len(config.sources) + 1, None))
+    fits = fit_curves_from_channel_spend(
+        data.tables["channel_spend"],
+        segment=settings.scheme,
+        form=settings.form,
+        adstock=settings.adstock,
+    )
+    warnings = [w for fit in fits.values() for w in fit.warnings]
+    items = response_items(fits, max_change=settings.max_change)
+    return items, settings.total, settings, dict(fits), warnings
+
+
 def plan_budget(
     *,
     config_path: str | Path | None = None,
     curves_path: str | Path | None = None,
     total: float | None = None,
     objective: str | None = None,
+    target: float | None = None,
 ) -> tuple[Any, list[str]]:
     """Optimise a budget from a curves file or from ``segvalue.yaml`` (``segvalue budget``).
 
     With ``curves_path`` the items and total come from the file (objective default
     ``revenue``: allocate the whole total). With ``config_path`` the curves are the
     configured ``budget.items`` or, without them, fitted per (segment x) channel from the
-    ``channel_spend`` source (objective default ``budget.objective``).
+    ``channel_spend`` source (objective default ``budget.objective``). With ``target``,
+    the inverse problem: the smallest total whose best allocation reaches it.
 
     Returns
     -------
@@ -674,58 +715,63 @@ def plan_budget(
     ...
     segvalue.errors.ConfigError: give either a config (-c) or a curves file (--curves). Fix: ...
     """
-    from segvalue.data.readers import read_document
-    from segvalue.economics.budget import curves_from_mapping, optimise_budget
-    from segvalue.economics.curves import fit_curves_from_channel_spend, response_items
+    from segvalue.economics.budget import optimise_budget, smallest_budget
 
-    if (config_path is None) == (curves_path is None):
-        raise ConfigError(
-            "give either a config (-c) or a curves file (--curves)",
-            fix="segvalue budget --curves curves.yaml, or segvalue budget -c segvalue.yaml",
-        )
     if objective is not None and objective not in ("profit", "revenue", "clv"):
         raise ConfigError(
             f"--objective {objective!r} is not known", fix="use profit, revenue or clv"
         )
-    warnings: list[str] = []
-    if curves_path is not None:
-        curves = curves_from_mapping(read_document(curves_path), source=str(curves_path))
-        return (
-            optimise_budget(
-                curves.items,
-                total=total if total is not None else curves.total,
-                objective=cast(Objective, objective or "revenue"),
-            ),
-            warnings,
-        )
-    assert config_path is not None
-    config = load_config(config_path)
-    settings = config.budget
-    if settings.items:
-        items = list(settings.items)
-    else:
-        if "channel_spend" not in config.sources:
+    items, default_total, settings, _, warnings = _budget_items(config_path, curves_path)
+    chosen = objective or ("revenue" if settings is None else settings.objective)
+    max_change = None if settings is None else settings.max_change
+    if target is not None:
+        if chosen == "profit":
             raise ConfigError(
-                f"{config_path}: no budget.items and no channel_spend source to fit curves from",
-                fix="add a channel_spend source, budget.items, or use --curves FILE",
+                "--target finds the smallest budget for a revenue or CLV target",
+                fix="add --objective revenue (or clv)",
             )
-        data = _load(config, _Steps(len(config.sources) + 1, None))
-        fits = fit_curves_from_channel_spend(
-            data.tables["channel_spend"],
-            segment=settings.scheme,
-            form=settings.form,
-            adstock=settings.adstock,
-        )
-        warnings = [w for fit in fits.values() for w in fit.warnings]
-        items = response_items(fits, max_change=settings.max_change)
+        goal = cast(Literal["revenue", "clv"], chosen)
+        return smallest_budget(items, target, objective=goal, max_change=max_change), warnings
     allocation = optimise_budget(
         items,
-        total=total if total is not None else settings.total,
-        objective=cast(Objective, objective or settings.objective),
-        min_marginal_roi=settings.min_marginal_roi,
-        max_change=settings.max_change,
+        total=total if total is not None else default_total,
+        objective=cast(Objective, chosen),
+        min_marginal_roi=None if settings is None else settings.min_marginal_roi,
+        max_change=max_change,
     )
     return allocation, warnings
+
+
+def budget_what_if(
+    move: str,
+    *,
+    config_path: str | Path | None = None,
+    curves_path: str | Path | None = None,
+) -> Any:
+    """The change in outcome when ``FROM:TO:SHARE`` of spend moves (``budget --move``).
+
+    Fitted curves carry their parameter uncertainty into an interval; curves given in a
+    file or in ``budget.items`` have none (the interval is then None, and said so).
+
+    Examples
+    --------
+    >>> budget_what_if("a:b")
+    Traceback (most recent call last):
+    ...
+    segvalue.errors.ConfigError: --move 'a:b' is not FROM:TO:SHARE. Fix: ...
+    """
+    from segvalue.economics.budget import what_if
+
+    parts = move.rsplit(":", 2)
+    try:
+        source, destination, share = parts[0], parts[1], float(parts[2])
+    except (IndexError, ValueError):
+        raise ConfigError(
+            f"--move {move!r} is not FROM:TO:SHARE",
+            fix="e.g. --move paid_social:email:0.2 moves 20% of paid_social's spend to email",
+        ) from None
+    items, _, _, fits, _ = _budget_items(config_path, curves_path)
+    return what_if(items, move=(source, destination, share), uncertainty=fits or None)
 
 
 def write_config_template(path: str | Path, *, force: bool = False) -> Path:

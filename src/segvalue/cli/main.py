@@ -255,13 +255,34 @@ def budget(
     objective: Annotated[
         str | None, typer.Option(help="profit, revenue or clv (default: config / revenue).")
     ] = None,
+    target: Annotated[
+        float | None, typer.Option(help="Smallest budget reaching this expected outcome.")
+    ] = None,
+    move: Annotated[
+        str | None, typer.Option(help="What-if: FROM:TO:SHARE, e.g. paid_social:email:0.2.")
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
     """Allocate a budget across items with diminishing returns (response curves)."""
-    from segvalue.pipeline import plan_budget
+    from segvalue.pipeline import budget_what_if, plan_budget
 
+    if move is not None:
+        scenario = budget_what_if(move, config_path=config, curves_path=curves)
+        if json_output:
+            out.print_json(json.dumps(scenario.to_dict(), default=str))
+            return
+        interval = scenario.interval
+        span = (
+            "" if interval is None else f" (95% interval {interval[0]:,.2f} to {interval[1]:,.2f})"
+        )
+        out.print(f"change in outcome: {scenario.change_value:+,.2f}{span}")
+        for name, change in scenario.change_by_item.items():
+            out.print(f"  {escape(name)}: {change:+,.2f}")
+        for note in scenario.notes:
+            out.print(f"[dim]{escape(note)}[/]")
+        return
     plan, warnings = plan_budget(
-        config_path=config, curves_path=curves, total=total, objective=objective
+        config_path=config, curves_path=curves, total=total, objective=objective, target=target
     )
     doc = plan.to_dict()
     if json_output:
