@@ -647,8 +647,6 @@ class KPIConfig(_Strict):
     scheme: str | None = Field(None, description="default: the first exclusive scheme")
     retention_days: int = Field(90, ge=1, description="period for period-over-period retention")
     level: float = Field(0.95, gt=0, lt=1)
-    bootstrap: int = Field(1000, ge=100, description="resamples for ratio intervals")
-    seed: int = 0
     targets: list[KPITarget] = Field(default_factory=list)
 
 
