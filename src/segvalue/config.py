@@ -90,6 +90,11 @@ _EXTENSION_FORMATS: dict[str, FileFormat] = {
 }
 
 
+def _repeated(names: list[str]) -> list[str]:
+    """Names that occur more than once, sorted."""
+    return sorted({n for n in names if names.count(n) > 1})
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -362,7 +367,7 @@ class RuleSchemeConfig(_Strict):
     @model_validator(mode="after")
     def _unique_segments(self) -> RuleSchemeConfig:
         names = [r.segment for r in self.rules]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = _repeated(names)
         if duplicates:
             raise _KeyedConfigError(
                 f"segment names repeat in scheme {self.name!r}: {duplicates}",
@@ -584,7 +589,7 @@ class SegmentsConfig(_Strict):
     @model_validator(mode="after")
     def _unique_names(self) -> SegmentsConfig:
         names = [s.name for s in self.schemes]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = _repeated(names)
         if duplicates:
             raise _KeyedConfigError(
                 f"scheme names repeat: {duplicates}",
@@ -692,7 +697,7 @@ class CurvesFile(_Strict):
     @model_validator(mode="after")
     def _unique(self) -> CurvesFile:
         names = [i.name for i in self.items]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = _repeated(names)
         if duplicates:
             raise ValueError(f"item names repeat: {duplicates}")
         return self
