@@ -343,7 +343,9 @@ def test_never_worse_than_current(problem: tuple[list[ResponseItem], str, float 
             assert spend <= item.max + 1e-9
         if item.max_change is not None and not item.pinned:
             assert abs(spend - item.current) <= item.max_change * item.current + 1e-9
-    assert result.spend <= sum(i.current for i in items) * (1 + 1e-9) + 1e-9
+    current_total = sum(i.current for i in items)
+    if current_total > 0 or objective != "profit":  # profit from nothing: the total is free
+        assert result.spend <= current_total * (1 + 1e-9) + 1e-9
 
 
 # --------------------------------------------------------------------------- inverse problem
@@ -496,3 +498,18 @@ def test_default_max_change_and_values_override() -> None:
     assert valued.expected_response < doubled.expected_response  # response is not valued
     with pytest.raises(ConfigError, match=r"values given for unknown items \['z'\]"):
         optimise_budget(items, total=500.0, values={"z": 1.0})
+
+
+def test_profit_keeps_the_current_total_with_a_denormal_minimum() -> None:
+    """Found by the property test in CI: a min of 5e-324 made the KKT fill past the cap."""
+    items = [
+        ResponseItem(name="i0", form="michaelis_menten", beta=10.0, k=5.0),
+        ResponseItem(
+            name="i1", form="michaelis_menten", beta=12.0, k=5.0, current=1.0, min=5e-324, max=1.0
+        ),
+    ]
+    result = optimise_budget(items, objective="profit")
+    assert result.spend == pytest.approx(1.0, rel=1e-9)
+    # equal marginal ROI: sqrt(lam) = (sqrt(50) + sqrt(60)) / 11
+    lam = ((50**0.5 + 60**0.5) / 11) ** 2
+    assert result.allocation["i0"] == pytest.approx((50 / lam) ** 0.5 - 5, rel=1e-9)

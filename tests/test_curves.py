@@ -244,3 +244,13 @@ def test_segment_channel_curves_from_ibis_table() -> None:
     assert by_name["loyal / email"].value == 1.0
     assert by_name["young / search"].max_change == 0.3
     assert by_name["young / search"].current == pytest.approx(curves["young / search"].recent_spend)
+
+
+def test_marginal_is_exact_at_the_tiniest_positive_spend() -> None:
+    """The saturation share underflows at s = 5e-324; the marginal must not (it is beta / k)."""
+    from segvalue.economics.curves import hill_marginal
+
+    tiny = 5e-324
+    assert float(hill_marginal(tiny, 12.0, 5.0, 1.0)) == pytest.approx(12.0 / 5.0, rel=1e-12)
+    assert float(hill_marginal(tiny, 12.0, 5.0, 2.0)) >= 0.0
+    assert float(hill_marginal(1e300, 12.0, 5.0, 1.0)) == pytest.approx(0.0, abs=1e-290)

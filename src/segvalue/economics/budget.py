@@ -92,7 +92,7 @@ def item_marginal_roi(
     Examples
     --------
     >>> item = ResponseItem(name="email", form="michaelis_menten", beta=1000.0, k=200.0)
-    >>> item_marginal_roi(item, [0.0, 200.0]).tolist()
+    >>> item_marginal_roi(item, [0.0, 200.0]).round(12).tolist()
     [5.0, 1.25]
     """
     spend_array = np.asarray(spend, dtype=np.float64)
@@ -459,7 +459,9 @@ def _kkt(
     if float(upper.sum()) <= budget + tol:
         if equality and float(upper.sum()) < budget - tol * 1e3:
             return None
-        return upper.copy(), float(np.min(p.marginal(upper)[idx]))
+        spend = np.zeros(len(p.names))
+        spend[idx] = upper  # marginals are evaluated on the full vector of items
+        return upper.copy(), float(np.min(p.marginal(spend)[idx]))
 
     def excess(log_lam: float) -> float:
         return float(_inverse_marginal(p, idx, math.exp(log_lam), lower, upper).sum() - budget)

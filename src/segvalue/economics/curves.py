@@ -105,22 +105,30 @@ def hill_marginal(
 ) -> FloatArray:
     """Derivative of :func:`hill` with respect to spend, elementwise.
 
-    ``beta * slope * k^slope * s^(slope - 1) / (k^slope + s^slope)^2``, computed as
-    ``beta * slope * h * (1 - h) / s`` with ``h`` the saturation share. At zero spend it
+    ``beta * slope * k^slope * s^(slope - 1) / (k^slope + s^slope)^2``, computed in logs
+    (finite and exact from the tiniest positive spend to the largest). At zero spend it
     is ``beta / k`` for ``slope == 1``, ``0`` for ``slope > 1`` and infinite for
     ``slope < 1``.
 
     Examples
     --------
-    >>> hill_marginal([0.0, 100.0], beta=1000.0, k=100.0, slope=1.0).tolist()
+    >>> hill_marginal([0.0, 100.0], beta=1000.0, k=100.0, slope=1.0).round(12).tolist()
     [10.0, 2.5]
     >>> float(hill_marginal(0.0, 1000.0, 100.0, 2.0))
     0.0
     """
     s, b, kk, n = np.broadcast_arrays(*(_as_float(v) for v in (spend, beta, k, slope)))
-    share = _hill_share(s, kk, n)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = b * n * share * (1.0 - share) / s
+    # In logs: beta n s^(n-1) k^-n / (1 + (s/k)^n)^2 stays exact for tiny spends, where
+    # the saturation share s / (k + s) underflows to 0.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        log_ratio = np.log(s) - np.log(kk)
+        log_out = (
+            np.log(b * n)
+            - np.log(kk)
+            + (n - 1.0) * log_ratio
+            - 2.0 * np.logaddexp(0.0, n * log_ratio)
+        )
+        out = np.exp(log_out)
     at_zero = s <= 0.0
     if np.any(at_zero):
         zero_value = np.where(n > 1.0, 0.0, np.where(n < 1.0, np.inf, b / kk))
