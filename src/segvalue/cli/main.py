@@ -112,7 +112,8 @@ def demo(
     _print_segments(result.summary().get("segments"))
     out.print(f"\n[bold]config[/]  {config_path}")
     _print_outputs(result.outputs)
-    out.print(f"try: segvalue segment -c {config_path}")
+    for command in ("segment", "kpis", "budget"):
+        out.print(f"try: segvalue {command} -c {config_path}")
 
 
 @app.command()
