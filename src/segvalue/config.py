@@ -725,9 +725,10 @@ class OutputConfig(_Strict):
 
     dir: str = "segvalue-output"
     format: Literal["parquet", "csv"] = "parquet"
-    store: str = Field(
-        "segvalue-store",
-        description="run store: one membership snapshot per run, for migration and drift",
+    store: str | None = Field(
+        None,
+        description="run store: one membership snapshot per run, for migration and drift "
+        "(default: segvalue-store next to the output folder)",
     )
 
 
@@ -787,7 +788,9 @@ class Config(_Strict):
 
     @property
     def store_dir(self) -> Path:
-        """Absolute run-store folder."""
+        """Absolute run-store folder (default: ``segvalue-store`` beside the output folder)."""
+        if self.output.store is None:
+            return self.output_dir.parent / "segvalue-store"
         path = Path(self.output.store).expanduser()
         return path if path.is_absolute() else (self.base_dir / path)
 
