@@ -217,6 +217,11 @@ def kpis(
         }
         out.print_json(json.dumps(doc, default=str))
         return
+    personas = {
+        p.segment: p.name
+        for p in (result.segmentation.personas if result.segmentation else [])
+        if p.scheme == economics.scheme
+    }
     table = Table(title=f"Segment KPIs ({economics.scheme}), 95% intervals")
     table.add_column("segment")
     for name, _ in _KPI_COLUMNS:
@@ -240,7 +245,9 @@ def kpis(
                 highlight=False,
             )
     for row in economics.priorities.to_pylist():
-        out.print(f"{row['rank']}. {escape(str(row['segment']))}: {escape(row['reasons'])}")
+        persona = personas.get(row["segment"])
+        label = str(row["segment"]) + (f" ({persona})" if persona else "")
+        out.print(f"{row['rank']}. {escape(label)}: {escape(row['reasons'])}")
     _print_outputs(result.outputs)
 
 
