@@ -186,7 +186,7 @@ def _ordinal(q: float) -> str:
 
 
 def lifecycle_thresholds(
-    orders: ir.Table, config: LifecycleConfig | None = None
+    orders: ir.Table, config: LifecycleConfig | None = None, *, gaps: ir.Table | None = None
 ) -> LifecycleThresholds:
     """Day thresholds for lifecycle stages: the config's, else derived from the gaps.
 
@@ -196,6 +196,9 @@ def lifecycle_thresholds(
         Clean orders (``customer_id``, ``order_ts``, ``amount``).
     config
         Explicit ``new_days`` / ``active_days`` / ``lapsed_days`` win over derived ones.
+    gaps
+        :func:`purchase_gaps` of ``orders`` when already computed (e.g. stored in the
+        engine), so that it is not computed again.
 
     Returns
     -------
@@ -217,7 +220,7 @@ def lifecycle_thresholds(
     >>> t.sources["lapsed_days"]
     '95th percentile of 4 gaps'
     """
-    gaps = purchase_gaps(orders)
+    gaps = purchase_gaps(orders) if gaps is None else gaps
     gaps = gaps.filter(gaps.gap.notnull())
     first = (gaps.purchase == 1).ifelse(gaps.gap, ibis.null("int64"))
     stats = _one_row(
@@ -277,6 +280,7 @@ def assign_lifecycle(
     config: LifecycleConfig | None = None,
     customers: ir.Table | None = None,
     thresholds: LifecycleThresholds | None = None,
+    gaps: ir.Table | None = None,
 ) -> LifecycleResult:
     """Each customer's lifecycle stage, computed in the engine.
 
@@ -293,6 +297,8 @@ def assign_lifecycle(
         its customers without a purchase are ``prospect``.
     thresholds
         Use these instead of deriving them (e.g. to keep stages comparable across runs).
+    gaps
+        :func:`purchase_gaps` of ``orders`` when already computed.
 
     Returns
     -------
@@ -315,8 +321,8 @@ def assign_lifecycle(
     [('a', 'reactivated'), ('b', 'new'), ('c', 'lapsed')]
     """
     _check_orders(orders)
-    used = thresholds if thresholds is not None else lifecycle_thresholds(orders, config)
-    gaps = purchase_gaps(orders)
+    gaps = purchase_gaps(orders) if gaps is None else gaps
+    used = thresholds if thresholds is not None else lifecycle_thresholds(orders, config, gaps=gaps)
     end = ibis.literal(as_of).epoch_days().cast("int64")
     days_ago = end - gaps.day
     recent_gap = (days_ago <= used.active_days).ifelse(gaps.gap, ibis.null("int64"))

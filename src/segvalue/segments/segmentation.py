@@ -27,7 +27,7 @@ from segvalue.config import (
 )
 from segvalue.errors import ConfigError
 from segvalue.features.materialise import to_arrow
-from segvalue.segments.lifecycle import assign_lifecycle
+from segvalue.segments.lifecycle import assign_lifecycle, purchase_gaps
 from segvalue.segments.personas import Persona, build_personas
 from segvalue.segments.potential import market_potential
 from segvalue.segments.profiles import SegmentProfiles, segment_profiles
@@ -116,6 +116,7 @@ def _assign(
     table: ir.Table,
     orders: ir.Table,
     as_of: dt.date,
+    cache: Cache,
 ) -> tuple[ir.Table, dict[str, Any]]:
     where = f"segments.schemes[{index}]"
     details: dict[str, Any] = {"type": scheme.type}
@@ -123,8 +124,10 @@ def _assign(
         details["mode"] = scheme.mode
         return assign_rule_scheme(table, scheme, where=where), details
     if isinstance(scheme, LifecycleConfig):
+        # The gaps feed both the thresholds and the stages: compute them once.
+        gaps = cache(purchase_gaps(orders), "purchase_gaps")
         result = assign_lifecycle(
-            orders, as_of=as_of, config=scheme, customers=table.select("customer_id")
+            orders, as_of=as_of, config=scheme, customers=table.select("customer_id"), gaps=gaps
         )
         details["thresholds"] = result.thresholds.to_dict()
         return result.memberships, details
@@ -221,7 +224,7 @@ def segment_customers(
     parts: list[ir.Table] = []
     details: dict[str, dict[str, Any]] = {}
     for index, scheme in schemes:
-        members, info = _assign(scheme, index, table, orders, as_of)
+        members, info = _assign(scheme, index, table, orders, as_of, cache)
         details[scheme.name] = info
         parts.append(
             members.select(
