@@ -106,3 +106,40 @@ def test_pipeline_on_a_spark_session(spark: Any, tmp_path: Any) -> None:
     )
     assert customers == {"a": 1, "b": 1, "c": 0}
     assert (tmp_path / "out" / "customer_features.parquet").exists()
+
+
+def test_arrow_tables_keep_nullable_integers_on_spark(spark: Any, postgres_url: str) -> None:
+    """Ibis 12's memtable on Spark 4 nulls a whole nullable int64 column; ours must not.
+
+    A PostgreSQL table read into a Spark engine (brought over as Arrow) keeps the values
+    of its nullable integer columns.
+    """
+    from segvalue.config import parse_config
+    from segvalue.data.readers import engine_table, read_source
+
+    con = connect(spark)
+    data = pa.table({"a": pa.array([1, None, 3], pa.int64()), "s": ["x", "y", "z"]})
+    got = con.to_pyarrow(engine_table(con, data).order_by("s"))
+    assert got.column("a").to_pylist() == [1, None, 3]
+    customers = pa.table(
+        {
+            "customer_id": ["a", "b", "c"],
+            "age": pa.array([31, None, 58], pa.int64()),
+            "household_size": pa.array([None, 2, 4], pa.int64()),
+        }
+    )
+    pg = connect(postgres_url)
+    pg.create_table("spark_customers", customers, overwrite=True)
+    pg.disconnect()
+    config = parse_config(
+        {
+            "sources": {
+                "orders": {"url": postgres_url, "table": "spark_orders"},
+                "customers": {"url": postgres_url, "table": "spark_customers"},
+            }
+        }
+    )
+    raw = read_source(con, "customers", config)
+    rows = sorted_rows(con.to_pyarrow(raw.table))
+    assert [r["age"] for r in rows] == [31, None, 58]
+    assert [r["household_size"] for r in rows] == [None, 2, 4]

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from segvalue import __version__
 from segvalue.config import Config, config_template, load_config, parse_config
-from segvalue.data.readers import connect, materialise, read_source
+from segvalue.data.readers import connect, engine_table, materialise, read_source
 from segvalue.data.store import load_snapshot, previous_run, save_snapshot
 from segvalue.data.validation import ValidatedData, ValidationReport, validate_sources
 from segvalue.data.writers import write_outputs, write_table, write_text_atomic
@@ -239,7 +239,6 @@ def _value_customers(
     evaluated once per distinct pattern; the engine joins the scores to every customer.
     Customers without a purchase (prospects) get null scores.
     """
-    import ibis
 
     from segvalue.features.materialise import to_numpy
     from segvalue.units import per_period_rate
@@ -278,7 +277,7 @@ def _value_customers(
         discount_rate=per_period_rate(settings.discount_rate, unit),
         margin=settings.margin,
     )
-    scored = ibis.memtable(pa.table({**{k: arrays[k] for k in keys}, **scores}))
+    scored = engine_table(data.con, pa.table({**{k: arrays[k] for k in keys}, **scores}))
     joined = features.left_join(scored, keys).drop(*(f"{k}_right" for k in keys))
     if calibration_end is not None:
         joined = _add_propensity(data, valuation, joined, calibration_end)

@@ -18,6 +18,7 @@ from typing import Any
 
 import ibis
 import ibis.expr.types as ir
+import pyarrow as pa
 from ibis.backends import BaseBackend
 from ibis.common.exceptions import TableNotFound
 
@@ -26,7 +27,16 @@ from segvalue.data.contract import CONTRACT
 from segvalue.data.parse import check_date_format
 from segvalue.errors import ConfigError, DataValidationError, MissingDependencyError
 
-__all__ = ["RawSource", "connect", "materialise", "read_file", "read_source", "temp_name"]
+__all__ = [
+    "RawSource",
+    "connect",
+    "engine_table",
+    "materialise",
+    "read_document",
+    "read_file",
+    "read_source",
+    "temp_name",
+]
 
 _EXTRAS = {
     "postgres": "postgres",
@@ -322,13 +332,36 @@ def _read_whitespace(con: BaseBackend, path: Path, source: SourceConfig, offset:
     return body.select(*(fields[i].name(n) for i, n in enumerate(names)), _row=body._row)
 
 
+def engine_table(con: BaseBackend, data: pa.Table) -> ir.Table:
+    """An Arrow table as a table the engine can join with its own.
+
+    ``ibis.memtable`` everywhere but on Spark, where Ibis 12 goes through pandas and a
+    nullable integer column comes back with every value null (seen with Spark 4.0.5):
+    there Spark's own Arrow path (``createDataFrame`` of the Arrow table) registers a
+    temporary view instead.
+
+    Examples
+    --------
+    >>> con = ibis.duckdb.connect()
+    >>> t = engine_table(con, pa.table({"a": pa.array([1, None], pa.int64())}))
+    >>> con.to_pyarrow(t).column("a").to_pylist()
+    [1, None]
+    """
+    session = getattr(con, "_session", None)
+    if getattr(con, "name", "") == "pyspark" and session is not None:
+        name = temp_name("arrow")
+        session.createDataFrame(data).createOrReplaceTempView(name)
+        return con.table(name)
+    return ibis.memtable(data)
+
+
 def _duckdb_file_table(con: BaseBackend, path: Path, source: SourceConfig) -> ir.Table:
     other = ibis.duckdb.connect(str(path), read_only=True)
     try:
         data = _source_table(other, source.table or "", str(path)).to_pyarrow()
     finally:
         other.disconnect()
-    return ibis.memtable(data).mutate(_row=ibis.row_number() + 1)
+    return engine_table(con, data).mutate(_row=ibis.row_number() + 1)
 
 
 def _source_table(backend: BaseBackend, name: str, label: str) -> ir.Table:
@@ -375,7 +408,7 @@ def _read_database(con: BaseBackend, source: SourceConfig, engine_url: str, labe
     table = _source_table(other, source.table or "", label.rsplit("#", 1)[0])
     if not same_engine:
         # A database other than the engine: bring the rows over as Arrow.
-        table = ibis.memtable(table.to_pyarrow())
+        table = engine_table(con, table.to_pyarrow())
         other.disconnect()
     return materialise(con, table.mutate(_row=ibis.row_number() + 1), "db")
 
