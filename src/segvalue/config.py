@@ -8,7 +8,6 @@ Relative paths in ``sources`` are resolved against the folder holding the YAML f
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import itertools
 import re
 import types
@@ -28,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from segvalue.errors import ConfigError, SegvalueError
+from segvalue.errors import ConfigError, SegvalueError, did_you_mean
 from segvalue.units import TimeUnit, parse_time_unit
 
 __all__ = [
@@ -535,7 +534,7 @@ class ClusterConfig(_Strict):
         if isinstance(self.transform, dict):
             unknown = sorted(set(self.transform) - set(self.features))
             if unknown:
-                hint = "".join(_did_you_mean(u, self.features) for u in unknown)
+                hint = "".join(did_you_mean(u, self.features) for u in unknown)
                 raise _KeyedConfigError(
                     f"transform names features not in 'features': {unknown}{hint}",
                     key="transform",
@@ -642,7 +641,7 @@ class KPITarget(_Strict):
     @classmethod
     def _known_kpi(cls, value: str) -> str:
         if value not in KPI_NAMES:
-            raise ValueError(f"unknown KPI {value!r}{_did_you_mean(value, KPI_NAMES)}")
+            raise ValueError(f"unknown KPI {value!r}{did_you_mean(value, KPI_NAMES)}")
         return value
 
 
@@ -767,7 +766,7 @@ class Config(_Strict):
     def _known_tables(cls, value: dict[str, SourceConfig]) -> dict[str, SourceConfig]:
         for name in value:
             if name not in TABLE_NAMES:
-                raise ValueError(f"unknown table {name!r}{_did_you_mean(name, TABLE_NAMES)}")
+                raise ValueError(f"unknown table {name!r}{did_you_mean(name, TABLE_NAMES)}")
         if "orders" not in value:
             raise ValueError("an 'orders' source is required")
         return value
@@ -797,11 +796,6 @@ class Config(_Strict):
 
 for _model in (AllOf, AnyOf, NotOf, SegmentRule, MarketPotentialConfig):
     _model.model_rebuild()
-
-
-def _did_you_mean(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 #: Words people write for an operator of the rule DSL, mapped to the operator meant.
@@ -857,7 +851,7 @@ def _suggest(word: str, choices: Any, *, synonyms: dict[str, str] | None = None)
     meant = (synonyms or {}).get(str(word).strip().lower())
     if meant is not None:
         return f" (did you mean {meant!r}?)"
-    return _did_you_mean(word, choices)
+    return did_you_mean(word, choices)
 
 
 def _strip_annotated(tp: Any) -> tuple[Any, tuple[Any, ...]]:
@@ -992,7 +986,7 @@ def _format_validation_error(exc: ValidationError, source: str) -> ConfigError:
     given = first.get("input")
     if kind == "extra_forbidden":
         allowed = _allowed_keys(parent)
-        hint = _did_you_mean(str(loc[-1]), allowed)
+        hint = did_you_mean(str(loc[-1]), allowed)
         message = f"{source}: unknown key '{key}'{hint}"
         fix = f"allowed keys here: {', '.join(allowed)}" if allowed else "remove the key"
     elif kind == "missing":
@@ -1003,7 +997,7 @@ def _format_validation_error(exc: ValidationError, source: str) -> ConfigError:
         field = str(ctx.get("discriminator", "type")).strip("'")
         tag = ctx.get("tag")
         message = (
-            f"{source}: key '{key}.{field}': unknown {field} {tag!r}{_did_you_mean(tag, choices)}"
+            f"{source}: key '{key}.{field}': unknown {field} {tag!r}{did_you_mean(tag, choices)}"
         )
         fix = f"use one of: {', '.join(choices)}"
     else:
@@ -1024,7 +1018,7 @@ def _format_validation_error(exc: ValidationError, source: str) -> ConfigError:
                 )
                 given = _MISSING  # named in the text already
             else:
-                text += _did_you_mean(str(given), choices)
+                text += did_you_mean(str(given), choices)
             fix = f"correct the value: use one of {', '.join(choices)}"
         message = f"{source}: key '{key}': {text}"
         structure = isinstance(given, dict) or (

@@ -6,6 +6,9 @@ turn these into exit code 2 or the JSON error shape in one place. Anything else 
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 __all__ = [
     "ConfigError",
     "ConvergenceError",
@@ -14,6 +17,7 @@ __all__ = [
     "MissingDependencyError",
     "NotFittedError",
     "SegvalueError",
+    "did_you_mean",
 ]
 
 
@@ -75,3 +79,19 @@ class ConvergenceError(SegvalueError, RuntimeError):
 
 class ConvergenceWarning(UserWarning):
     """An optimiser converged only with a fallback or to a doubtful optimum."""
+
+
+def did_you_mean(word: object, choices: Iterable[object], *, cutoff: float = 0.6) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or "" when none is close.
+
+    The one suggestion every "unknown key / field / column / table" message ends with.
+
+    Examples
+    --------
+    >>> did_you_mean("revnue", ["revenue", "orders"])
+    " (did you mean 'revenue'?)"
+    >>> did_you_mean("zzz", ["revenue"])
+    ''
+    """
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=cutoff)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -8,7 +8,6 @@ that every rejected value can be traced back to where it came from.
 from __future__ import annotations
 
 import csv
-import difflib
 import gzip
 import re
 import uuid
@@ -25,7 +24,7 @@ from ibis.common.exceptions import TableNotFound
 from segvalue.config import Config, CsvOptions, SourceConfig
 from segvalue.data.contract import CONTRACT
 from segvalue.data.parse import check_date_format
-from segvalue.errors import ConfigError, DataValidationError, MissingDependencyError
+from segvalue.errors import ConfigError, DataValidationError, MissingDependencyError, did_you_mean
 
 __all__ = [
     "RawSource",
@@ -398,8 +397,7 @@ def materialise(con: BaseBackend, expr: ir.Table, prefix: str) -> ir.Table:
 
 
 def _suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return did_you_mean(word, choices, cutoff=0.5)
 
 
 def _read_database(con: BaseBackend, source: SourceConfig, engine_url: str, label: str) -> ir.Table:

@@ -29,7 +29,6 @@ constraints) is always a candidate, so the result is never worse than it.
 
 from __future__ import annotations
 
-import difflib
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -43,7 +42,7 @@ from scipy import optimize, special
 
 from segvalue.config import CurvesFile, ResponseItem
 from segvalue.economics.curves import FittedCurve, hill, hill_inflection, hill_marginal
-from segvalue.errors import ConfigError
+from segvalue.errors import ConfigError, did_you_mean
 
 __all__ = [
     "Allocation",
@@ -150,8 +149,7 @@ def _curves_error(exc: ValidationError, source: str) -> ConfigError:
     if first["type"] == "extra_forbidden":
         model = ResponseItem if len(loc) == 3 and loc[0] == "items" else CurvesFile
         allowed = list(model.model_fields)
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(loc[-1], allowed)
         return ConfigError(
             f"{source}: unknown key '{key}'{hint}{tail}", fix=f"allowed keys: {', '.join(allowed)}"
         )

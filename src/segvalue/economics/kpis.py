@@ -55,7 +55,6 @@ inputs are missing is null, never guessed.
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -77,7 +76,7 @@ from segvalue.economics.intervals import (
     total_covariance,
     wilson_interval,
 )
-from segvalue.errors import ConfigError, DataValidationError
+from segvalue.errors import ConfigError, DataValidationError, did_you_mean
 from segvalue.features.customer import column_slug
 from segvalue.features.materialise import distinct_values, to_arrow
 from segvalue.segments.profiles import as_memberships
@@ -150,7 +149,7 @@ def resolve_kpi_scheme(kpis: KPIConfig, segments: SegmentsConfig) -> str:
         if kpis.scheme not in names:
             raise ConfigError(
                 f"key 'kpis.scheme': {kpis.scheme!r} is not a scheme in segments.schemes"
-                + _did_you_mean(kpis.scheme, names),
+                + did_you_mean(kpis.scheme, names),
                 fix=f"use one of: {', '.join(names) or '(none configured)'}",
             )
         return kpis.scheme
@@ -161,11 +160,6 @@ def resolve_kpi_scheme(kpis: KPIConfig, segments: SegmentsConfig) -> str:
         "no exclusive segmentation scheme for the KPI table (tag schemes only)",
         fix="set kpis.scheme to the scheme to report, or add an exclusive scheme",
     )
-
-
-def _did_you_mean(word: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 # --------------------------------------------------------------------------- per customer
@@ -197,8 +191,7 @@ def _flag(condition: ir.BooleanValue) -> ir.FloatingValue:
 def _check_features(features: ir.Table) -> None:
     for name in ("customer_id", "orders", "revenue"):
         if name not in features.columns:
-            close = difflib.get_close_matches(name, list(features.columns), n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(name, features.columns)
             raise DataValidationError(
                 f"segment KPIs: column {name!r} is not in the customer features{hint}",
                 fix="pass the table of segvalue.features.customer.customer_features",
@@ -425,7 +418,7 @@ def _schemes(members: ir.Table, scheme: str | Sequence[str] | None) -> list[str]
         if name not in present:
             raise ConfigError(
                 f"key 'kpis.scheme': {name!r} is not a scheme of the memberships"
-                + _did_you_mean(name, present),
+                + did_you_mean(name, present),
                 fix=f"use one of: {', '.join(present) or '(no memberships)'}",
             )
     return wanted
@@ -891,7 +884,7 @@ def kpi_status(kpis: pa.Table, targets: Sequence[KPITarget]) -> pa.Table:
             if matched and not selected:
                 raise ConfigError(
                     f"key 'kpis.targets[{index}].segment': {target.segment!r} is not a "
-                    "segment of the reported scheme" + _did_you_mean(target.segment, known),
+                    "segment of the reported scheme" + did_you_mean(target.segment, known),
                     fix=f"use one of: {', '.join(known)}",
                 )
             matched = selected

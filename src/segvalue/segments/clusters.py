@@ -18,7 +18,6 @@ The flow (see ``docs/segments-clusters.md``):
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -36,7 +35,7 @@ from sklearn.neighbors import NearestNeighbors
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from segvalue.config import ClusterConfig
-from segvalue.errors import ConfigError, DataValidationError
+from segvalue.errors import ConfigError, DataValidationError, did_you_mean
 from segvalue.features.materialise import to_arrow, to_numpy
 
 __all__ = [
@@ -479,7 +478,7 @@ def _sample(features: ir.Table, size: int, seed: int, stratify: str | None, tota
     if stratify not in features.columns:
         raise ConfigError(
             f"stratify column '{stratify}' is not a column of the feature table"
-            f"{_did_you_mean(stratify, features.columns)}",
+            f"{did_you_mean(stratify, features.columns)}",
             fix="name a column of the feature table, or drop 'stratify'",
         )
     stratum = features[stratify].cast("string")
@@ -531,11 +530,6 @@ def _require_id(features: ir.Table) -> None:
         )
 
 
-def _did_you_mean(name: str, options: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(options), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 def _transforms(config: ClusterConfig) -> dict[str, str]:
     if isinstance(config.transform, dict):
         return {f: config.transform.get(f, "none") for f in config.features}
@@ -555,7 +549,7 @@ def _check_features(features: ir.Table, names: Sequence[str], scheme: str) -> No
         if name not in features.columns:
             raise ConfigError(
                 f"cluster scheme '{scheme}': feature '{name}' is not a column of the feature "
-                f"table{_did_you_mean(name, features.columns)}",
+                f"table{did_you_mean(name, features.columns)}",
                 fix="use a column of the customer feature table (see docs/features.md)",
             )
         kind = features[name].type()

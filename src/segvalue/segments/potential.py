@@ -18,7 +18,6 @@ the ``assumptions`` column. All aggregation runs in the engine.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +26,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 
 from segvalue.config import MarketPotentialConfig
-from segvalue.errors import DataValidationError
+from segvalue.errors import DataValidationError, did_you_mean
 from segvalue.features.customer import column_slug
 from segvalue.segments.profiles import as_memberships
 from segvalue.segments.rules import customer_attributes
@@ -69,8 +68,7 @@ def _category_spend(
     share = f"share_{column_slug(category)}"
     if share not in features.columns:
         available = sorted(c for c in features.columns if c.startswith("share_"))
-        close = difflib.get_close_matches(share, available, n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(share, available)
         raise DataValidationError(
             f"market potential: the features have no column {share!r} for category "
             f"{category!r}{hint}",

@@ -18,7 +18,6 @@ Definitions (``n`` is the number of members with a non-null value of the feature
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
-from segvalue.errors import DataValidationError
+from segvalue.errors import DataValidationError, did_you_mean
 from segvalue.segments.rules import customer_attributes
 
 __all__ = [
@@ -102,8 +101,7 @@ def check_columns(table: ir.Table, names: Sequence[str], what: str) -> None:
     """Raise a DataValidationError naming the first column of ``names`` not in ``table``."""
     for name in names:
         if name not in table.columns:
-            close = difflib.get_close_matches(name, list(table.columns), n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(name, table.columns)
             raise DataValidationError(
                 f"{what}: column {name!r} is not in the customer features{hint}",
                 fix=f"use one of {sorted(table.columns)}",

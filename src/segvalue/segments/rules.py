@@ -24,7 +24,6 @@ anything runs: an unknown field or a value of the wrong type is a
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import functools
 import operator
 from collections.abc import Callable, Iterator, Sequence
@@ -35,7 +34,7 @@ import ibis.expr.datatypes as dtypes
 import ibis.expr.types as ir
 
 from segvalue.config import AllOf, AnyOf, Condition, ConditionExpr, NotOf, RuleSchemeConfig
-from segvalue.errors import ConfigError, DataValidationError
+from segvalue.errors import ConfigError, DataValidationError, did_you_mean
 
 __all__ = [
     "assign_rule_scheme",
@@ -132,8 +131,7 @@ def _literal(value: Any, kind: Kind, field: str, dtype: dtypes.DataType, key: st
 
 
 def _unknown_field(field: str, columns: Sequence[str], key: str) -> ConfigError:
-    close = difflib.get_close_matches(field, list(columns), n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(field, columns)
     return ConfigError(
         f"key '{key}': unknown field {field!r}{hint}",
         fix=f"use a column of the customer table: {', '.join(columns)}",

@@ -265,11 +265,11 @@ def segment_customers(
         ],
         "unassigned": sorted({unassigned_name(s) for s in used}),
     }
-    # Every customer exactly once per exclusive scheme, before anything is built on it.
-    raise_for_errors(segment_quality(stacked, **checks))
     profiles = segment_profiles(stacked, table)
-    # Near-duplicate segments are found from the profiles.
+    # Near-duplicate segments are found from the profiles; a customer missing from an
+    # exclusive scheme, or in it twice, is an error.
     warnings = segment_quality(stacked, profiles=profiles, **checks)
+    raise_for_errors(warnings)
     personas = build_personas(profiles) if config.personas else []
     potential = None
     if config.market_potential:
