@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
 
 __all__ = [
     "ConfigError",
@@ -45,6 +46,10 @@ class SegvalueError(Exception):
 
 class DataValidationError(SegvalueError, ValueError):
     """Input data break the data contract (missing column, bad values, empty table)."""
+
+    #: The rows rejected so far when validation gave up (an Ibis table), else None:
+    #: a caller can still write them (``segvalue validate --rejects``).
+    rejects: Any = None
 
 
 class ConfigError(SegvalueError, ValueError):

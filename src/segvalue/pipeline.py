@@ -14,7 +14,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -26,10 +26,23 @@ import pyarrow.compute as pc
 from segvalue import __version__
 from segvalue.config import Config, config_template, load_config, parse_config
 from segvalue.data.readers import connect, engine_table, materialise, read_source
-from segvalue.data.store import load_snapshot, previous_run, save_snapshot
+from segvalue.data.safety import (
+    TargetKind,
+    check_target,
+    mark_folder,
+    read_mark,
+    remove_leftovers,
+    target_lock,
+)
+from segvalue.data.store import (
+    load_snapshot,
+    previous_run,
+    remove_store_leftovers,
+    save_snapshot,
+)
 from segvalue.data.validation import ValidatedData, ValidationReport, validate_sources
 from segvalue.data.writers import write_outputs, write_table, write_text_atomic
-from segvalue.errors import ConfigError, SegvalueError
+from segvalue.errors import ConfigError, DataValidationError, SegvalueError
 from segvalue.features.customer import customer_features
 from segvalue.features.materialise import to_arrow
 from segvalue.features.rfm import rfm_features
@@ -424,6 +437,7 @@ def run(
     progress: Progress | None = None,
     write: bool = True,
     schemes: list[str] | None = None,
+    wait: float = 0,
 ) -> RunResult:
     """Run the main job: ingest, validate, features, CLV, segments; write outputs atomically.
 
@@ -440,6 +454,9 @@ def run(
         segments) and record the run's memberships in ``config.store_dir``.
     schemes
         Run only these segmentation schemes (default: all configured).
+    wait
+        Seconds to wait when another run holds the output folder or the store (0:
+        refuse at once). Both are checked and locked before anything is read.
 
     Returns
     -------
@@ -449,6 +466,8 @@ def run(
     ------
     SegvalueError
         For any problem with the inputs or the configuration; nothing is written then.
+        Also when the output folder or store exists without segvalue's mark, is or holds
+        an input, or another run holds it (see :mod:`segvalue.data.safety`).
 
     Examples
     --------
@@ -463,6 +482,59 @@ def run(
     >>> result.segmentation.sizes.column("scheme").to_pylist()
     ['lifecycle', 'rfm']
     """
+    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    with _claim_outputs(config, run_id, wait=wait) if write else nullcontext():
+        return _run(config, run_id, engine=engine, progress=progress, write=write, schemes=schemes)
+
+
+def _protected(config: Config) -> dict[Path, str]:
+    """What a run reads, which no output may be, contain or lie inside."""
+    protected: dict[Path, str] = {}
+    for name, source in config.sources.items():
+        if source.path is not None:
+            protected[config.source_path(name)] = f"source {name}"
+        elif source.url is not None and source.url.startswith("duckdb:///"):
+            protected[Path(source.url.removeprefix("duckdb://"))] = f"source {name}'s database"
+    url = config.engine.url
+    if url.startswith("duckdb:///") and ":memory:" not in url:
+        protected[Path(url.removeprefix("duckdb://"))] = "the engine's database"
+    return protected
+
+
+@contextmanager
+def _claim_outputs(config: Config, run_id: str, *, wait: float = 0) -> Iterator[None]:
+    """Check and lock the output folder and the store for a whole run; clear leftovers.
+
+    Each may not be, contain or lie inside an input or the other; a second run into
+    either refuses at once (or after ``wait`` seconds), naming the running one.
+    """
+    protected = _protected(config)
+    targets: list[tuple[Path, TargetKind, dict[Path, str]]] = [
+        (config.output_dir, "output", {config.store_dir: "the run store", **protected}),
+        (config.store_dir, "store", {config.output_dir: "the output folder", **protected}),
+    ]
+    checked = [
+        (check_target(folder, kind, protected=others, config_dir=config.base_dir), kind)
+        for folder, kind, others in targets
+    ]
+    with ExitStack() as stack:
+        for folder, kind in checked:
+            stack.enter_context(target_lock(folder, kind, wait=wait, run_id=run_id))
+        output, store = (folder for folder, _ in checked)
+        remove_leftovers(output)
+        remove_store_leftovers(store)
+        yield
+
+
+def _run(
+    config: Config,
+    run_id: str,
+    *,
+    engine: Any,
+    progress: Progress | None,
+    write: bool,
+    schemes: list[str] | None,
+) -> RunResult:
     enabled = int(config.clv.enabled) + 2 * int(config.segments.enabled)
     steps = _Steps(len(config.sources) + 4 + enabled + 2 * int(write), progress)
     data = _load(config, steps, engine)
@@ -489,7 +561,7 @@ def run(
     with steps.step("rejects", "collecting rejects"):
         rejects = to_arrow(data.rejects.order_by(["table", "row"]))
     result = RunResult(
-        run_id=dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6],
+        run_id=run_id,
         config_hash=config_hash(config),
         report=report,
         features=features,
@@ -517,10 +589,17 @@ def run(
                 {"run": result.summary(), **_model_documents(valuation), **documents},
                 fmt=config.output.format,
                 texts=texts,
+                protected={config.store_dir: "the run store", **_protected(config)},
+                config_dir=config.base_dir,
             )
             if segmentation is not None:
                 save_snapshot(
-                    config.store_dir, result.run_id, segmentation.memberships, result.summary()
+                    config.store_dir,
+                    result.run_id,
+                    segmentation.memberships,
+                    result.summary(),
+                    protected={config.output_dir: "the output folder", **_protected(config)},
+                    config_dir=config.base_dir,
                 )
     result.timings = steps.timings
     return result
@@ -629,9 +708,15 @@ def _segment_outputs(
 
 
 def run_config(
-    path: str | Path, *, schemes: list[str] | None = None, progress: Progress | None = None
+    path: str | Path,
+    *,
+    schemes: list[str] | None = None,
+    progress: Progress | None = None,
+    wait: float = 0,
 ) -> RunResult:
     """Load ``segvalue.yaml`` and run the main job on it (``segvalue run`` / ``segment``).
+
+    ``wait``: seconds to wait for another run holding the output folder or store.
 
     Examples
     --------
@@ -645,7 +730,7 @@ def run_config(
         raise ConfigError(
             f"{path}: segments.enabled is false", fix="set segments.enabled: true to segment"
         )
-    return run(config, progress=progress, schemes=schemes)
+    return run(config, progress=progress, schemes=schemes, wait=wait)
 
 
 def _budget_items(
@@ -828,9 +913,21 @@ def validate_config(
         config = config.model_copy(
             update={"validation": config.validation.model_copy(update={"strict": True})}
         )
-    data = load(config, progress=progress)
+    protected = {Path(config_path): "the config file", **_protected(config)}
     if rejects_path is not None:
-        write_table(to_arrow(data.rejects.order_by(["table", "row"])), rejects_path)
+        _check_out_file(rejects_path, protected, option="--rejects")
+    try:
+        data = load(config, progress=progress)
+    except DataValidationError as exc:
+        # The rejects explain the failure: write them before reporting it.
+        if rejects_path is not None and exc.rejects is not None:
+            rejects = to_arrow(exc.rejects.order_by(["table", "row"]))
+            write_table(rejects, rejects_path, protected=protected)
+        raise
+    if rejects_path is not None:
+        write_table(
+            to_arrow(data.rejects.order_by(["table", "row"])), rejects_path, protected=protected
+        )
     return data.report
 
 
@@ -858,14 +955,25 @@ class OrdersFile:
     date_format: str | None = None
 
 
-def _check_out_file(out_file: str | Path | None) -> None:
+def _check_out_file(
+    out_file: str | Path | None, protected: dict[Path, str], *, option: str = "--out"
+) -> None:
+    """Refuse an output file early: wrong extension, missing folder, an input (safety)."""
     if out_file is None:
         return
     suffix = Path(out_file).suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
-        raise ConfigError(f"--out {str(out_file)!r}: unknown extension", fix="use .csv or .parquet")
+        raise ConfigError(
+            f"{option} {str(out_file)!r}: unknown extension", fix="use .csv or .parquet"
+        )
     if not Path(out_file).parent.exists():
-        raise ConfigError(f"--out {str(out_file)!r}: folder does not exist", fix="create it first")
+        raise ConfigError(
+            f"{option} {str(out_file)!r}: folder does not exist", fix="create it first"
+        )
+    try:
+        check_target(out_file, "file", protected=protected)
+    except ConfigError as exc:
+        raise ConfigError(f"{option}: {exc.message}", fix=exc.fix) from None
 
 
 def _load_orders_file(
@@ -949,7 +1057,8 @@ def rfm_from_file(
     >>> r["customers_table"][0]["recency"], r["customers_table"][0]["T"]
     (2.0, 4.0)
     """
-    _check_out_file(out_file)
+    protected = {Path(orders.path): "the orders file"}
+    _check_out_file(out_file, protected)
     data = _load_orders_file(orders, as_of=as_of, time_unit=time_unit, strict=strict)
     report = data.report
     features = to_arrow(
@@ -970,7 +1079,7 @@ def rfm_from_file(
         "report": report.to_dict(),
     }
     if out_file is not None:
-        write_table(features, out_file)
+        write_table(features, out_file, protected=protected)
         result["out"] = str(out_file)
     else:
         result["customers_table"] = features.to_pylist()
@@ -1078,7 +1187,8 @@ def clv_from_file(
     from segvalue.units import per_period_rate
     from segvalue.valuation import score_customers
 
-    _check_out_file(out_file)
+    protected = {Path(orders.path): "the orders file"}
+    _check_out_file(out_file, protected)
     if int(horizon) != horizon or horizon < 1:
         raise ConfigError(f"--horizon {horizon} is not a whole number >= 1", fix="e.g. 52")
     data = _load_orders_file(
@@ -1120,7 +1230,7 @@ def clv_from_file(
         report=report.to_dict(),
     )
     if out_file is not None:
-        write_table(predictions, out_file)
+        write_table(predictions, out_file, protected=protected)
         summary["out"] = str(out_file)
     return summary
 
@@ -1158,6 +1268,7 @@ def run_demo(
     seed: int = 42,
     out_dir: str | Path = "segvalue-demo",
     progress: Progress | None = None,
+    wait: float = 0,
 ) -> tuple[RunResult, Path]:
     """Generate (or copy) demo data with a ready ``segvalue.yaml``, then run the main job.
 
@@ -1168,9 +1279,13 @@ def run_demo(
     n_customers, seed
         Size and seed of the generated retailer.
     out_dir
-        Folder for ``data/``, ``segvalue.yaml`` and ``output/``.
+        Folder for ``data/``, ``segvalue.yaml`` and ``output/``: a new folder, an empty
+        one, or one an earlier ``segvalue demo`` made (it carries segvalue's mark);
+        anything else is refused before a file is written.
     progress
         Optional progress callback.
+    wait
+        Seconds to wait for another run holding the demo's output folder or store.
 
     Returns
     -------
@@ -1186,7 +1301,12 @@ def run_demo(
     """
     from segvalue.data.datasets import CDNOW_AS_OF, copy_cdnow
 
+    if dataset not in ("demo", "cdnow"):
+        raise ConfigError(f"unknown --dataset {dataset!r}", fix="use 'demo' or 'cdnow'")
     out = Path(out_dir)
+    check_target(out, "demo")
+    if read_mark(out) is None:
+        mark_folder(out, "demo")
     data_dir = out / "data"
     if dataset == "demo":
         from segvalue.data.demo import demo_segments, generate_demo, write_demo
@@ -1232,7 +1352,7 @@ def run_demo(
     doc.update(sources=sources, output={"dir": "output"})
     header = f"# segvalue.yaml for the {dataset} data, written by `segvalue demo`.\n"
     config_path = write_text_atomic(out / "segvalue.yaml", header + _yaml(doc))
-    return run(load_config(config_path), progress=progress), config_path
+    return run(load_config(config_path), progress=progress, wait=wait), config_path
 
 
 def _yaml(doc: dict[str, Any]) -> str:

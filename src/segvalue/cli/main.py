@@ -24,6 +24,17 @@ from segvalue import __version__
 from segvalue.data.writers import json_safe
 from segvalue.errors import ConfigError, SegvalueError
 
+#: ``--wait`` of the commands that write the output folder and the store.
+WaitOption = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        metavar="SECONDS",
+        help="Wait up to SECONDS for another run using the same output folder (default: "
+        "refuse at once).",
+    ),
+]
+
 app = typer.Typer(
     name="segvalue",
     help="Customer segments, lifetime value and ROI-maximising action.",
@@ -96,13 +107,19 @@ def demo(
     ] = Path("segvalue-demo"),
     dataset: Annotated[str, typer.Option(help="demo (generated retailer) or cdnow.")] = "demo",
     json_output: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
+    wait: WaitOption = 0,
 ) -> None:
     """Run the main job on built-in demo data: generate, validate, compute features."""
     from segvalue.pipeline import run_demo
 
     with _progress(not json_output) as progress:
         result, config_path = run_demo(
-            dataset=dataset, n_customers=customers, seed=seed, out_dir=out_dir, progress=progress
+            dataset=dataset,
+            n_customers=customers,
+            seed=seed,
+            out_dir=out_dir,
+            progress=progress,
+            wait=wait,
         )
     if json_output:
         out.print_json(json.dumps(result.summary(), default=str))
@@ -140,12 +157,13 @@ def validate(
 def run_job(
     config: Annotated[Path, typer.Option("-c", "--config", help="Path to segvalue.yaml.")],
     json_output: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
+    wait: WaitOption = 0,
 ) -> None:
     """Run the main job on your data: validate, features, CLV, segments; write outputs."""
     from segvalue.pipeline import run_config
 
     with _progress(not json_output) as progress:
-        result = run_config(config, progress=progress)
+        result = run_config(config, progress=progress, wait=wait)
     if json_output:
         out.print_json(json.dumps(result.summary(), default=str))
         return
@@ -161,12 +179,13 @@ def segment(
         list[str] | None, typer.Option(help="Only this scheme (repeat for several).")
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print segments as JSON.")] = False,
+    wait: WaitOption = 0,
 ) -> None:
     """Segment the customers: memberships, sizes, personas, quality warnings, migration."""
     from segvalue.pipeline import run_config
 
     with _progress(not json_output) as progress:
-        result = run_config(config, schemes=scheme or None, progress=progress)
+        result = run_config(config, schemes=scheme or None, progress=progress, wait=wait)
     summary = result.summary()
     if json_output:
         doc = {k: summary[k] for k in ("run_id", "segments", "migration")}
@@ -607,6 +626,17 @@ def cli(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # click exits after --help and usage errors (code 2)
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
+    except OSError as exc:
+        # Last line: writers and readers convert these; one that slipped through still
+        # names its path instead of a traceback. Without a path it is a bug: re-raise.
+        if exc.filename is None:
+            raise
+        reason = exc.strerror or type(exc).__name__
+        err.print(
+            f"[bold red]error:[/] {escape(str(exc.filename))}: {escape(reason)}", highlight=False
+        )
+        err.print("[bold]fix:[/] check the path, its permissions and the free disk space")
+        return 2
     return 0
 
 
