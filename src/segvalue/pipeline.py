@@ -509,13 +509,24 @@ def _claim_outputs(config: Config, run_id: str, *, wait: float = 0) -> Iterator[
     either refuses at once (or after ``wait`` seconds), naming the running one.
     """
     protected = _protected(config)
-    targets: list[tuple[Path, TargetKind, dict[Path, str]]] = [
-        (config.output_dir, "output", {config.store_dir: "the run store", **protected}),
-        (config.store_dir, "store", {config.output_dir: "the output folder", **protected}),
+    store_key = "output.store" if config.output.store else "the default output.store"
+    targets: list[tuple[Path, TargetKind, dict[Path, str], str]] = [
+        (
+            config.output_dir,
+            "output",
+            {config.store_dir: "the run store", **protected},
+            "output.dir",
+        ),
+        (
+            config.store_dir,
+            "store",
+            {config.output_dir: "the output folder", **protected},
+            store_key,
+        ),
     ]
     checked = [
-        (check_target(folder, kind, protected=others, config_dir=config.base_dir), kind)
-        for folder, kind, others in targets
+        (check_target(folder, kind, protected=others, config_dir=config.base_dir, key=key), kind)
+        for folder, kind, others, key in targets
     ]
     with ExitStack() as stack:
         for folder, kind in checked:
@@ -916,13 +927,21 @@ def validate_config(
     protected = {Path(config_path): "the config file", **_protected(config)}
     if rejects_path is not None:
         _check_out_file(rejects_path, protected, option="--rejects")
+    # Our own connection, so the rejects of a failed validation can still be read.
+    con = connect(config.engine.url)
     try:
-        data = load(config, progress=progress)
+        data = load(config, engine=con, progress=progress)
     except DataValidationError as exc:
-        # The rejects explain the failure: write them before reporting it.
-        if rejects_path is not None and exc.rejects is not None:
-            rejects = to_arrow(exc.rejects.order_by(["table", "row"]))
-            write_table(rejects, rejects_path, protected=protected)
+        try:
+            # The rejects explain the failure: write them before reporting it.
+            if rejects_path is not None and exc.rejects is not None:
+                rejects = to_arrow(exc.rejects.order_by(["table", "row"]))
+                write_table(rejects, rejects_path, protected=protected)
+        finally:
+            con.disconnect()
+        raise
+    except BaseException:
+        con.disconnect()
         raise
     if rejects_path is not None:
         write_table(

@@ -182,6 +182,7 @@ def check_target(
     protected: Mapping[Path, str] | None = None,
     config_dir: Path | None = None,
     table: pa.Table | None = None,
+    key: str | None = None,
 ) -> Path:
     """Refuse a write target that could destroy something segvalue did not write.
 
@@ -200,6 +201,8 @@ def check_target(
     table
         For a file target: the table about to be written; an existing file is replaced
         only when segvalue wrote it for a table of this shape.
+    key
+        Where the target was given (e.g. ``output.dir``), for the message.
 
     Returns
     -------
@@ -229,7 +232,7 @@ def check_target(
     """
     given = Path(target)
     resolved = given.expanduser().resolve()
-    what = f"{_WHAT[kind]} {str(given)!r}"
+    what = f"{_WHAT[kind]} {str(given)!r}" + (f" ({key})" if key else "")
     folder_fix = "choose a new folder (or an empty one) for it"
     file_fix = "choose another file name"
     fix = file_fix if kind == "file" else folder_fix

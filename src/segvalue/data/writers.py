@@ -94,7 +94,9 @@ def neutralise_formulas(table: pa.Table) -> pa.Table:
             column, kind = column.cast(kind.value_type), kind.value_type
         if _is_text(kind):
             risky = pc.match_substring_regex(column, _FORMULA_START)
-            column = pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
+            quote, nothing = pa.scalar("'", type=kind), pa.scalar("", type=kind)
+            quoted = pc.binary_join_element_wise(quote, column, nothing)
+            column = pc.if_else(risky, quoted, column)
         columns.append(column)
     return pa.table(columns, names=table.column_names)
 
