@@ -24,7 +24,13 @@ from ibis.common.exceptions import TableNotFound
 from segvalue.config import Config, CsvOptions, SourceConfig
 from segvalue.data.contract import CONTRACT
 from segvalue.data.parse import check_date_format
-from segvalue.errors import ConfigError, DataValidationError, MissingDependencyError, did_you_mean
+from segvalue.errors import (
+    ConfigError,
+    DataValidationError,
+    MissingDependencyError,
+    did_you_mean,
+    redact_secrets,
+)
 
 __all__ = [
     "RawSource",
@@ -81,7 +87,8 @@ def connect(target: str | Any = "duckdb://") -> BaseBackend:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if not scheme:
         raise ConfigError(
-            f"engine URL {url!r} has no scheme", fix="use e.g. duckdb:// or postgres://host/db"
+            f"engine URL {_redact(url)!r} has no scheme",
+            fix="use e.g. duckdb:// or postgres://host/db",
         )
     try:
         return ibis.connect(url)
@@ -89,7 +96,7 @@ def connect(target: str | Any = "duckdb://") -> BaseBackend:
         raise _missing(scheme, exc) from None
     except Exception as exc:  # driver errors differ by backend: report them as config errors
         raise ConfigError(
-            f"cannot connect to {_redact(url)}: {_first_line(exc)}",
+            f"cannot connect to {_redact(url)}: {_redact(_first_line(exc))}",
             fix="check the URL, credentials and that the server is running",
         ) from None
 
@@ -105,13 +112,8 @@ def _missing(scheme: str, exc: ImportError) -> MissingDependencyError:
 
 
 def _redact(url: str) -> str:
-    """Hide a password in a connection URL before it reaches a message or a log."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
-    return url
+    """Hide secrets in a connection URL (user info, query, DSN) before a message or a log."""
+    return redact_secrets(url)
 
 
 def _first_line(exc: BaseException) -> str:
