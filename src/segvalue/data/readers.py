@@ -146,8 +146,8 @@ class RawSource:
         Human name of the input for messages (a file path or ``url#table``).
     row_word
         ``"line"`` for text files (``_row`` is the line number), else ``"row"``.
-    decimal, date_format
-        Parsing options carried to validation.
+    decimal, date_format, timezone
+        Parsing options carried to validation (``timezone``: the configured IANA zone).
     """
 
     name: str
@@ -156,6 +156,7 @@ class RawSource:
     row_word: str
     decimal: str = "."
     date_format: str | None = None
+    timezone: str = "UTC"
 
 
 def read_file(
@@ -470,7 +471,9 @@ def read_source(con: BaseBackend, name: str, config: Config) -> RawSource:
         label = f"{where}#{source.table}"
         table, word = _read_database(con, source, config.engine.url, label), "row"
     mapped = map_columns(table, name, source, label)
-    return RawSource(name, mapped, label, word, source.csv.decimal, source.date_format)
+    return RawSource(
+        name, mapped, label, word, source.csv.decimal, source.date_format, config.timezone
+    )
 
 
 def _required_fix(name: str, column: str, present: list[str]) -> str:
