@@ -117,7 +117,10 @@ _SECRET_NAME = (
     r"(?:[\w.-]*(?:passw(?:or)?d|_pass|secret|token|_key|apikey|credentials?)"
     r"|pwd|pass|password|key|api-key|sslpassword|auth|authorization|sig|signature)"
 )
-_QUOTED_OR_BARE = r"""(?:'(?:\\.|[^'\\])*'?|"(?:\\.|[^"\\])*"?|(?:(?!%26|%20)[^\s&;#'",])+)"""
+# a quoted value, or one up to a separator (a ": " after it is the message's own colon)
+_QUOTED_OR_BARE = (
+    r"""(?:'(?:\\.|[^'\\])*'?|"(?:\\.|[^"\\])*"?|(?:(?!%26|%20|:\s|:$)[^\s&;#'",])+)"""
+)
 # key=value / key%3Dvalue (a URL inside a URL is percent-encoded once more)
 _SECRET_PAIR = re.compile(
     rf"(?<![\w.-])({_SECRET_NAME})(\s*(?:=|%3d)\s*){_QUOTED_OR_BARE}", re.IGNORECASE
