@@ -22,7 +22,7 @@ from rich.table import Table
 
 from segvalue import __version__
 from segvalue.data.writers import json_safe
-from segvalue.errors import ConfigError, SegvalueError
+from segvalue.errors import ConfigError, SegvalueError, safe_text
 
 #: ``--wait`` of the commands that write the output folder and the store.
 WaitOption = Annotated[
@@ -619,9 +619,10 @@ def cli(argv: list[str] | None = None) -> int:
         app(args=argv, prog_name="segvalue")
     except SegvalueError as exc:
         # User text (file names, values, "segvalue[postgres]") must not be read as markup.
-        err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
+        # safe_text again: a subclass may have set its message after SegvalueError's check.
+        err.print(f"[bold red]error:[/] {escape(safe_text(exc.message))}", highlight=False)
         if exc.fix:
-            err.print(f"[bold]fix:[/] {escape(exc.fix)}", highlight=False)
+            err.print(f"[bold]fix:[/] {escape(safe_text(exc.fix))}", highlight=False)
         return 2
     except SystemExit as exc:  # click exits after --help and usage errors (code 2)
         code = exc.code

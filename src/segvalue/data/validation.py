@@ -142,7 +142,7 @@ class ValidatedData:
 
 
 def _context(raw: RawSource) -> dict[str, Any]:
-    return {"decimal": raw.decimal, "date_format": raw.date_format}
+    return {"decimal": raw.decimal, "date_format": raw.date_format, "timezone": raw.timezone}
 
 
 def _parsed(raw: RawSource, spec: TableSpec) -> tuple[ir.Table, list[tuple[Any, str, Any, Any]]]:
