@@ -53,6 +53,7 @@ __all__ = [
     "MarketPotentialConfig",
     "NotOf",
     "OutputConfig",
+    "PrivacyConfig",
     "RFMConfig",
     "RFMSegmentRule",
     "ResponseItem",
@@ -874,6 +875,44 @@ class OutputConfig(_Strict):
     )
 
 
+class PrivacyConfig(_Strict):
+    """Contact details kept out of profiles, personas and outputs; pseudonymous ids.
+
+    Contact columns (e-mail, phone, names, street address, postal code) are found by name
+    and by content; see docs/privacy.md.
+    """
+
+    pii: list[str] = Field(
+        default_factory=list,
+        description="more customer columns that hold personal data (never profiled or written)",
+    )
+    not_pii: list[str] = Field(
+        default_factory=list,
+        description="columns detected as contact details that are not (e.g. postal_code)",
+    )
+    write_pii: bool = Field(False, description="write contact columns to customer_features")
+    pseudonymise: bool = Field(
+        False, description="outputs carry a keyed HMAC-SHA256 pseudonym instead of customer_id"
+    )
+    key_env: str = Field(
+        "SEGVALUE_PSEUDONYM_KEY", description="environment variable holding the pseudonym key"
+    )
+
+    @field_validator("key_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(f"{value!r} is not an environment variable name (letters, digits, _)")
+        return value
+
+    @model_validator(mode="after")
+    def _not_both(self) -> PrivacyConfig:
+        both = sorted(set(self.pii) & set(self.not_pii))
+        if both:
+            raise ValueError(f"{both} listed under both pii and not_pii: keep one")
+        return self
+
+
 class Config(_Strict):
     """The whole of ``segvalue.yaml``.
 
@@ -900,6 +939,7 @@ class Config(_Strict):
     kpis: KPIConfig = KPIConfig()
     budget: BudgetConfig = BudgetConfig()
     output: OutputConfig = OutputConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     base_dir: Path = Field(Path("."), exclude=True)
 
     @field_validator("time_unit", mode="before")
@@ -1472,4 +1512,13 @@ clv:
 output:
   dir: segvalue-output          # relative to this file
   format: parquet               # parquet or csv
+
+# Contact details (e-mail, phone, names, street address, postal code; found by column name
+# and by content) are never profiled, shown in personas or written (docs/privacy.md).
+# privacy:
+#   pii: [loyalty_card]         # more columns holding personal data
+#   not_pii: [postal_code]      # detected as contact details but used as a geography here
+#   write_pii: false            # true: customer_features carries the contact columns
+#   pseudonymise: false         # true: outputs carry HMAC-SHA256 pseudonyms, not customer ids
+#   key_env: SEGVALUE_PSEUDONYM_KEY   # environment variable holding the key (>= 32 chars)
 """

@@ -13,7 +13,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +45,12 @@ from segvalue.data.writers import write_outputs, write_table, write_text_atomic
 from segvalue.errors import ConfigError, DataValidationError, SegvalueError
 from segvalue.features.customer import customer_features
 from segvalue.features.materialise import to_arrow
+from segvalue.features.privacy import (
+    contact_columns,
+    pseudonym_key,
+    pseudonymise_document,
+    pseudonymise_tables,
+)
 from segvalue.features.rfm import rfm_features
 from segvalue.segments.segmentation import Segmentation
 from segvalue.units import TimeUnit, parse_time_unit
@@ -293,7 +299,9 @@ def _value_customers(
     scored = engine_table(data.con, pa.table({**{k: arrays[k] for k in keys}, **scores}))
     joined = features.left_join(scored, keys).drop(*(f"{k}_right" for k in keys))
     if calibration_end is not None:
-        joined = _add_propensity(data, valuation, joined, calibration_end)
+        joined = _add_propensity(
+            data, valuation, joined, calibration_end, contacts=list(_contacts(config, data))
+        )
     return valuation, joined
 
 
@@ -352,7 +360,11 @@ def _feature_matrix(
 
 
 def _add_propensity(
-    data: ValidatedData, valuation: Valuation, features: Any, calibration_end: dt.date
+    data: ValidatedData,
+    valuation: Valuation,
+    features: Any,
+    calibration_end: dt.date,
+    contacts: Sequence[str] = (),
 ) -> Any:
     """Train "buys in the next holdout-length window" on calibration-time features.
 
@@ -381,6 +393,8 @@ def _add_propensity(
     labelled = to_arrow(labelled.mutate(bought=labelled.bought.fill_null(False)))
     labelled = labelled.sort_by("customer_id")
     customers = to_arrow(data.tables["customers"]) if "customers" in data.tables else None
+    if customers is not None:  # contact details are never model inputs
+        customers = customers.drop_columns(list(contacts))
     matrix, names, kinds = _feature_matrix(labelled.drop(["bought"]), customers)
     y = np.asarray(labelled.column("bought").to_numpy(zero_copy_only=False), dtype=bool)
     ids = labelled.column("customer_id").to_pylist()
@@ -482,6 +496,8 @@ def run(
     >>> result.segmentation.sizes.column("scheme").to_pylist()
     ['lifecycle', 'rfm']
     """
+    if write and config.privacy.pseudonymise:  # a missing key fails before any work
+        pseudonym_key(config.privacy.key_env)
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     with _claim_outputs(config, run_id, wait=wait) if write else nullcontext():
         return _run(config, run_id, engine=engine, progress=progress, write=write, schemes=schemes)
@@ -594,10 +610,14 @@ def _run(
                     segment_priorities=economics.priorities,
                 )
                 documents["budget_guidance"] = economics.guidance.to_dict()
+            tables = {"customer_features": features, "rejects": rejects, **tables}
+            tables = _private_outputs(config, data, tables)
             result.outputs = write_outputs(
                 config.output_dir,
-                {"customer_features": features, "rejects": rejects, **tables},
-                {"run": result.summary(), **_model_documents(valuation), **documents},
+                tables,
+                _private_documents(
+                    config, {"run": result.summary(), **_model_documents(valuation), **documents}
+                ),
                 fmt=config.output.format,
                 texts=texts,
                 protected={config.store_dir: "the run store", **_protected(config)},
@@ -616,6 +636,38 @@ def _run(
     return result
 
 
+def _contacts(config: Config, data: ValidatedData) -> dict[str, str]:
+    """Contact columns of the customers table: never profiled, modelled or written."""
+    if "customers" not in data.tables:
+        return {}
+    return contact_columns(
+        data.tables["customers"], listed=config.privacy.pii, not_contact=config.privacy.not_pii
+    )
+
+
+def _private_outputs(
+    config: Config, data: ValidatedData, tables: Mapping[str, pa.Table]
+) -> dict[str, pa.Table]:
+    """Outputs as ``privacy`` asks: contact columns only with ``write_pii``, pseudonyms."""
+    out = dict(tables)
+    contacts = list(_contacts(config, data)) if config.privacy.write_pii else []
+    if contacts and "customer_features" in out:
+        details = to_arrow(data.tables["customers"].select("customer_id", *contacts))
+        features = out["customer_features"].join(details, "customer_id")
+        out["customer_features"] = features.sort_by("customer_id")
+    if config.privacy.pseudonymise:
+        out = pseudonymise_tables(out, pseudonym_key(config.privacy.key_env))
+    return out
+
+
+def _private_documents(config: Config, documents: dict[str, Any]) -> dict[str, Any]:
+    """JSON outputs with quoted customer ids pseudonymised (``privacy.pseudonymise``)."""
+    if not config.privacy.pseudonymise:
+        return documents
+    key = pseudonym_key(config.privacy.key_env)
+    return {name: pseudonymise_document(doc, key) for name, doc in documents.items()}
+
+
 def _segment(
     config: Config, data: ValidatedData, features: Any, only: list[str] | None = None
 ) -> Segmentation:
@@ -630,6 +682,7 @@ def _segment(
         order_lines=data.tables.get("order_lines"),
         only=only,
         cache=lambda expr, prefix: materialise(data.con, expr, prefix),
+        pii=list(_contacts(config, data)),
     )
 
 

@@ -162,6 +162,7 @@ def segment_customers(
     order_lines: ir.Table | None = None,
     only: Sequence[str] | None = None,
     cache: Cache = _no_cache,
+    pii: Sequence[str] | None = None,
 ) -> Segmentation:
     """Run the configured schemes and profile, check and describe their segments.
 
@@ -185,6 +186,9 @@ def segment_customers(
     cache
         Stores an expression in the engine (the pipeline passes one); without it,
         expressions are recomputed where they are reused.
+    pii
+        Contact columns of ``customers``: rules may use them, profiles and personas never
+        (default: found by :func:`segvalue.features.privacy.contact_columns`).
 
     Returns
     -------
@@ -265,7 +269,7 @@ def segment_customers(
         ],
         "unassigned": sorted({unassigned_name(s) for s in used}),
     }
-    profiles = segment_profiles(stacked, table)
+    profiles = segment_profiles(stacked, table, pii=pii)
     # Near-duplicate segments are found from the profiles; a customer missing from an
     # exclusive scheme, or in it twice, is an error.
     warnings = segment_quality(stacked, profiles=profiles, **checks)
