@@ -9,6 +9,8 @@ out; no Ibis, no I/O.
 from __future__ import annotations
 
 import importlib
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,6 +134,25 @@ class Valuation:
                 for name, m in self.candidates.items()
             },
         }
+
+
+def _collecting(fit: Callable[[], Any], notes: list[str]) -> Any:
+    """Run a fit; its ConvergenceWarnings become notes for the user (not Python warnings).
+
+    Which optimiser path converges may differ between machines; the user sees it among
+    the valuation's warnings either way, and a caller's warning filters are not tripped.
+    """
+    from segvalue.errors import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        result = fit()
+    for item in caught:
+        if issubclass(item.category, ConvergenceWarning):
+            notes.append(str(item.message))
+        else:
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+    return result
 
 
 def _interval_problems(model: Any) -> dict[str, str]:
@@ -275,7 +296,9 @@ def fit_valuation(
     candidates: dict[str, Any] = {}
     for name, cls in classes.items():
         try:
-            candidates[name] = cls().fit(x, t_x, big_t, time_unit=time_unit)
+            candidates[name] = _collecting(
+                lambda cls=cls: cls().fit(x, t_x, big_t, time_unit=time_unit), notes
+            )
         except ConvergenceError as exc:
             if len(names) == 1:
                 raise
@@ -299,23 +322,31 @@ def fit_valuation(
                 periods=periods,
                 cumulative_actual=actual,
             )
+    # auto chooses among the well-identified fits (no parameter at a boundary, finite
+    # intervals) when there are any: a degenerate fit can have the better likelihood.
+    sound = [n for n in candidates if not fit_warnings(n, candidates[n])]
+    pool = sound or list(candidates)
     if model != "auto":
         chosen, selection = model, f"{model}: asked for"
     elif reports:
-        chosen = choose_model(reports)
-        selection = "auto: smallest per-customer holdout MAE among " + ", ".join(candidates)
+        chosen = choose_model({n: reports[n] for n in pool})
+        selection = "auto: smallest per-customer holdout MAE among " + ", ".join(pool)
     else:
-        chosen = max(candidates, key=lambda n: candidates[n].loglik_)
+        chosen = max(pool, key=lambda n: candidates[n].loglik_)
         selection = (
             "auto: largest in-sample log-likelihood (= smallest BIC, same parameter count) "
-            "among " + ", ".join(candidates) + " (no holdout)"
+            "among " + ", ".join(pool) + " (no holdout)"
         )
+    if len(pool) < len(candidates):
+        selection += "; left out as degenerate: " + ", ".join(sorted(set(candidates) - set(pool)))
     notes.extend(fit_warnings(chosen, candidates[chosen], reports.get(chosen)))
     spend, spend_excluded = None, 0
     if spend_model == "gamma-gamma":
-        spend, spend_excluded, note = _fit_spend(x, calibration["monetary_value"])
+        spend, spend_excluded, note = _fit_spend(x, calibration["monetary_value"], notes)
         if note:
             notes.append(note)
+        if spend is not None:
+            notes.extend(fit_warnings("gamma-gamma", spend))
     return Valuation(
         chosen,
         candidates[chosen],
@@ -330,7 +361,7 @@ def fit_valuation(
     )
 
 
-def _fit_spend(x: FloatArray, m: FloatArray) -> tuple[Any, int, str]:
+def _fit_spend(x: FloatArray, m: FloatArray, notes: list[str]) -> tuple[Any, int, str]:
     """Gamma-Gamma on the repeat customers, or None and why when it cannot be fitted."""
     from segvalue.errors import ConvergenceError
     from segvalue.models.gamma_gamma import GammaGammaModel
@@ -353,7 +384,8 @@ def _fit_spend(x: FloatArray, m: FloatArray) -> tuple[Any, int, str]:
         # Every mean spend the same: no spread between customers to learn (q -> infinity).
         return None, excluded, fallback.format(why="every customer's mean spend is the same")
     try:
-        return GammaGammaModel().fit(x[usable], m[usable]), excluded, ""
+        fitted = _collecting(lambda: GammaGammaModel().fit(x[usable], m[usable]), notes)
+        return fitted, excluded, ""
     except ConvergenceError as exc:
         return None, excluded, fallback.format(why=exc.message)
 
