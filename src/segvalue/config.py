@@ -182,7 +182,11 @@ class CLVConfig(_Strict):
     """Customer lifetime value: which models, over what horizon, at what rates."""
 
     enabled: bool = True
-    model: Literal["bgnbd", "mbgnbd", "pnbd", "auto"] = "bgnbd"
+    model: Literal["bgnbd", "mbgnbd", "pnbd", "auto"] = Field(
+        "auto",
+        description="auto: MBG/NBD or Pareto/NBD by holdout error (else log-likelihood); "
+        "bgnbd cannot tell that a one-time buyer has left",
+    )
     spend_model: Literal["gamma-gamma", "none"] = "gamma-gamma"
     horizon: int = Field(52, ge=1, description="whole time units")
     discount_rate: float = Field(0.10, gt=-1, description="annual, converted to the unit")

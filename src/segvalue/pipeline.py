@@ -296,6 +296,8 @@ def _value_customers(
         discount_rate=per_period_rate(settings.discount_rate, unit),
         margin=settings.margin,
     )
+    # The fit's doubts reach the console and run.json with the other warnings of the run.
+    report.warnings.extend(f"CLV: {w}" for w in valuation.warnings)
     scored = engine_table(data.con, pa.table({**{k: arrays[k] for k in keys}, **scores}))
     joined = features.left_join(scored, keys).drop(*(f"{k}_right" for k in keys))
     if calibration_end is not None:
@@ -1212,7 +1214,7 @@ def clv_from_file(
     time_unit: str = "week",
     calibration_end: dt.date | None = None,
     observation_end: dt.date | None = None,
-    model: str = "bgnbd",
+    model: str = "auto",
     spend_model: str = "gamma-gamma",
     horizon: int = 52,
     discount_rate: float = 0.10,
@@ -1234,9 +1236,11 @@ def clv_from_file(
     observation_end
         Last day of data (default: the latest order); later orders are rejected.
     model
-        ``bgnbd``, ``mbgnbd``, ``pnbd`` or ``auto`` (chosen by holdout error).
+        ``auto`` (MBG/NBD or Pareto/NBD: holdout error, else log-likelihood; see
+        docs/clv.md), ``bgnbd``, ``mbgnbd`` or ``pnbd``.
     spend_model
-        ``gamma-gamma`` or ``none`` (observed mean repeat spend).
+        ``gamma-gamma`` or ``none`` (observed mean repeat spend); a Gamma-Gamma fit that
+        fails falls back to ``none`` with a warning in ``warnings``.
     horizon
         Whole time units for expected purchases and CLV.
     discount_rate
@@ -1252,8 +1256,8 @@ def clv_from_file(
     -------
     dict
         The model summary (``model``, ``time_unit``, ``params``, ``stderr``, ``loglik``,
-        ``n_customers``, ``spend_model``, ``holdout``) plus the valuation settings, the
-        total CLV with its interval, and the validation report.
+        ``n_customers``, ``spend_model``, ``holdout``, ``warnings``) plus the valuation
+        settings, the total CLV with its interval, and the validation report.
     """
     from segvalue.features.materialise import to_numpy
     from segvalue.units import per_period_rate

@@ -403,7 +403,9 @@ def clv(
     observation_end: Annotated[
         str | None, typer.Option(help="Last day of data (default: last order).")
     ] = None,
-    model: Annotated[str, typer.Option(help="bgnbd, mbgnbd, pnbd or auto.")] = "bgnbd",
+    model: Annotated[
+        str, typer.Option(help="auto (MBG/NBD or Pareto/NBD), bgnbd, mbgnbd or pnbd.")
+    ] = "auto",
     spend_model: Annotated[str, typer.Option(help="gamma-gamma or none.")] = "gamma-gamma",
     horizon: Annotated[int, typer.Option(help="Whole time units to value.")] = 52,
     discount_rate: Annotated[float, typer.Option(help="Annual discount rate.")] = 0.10,
@@ -457,10 +459,9 @@ def _print_valuation(result: dict[str, Any]) -> None:
     for column in ("parameter", "estimate", "std. error", "95% interval"):
         params.add_column(column, justify="left" if column == "parameter" else "right")
     for name, value in result["params"].items():
-        lo, hi = result["confidence_intervals"][name]
-        params.add_row(
-            name, f"{value:.4f}", f"{result['stderr'][name]:.4f}", f"{lo:.4f} - {hi:.4f}"
-        )
+        bounds = result["confidence_intervals"].get(name)
+        span = "unavailable" if bounds is None else f"{bounds[0]:.4g} - {bounds[1]:.4g}"
+        params.add_row(name, f"{value:.4g}", f"{result['stderr'][name]:.4g}", span)
     out.print(params)
     out.print(f"log-likelihood {result['loglik']:.2f} on {result['n_customers']:,} customers")
     if len(result["candidates"]) > 1:
@@ -470,6 +471,8 @@ def _print_valuation(result: dict[str, Any]) -> None:
             for name, c in result["candidates"].items()
         )
         out.print(f"model chosen: {result['model']} ({text})")
+    if result.get("selection"):
+        out.print(f"selection: {escape(result['selection'])}", highlight=False)
     spend = result["spend_model"]
     if spend is not None:
         text = ", ".join(f"{k} = {v:.4f}" for k, v in spend["params"].items())
@@ -484,9 +487,11 @@ def _print_valuation(result: dict[str, Any]) -> None:
         )
     out.print(
         f"total CLV over {result['horizon']} {unit}s ({result['discount_rate_annual']:.0%} a "
-        f"year, margin {result['margin']:.0%}): {result['total_clv']:,.2f} for "
+        f"year, margin {result['margin']:.0%}): {result['total_clv'] + 0.0:,.2f} for "
         f"{result['customers_scored']:,} customers"
     )
+    for warning in result.get("warnings", []):
+        out.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
 def _parse_date(value: str | None, option: str) -> dt.date | None:
