@@ -119,7 +119,7 @@ def test_contact_details_never_reach_outputs_store_or_console(
     ws: Any, argv: list[str], fmt: str
 ) -> None:
     ws.write(_files(fmt, privacy="privacy: {pii: [loyalty]}\n"))
-    outcome = ws.run(argv, may_write=["out", "store"])
+    outcome = ws.run(argv, may_write=["out", "store", ".out.lock", ".store.lock"])
     assert outcome.code == 0, outcome.text
     texts = _contents(ws.root / "out") | _contents(ws.root / "store")
     assert any(name.endswith(f"segment_profiles_attributes.{fmt}") for name in texts)
@@ -136,7 +136,9 @@ def test_a_phone_column_named_contact_is_caught_by_its_content(ws: Any) -> None:
     tiers = ["plain", "gold"]
     customers += [f"{c},{CONTACTS[i % 2]},{tiers[i % 2]}" for i, c in enumerate(IDS)]
     ws.write(_files() | {"customers.csv": "\n".join(customers) + "\n"})
-    outcome = ws.run(["run", "-c", "{ws}/segvalue.yaml"], may_write=["out", "store"])
+    outcome = ws.run(
+        ["run", "-c", "{ws}/segvalue.yaml"], may_write=["out", "store", ".out.lock", ".store.lock"]
+    )
     assert outcome.code == 0, outcome.text
     texts = _contents(ws.root / "out")
     assert _leaks(texts, CONTACTS) == []
@@ -154,7 +156,9 @@ def test_pseudonymised_outputs_carry_no_raw_id(ws: Any, monkeypatch: pytest.Monk
         )
     )
     monkeypatch.setenv("SEGVALUE_PSEUDONYM_KEY", KEY)
-    outcome = ws.run(["run", "-c", "{ws}/segvalue.yaml"], may_write=["out", "store"])
+    outcome = ws.run(
+        ["run", "-c", "{ws}/segvalue.yaml"], may_write=["out", "store", ".out.lock", ".store.lock"]
+    )
     assert outcome.code == 0, outcome.text
     texts = _contents(ws.root / "out")
     assert _leaks(texts, [*IDS, "cust-9999"]) == []
@@ -172,7 +176,10 @@ def test_another_key_gives_other_pseudonyms(ws: Any, monkeypatch: pytest.MonkeyP
     ids = []
     for key in (KEY, OTHER_KEY):
         monkeypatch.setenv("SHOP_KEY", key)
-        outcome = ws.run(["run", "-c", "{ws}/segvalue.yaml"], may_write=["out", "store"])
+        outcome = ws.run(
+            ["run", "-c", "{ws}/segvalue.yaml"],
+            may_write=["out", "store", ".out.lock", ".store.lock"],
+        )
         assert outcome.code == 0, outcome.text
         rows = _table(ws.root / "out" / "customer_features.csv")
         ids.append(sorted(r["customer_id"] for r in rows))
@@ -215,12 +222,15 @@ def test_pseudonymise_without_a_key_is_refused(
 
 def test_write_pii_writes_the_contact_columns(ws: Any) -> None:
     ws.write(_files(privacy="privacy: {write_pii: true, pii: [loyalty]}\n"))
-    outcome = ws.run(["run", "-c", "{ws}/segvalue.yaml"], may_write=["out", "store"])
+    outcome = ws.run(
+        ["run", "-c", "{ws}/segvalue.yaml"], may_write=["out", "store", ".out.lock", ".store.lock"]
+    )
     assert outcome.code == 0, outcome.text
     features = {r["customer_id"]: r for r in _table(ws.root / "out" / "customer_features.csv")}
     first = features["cust-0001"]
-    assert first["email"] == EMAILS[0] and first["phone"] == PHONES[0]
-    assert first["first_name"] == FIRST_NAMES[0] and first["contact"] == CONTACTS[0]
+    # a cell starting with '+' is written as a text cell (OWASP CSV-injection rule)
+    assert first["email"] == EMAILS[0] and first["phone"] == "'" + PHONES[0]
+    assert first["first_name"] == FIRST_NAMES[0] and first["contact"] == "'" + CONTACTS[0]
     assert first["loyalty"] == LOYALTY[0]
     assert "region" not in first  # only contact columns are added
     # still never profiled nor in personas
@@ -231,7 +241,9 @@ def test_write_pii_writes_the_contact_columns(ws: Any) -> None:
 
 def test_not_pii_lets_postal_codes_be_profiled(ws: Any) -> None:
     ws.write(_files(privacy="privacy: {not_pii: [postal_code]}\n"))
-    outcome = ws.run(["run", "-c", "{ws}/segvalue.yaml"], may_write=["out", "store"])
+    outcome = ws.run(
+        ["run", "-c", "{ws}/segvalue.yaml"], may_write=["out", "store", ".out.lock", ".store.lock"]
+    )
     assert outcome.code == 0, outcome.text
     attributes = _table(ws.root / "out" / "segment_profiles_attributes.csv")
     assert {r["value"] for r in attributes if r["attribute"] == "postal_code"} == set(POSTCODES)

@@ -357,8 +357,9 @@ def pseudonym_key(env: str, environ: Mapping[str, str] | None = None) -> bytes:
     """
     value = (os.environ if environ is None else environ).get(env)
     fix = (
-        f"set {env} to a secret of at least {MIN_KEY_LENGTH} characters, e.g. "
-        f"export {env}=\"$(python -c 'import secrets; print(secrets.token_hex(32))')\", "
+        f"set the environment variable {env} to a secret of at least {MIN_KEY_LENGTH} "
+        "characters (e.g. the output of "
+        "`python -c 'import secrets; print(secrets.token_hex(32))'`), "
         "and keep it: the same key gives the same pseudonyms; or set privacy.pseudonymise: false"
     )
     if not value:
