@@ -983,7 +983,7 @@ def _check_out_file(
     suffix = Path(out_file).suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise ConfigError(
-            f"{option} {str(out_file)!r}: unknown extension", fix="use .csv or .parquet"
+            f"{option} {str(out_file)!r}: unknown extension {suffix!r}", fix="use .csv or .parquet"
         )
     if not Path(out_file).parent.exists():
         raise ConfigError(
