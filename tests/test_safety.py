@@ -55,7 +55,7 @@ def _protected(place: Path) -> dict[Path, str]:
 @pytest.mark.parametrize(
     ("target", "message"),
     [
-        (".", "contains source orders"),
+        (".", "is the config's folder"),
         ("lines", "is source order_lines"),
         ("lines/out", "is inside source order_lines"),
         ("orders.csv", "is source orders"),

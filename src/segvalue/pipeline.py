@@ -514,13 +514,13 @@ def _claim_outputs(config: Config, run_id: str, *, wait: float = 0) -> Iterator[
         (
             config.output_dir,
             "output",
-            {config.store_dir: "the run store", **protected},
+            {**protected, config.store_dir: "the run store"},
             "output.dir",
         ),
         (
             config.store_dir,
             "store",
-            {config.output_dir: "the output folder", **protected},
+            {**protected, config.output_dir: "the output folder"},
             store_key,
         ),
     ]
@@ -600,7 +600,7 @@ def _run(
                 {"run": result.summary(), **_model_documents(valuation), **documents},
                 fmt=config.output.format,
                 texts=texts,
-                protected={config.store_dir: "the run store", **_protected(config)},
+                protected={**_protected(config), config.store_dir: "the run store"},
                 config_dir=config.base_dir,
             )
             if segmentation is not None:
@@ -609,7 +609,7 @@ def _run(
                     result.run_id,
                     segmentation.memberships,
                     result.summary(),
-                    protected={config.output_dir: "the output folder", **_protected(config)},
+                    protected={**_protected(config), config.output_dir: "the output folder"},
                     config_dir=config.base_dir,
                 )
     result.timings = steps.timings

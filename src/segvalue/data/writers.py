@@ -28,6 +28,7 @@ from segvalue.data.safety import (
     check_target,
     mark_folder,
     read_mark,
+    remove_leftovers,
     temp_prefix,
     writing,
 )
@@ -149,6 +150,7 @@ def write_table(
         )
     check_target(path, "file", protected=protected, table=table)
     with writing(path):
+        remove_leftovers(path)  # temporary files of a killed earlier write
         fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
         os.close(fd)
         try:
@@ -175,6 +177,7 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     path = Path(path)
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(path)
         fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
