@@ -55,7 +55,7 @@ def _protected(place: Path) -> dict[Path, str]:
 @pytest.mark.parametrize(
     ("target", "message"),
     [
-        (".", "contains source orders"),
+        (".", "is the config's folder"),
         ("lines", "is source order_lines"),
         ("lines/out", "is inside source order_lines"),
         ("orders.csv", "is source orders"),
@@ -302,6 +302,7 @@ def test_neutralise_formulas_covers_every_text_type_and_leaves_numbers() -> None
     table = pa.table(
         {
             "s": pa.array(["=1", "+1", "-1", "@a", "\tx", "\rx", "a=b", None]),
+            "raw": pa.array(["-15.50", "+49", "-1,5", "-2+3", "-1e5", "-1e5+1", "=1", "-"]),
             "large": pa.array(["=x"] * 8, type=pa.large_string()),
             "dict": pa.array(["@x"] * 8).dictionary_encode(),
             "number": pa.array([-5.0] * 8),
@@ -309,7 +310,9 @@ def test_neutralise_formulas_covers_every_text_type_and_leaves_numbers() -> None
         }
     )
     out = neutralise_formulas(table)
-    assert out.column("s").to_pylist() == ["'=1", "'+1", "'-1", "'@a", "'\tx", "'\rx", "a=b", None]
+    assert out.column("s").to_pylist() == ["'=1", "+1", "-1", "'@a", "'\tx", "'\rx", "a=b", None]
+    raw = ["-15.50", "+49", "-1,5", "'-2+3", "-1e5", "'-1e5+1", "'=1", "'-"]
+    assert out.column("raw").to_pylist() == raw
     assert set(out.column("large").to_pylist()) == {"'=x"}
     assert set(out.column("dict").to_pylist()) == {"'@x"}
     assert out.column("number").to_pylist() == [-5.0] * 8

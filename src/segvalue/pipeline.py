@@ -532,13 +532,13 @@ def _claim_outputs(config: Config, run_id: str, *, wait: float = 0) -> Iterator[
         (
             config.output_dir,
             "output",
-            {config.store_dir: "the run store", **protected},
+            {**protected, config.store_dir: "the run store"},
             "output.dir",
         ),
         (
             config.store_dir,
             "store",
-            {config.output_dir: "the output folder", **protected},
+            {**protected, config.output_dir: "the output folder"},
             store_key,
         ),
     ]
@@ -622,7 +622,7 @@ def _run(
                 ),
                 fmt=config.output.format,
                 texts=texts,
-                protected={config.store_dir: "the run store", **_protected(config)},
+                protected={**_protected(config), config.store_dir: "the run store"},
                 config_dir=config.base_dir,
             )
             if segmentation is not None:
@@ -631,7 +631,7 @@ def _run(
                     result.run_id,
                     segmentation.memberships,
                     result.summary(),
-                    protected={config.output_dir: "the output folder", **_protected(config)},
+                    protected={**_protected(config), config.output_dir: "the output folder"},
                     config_dir=config.base_dir,
                 )
     result.timings = steps.timings
@@ -1038,7 +1038,7 @@ def _check_out_file(
     suffix = Path(out_file).suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise ConfigError(
-            f"{option} {str(out_file)!r}: unknown extension", fix="use .csv or .parquet"
+            f"{option} {str(out_file)!r}: unknown extension {suffix!r}", fix="use .csv or .parquet"
         )
     if not Path(out_file).parent.exists():
         raise ConfigError(

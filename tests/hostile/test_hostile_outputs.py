@@ -54,11 +54,11 @@ RUN_WRITES = ["out", ".out.lock", "segvalue-store", ".segvalue-store.lock"]
 @pytest.mark.parametrize(
     ("output_dir", "expected"),
     [
-        (".", "contains source orders"),
+        (".", "is the config's folder"),
         ("data", "contains source orders"),
         ("../neighbour", "segvalue did not create it"),
         ("notes.txt", "is a file, not a folder"),
-        ("..", "contains the run store"),
+        ("..", "contains the config's folder"),
         ("data/orders.csv", "is source orders"),
     ],
     ids=["config-folder", "sources-folder", "neighbour", "a-file", "parent", "the-source"],

@@ -236,14 +236,14 @@ def check_target(
     folder_fix = "choose a new folder (or an empty one) for it"
     file_fix = "choose another file name"
     fix = file_fix if kind == "file" else folder_fix
-    for other, role in (protected or {}).items():
-        relation = _related(resolved, Path(other).expanduser().resolve())
-        if relation is not None:
-            raise _refuse(f"{what} {relation} {role} {other}", fix)
     if kind != "file" and config_dir is not None:
         relation = _related(resolved, config_dir.resolve())
         if relation in ("is", "contains"):
             raise _refuse(f"{what} {relation} the config's folder {config_dir}", folder_fix)
+    for other, role in (protected or {}).items():
+        relation = _related(resolved, Path(other).expanduser().resolve())
+        if relation is not None:
+            raise _refuse(f"{what} {relation} {role} {other}", fix)
     if kind == "file":
         return _check_file(given, resolved, what, protected or {}, table)
     if not resolved.exists():

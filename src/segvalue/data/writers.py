@@ -28,6 +28,7 @@ from segvalue.data.safety import (
     check_target,
     mark_folder,
     read_mark,
+    remove_leftovers,
     temp_prefix,
     writing,
 )
@@ -69,6 +70,8 @@ def _format_of(path: Path) -> TableFormat:
 
 #: A cell starting with one of these is a formula to a spreadsheet (OWASP CSV injection).
 _FORMULA_START = r"^[=+\-@\t\r]"
+#: ... unless it is a plain number ("-15.50", "+49"), which a spreadsheet only reads as one.
+_PLAIN_NUMBER = r"^[+-]?[0-9.,]*[0-9]([eE][+-]?[0-9]+)?$"
 
 
 def _is_text(kind: pa.DataType) -> bool:
@@ -79,13 +82,14 @@ def neutralise_formulas(table: pa.Table) -> pa.Table:
     """Prefix ``'`` to text cells a spreadsheet would run as a formula (OWASP CSV injection).
 
     Cells starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, in text
-    columns only: numbers (``-5.0`` in a float column) are left as they are.
+    columns only: numbers (``-5.0`` in a float column) are left as they are, and so is
+    text that is a plain number (``"-15.50"``: a spreadsheet reads it as a number).
 
     Examples
     --------
-    >>> t = pa.table({"name": ["=1+1", "-x", "ok", None], "amount": [-5.0, 1.0, 2.0, 3.0]})
+    >>> t = pa.table({"name": ["=1+1", "-x", "-15.50", None], "amount": [-5.0, 1.0, 2.0, 3.0]})
     >>> neutralise_formulas(t).to_pydict()
-    {'name': ["'=1+1", "'-x", 'ok', None], 'amount': [-5.0, 1.0, 2.0, 3.0]}
+    {'name': ["'=1+1", "'-x", '-15.50', None], 'amount': [-5.0, 1.0, 2.0, 3.0]}
     """
     columns = []
     for original in table.columns:
@@ -93,7 +97,10 @@ def neutralise_formulas(table: pa.Table) -> pa.Table:
         if pa.types.is_dictionary(kind) and _is_text(kind.value_type):
             column, kind = column.cast(kind.value_type), kind.value_type
         if _is_text(kind):
-            risky = pc.match_substring_regex(column, _FORMULA_START)
+            risky = pc.and_(
+                pc.match_substring_regex(column, _FORMULA_START),
+                pc.invert(pc.match_substring_regex(column, _PLAIN_NUMBER)),
+            )
             quote, nothing = pa.scalar("'", type=kind), pa.scalar("", type=kind)
             quoted = pc.binary_join_element_wise(quote, column, nothing)
             column = pc.if_else(risky, quoted, column)
@@ -149,6 +156,7 @@ def write_table(
         )
     check_target(path, "file", protected=protected, table=table)
     with writing(path):
+        remove_leftovers(path)  # temporary files of a killed earlier write
         fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
         os.close(fd)
         try:
@@ -175,6 +183,7 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     path = Path(path)
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(path)
         fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
