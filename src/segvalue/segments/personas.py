@@ -44,6 +44,7 @@ __all__ = [
     "CATEGORY_NOUNS",
     "NOTHING_DISTINCTIVE",
     "NUMERIC_VOCABULARY",
+    "TRAIT_PHRASES",
     "Persona",
     "build_personas",
     "personas_json",
@@ -68,6 +69,12 @@ NUMERIC_VOCABULARY: Mapping[str, tuple[str | None, str | None, str, int]] = {
     "age": ("young", "mature", "age", 5),
     "household_size": ("small-household", "large-household", "household", 6),
     "return_rate": (None, "return-prone", "returns", 6),
+}
+#: feature -> (phrase when low, phrase when high) for traits outside the vocabulary whose
+#: name misleads (BTYD's ``recency`` is the time from the first to the last purchase).
+TRAIT_PHRASES: Mapping[str, tuple[str, str]] = {
+    "recency": ("a short purchase span", "a long purchase span"),
+    "T": ("a short history", "a long history"),
 }
 #: category -> the noun that ends a persona's name; other categories: "<category> shoppers".
 CATEGORY_NOUNS: Mapping[str, str] = {
@@ -319,7 +326,9 @@ def _name_parts(seg: _Segment) -> _NameParts:
         high = row["z"] > 0
         word = None if vocab is None else (vocab[1] if high else vocab[0])
         if vocab is None or word is None:
-            spare.append((None, f"{'high' if high else 'low'} {_human(row['feature'])}"))
+            phrases = TRAIT_PHRASES.get(row["feature"])
+            trait = f"{'high' if high else 'low'} {_human(row['feature'])}"
+            spare.append((None, trait if phrases is None else phrases[high]))
             continue
         if vocab[2] in groups:
             continue
