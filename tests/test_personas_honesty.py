@@ -153,3 +153,24 @@ def test_a_segment_with_nothing_distinctive_says_so_once() -> None:
     for placeholder in ("none in the data", "no marked objection", "serve the core range"):
         assert placeholder not in sheet
     assert "**Preferred channels:**" in sheet  # data that exist are still shown
+
+
+def test_personas_alike_against_the_base_are_told_apart_by_what_separates_them() -> None:
+    """CDNOW's RFM "Lost", "About To Sleep" and "Promising" are all lapsing one-time buyers
+    against the base; between themselves they differ in days since the last order."""
+    days = {"rest": 50.0, "L1": 300.0, "L2": 450.0, "L3": 600.0}
+    sizes = {"rest": 600, "L1": 50, "L2": 50, "L3": 50}
+    segment = [name for name, size in sizes.items() for _ in range(size)]
+    features = pa.table(
+        {
+            "customer_id": [f"c{i:03d}" for i in range(len(segment))],
+            "days_since_last_order": [days[s] + (i % 2) for i, s in enumerate(segment)],
+        }
+    )
+    members = pa.table({"customer_id": features.column("customer_id"), "segment": segment})
+    personas = _by_segment(build_personas(segment_profiles(members, ibis.memtable(features))))
+    assert [personas[s].name for s in ("L1", "L2", "L3")] == [
+        "Lapsing customers, days since last order 300",
+        "Lapsing customers, days since last order 450",
+        "Lapsing customers, days since last order 600",
+    ]

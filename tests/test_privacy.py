@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import ibis
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from segvalue.config import PrivacyConfig, load_config
 from segvalue.errors import ConfigError, DataValidationError
 from segvalue.features.privacy import (
     contact_columns,
@@ -15,6 +19,7 @@ from segvalue.features.privacy import (
     pseudonym_key,
     pseudonymise_tables,
 )
+from segvalue.pipeline import run, run_demo
 from segvalue.segments.profiles import segment_profiles
 
 
@@ -143,3 +148,40 @@ def test_a_missing_or_short_key_names_the_variable_and_the_fix() -> None:
     assert missing.value.fix is not None and "MY_KEY" in missing.value.fix
     with pytest.raises(ConfigError, match="holds 8 characters, fewer than 32"):
         pseudonym_key("MY_KEY", {"MY_KEY": "12345678"})
+
+
+def test_a_whole_run_keeps_contact_columns_out_of_models_profiles_and_outputs(
+    tmp_path: Path,
+) -> None:
+    """The demo shop (CLV with a holdout, so the propensity model runs) with a phone
+    column of three numbers, e-mail addresses and a listed loyalty number."""
+    _, config_path = run_demo(n_customers=600, seed=5, out_dir=tmp_path / "shop")
+    config = load_config(config_path)
+    path = config.source_path("customers")
+    customers = pq.read_table(path)
+    n = customers.num_rows
+    phones = ["+49 30 1111111", "+49 30 2222222", "+49 30 3333333"]
+    extra = {
+        "phone": [phones[i % 3] for i in range(n)],
+        "email": [f"p{i}@shop.example" for i in range(n)],
+        "loyalty": [f"LOYAL-{i % 2}" for i in range(n)],
+    }
+    for name, values in extra.items():
+        customers = customers.append_column(name, pa.array(values))
+    pq.write_table(customers, path)
+    privacy = PrivacyConfig(pii=["loyalty"])
+    result = run(config.model_copy(update={"privacy": privacy}), schemes=["rfm"])
+    assert result.valuation is not None and result.valuation.propensity is not None
+    used = set(result.valuation.propensity["features"])
+    assert used.isdisjoint({"phone", "email", "loyalty", "postal_code"})
+    assert "region" in used or "city" in used  # other attributes are still model inputs
+    written = [p for p in config.output_dir.rglob("*") if p.is_file()]
+    text = "".join(
+        repr(pq.read_table(p).to_pylist()) if p.suffix == ".parquet" else p.read_text()
+        for p in written
+    )
+    for value in [*phones, "p0@shop.example", "LOYAL-0"]:
+        assert value not in text
+    assert result.segmentation is not None and result.segmentation.profiles is not None
+    profiled = set(result.segmentation.profiles.attributes.column("attribute").to_pylist())
+    assert "region" in profiled and profiled.isdisjoint({"phone", "email", "loyalty"})

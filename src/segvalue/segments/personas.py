@@ -44,6 +44,7 @@ __all__ = [
     "CATEGORY_NOUNS",
     "NOTHING_DISTINCTIVE",
     "NUMERIC_VOCABULARY",
+    "TRAIT_PHRASES",
     "Persona",
     "build_personas",
     "personas_json",
@@ -69,6 +70,14 @@ NUMERIC_VOCABULARY: Mapping[str, tuple[str | None, str | None, str, int]] = {
     "household_size": ("small-household", "large-household", "household", 6),
     "return_rate": (None, "return-prone", "returns", 6),
 }
+#: feature -> (phrase when low, phrase when high) for traits outside the vocabulary whose
+#: name misleads (BTYD's ``recency`` is the time from the first to the last purchase).
+TRAIT_PHRASES: Mapping[str, tuple[str, str]] = {
+    "recency": ("a short purchase span", "a long purchase span"),
+    "T": ("a short history", "a long history"),
+}
+#: Features in the configured time unit, whose bare values a name cannot state.
+_IN_TIME_UNITS = frozenset({"recency", "T"})
 #: category -> the noun that ends a persona's name; other categories: "<category> shoppers".
 CATEGORY_NOUNS: Mapping[str, str] = {
     "electronics": "electronics enthusiasts",
@@ -319,7 +328,9 @@ def _name_parts(seg: _Segment) -> _NameParts:
         high = row["z"] > 0
         word = None if vocab is None else (vocab[1] if high else vocab[0])
         if vocab is None or word is None:
-            spare.append((None, f"{'high' if high else 'low'} {_human(row['feature'])}"))
+            phrases = TRAIT_PHRASES.get(row["feature"])
+            trait = f"{'high' if high else 'low'} {_human(row['feature'])}"
+            spare.append((None, trait if phrases is None else phrases[high]))
             continue
         if vocab[2] in groups:
             continue
@@ -558,6 +569,7 @@ def build_personas(
     ignored = frozenset(SPEND_FEATURES if profiles.constant_amounts else ())
     personas: list[Persona] = []
     names: dict[tuple[str, str], _NameParts] = {}
+    segments: dict[tuple[str, str], _Segment] = {}
     for key, summary in summaries.items():
         seg = _Segment(
             summary=summary,
@@ -568,6 +580,7 @@ def build_personas(
             ignored=ignored,
         )
         names[key] = _name_parts(seg)
+        segments[key] = seg
         channels = _channels(seg)
         over = sorted(
             seg.over("category") + seg.over("attribute"), key=lambda r: (-r["z"], r["value"])
@@ -591,25 +604,27 @@ def build_personas(
                 evidence=tuple(evidence),
             )
         )
-    return _unique_names(personas, names)
+    return _unique_names(personas, names, segments)
 
 
 def _unique_names(
-    personas: list[Persona], parts: Mapping[tuple[str, str], _NameParts]
+    personas: list[Persona],
+    parts: Mapping[tuple[str, str], _NameParts],
+    segments: Mapping[tuple[str, str], _Segment],
 ) -> list[Persona]:
     """Two personas of one scheme never share a name.
 
-    Each persona of a group that would share one takes its most distinctive spare trait
-    that no other member of the group has; a persona without such a trait, or whose new
-    name still repeats one, gets its segment name in brackets.
+    Personas that would share a name are told apart, in this order, by
+
+    1. the most distinctive spare trait of each that none of the others has
+       ("Frequent customers, high weekend share");
+    2. the numeric feature on which every two of them differ beyond the interval
+       (``|z| >= z_min`` for the difference of their means), stated with its value
+       ("Lapsing customers, days since last order 527");
+    3. the segment name in brackets.
     """
-    groups: dict[tuple[str, str], list[Persona]] = {}
-    for p in personas:
-        groups.setdefault((p.scheme, p.name), []).append(p)
     renamed: dict[tuple[str, str], str] = {}
-    for group in groups.values():
-        if len(group) == 1:
-            continue
+    for group in _collisions(personas):
         for p in group:
             others = {
                 text for q in group if q is not p for _, text in parts[(q.scheme, q.segment)].spare
@@ -618,13 +633,48 @@ def _unique_names(
             extra = next((t for t in own.spare if t[1] not in others), None)
             renamed[(p.scheme, p.segment)] = own.text(extra) if extra else p.name
     personas = [replace(p, name=renamed.get((p.scheme, p.segment), p.name)) for p in personas]
-    seen: dict[tuple[str, str], int] = {}
-    for p in personas:
-        seen[(p.scheme, p.name)] = seen.get((p.scheme, p.name), 0) + 1
+    for group in _collisions(personas):
+        labels = _separating_feature([segments[(p.scheme, p.segment)] for p in group])
+        for p, label in zip(group, labels or [], strict=False):
+            renamed[(p.scheme, p.segment)] = f"{p.name}, {label}"
+    personas = [replace(p, name=renamed.get((p.scheme, p.segment), p.name)) for p in personas]
+    repeated = {(p.scheme, p.segment) for group in _collisions(personas) for p in group}
     return [
-        replace(p, name=f"{p.name} ({p.segment})") if seen[(p.scheme, p.name)] > 1 else p
+        replace(p, name=f"{p.name} ({p.segment})") if (p.scheme, p.segment) in repeated else p
         for p in personas
     ]
+
+
+def _collisions(personas: Sequence[Persona]) -> list[list[Persona]]:
+    """Groups of personas of one scheme that share a name."""
+    groups: dict[tuple[str, str], list[Persona]] = {}
+    for p in personas:
+        groups.setdefault((p.scheme, p.name), []).append(p)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def _separating_feature(group: Sequence[_Segment]) -> list[str] | None:
+    """A label "<feature> <segment mean>" per segment, on the numeric feature whose means
+    differ beyond the interval between every two of them (the largest smallest |z|)."""
+    best: tuple[float, str] | None = None
+    features = set.intersection(*(set(seg.numeric) for seg in group))
+    for feature in sorted(features - group[0].ignored - _IN_TIME_UNITS):
+        rows = [seg.numeric[feature] for seg in group]
+        sd = rows[0]["population_sd"]
+        if sd is None or not sd > 0 or any(not r["n"] or r["segment_mean"] is None for r in rows):
+            continue
+        smallest = min(
+            abs(a["segment_mean"] - b["segment_mean"]) / (sd * math.sqrt(1 / a["n"] + 1 / b["n"]))
+            for i, a in enumerate(rows)
+            for b in rows[i + 1 :]
+        )
+        labels = {_fmt(r["segment_mean"]) for r in rows}
+        separates = smallest >= group[0].z_min and len(labels) == len(rows)
+        if separates and (best is None or smallest > best[0]):
+            best = (smallest, feature)
+    if best is None:
+        return None
+    return [f"{_human(best[1])} {_fmt(seg.numeric[best[1]]['segment_mean'])}" for seg in group]
 
 
 def personas_json(personas: Sequence[Persona]) -> str:
