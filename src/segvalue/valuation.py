@@ -8,6 +8,7 @@ out; no Ibis, no I/O.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import warnings
 from collections.abc import Callable
@@ -297,7 +298,7 @@ def fit_valuation(
     for name, cls in classes.items():
         try:
             candidates[name] = _collecting(
-                lambda cls=cls: cls().fit(x, t_x, big_t, time_unit=time_unit), notes
+                functools.partial(cls().fit, x, t_x, big_t, time_unit=time_unit), notes
             )
         except ConvergenceError as exc:
             if len(names) == 1:
