@@ -685,7 +685,39 @@ def _budget_items(
     )
     warnings = [w for fit in fits.values() for w in fit.warnings]
     items = response_items(fits, max_change=settings.max_change)
+    # each segment x channel item reaches its segment (objective clv values it by it)
+    items = [i.model_copy(update={"segment": fits[i.name].segment}) for i in items]
     return items, settings.total, settings, dict(fits), warnings
+
+
+def _segment_clv(
+    config_path: str | Path | None, curves_path: str | Path | None
+) -> dict[str, float]:
+    """Mean CLV per customer by segment: the curves file's ``segment_clv``, or the KPIs
+    (``clv_mean``, with the ``all customers`` row) of a run of the configuration."""
+    from segvalue.data.readers import read_document
+    from segvalue.economics.budget import curves_from_mapping
+
+    if curves_path is not None:
+        return dict(
+            curves_from_mapping(read_document(curves_path), source=str(curves_path)).segment_clv
+        )
+    assert config_path is not None
+    config = load_config(config_path)
+    if not (config.clv.enabled and config.segments.enabled):
+        raise ConfigError(
+            f"{config_path}: objective clv needs the segments' CLV, and clv or segments "
+            "is disabled",
+            fix="set clv.enabled: true and segments.enabled: true, or use objective revenue",
+        )
+    economics = run(config, write=False).economics
+    if economics is None or "clv_mean" not in economics.kpis.column_names:
+        return {}
+    return {
+        str(row["segment"]): float(row["clv_mean"])
+        for row in economics.kpis.to_pylist()
+        if row.get("clv_mean") is not None
+    }
 
 
 def plan_budget(
@@ -699,10 +731,16 @@ def plan_budget(
     """Optimise a budget from a curves file or from ``segvalue.yaml`` (``segvalue budget``).
 
     With ``curves_path`` the items and total come from the file (objective default
-    ``revenue``: allocate the whole total). With ``config_path`` the curves are the
-    configured ``budget.items`` or, without them, fitted per (segment x) channel from the
-    ``channel_spend`` source (objective default ``budget.objective``). With ``target``,
-    the inverse problem: the smallest total whose best allocation reaches it.
+    ``revenue``: allocate the whole total, a curves file carries no costs). With
+    ``config_path`` the curves are the configured ``budget.items`` or, without them,
+    fitted per (segment x) channel from the ``channel_spend`` source (objective default
+    ``budget.objective``, itself ``profit`` by default). With ``target``, the inverse
+    problem: the smallest total whose best allocation reaches it.
+
+    Objective ``clv`` scales each item's value by the CLV of the segment it reaches
+    relative to the base (:func:`segvalue.economics.budget.clv_values`): the segment CLVs
+    come from the curves file's ``segment_clv`` or from a run of the configuration (the
+    ``clv_mean`` KPI); items that match no segment are named in a warning.
 
     Returns
     -------
@@ -725,6 +763,12 @@ def plan_budget(
     items, default_total, settings, _, warnings = _budget_items(config_path, curves_path)
     chosen = objective or ("revenue" if settings is None else settings.objective)
     max_change = None if settings is None else settings.max_change
+    values = None
+    if chosen == "clv":
+        from segvalue.economics.budget import clv_values
+
+        values, notes = clv_values(items, _segment_clv(config_path, curves_path))
+        warnings = [*warnings, *notes]
     if target is not None:
         if chosen == "profit":
             raise ConfigError(
@@ -732,13 +776,15 @@ def plan_budget(
                 fix="add --objective revenue (or clv)",
             )
         goal = cast(Literal["revenue", "clv"], chosen)
-        return smallest_budget(items, target, objective=goal, max_change=max_change), warnings
+        plan = smallest_budget(items, target, objective=goal, max_change=max_change, values=values)
+        return plan, warnings
     allocation = optimise_budget(
         items,
         total=total if total is not None else default_total,
         objective=cast(Objective, chosen),
         min_marginal_roi=None if settings is None else settings.min_marginal_roi,
         max_change=max_change,
+        values=values,
     )
     return allocation, warnings
 
