@@ -80,6 +80,14 @@ def test_budget_from_the_demo_config_fits_curves_and_beats_the_current_plan(
     assert set(doc["allocation"]) == {"app_push", "email", "onsite", "paid_social", "search_ads"}
     assert sum(doc["allocation"].values()) == pytest.approx(doc["current_spend"], rel=1e-9)
     assert doc["expected_response"] >= doc["current_response"]
+    # The demo's curves are per channel, reaching no one segment: objective clv says so
+    # (naming the segments that have a CLV, from a run of the config) and is revenue.
+    assert cli(["budget", "-c", str(config_path), "--objective", "clv", "--json"]) == 0
+    clv = json.loads(capsys.readouterr().out)
+    assert len(clv["warnings"]) == 1 and "email (no segment)" in clv["warnings"][0]
+    assert "Segments with a CLV: " in clv["warnings"][0]
+    assert "Segments with a CLV: none" not in clv["warnings"][0]
+    assert clv["allocation"] == pytest.approx(doc["allocation"], rel=1e-6)
 
 
 MOVABLE = """\
