@@ -219,6 +219,8 @@ def _model_documents(valuation: Valuation | None) -> dict[str, Any]:
     docs = {"clv_transaction_model": valuation.transactions.to_dict()}
     if valuation.spend is not None:
         docs["clv_spend_model"] = valuation.spend.to_dict()
+    if valuation.propensity_model is not None:  # its category lists travel with it
+        docs["purchase_propensity_model"] = valuation.propensity_model.to_dict()
     return docs
 
 
@@ -300,10 +302,20 @@ _SCORES = {
 
 
 def _feature_matrix(
-    features: pa.Table, customers: pa.Table | None, names: list[str] | None = None
-) -> tuple[np.ndarray[Any, Any], list[str], list[bool]]:
-    """Numeric features plus customer attributes (categoricals as integer codes)."""
-    import pyarrow.compute as pc
+    features: pa.Table,
+    customers: pa.Table | None,
+    names: list[str] | None = None,
+    categories: dict[str, list[str]] | None = None,
+) -> tuple[np.ndarray[Any, Any], list[str], list[bool], dict[str, list[str]]]:
+    """Numeric features plus customer attributes (categoricals as integer codes).
+
+    The category list of each text column is fixed once, at fit time (``categories``
+    None: the sorted distinct values), and passed back at scoring time, so a code means
+    the same category in both; a value unknown to the list, or missing, is NaN (the
+    classifier's missing branch). Returns the matrix, column names, which columns are
+    categorical, and the category lists.
+    """
+    from segvalue.models.propensity import encode_categories
 
     table = features
     if customers is not None:
@@ -311,6 +323,8 @@ def _feature_matrix(
         table = table.join(customers.select(["customer_id", *extra]), "customer_id")
         table = table.sort_by("customer_id")
     columns, kinds, matrix = [], [], []
+    fitted = {} if categories is None else categories
+    learned: dict[str, list[str]] = {}
     for name in table.column_names:
         if name in _NOT_FEATURES or name in _SCORES or name.startswith("_"):
             continue
@@ -322,10 +336,14 @@ def _feature_matrix(
             values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
             categorical = False
         elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            encoded = pc.dictionary_encode(column).combine_chunks()
-            if len(encoded.dictionary) > 50:  # identifiers such as e-mail: no signal
+            if categories is None:
+                distinct = sorted(v for v in pc.unique(column).to_pylist() if v is not None)
+                if len(distinct) > 50:  # identifiers such as e-mail: no signal
+                    continue
+                learned[name] = distinct
+            elif name not in fitted:
                 continue
-            values = encoded.indices.cast(pa.float64()).to_numpy(zero_copy_only=False)
+            values = encode_categories(column.to_pylist(), fitted.get(name, learned.get(name, [])))
             categorical = True
         else:
             continue
@@ -337,7 +355,7 @@ def _feature_matrix(
         columns = [columns[i] for i in order]
         kinds = [kinds[i] for i in order]
         matrix = [matrix[i] for i in order]
-    return np.column_stack(matrix), columns, kinds
+    return np.column_stack(matrix), columns, kinds, (learned if categories is None else fitted)
 
 
 def _add_propensity(
@@ -370,12 +388,12 @@ def _add_propensity(
     labelled = to_arrow(labelled.mutate(bought=labelled.bought.fill_null(False)))
     labelled = labelled.sort_by("customer_id")
     customers = to_arrow(data.tables["customers"]) if "customers" in data.tables else None
-    matrix, names, kinds = _feature_matrix(labelled.drop(["bought"]), customers)
+    matrix, names, kinds, categories = _feature_matrix(labelled.drop(["bought"]), customers)
     y = np.asarray(labelled.column("bought").to_numpy(zero_copy_only=False), dtype=bool)
     ids = labelled.column("customer_id").to_pylist()
     test = np.array([hash_id(c) % 10 < 3 for c in ids])
     model = PurchasePropensityModel().fit(
-        matrix[~test], y[~test], feature_names=names, categorical=kinds
+        matrix[~test], y[~test], feature_names=names, categorical=kinds, categories=categories
     )
     t_model = valuation.transactions
     x, t_x, big_t = (
@@ -394,8 +412,10 @@ def _add_propensity(
         "classifier": evaluate_propensity(y[test], model.predict_proba(matrix[test])).to_dict(),
         "btyd_baseline": evaluate_propensity(y[test], baseline).to_dict(),
     }
+    valuation.propensity_model = model
     current = to_arrow(features.filter(features.frequency.notnull()))
-    now, _, _ = _feature_matrix(current, customers, names)
+    # Scoring uses the category lists fixed at fit time (stored with the model).
+    now, _, _, _ = _feature_matrix(current, customers, names, model.categories_)
     scores = pa.table(
         {
             "customer_id": current.sort_by("customer_id").column("customer_id")

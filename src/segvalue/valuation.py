@@ -78,6 +78,7 @@ class Valuation:
     spend_excluded: int = 0
     warnings: list[str] = field(default_factory=list)
     selection: str = ""
+    propensity_model: Any = None
 
     @property
     def one_time_churn_identified(self) -> bool:
