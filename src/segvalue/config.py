@@ -823,6 +823,9 @@ class ResponseItem(_Strict):
     max: float | None = Field(None, ge=0)
     max_change: float | None = Field(None, ge=0, description="e.g. 0.3: within +-30% of current")
     pinned: bool = False
+    segment: str | None = Field(
+        None, description="segment the item reaches: objective clv scales its value by its CLV"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ResponseItem:
@@ -840,6 +843,10 @@ class CurvesFile(_Strict):
 
     items: list[ResponseItem] = Field(min_length=1)
     total: float | None = Field(None, ge=0)
+    segment_clv: dict[str, float] = Field(
+        default_factory=dict,
+        description="CLV per customer of each segment (and 'all customers'), for objective clv",
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> CurvesFile:

@@ -238,6 +238,8 @@ def _model_documents(valuation: Valuation | None) -> dict[str, Any]:
     docs = {"clv_transaction_model": valuation.transactions.to_dict()}
     if valuation.spend is not None:
         docs["clv_spend_model"] = valuation.spend.to_dict()
+    if valuation.propensity_model is not None:  # its category lists travel with it
+        docs["purchase_propensity_model"] = valuation.propensity_model.to_dict()
     return docs
 
 
@@ -321,10 +323,20 @@ _SCORES = {
 
 
 def _feature_matrix(
-    features: pa.Table, customers: pa.Table | None, names: list[str] | None = None
-) -> tuple[np.ndarray[Any, Any], list[str], list[bool]]:
-    """Numeric features plus customer attributes (categoricals as integer codes)."""
-    import pyarrow.compute as pc
+    features: pa.Table,
+    customers: pa.Table | None,
+    names: list[str] | None = None,
+    categories: dict[str, list[str]] | None = None,
+) -> tuple[np.ndarray[Any, Any], list[str], list[bool], dict[str, list[str]]]:
+    """Numeric features plus customer attributes (categoricals as integer codes).
+
+    The category list of each text column is fixed once, at fit time (``categories``
+    None: the sorted distinct values), and passed back at scoring time, so a code means
+    the same category in both; a value unknown to the list, or missing, is NaN (the
+    classifier's missing branch). Returns the matrix, column names, which columns are
+    categorical, and the category lists.
+    """
+    from segvalue.models.propensity import encode_categories
 
     table = features
     if customers is not None:
@@ -332,6 +344,8 @@ def _feature_matrix(
         table = table.join(customers.select(["customer_id", *extra]), "customer_id")
         table = table.sort_by("customer_id")
     columns, kinds, matrix = [], [], []
+    fitted = {} if categories is None else categories
+    learned: dict[str, list[str]] = {}
     for name in table.column_names:
         if name in _NOT_FEATURES or name in _SCORES or name.startswith("_"):
             continue
@@ -343,10 +357,14 @@ def _feature_matrix(
             values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
             categorical = False
         elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            encoded = pc.dictionary_encode(column).combine_chunks()
-            if len(encoded.dictionary) > 50:  # identifiers such as e-mail: no signal
+            if categories is None:
+                distinct = sorted(v for v in pc.unique(column).to_pylist() if v is not None)
+                if len(distinct) > 50:  # identifiers such as e-mail: no signal
+                    continue
+                learned[name] = distinct
+            elif name not in fitted:
                 continue
-            values = encoded.indices.cast(pa.float64()).to_numpy(zero_copy_only=False)
+            values = encode_categories(column.to_pylist(), fitted.get(name, learned.get(name, [])))
             categorical = True
         else:
             continue
@@ -358,7 +376,7 @@ def _feature_matrix(
         columns = [columns[i] for i in order]
         kinds = [kinds[i] for i in order]
         matrix = [matrix[i] for i in order]
-    return np.column_stack(matrix), columns, kinds
+    return np.column_stack(matrix), columns, kinds, (learned if categories is None else fitted)
 
 
 def _add_propensity(
@@ -397,12 +415,12 @@ def _add_propensity(
     customers = to_arrow(data.tables["customers"]) if "customers" in data.tables else None
     if customers is not None:  # contact details are never model inputs
         customers = customers.drop_columns(list(contacts))
-    matrix, names, kinds = _feature_matrix(labelled.drop(["bought"]), customers)
+    matrix, names, kinds, categories = _feature_matrix(labelled.drop(["bought"]), customers)
     y = np.asarray(labelled.column("bought").to_numpy(zero_copy_only=False), dtype=bool)
     ids = labelled.column("customer_id").to_pylist()
     test = np.array([hash_id(c) % 10 < 3 for c in ids])
     model = PurchasePropensityModel().fit(
-        matrix[~test], y[~test], feature_names=names, categorical=kinds
+        matrix[~test], y[~test], feature_names=names, categorical=kinds, categories=categories
     )
     t_model = valuation.transactions
     x, t_x, big_t = (
@@ -421,8 +439,10 @@ def _add_propensity(
         "classifier": evaluate_propensity(y[test], model.predict_proba(matrix[test])).to_dict(),
         "btyd_baseline": evaluate_propensity(y[test], baseline).to_dict(),
     }
+    valuation.propensity_model = model
     current = to_arrow(features.filter(features.frequency.notnull()))
-    now, _, _ = _feature_matrix(current, customers, names)
+    # Scoring uses the category lists fixed at fit time (stored with the model).
+    now, _, _, _ = _feature_matrix(current, customers, names, model.categories_)
     scores = pa.table(
         {
             "customer_id": current.sort_by("customer_id").column("customer_id")
@@ -834,7 +854,39 @@ def _budget_items(
     )
     warnings = [w for fit in fits.values() for w in fit.warnings]
     items = response_items(fits, max_change=settings.max_change)
+    # each segment x channel item reaches its segment (objective clv values it by it)
+    items = [i.model_copy(update={"segment": fits[i.name].segment}) for i in items]
     return items, settings.total, settings, dict(fits), warnings
+
+
+def _segment_clv(
+    config_path: str | Path | None, curves_path: str | Path | None
+) -> dict[str, float]:
+    """Mean CLV per customer by segment: the curves file's ``segment_clv``, or the KPIs
+    (``clv_mean``, with the ``all customers`` row) of a run of the configuration."""
+    from segvalue.data.readers import read_document
+    from segvalue.economics.budget import curves_from_mapping
+
+    if curves_path is not None:
+        return dict(
+            curves_from_mapping(read_document(curves_path), source=str(curves_path)).segment_clv
+        )
+    assert config_path is not None
+    config = load_config(config_path)
+    if not (config.clv.enabled and config.segments.enabled):
+        raise ConfigError(
+            f"{config_path}: objective clv needs the segments' CLV, and clv or segments "
+            "is disabled",
+            fix="set clv.enabled: true and segments.enabled: true, or use objective revenue",
+        )
+    economics = run(config, write=False).economics
+    if economics is None or "clv_mean" not in economics.kpis.column_names:
+        return {}
+    return {
+        str(row["segment"]): float(row["clv_mean"])
+        for row in economics.kpis.to_pylist()
+        if row.get("clv_mean") is not None
+    }
 
 
 def plan_budget(
@@ -848,10 +900,16 @@ def plan_budget(
     """Optimise a budget from a curves file or from ``segvalue.yaml`` (``segvalue budget``).
 
     With ``curves_path`` the items and total come from the file (objective default
-    ``revenue``: allocate the whole total). With ``config_path`` the curves are the
-    configured ``budget.items`` or, without them, fitted per (segment x) channel from the
-    ``channel_spend`` source (objective default ``budget.objective``). With ``target``,
-    the inverse problem: the smallest total whose best allocation reaches it.
+    ``revenue``: allocate the whole total, a curves file carries no costs). With
+    ``config_path`` the curves are the configured ``budget.items`` or, without them,
+    fitted per (segment x) channel from the ``channel_spend`` source (objective default
+    ``budget.objective``, itself ``profit`` by default). With ``target``, the inverse
+    problem: the smallest total whose best allocation reaches it.
+
+    Objective ``clv`` scales each item's value by the CLV of the segment it reaches
+    relative to the base (:func:`segvalue.economics.budget.clv_values`): the segment CLVs
+    come from the curves file's ``segment_clv`` or from a run of the configuration (the
+    ``clv_mean`` KPI); items that match no segment are named in a warning.
 
     Returns
     -------
@@ -874,6 +932,12 @@ def plan_budget(
     items, default_total, settings, _, warnings = _budget_items(config_path, curves_path)
     chosen = objective or ("revenue" if settings is None else settings.objective)
     max_change = None if settings is None else settings.max_change
+    values = None
+    if chosen == "clv":
+        from segvalue.economics.budget import clv_values
+
+        values, notes = clv_values(items, _segment_clv(config_path, curves_path))
+        warnings = [*warnings, *notes]
     if target is not None:
         if chosen == "profit":
             raise ConfigError(
@@ -881,13 +945,15 @@ def plan_budget(
                 fix="add --objective revenue (or clv)",
             )
         goal = cast(Literal["revenue", "clv"], chosen)
-        return smallest_budget(items, target, objective=goal, max_change=max_change), warnings
+        plan = smallest_budget(items, target, objective=goal, max_change=max_change, values=values)
+        return plan, warnings
     allocation = optimise_budget(
         items,
         total=total if total is not None else default_total,
         objective=cast(Objective, chosen),
         min_marginal_roi=None if settings is None else settings.min_marginal_roi,
         max_change=max_change,
+        values=values,
     )
     return allocation, warnings
 

@@ -8,6 +8,7 @@ out; no Ibis, no I/O.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import warnings
 from collections.abc import Callable
@@ -77,6 +78,7 @@ class Valuation:
     spend_excluded: int = 0
     warnings: list[str] = field(default_factory=list)
     selection: str = ""
+    propensity_model: Any = None
 
     @property
     def one_time_churn_identified(self) -> bool:
@@ -297,7 +299,7 @@ def fit_valuation(
     for name, cls in classes.items():
         try:
             candidates[name] = _collecting(
-                lambda cls=cls: cls().fit(x, t_x, big_t, time_unit=time_unit), notes
+                functools.partial(cls().fit, x, t_x, big_t, time_unit=time_unit), notes
             )
         except ConvergenceError as exc:
             if len(names) == 1:

@@ -95,3 +95,29 @@ def test_no_negative_bound_or_negative_zero_in_human_output(ws: Workspace) -> No
             if row[column]:
                 assert float(row[column]) >= 0, (column, row)
                 assert not row[column].startswith("-"), (column, row)
+
+
+UNMATCHED_CURVES = """\
+total: 200
+segment_clv: {all customers: 100, loyal: 150}
+items:
+  - {name: loyal_email, form: michaelis_menten, beta: 1000, k: 100, segment: loyal}
+  - {name: mystery, form: michaelis_menten, beta: 1000, k: 100, segment: lyal}
+  - {name: plain, form: michaelis_menten, beta: 1000, k: 100}
+"""
+
+
+@pytest.mark.parametrize("json_output", [False, True], ids=["human", "json"])
+def test_clv_budget_names_items_without_a_segment_clv(ws: Workspace, json_output: bool) -> None:
+    ws.write({"curves.yaml": UNMATCHED_CURVES})
+    argv = ["budget", "--curves", "{ws}/curves.yaml", "--objective", "clv"]
+    result = ws.run([*argv, *(["--json"] if json_output else [])])
+    assert result.code == 0, result.text
+    if json_output:
+        warnings = json.loads(result.out)["warnings"]
+    else:
+        warnings = [line for line in result.out.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, warnings
+    assert "mystery (segment 'lyal')" in warnings[0]
+    assert "plain (no segment)" in warnings[0]
+    assert "Segments with a CLV: loyal" in warnings[0]

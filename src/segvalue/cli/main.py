@@ -313,7 +313,7 @@ def budget(
     )
     doc = plan.to_dict()
     if json_output:
-        out.print_json(json.dumps(doc, default=str))
+        out.print_json(json.dumps({**doc, "warnings": warnings}, default=str))
         return
     table = Table(title=f"Budget plan ({plan.method})")
     for column in ("item", "current", "planned", "marginal ROI"):
