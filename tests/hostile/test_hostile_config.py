@@ -251,3 +251,20 @@ def test_offsets_convert_to_the_configured_zone(
     table = _report(ws, yaml, {"orders.csv": orders})["tables"]["orders"]
     assert table["rows_accepted"] == 3
     assert (table["earliest_event"], table["latest_event"]) == (earliest, latest)
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["report", "strict_error"])
+def test_control_codes_in_values_are_escaped(ws: Workspace, strict: bool) -> None:
+    orders = (
+        "order_id,customer_id,order_ts,amount\n"
+        "1,a,2024-01-05,10\n"
+        "2,b,2024-01-0\x1b[31m5,1\n"
+        "3,c,2024-01-07,x\x07\u202ey\n"
+    )
+    ws.write({"orders.csv": orders, "segvalue.yaml": SOURCES})
+    result = ws.run([*VALIDATE, "--strict"] if strict else VALIDATE)
+    assert result.code == (2 if strict else 0), result.text
+    assert "order_ts '2024-01-0\\x1b[31m5' cannot be parsed as a timestamp" in result.text
+    assert "amount 'x\\x07\\u202ey' cannot be parsed as a number" in result.text
+    for raw in ("\x1b", "\x07", "\u202e"):
+        assert raw not in result.text

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as _escape_markup
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -44,6 +44,11 @@ app = typer.Typer(
 )
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+
+
+def escape(text: str) -> str:
+    """User text for Rich: markup escaped, control characters and secrets made harmless."""
+    return _escape_markup(safe_text(text))
 
 
 @contextmanager
@@ -535,7 +540,7 @@ def _print_report(report: dict[str, Any]) -> None:
                 f"{report['lookback_start']} left out"
             )
     for warning in report["warnings"]:
-        out.print(f"[yellow]warning:[/] {warning}")
+        out.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
 def _print_features(features: Any) -> None:
@@ -624,10 +629,10 @@ def cli(argv: list[str] | None = None) -> int:
         app(args=argv, prog_name="segvalue")
     except SegvalueError as exc:
         # User text (file names, values, "segvalue[postgres]") must not be read as markup.
-        # safe_text again: a subclass may have set its message after SegvalueError's check.
-        err.print(f"[bold red]error:[/] {escape(safe_text(exc.message))}", highlight=False)
+        # escape() sanitises again: a subclass may set its message after SegvalueError's check.
+        err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
         if exc.fix:
-            err.print(f"[bold]fix:[/] {escape(safe_text(exc.fix))}", highlight=False)
+            err.print(f"[bold]fix:[/] {escape(exc.fix)}", highlight=False)
         return 2
     except SystemExit as exc:  # click exits after --help and usage errors (code 2)
         code = exc.code

@@ -163,7 +163,9 @@ def _parse_timestamp(
     text = text.strip()
     if date_format is not None:
         return _parse_with_format(text, date_format, timezone)
-    candidates = [text.try_cast(dt.timestamp)]
+    # The engine's own cast only where it has a chance: PostgreSQL's "try" cast raises.
+    iso_like = text.re_search(r"^\d{4}-\d{1,2}-\d{1,2}")
+    candidates = [iso_like.ifelse(text, ibis.null(dt.string)).try_cast(dt.timestamp)]
     formats = AUTO_DATE_FORMATS + (AUTO_MONTH_FORMATS if months else ())
     candidates += [_parse_with_format(text, f, timezone) for f in formats]
     naive = ibis.coalesce(*candidates)
@@ -183,11 +185,14 @@ def _in_zone(local: ir.TimestampValue, offset: ir.StringValue, timezone: str) ->
     numeric = offset.re_search(r"^[+-]\d")
     hours = numeric.ifelse(offset.substr(1, 2), "0").cast(dt.int64)
     minutes = offset.re_extract(r"^[+-]\d{2}:?(\d{2})$", 1)
-    minutes = (minutes == "").ifelse("0", minutes).cast(dt.int64)
+    # no match is '' on some engines and null on others
+    minutes = minutes.nullif("").fill_null("0").cast(dt.int64)
     utc = local - (sign * (hours * 60 + minutes)).as_interval("m")
     converted = _from_utc(utc, timezone)
     given = offset.notnull() & (offset != "")
-    return given.ifelse(converted, local)
+    # Offsets in use run from -12:00 to +14:00: anything else is a typo, not a time.
+    valid = (hours <= 14) & (minutes < 60)
+    return given.ifelse(valid.ifelse(converted, ibis.null(dt.timestamp)), local)
 
 
 def _from_utc(utc: ir.TimestampValue, timezone: str) -> Any:
