@@ -107,7 +107,9 @@ def init(
     from segvalue.pipeline import write_config_template
 
     write_config_template(path, force=force)
-    out.print(f"wrote {path}: edit sources and columns, then run `segvalue validate -c {path}`")
+    out.print(f"wrote {escape(str(path))}", soft_wrap=True)
+    out.print("edit its sources and columns, then run:")
+    out.print(f"  segvalue validate -c {escape(str(path))}", soft_wrap=True)
 
 
 @app.command()
