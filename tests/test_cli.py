@@ -89,3 +89,38 @@ def test_console_script_usage_error_exits_2() -> None:
     proc = subprocess.run([str(SEGVALUE), "rfm"], capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
+
+
+def _modules_loaded_by(argv: list[str]) -> set[str]:
+    """Every module a fresh interpreter has imported after running ``segvalue argv``."""
+    probe = (
+        "import contextlib, io, sys\n"
+        "from segvalue.cli.main import cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    code = cli({argv!r})\n"
+        "print(code, ' '.join(sorted(sys.modules)))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    code, _, modules = proc.stdout.strip().partition(" ")
+    assert code == "0", proc.stdout + proc.stderr
+    return set(modules.split())
+
+
+HEAVY = {"ibis", "pyarrow", "pandas", "sklearn", "duckdb", "sqlglot", "scipy", "numpy"}
+
+
+def test_help_imports_nothing_heavy() -> None:
+    """`segvalue --help` stays well under half a second: no engine, no scipy at start-up."""
+    loaded = {name.split(".")[0] for name in _modules_loaded_by(["--help"])}
+    assert not loaded & HEAVY, loaded & HEAVY
+
+
+def test_budget_from_a_curves_file_imports_no_engine(tmp_path: Path) -> None:
+    """`segvalue budget --curves FILE` needs the optimiser, not Ibis, pyarrow or scipy.stats."""
+    path = tmp_path / "curves.yaml"
+    path.write_text("items:\n  - {name: a, form: michaelis_menten, beta: 10, k: 2}\ntotal: 5\n")
+    modules = _modules_loaded_by(["budget", "--curves", str(path)])
+    loaded = {name.split(".")[0] for name in modules}
+    assert not loaded & (HEAVY - {"scipy", "numpy"}), loaded & HEAVY
+    assert "scipy.optimize" in modules  # the probe did run the optimiser
+    assert not {"scipy.stats", "scipy.signal"} & modules

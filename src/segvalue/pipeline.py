@@ -17,25 +17,23 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from segvalue import __version__
 from segvalue.config import Config, config_template, load_config, parse_config
-from segvalue.data.readers import connect, engine_table, materialise, read_source
-from segvalue.data.store import load_snapshot, previous_run, save_snapshot
-from segvalue.data.validation import ValidatedData, ValidationReport, validate_sources
-from segvalue.data.writers import write_outputs, write_table, write_text_atomic
 from segvalue.errors import ConfigError, SegvalueError
-from segvalue.features.customer import customer_features
-from segvalue.features.materialise import to_arrow
-from segvalue.features.rfm import rfm_features
-from segvalue.segments.segmentation import Segmentation
 from segvalue.units import TimeUnit, parse_time_unit
-from segvalue.valuation import Valuation
+
+# Heavy modules (pyarrow, Ibis, scipy.stats through the models) are imported in the
+# functions that use them: `segvalue budget --curves` and `--help` must start quickly.
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from segvalue.data.validation import ValidatedData, ValidationReport
+    from segvalue.segments.segmentation import Segmentation
+    from segvalue.valuation import Valuation
 
 __all__ = [
     "OrdersFile",
@@ -198,6 +196,9 @@ def load(config: Config, *, engine: Any = None, progress: Progress | None = None
 
 
 def _load(config: Config, steps: _Steps, engine: Any = None) -> ValidatedData:
+    from segvalue.data.readers import connect, read_source
+    from segvalue.data.validation import validate_sources
+
     con = connect(engine if engine is not None else config.engine.url)
     try:
         raws = {}
@@ -240,6 +241,9 @@ def _value_customers(
     Customers without a purchase (prospects) get null scores.
     """
 
+    import pyarrow as pa
+
+    from segvalue.data.readers import engine_table, materialise
     from segvalue.features.materialise import to_numpy
     from segvalue.units import per_period_rate
     from segvalue.valuation import score_customers
@@ -301,6 +305,7 @@ def _feature_matrix(
     features: pa.Table, customers: pa.Table | None, names: list[str] | None = None
 ) -> tuple[np.ndarray[Any, Any], list[str], list[bool]]:
     """Numeric features plus customer attributes (categoricals as integer codes)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     table = features
@@ -348,7 +353,9 @@ def _add_propensity(
     scores every customer from their features at the observation end.
     """
     import ibis
+    import pyarrow as pa
 
+    from segvalue.features.customer import customer_features
     from segvalue.features.materialise import to_arrow
     from segvalue.models.propensity import PurchasePropensityModel, evaluate_propensity
 
@@ -463,6 +470,12 @@ def run(
     >>> result.segmentation.sizes.column("scheme").to_pylist()
     ['lifecycle', 'rfm']
     """
+    from segvalue.data.readers import materialise
+    from segvalue.data.store import save_snapshot
+    from segvalue.data.writers import write_outputs
+    from segvalue.features.customer import customer_features
+    from segvalue.features.materialise import to_arrow
+
     enabled = int(config.clv.enabled) + 2 * int(config.segments.enabled)
     steps = _Steps(len(config.sources) + 4 + enabled + 2 * int(write), progress)
     data = _load(config, steps, engine)
@@ -529,6 +542,7 @@ def run(
 def _segment(
     config: Config, data: ValidatedData, features: Any, only: list[str] | None = None
 ) -> Segmentation:
+    from segvalue.data.readers import materialise
     from segvalue.segments.segmentation import segment_customers
 
     return segment_customers(
@@ -577,6 +591,11 @@ def _economics(
 
 def _migration(config: Config, segmentation: Segmentation) -> Migration | None:
     """Transitions, enter / exit events and drift since the latest recorded run."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from segvalue.data.store import load_snapshot, previous_run
+    from segvalue.features.materialise import to_arrow
     from segvalue.segments.migration import drift_alerts, membership_events, transition_matrix
 
     previous = previous_run(config.store_dir)
@@ -652,7 +671,7 @@ def _budget_items(
     config_path: str | Path | None, curves_path: str | Path | None
 ) -> tuple[list[Any], float | None, Any, dict[str, Any], list[str]]:
     """Items, default total, budget settings (None for a curves file), fitted curves, warnings."""
-    from segvalue.data.readers import read_document
+    from segvalue.data.documents import read_document
     from segvalue.economics.budget import curves_from_mapping
     from segvalue.economics.curves import fit_curves_from_channel_spend, response_items
 
@@ -783,6 +802,8 @@ def write_config_template(path: str | Path, *, force: bool = False) -> Path:
     >>> load_config(p).time_unit.value
     'week'
     """
+    from segvalue.data.writers import write_text_atomic
+
     path = Path(path)
     if path.exists() and not force:
         raise ConfigError(f"{path} already exists", fix="use --force to overwrite it")
@@ -823,6 +844,9 @@ def validate_config(
     >>> validate_config(d / "segvalue.yaml").tables["orders"].rejected
     {'unparseable_value': 1}
     """
+    from segvalue.data.writers import write_table
+    from segvalue.features.materialise import to_arrow
+
     config = load_config(config_path)
     if strict:
         config = config.model_copy(
@@ -949,6 +973,10 @@ def rfm_from_file(
     >>> r["customers_table"][0]["recency"], r["customers_table"][0]["T"]
     (2.0, 4.0)
     """
+    from segvalue.data.writers import write_table
+    from segvalue.features.materialise import to_arrow
+    from segvalue.features.rfm import rfm_features
+
     _check_out_file(out_file)
     data = _load_orders_file(orders, as_of=as_of, time_unit=time_unit, strict=strict)
     report = data.report
@@ -989,7 +1017,7 @@ def _fit_valuation(
 ) -> Valuation:
     """Fit the CLV models on orders in the engine, with a holdout report when asked."""
     from segvalue.features.materialise import to_numpy
-    from segvalue.features.rfm import calibration_holdout, repeat_purchases_by_period
+    from segvalue.features.rfm import calibration_holdout, repeat_purchases_by_period, rfm_features
     from segvalue.valuation import fit_valuation
 
     holdout, cumulative = None, None
@@ -1074,7 +1102,11 @@ def clv_from_file(
         ``n_customers``, ``spend_model``, ``holdout``) plus the valuation settings, the
         total CLV with its interval, and the validation report.
     """
+    import pyarrow as pa
+
+    from segvalue.data.writers import write_table
     from segvalue.features.materialise import to_numpy
+    from segvalue.features.rfm import rfm_features
     from segvalue.units import per_period_rate
     from segvalue.valuation import score_customers
 
@@ -1185,6 +1217,7 @@ def run_demo(
     (300, 'segvalue.yaml')
     """
     from segvalue.data.datasets import CDNOW_AS_OF, copy_cdnow
+    from segvalue.data.writers import write_text_atomic
 
     out = Path(out_dir)
     data_dir = out / "data"
