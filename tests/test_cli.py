@@ -124,3 +124,24 @@ def test_budget_from_a_curves_file_imports_no_engine(tmp_path: Path) -> None:
     assert not loaded & (HEAVY - {"scipy", "numpy"}), loaded & HEAVY
     assert "scipy.optimize" in modules  # the probe did run the optimiser
     assert not {"scipy.stats", "scipy.signal"} & modules
+
+
+def test_run_json_records_timings_and_every_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "orders.csv").write_text(
+        "order_id,customer_id,order_ts,amount\n"
+        "1,a,2024-01-02,5\n2,a,2024-02-03,7\n3,b,2024-01-09,4\n4,c,2024-03-01,9\n"
+    )
+    config = tmp_path / "segvalue.yaml"
+    config.write_text("sources:\n  orders:\n    path: orders.csv\noutput:\n  dir: out\n")
+    assert cli(["run", "-c", str(config), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    written = {p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")}
+    assert {Path(p).name for p in run["outputs"].values()} == written
+    assert run["outputs"] == printed["outputs"]
+    stages = run["timings_seconds"]
+    assert {"read", "validate", "features", "segments", "materialise", "rejects"} <= set(stages)
+    assert all(seconds >= 0 for seconds in stages.values())
+    assert set(printed["timings_seconds"]) == set(stages) | {"write"}

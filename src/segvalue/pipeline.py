@@ -524,13 +524,17 @@ def run(
                     segment_priorities=economics.priorities,
                 )
                 documents["budget_guidance"] = economics.guidance.to_dict()
-            result.outputs = write_outputs(
-                config.output_dir,
-                {"customer_features": features, "rejects": rejects, **tables},
-                {"run": result.summary(), **_model_documents(valuation), **documents},
-                fmt=config.output.format,
-                texts=texts,
-            )
+            # run.json names every file of the run (write_outputs' naming) and the stage
+            # timings up to the write (the write itself is timed in the RunResult only).
+            tables = {"customer_features": features, "rejects": rejects, **tables}
+            documents = {"run": {}, **_model_documents(valuation), **documents}
+            out, fmt = config.output_dir, config.output.format
+            result.timings = steps.timings
+            result.outputs = {n: out / f"{n}.{fmt}" for n in tables}
+            result.outputs.update({n: out / f"{n}.json" for n in documents})
+            result.outputs.update({Path(f).stem: out / f for f in texts})
+            documents["run"] = result.summary()
+            result.outputs = write_outputs(out, tables, documents, fmt=fmt, texts=texts)
             if segmentation is not None:
                 save_snapshot(
                     config.store_dir, result.run_id, segmentation.memberships, result.summary()
