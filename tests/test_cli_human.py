@@ -219,6 +219,10 @@ def test_budget_from_the_config(shop: tuple[Path, str]) -> None:
     text = ok(["budget", "-c", "shop/segvalue.yaml"], where)
     assert "Budget plan" in text and "expected response" in text
     assert re.search(r"┃ item +┃ +current ┃ +planned ┃ marginal ROI ┃", text)
+    # docs/getting-started.md: "what if we move 20% of paid social into e-mail"
+    argv = ["budget", "-c", "shop/segvalue.yaml", "--move", "paid_social:email:0.2"]
+    text = ok(argv, where)
+    assert re.match(r"change in outcome: [+-][\d,]+\.\d\d \(95% interval ", text)
 
 
 def test_budget_from_a_curves_file(tmp_path: Path) -> None:
