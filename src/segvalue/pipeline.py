@@ -17,15 +17,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from segvalue import __version__
 from segvalue.config import Config, config_template, load_config, parse_config
-from segvalue.data.readers import connect, engine_table, materialise, read_source
 from segvalue.data.safety import (
     TargetKind,
     check_target,
@@ -34,27 +31,17 @@ from segvalue.data.safety import (
     remove_leftovers,
     target_lock,
 )
-from segvalue.data.store import (
-    load_snapshot,
-    previous_run,
-    remove_store_leftovers,
-    save_snapshot,
-)
-from segvalue.data.validation import ValidatedData, ValidationReport, validate_sources
-from segvalue.data.writers import write_outputs, write_table, write_text_atomic
 from segvalue.errors import ConfigError, DataValidationError, SegvalueError
-from segvalue.features.customer import customer_features
-from segvalue.features.materialise import to_arrow
-from segvalue.features.privacy import (
-    contact_columns,
-    pseudonym_key,
-    pseudonymise_document,
-    pseudonymise_tables,
-)
-from segvalue.features.rfm import rfm_features
-from segvalue.segments.segmentation import Segmentation
 from segvalue.units import TimeUnit, parse_time_unit
-from segvalue.valuation import Valuation
+
+# Heavy modules (pyarrow, Ibis, scipy.stats through the models) are imported in the
+# functions that use them: `segvalue budget --curves` and `--help` must start quickly.
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from segvalue.data.validation import ValidatedData, ValidationReport
+    from segvalue.segments.segmentation import Segmentation
+    from segvalue.valuation import Valuation
 
 __all__ = [
     "OrdersFile",
@@ -217,6 +204,9 @@ def load(config: Config, *, engine: Any = None, progress: Progress | None = None
 
 
 def _load(config: Config, steps: _Steps, engine: Any = None) -> ValidatedData:
+    from segvalue.data.readers import connect, read_source
+    from segvalue.data.validation import validate_sources
+
     con = connect(engine if engine is not None else config.engine.url)
     try:
         raws = {}
@@ -261,6 +251,9 @@ def _value_customers(
     Customers without a purchase (prospects) get null scores.
     """
 
+    import pyarrow as pa
+
+    from segvalue.data.readers import engine_table, materialise
     from segvalue.features.materialise import to_numpy
     from segvalue.units import per_period_rate
     from segvalue.valuation import score_customers
@@ -336,6 +329,9 @@ def _feature_matrix(
     classifier's missing branch). Returns the matrix, column names, which columns are
     categorical, and the category lists.
     """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     from segvalue.models.propensity import encode_categories
 
     table = features
@@ -393,7 +389,9 @@ def _add_propensity(
     scores every customer from their features at the observation end.
     """
     import ibis
+    import pyarrow as pa
 
+    from segvalue.features.customer import customer_features
     from segvalue.features.materialise import to_arrow
     from segvalue.models.propensity import PurchasePropensityModel, evaluate_propensity
 
@@ -519,6 +517,8 @@ def run(
     ['lifecycle', 'rfm']
     """
     if write and config.privacy.pseudonymise:  # a missing key fails before any work
+        from segvalue.features.privacy import pseudonym_key
+
         pseudonym_key(config.privacy.key_env)
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     with _claim_outputs(config, run_id, wait=wait) if write else nullcontext():
@@ -569,6 +569,8 @@ def _claim_outputs(config: Config, run_id: str, *, wait: float = 0) -> Iterator[
     with ExitStack() as stack:
         for folder, kind in checked:
             stack.enter_context(target_lock(folder, kind, wait=wait, run_id=run_id))
+        from segvalue.data.store import remove_store_leftovers
+
         output, store = (folder for folder, _ in checked)
         remove_leftovers(output)
         remove_store_leftovers(store)
@@ -584,6 +586,12 @@ def _run(
     write: bool,
     schemes: list[str] | None,
 ) -> RunResult:
+    from segvalue.data.readers import materialise
+    from segvalue.data.store import save_snapshot
+    from segvalue.data.writers import write_outputs
+    from segvalue.features.customer import customer_features
+    from segvalue.features.materialise import to_arrow
+
     enabled = int(config.clv.enabled) + 2 * int(config.segments.enabled)
     steps = _Steps(len(config.sources) + 4 + enabled + 2 * int(write), progress)
     data = _load(config, steps, engine)
@@ -634,13 +642,20 @@ def _run(
                 documents["budget_guidance"] = economics.guidance.to_dict()
             tables = {"customer_features": features, "rejects": rejects, **tables}
             tables = _private_outputs(config, data, tables)
+            # run.json names every file of the run (write_outputs' naming) and the stage
+            # timings up to the write (the write itself is timed in the RunResult only).
+            documents = {"run": {}, **_model_documents(valuation), **documents}
+            out, fmt = config.output_dir, config.output.format
+            result.timings = steps.timings
+            result.outputs = {n: out / f"{n}.{fmt}" for n in tables}
+            result.outputs.update({n: out / f"{n}.json" for n in documents})
+            result.outputs.update({Path(f).stem: out / f for f in texts})
+            documents["run"] = result.summary()
             result.outputs = write_outputs(
-                config.output_dir,
+                out,
                 tables,
-                _private_documents(
-                    config, {"run": result.summary(), **_model_documents(valuation), **documents}
-                ),
-                fmt=config.output.format,
+                _private_documents(config, documents),
+                fmt=fmt,
                 texts=texts,
                 protected={**_protected(config), config.store_dir: "the run store"},
                 config_dir=config.base_dir,
@@ -660,6 +675,8 @@ def _run(
 
 def _contacts(config: Config, data: ValidatedData) -> dict[str, str]:
     """Contact columns of the customers table: never profiled, modelled or written."""
+    from segvalue.features.privacy import contact_columns
+
     if "customers" not in data.tables:
         return {}
     return contact_columns(
@@ -671,6 +688,9 @@ def _private_outputs(
     config: Config, data: ValidatedData, tables: Mapping[str, pa.Table]
 ) -> dict[str, pa.Table]:
     """Outputs as ``privacy`` asks: contact columns only with ``write_pii``, pseudonyms."""
+    from segvalue.features.materialise import to_arrow
+    from segvalue.features.privacy import pseudonym_key, pseudonymise_tables
+
     out = dict(tables)
     contacts = list(_contacts(config, data)) if config.privacy.write_pii else []
     if contacts and "customer_features" in out:
@@ -684,6 +704,8 @@ def _private_outputs(
 
 def _private_documents(config: Config, documents: dict[str, Any]) -> dict[str, Any]:
     """JSON outputs with quoted customer ids pseudonymised (``privacy.pseudonymise``)."""
+    from segvalue.features.privacy import pseudonym_key, pseudonymise_document
+
     if not config.privacy.pseudonymise:
         return documents
     key = pseudonym_key(config.privacy.key_env)
@@ -693,6 +715,7 @@ def _private_documents(config: Config, documents: dict[str, Any]) -> dict[str, A
 def _segment(
     config: Config, data: ValidatedData, features: Any, only: list[str] | None = None
 ) -> Segmentation:
+    from segvalue.data.readers import materialise
     from segvalue.segments.segmentation import segment_customers
 
     return segment_customers(
@@ -742,6 +765,11 @@ def _economics(
 
 def _migration(config: Config, segmentation: Segmentation) -> Migration | None:
     """Transitions, enter / exit events and drift since the latest recorded run."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from segvalue.data.store import load_snapshot, previous_run
+    from segvalue.features.materialise import to_arrow
     from segvalue.segments.migration import drift_alerts, membership_events, transition_matrix
 
     previous = previous_run(config.store_dir)
@@ -823,7 +851,7 @@ def _budget_items(
     config_path: str | Path | None, curves_path: str | Path | None
 ) -> tuple[list[Any], float | None, Any, dict[str, Any], list[str]]:
     """Items, default total, budget settings (None for a curves file), fitted curves, warnings."""
-    from segvalue.data.readers import read_document
+    from segvalue.data.documents import read_document
     from segvalue.economics.budget import curves_from_mapping
     from segvalue.economics.curves import fit_curves_from_channel_spend, response_items
 
@@ -1000,6 +1028,8 @@ def write_config_template(path: str | Path, *, force: bool = False) -> Path:
     >>> load_config(p).time_unit.value
     'week'
     """
+    from segvalue.data.writers import write_text_atomic
+
     path = Path(path)
     if path.exists() and not force:
         raise ConfigError(f"{path} already exists", fix="use --force to overwrite it")
@@ -1040,6 +1070,10 @@ def validate_config(
     >>> validate_config(d / "segvalue.yaml").tables["orders"].rejected
     {'unparseable_value': 1}
     """
+    from segvalue.data.readers import connect
+    from segvalue.data.writers import write_table
+    from segvalue.features.materialise import to_arrow
+
     config = load_config(config_path)
     if strict:
         config = config.model_copy(
@@ -1197,6 +1231,10 @@ def rfm_from_file(
     >>> r["customers_table"][0]["recency"], r["customers_table"][0]["T"]
     (2.0, 4.0)
     """
+    from segvalue.data.writers import write_table
+    from segvalue.features.materialise import to_arrow
+    from segvalue.features.rfm import rfm_features
+
     protected = {Path(orders.path): "the orders file"}
     _check_out_file(out_file, protected)
     data = _load_orders_file(orders, as_of=as_of, time_unit=time_unit, strict=strict)
@@ -1238,7 +1276,7 @@ def _fit_valuation(
 ) -> Valuation:
     """Fit the CLV models on orders in the engine, with a holdout report when asked."""
     from segvalue.features.materialise import to_numpy
-    from segvalue.features.rfm import calibration_holdout, repeat_purchases_by_period
+    from segvalue.features.rfm import calibration_holdout, repeat_purchases_by_period, rfm_features
     from segvalue.valuation import fit_valuation
 
     holdout, cumulative = None, None
@@ -1325,7 +1363,11 @@ def clv_from_file(
         ``n_customers``, ``spend_model``, ``holdout``, ``warnings``) plus the valuation
         settings, the total CLV with its interval, and the validation report.
     """
+    import pyarrow as pa
+
+    from segvalue.data.writers import write_table
     from segvalue.features.materialise import to_numpy
+    from segvalue.features.rfm import rfm_features
     from segvalue.units import per_period_rate
     from segvalue.valuation import score_customers
 
@@ -1442,6 +1484,7 @@ def run_demo(
     (300, 'segvalue.yaml')
     """
     from segvalue.data.datasets import CDNOW_AS_OF, copy_cdnow
+    from segvalue.data.writers import write_text_atomic
 
     if dataset not in ("demo", "cdnow"):
         raise ConfigError(f"unknown --dataset {dataset!r}", fix="use 'demo' or 'cdnow'")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,11 +18,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape as _escape_markup
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.padding import Padding
+from rich.table import Table as _RichTable
 
 from segvalue import __version__
-from segvalue.data.writers import json_safe
 from segvalue.errors import ConfigError, SegvalueError, safe_text
 
 #: ``--wait`` of the commands that write the output folder and the store.
@@ -35,15 +35,36 @@ WaitOption = Annotated[
     ),
 ]
 
+# Only what every command needs is imported here: `segvalue --help` must start in well under
+# half a second, so the pipeline (Ibis, pyarrow, scipy, ...) is imported inside each command.
 app = typer.Typer(
     name="segvalue",
     help="Customer segments, lifetime value and ROI-maximising action.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help text is printed as written: no Rich markup, no emoji codes (":email:" in
+    # "paid_social:email:0.2" stays text).
+    rich_markup_mode=None,
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# Our own markup styles fixed words; every user-derived string goes through escape().
+# emoji=False: a ":name:" inside user data or a message is never turned into an emoji.
+# Prose wraps at the terminal width; tables are built to fit 80 columns.
+out = Console(emoji=False, highlight=False)
+err = Console(stderr=True, soft_wrap=True, emoji=False)
+
+
+class Table(_RichTable):
+    """A Rich table whose cells wrap, never cut with "…", so it fits an 80-column terminal.
+
+    A column is never narrower than the longest word of its heading.
+    """
+
+    def add_column(self, header: Any = "", *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("overflow", "fold")
+        if isinstance(header, str):
+            kwargs.setdefault("min_width", max((len(w) for w in header.split()), default=0))
+        super().add_column(header, *args, **kwargs)
 
 
 def escape(text: str) -> str:
@@ -57,6 +78,8 @@ def _progress(enabled: bool = True) -> Iterator[Any]:
     if not enabled or not err.is_terminal:
         yield None
         return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -100,7 +123,9 @@ def init(
     from segvalue.pipeline import write_config_template
 
     write_config_template(path, force=force)
-    out.print(f"wrote {path}: edit sources and columns, then run `segvalue validate -c {path}`")
+    out.print(f"wrote {escape(str(path))}", soft_wrap=True)
+    out.print("edit its sources and columns, then run:")
+    out.print(f"  segvalue validate -c {escape(str(path))}", soft_wrap=True)
 
 
 @app.command()
@@ -132,10 +157,13 @@ def demo(
     _print_report(result.report.to_dict())
     _print_features(result.features)
     _print_segments(result.summary().get("segments"))
-    out.print(f"\n[bold]config[/]  {config_path}")
+    out.print(f"\n[bold]config[/]  {escape(_shown(config_path))}", soft_wrap=True)
     _print_outputs(result.outputs)
-    for command in ("segment", "kpis", "budget"):
-        out.print(f"try: segvalue {command} -c {config_path}")
+    commands = ["segment", "kpis"]
+    if "channel_spend" in result.report.tables:  # budget curves are fitted from its history
+        commands.append("budget")
+    for command in commands:
+        out.print(f"try: segvalue {command} -c {escape(_shown(config_path))}", soft_wrap=True)
 
 
 @app.command()
@@ -204,18 +232,55 @@ def segment(
 
 
 def _number(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4g}"
+    return "n/a" if value is None else _short(value)
 
 
-_KPI_COLUMNS = (
-    ("customers", "{:,}"),
-    ("share", "{:.1%}"),
-    ("average_order_value", "{:,.2f}"),
-    ("repeat_rate", "{:.1%}"),
-    ("churn_risk", "{:.1%}"),
-    ("clv_mean", "{:,.2f}"),
-    ("clv_cac", "{:.2f}"),
+#: The KPI table, in two tables of at most five columns so that each fits an 80-column
+#: terminal with its intervals: (key, heading, percent?). `--json` has every KPI.
+_KPI_TABLES = (
+    (
+        ("customers", "customers", False),
+        ("share", "share", True),
+        ("average_order_value", "order value", False),
+        ("repeat_rate", "repeat rate", True),
+    ),
+    (
+        ("churn_risk", "churn risk", True),
+        ("clv_mean", "CLV (mean)", False),
+        ("clv_cac", "CLV:CAC", False),
+    ),
 )
+
+
+def _short(value: float, percent: bool = False) -> str:
+    """A number in at most about six characters: 35.47, 1.23k, 4.5M, 12.3%.
+
+    Examples
+    --------
+    >>> _short(35.4711), _short(12345.6), _short(0.1234, percent=True), _short(-0.0)
+    ('35.47', '12.3k', '12.3%', '0')
+    """
+    if percent:
+        return f"{value:.1%}"
+    if value == 0:
+        return "0"  # never "-0"
+    for limit, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= limit:
+            return f"{value / limit:.3g}{suffix}"
+    return f"{value:.4g}"
+
+
+def _kpi_cell(row: dict[str, Any], key: str, percent: bool) -> str:
+    """The estimate, and its interval on a second line."""
+    value, low, high = row.get(key), row.get(f"{key}_lower"), row.get(f"{key}_upper")
+    if value is None:
+        return "n/a"
+    if key == "customers":
+        return f"{value:,}"
+    text = _short(value, percent)
+    if low is not None and high is not None:
+        text += f"\n[{_short(low, percent)}, {_short(high, percent)}]"
+    return escape(text)
 
 
 @app.command()
@@ -246,20 +311,18 @@ def kpis(
         for p in (result.segmentation.personas if result.segmentation else [])
         if p.scheme == economics.scheme
     }
-    table = Table(title=f"Segment KPIs ({economics.scheme}), 95% intervals")
-    table.add_column("segment")
-    for name, _ in _KPI_COLUMNS:
-        table.add_column(name, justify="right")
-    for row in economics.kpis.to_pylist():
-        cells = [escape(str(row["segment"]))]
-        for name, fmt in _KPI_COLUMNS:
-            value, low, high = row.get(name), row.get(f"{name}_lower"), row.get(f"{name}_upper")
-            text = "" if value is None else fmt.format(value)
-            if low is not None and high is not None:
-                text += f" [{fmt.format(low)}, {fmt.format(high)}]"
-            cells.append(text)
-        table.add_row(*cells)
-    out.print(table)
+    rows = economics.kpis.to_pylist()
+    for index, columns in enumerate(_KPI_TABLES):
+        title = f"Segment KPIs ({economics.scheme}), 95% intervals" if index == 0 else None
+        table = Table(title=title)
+        table.add_column("segment")
+        for _, heading, _ in columns:
+            table.add_column(heading, justify="right")
+        for row in rows:
+            cells = [_kpi_cell(row, key, percent) for key, _, percent in columns]
+            table.add_row(escape(str(row["segment"])), *cells)
+        out.print(table)
+    out.print("each cell: the estimate, then its 95% interval; --json has every KPI")
     for row in economics.status.to_pylist():
         if row["status"] != "on_track":
             out.print(
@@ -392,7 +455,12 @@ def rfm(
     if out_file is not None:
         out.print(f"features written to {out_file}")
     else:
-        _print_rows(result["customers"][:10], title="first customers")
+        # The BTYD columns fit 80 columns; --out and --json carry the purchase dates too.
+        _print_rows(
+            result["customers_table"][:10],
+            title="first customers",
+            columns=("customer_id", "frequency", "recency", "T", "monetary_value"),
+        )
 
 
 @app.command()
@@ -448,6 +516,8 @@ def clv(
             out_file=out_file,
         )
     if json_output:
+        from segvalue.data.writers import json_safe
+
         report = result.pop("report")
         result["rows_rejected"] = report["rows_rejected"]
         out.print_json(json.dumps(json_safe(result), default=str))
@@ -529,7 +599,7 @@ def _print_report(report: dict[str, Any]) -> None:
                 out.print(f"    {escape(example)}", highlight=False)
         if t["returns"]:
             out.print(
-                f"  returns in {t['source']}: {t['returns']:,} rows, "
+                f"  returns in {escape(t['source'])}: {t['returns']:,} rows, "
                 f"{t['returns_amount']:,.2f} netted against their customers"
             )
         if t.get("zero_amounts"):
@@ -540,7 +610,7 @@ def _print_report(report: dict[str, Any]) -> None:
                 f"{report['lookback_start']} left out"
             )
     for warning in report["warnings"]:
-        out.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+        out.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
 def _print_features(features: Any) -> None:
@@ -590,19 +660,36 @@ def _print_migration(migration: dict[str, Any]) -> None:
         out.print(f"[yellow]drift:[/] {escape(alert['message'])}", highlight=False)
 
 
+def _shown(path: Path) -> str:
+    """A path as short as it can be said: relative to the working folder when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def _print_outputs(outputs: dict[str, Path]) -> None:
-    for name, path in outputs.items():
-        out.print(f"[bold]{name}[/]  {path}")
+    """The output folder once, then one file per line (short lines, paths never broken)."""
+    folders = {Path(path).parent for path in outputs.values()}
+    if len(folders) != 1:
+        for name, path in outputs.items():
+            out.print(f"[bold]{escape(name)}[/]  {escape(_shown(path))}", soft_wrap=True)
+        return
+    # soft_wrap: a path is never broken across lines (it stays copyable).
+    out.print(f"[bold]outputs[/] in {escape(_shown(folders.pop()))}{os.sep}", soft_wrap=True)
+    names = "  ".join(Path(path).name for path in outputs.values())
+    out.print(Padding(escape(names), (0, 0, 0, 2)))
 
 
-def _print_rows(rows: list[dict[str, Any]], *, title: str) -> None:
+def _print_rows(rows: list[dict[str, Any]], *, title: str, columns: tuple[str, ...]) -> None:
     if not rows:
         return
     table = Table(title=title)
-    for column in rows[0]:
+    for column in columns:
         table.add_column(column, justify="right")
     for row in rows:
-        table.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
+        values = (row[column] for column in columns)
+        table.add_row(*(escape(f"{v:.2f}" if isinstance(v, float) else str(v)) for v in values))
     out.print(table)
 
 

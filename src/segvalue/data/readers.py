@@ -23,6 +23,7 @@ from ibis.common.exceptions import TableNotFound
 
 from segvalue.config import Config, CsvOptions, SourceConfig
 from segvalue.data.contract import CONTRACT
+from segvalue.data.documents import read_document  # kept here for callers of readers
 from segvalue.data.parse import check_date_format
 from segvalue.errors import (
     ConfigError,
@@ -546,45 +547,3 @@ def map_columns(table: ir.Table, name: str, source: SourceConfig, label: str) ->
     if renames:
         table = table.rename(renames)
     return table.mutate(**surrogates) if surrogates else table
-
-
-def read_document(path: str | Path) -> Any:
-    """A YAML or JSON document (by extension; YAML otherwise) as plain data.
-
-    Raises
-    ------
-    ConfigError
-        When the file is missing or does not parse, naming the file and the line.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "curves.json"
-    >>> _ = p.write_text('{"total": 500}')
-    >>> read_document(p)
-    {'total': 500}
-    """
-    import json
-
-    import yaml
-
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"{file}: file not found", fix="check the path")
-    text = file.read_text(encoding="utf-8")
-    try:
-        if file.suffix.lower() == ".json":
-            return json.loads(text)
-        return yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{file}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
-            fix="correct the JSON syntax",
-        ) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(
-            f"{file}: invalid YAML{where}: {getattr(exc, 'problem', exc)}",
-            fix="correct the YAML syntax (indentation, colons, quotes)",
-        ) from None
