@@ -116,7 +116,9 @@ def test_clv_budget_names_items_without_a_segment_clv(ws: Workspace, json_output
     if json_output:
         warnings = json.loads(result.out)["warnings"]
     else:
-        warnings = [line for line in result.out.splitlines() if line.startswith("warning:")]
+        # a long warning wraps at the terminal width: one paragraph per "warning:"
+        text = " ".join(result.out.split())
+        warnings = ["warning:" + w for w in text.split("warning:")[1:]]
     assert len(warnings) == 1, warnings
     assert "mystery (segment 'lyal')" in warnings[0]
     assert "plain (no segment)" in warnings[0]

@@ -36,11 +36,13 @@ import shutil
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, Literal
 
 from segvalue.errors import ConfigError, SegvalueError
+
+# pyarrow is imported where a table is checked: `segvalue budget --curves` must start fast.
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "MARK_NAME",
@@ -160,6 +162,7 @@ def _csv_header(table: pa.Table) -> bytes:
 def _written_by_segvalue(path: Path, table: pa.Table) -> bool:
     """Whether an existing file is one segvalue wrote for a table of this shape."""
     if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         try:
