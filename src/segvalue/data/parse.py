@@ -42,6 +42,11 @@ _ISO_WITH_OFFSET = (
     r"\s*([Zz]|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$"
 )
 _OFFSET = r"([Zz]|UTC|GMT|[+-]\d{2}(?::?\d{2})?)"
+# ... with an offset in use on Earth: -14:00 to +14:00, minutes 00-59.
+_ISO_WITH_REAL_OFFSET = (
+    r"^\d{4}-\d{1,2}-\d{1,2}[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?"
+    r"\s*(?:[Zz]|UTC|GMT|[+-](?:0\d|1[0-4])(?::?[0-5]\d)?)$"
+)
 
 _TRUE = ("true", "t", "yes", "y", "1")
 _FALSE = ("false", "f", "no", "n", "0")
@@ -171,53 +176,91 @@ def _parse_timestamp(
     naive = ibis.coalesce(*candidates)
     # An engine's own cast drops an offset (DuckDB, PostgreSQL) or applies its session
     # zone (Spark): text with an offset is converted here, the same way on every engine.
-    local = text.re_extract(_ISO_WITH_OFFSET, 1).try_cast(dt.timestamp)
-    with_offset = _in_zone(local, text.re_extract(_ISO_WITH_OFFSET, 2), timezone)
+    # Every engine segvalue runs on (DuckDB, PostgreSQL, Spark) is connected by Ibis with
+    # its session zone set to UTC: a cast to a zoned timestamp and back gives UTC. Forms the
+    # engine's cast does not read (+02 after a blank, a lower-case z) take the string path.
+    length, minutes = _trailing_offset(text)
+    local = text.left(text.length() - length).strip().try_cast(dt.timestamp)
+    utc = ibis.coalesce(
+        text.try_cast(dt.Timestamp(timezone="UTC")).cast(dt.timestamp),
+        local - minutes.as_interval("m"),
+    )
+    real = text.re_search(_ISO_WITH_REAL_OFFSET)
+    with_offset = real.ifelse(_from_utc(utc, timezone), ibis.null(dt.timestamp))
     return text.re_search(_ISO_WITH_OFFSET).ifelse(with_offset, naive)
 
 
 def _in_zone(local: ir.TimestampValue, offset: ir.StringValue, timezone: str) -> Any:
     """``local`` written at UTC ``offset`` (text), as the naive time in ``timezone``.
 
-    Rows without an offset (null or empty) are taken as already in ``timezone``.
+    An offset outside -14:00..+14:00 or with minutes over 59 makes the time null.
     """
-    sign = (offset.left(1) == "-").ifelse(-1, 1)
-    numeric = offset.re_search(r"^[+-]\d")
-    hours = numeric.ifelse(offset.substr(1, 2), "0").cast(dt.int64)
-    minutes = offset.re_extract(r"^[+-]\d{2}:?(\d{2})$", 1)
-    # no match is '' on some engines and null on others
-    minutes = minutes.nullif("").fill_null("0").cast(dt.int64)
-    utc = local - (sign * (hours * 60 + minutes)).as_interval("m")
-    converted = _from_utc(utc, timezone)
-    given = offset.notnull() & (offset != "")
-    # Offsets in use run from -12:00 to +14:00: anything else is a typo, not a time.
-    valid = (hours <= 14) & (minutes < 60)
-    return given.ifelse(valid.ifelse(converted, ibis.null(dt.timestamp)), local)
+    _, minutes = _trailing_offset(offset)
+    return _from_utc(local - minutes.as_interval("m"), timezone)
+
+
+def _trailing_offset(text: Any) -> tuple[Any, Any]:
+    """Length and minutes east of UTC of the offset that ends ``text``.
+
+    Forms: ``Z``, ``UTC``, ``GMT``, ``+02:00``, ``-0530``, ``+02``. String functions only,
+    no regex: each is evaluated where it is used, and there are several uses.
+    Minutes are null when the offset is not a real one (over 14 hours, over 59 minutes).
+    """
+    last6, last5, last3 = text.right(6), text.right(5), text.right(3)
+    colon = last6.left(1).isin(("+", "-")) & (last6.substr(3, 1) == ":")
+    plain = last5.left(1).isin(("+", "-"))
+    short = last3.left(1).isin(("+", "-"))
+    zulu = text.right(1).upper() == "Z"
+    named = last3.upper().isin(("UTC", "GMT"))
+    length = ibis.cases((zulu, 1), (named, 3), (colon, 6), (plain, 5), (short, 3), else_=0)
+    sign = ibis.cases(
+        (colon, last6.left(1)), (plain, last5.left(1)), (short, last3.left(1)), else_="+"
+    )
+    hours = ibis.cases(
+        (colon, last6.substr(1, 2)),
+        (plain, last5.substr(1, 2)),
+        (short, last3.substr(1, 2)),
+        else_="00",
+    ).try_cast(dt.int64)
+    mins = ibis.cases((colon, last6.substr(4, 2)), (plain, last5.substr(3, 2)), else_="00")
+    mins = mins.try_cast(dt.int64)
+    east = (sign == "-").ifelse(-1, 1) * (hours * 60 + mins)
+    return length, ((hours <= 14) & (mins < 60)).ifelse(east, ibis.null(dt.int64))
 
 
 def _from_utc(utc: ir.TimestampValue, timezone: str) -> Any:
     """A UTC time as the naive time in ``timezone``, as a portable engine expression.
 
     The zone's offset is picked by a balanced tree of comparisons with its transitions
-    (1900-2100, from the IANA database): about log2(transitions) comparisons a row. The
-    tree compares a lambda's parameter, not ``utc`` itself, so that the SQL holds the
-    expression of ``utc`` once rather than once per transition.
+    (1900-2100, from the IANA database), about log2(transitions) comparisons a row. The
+    tree compares integers (a sortable number made of the time's fields, bound once as a
+    lambda's parameter): engines evaluate timestamp literals inside lambdas once a row.
     """
     starts, offsets = _transitions(timezone)
     if not starts:
         return utc + ibis.literal(offsets[0], type=dt.int64).as_interval("s")
+    keys = [_sortable(s.year, s.month, s.day, s.hour, s.minute, s.second) for s in starts]
 
-    def shifted(instant: Any) -> Any:
+    def offset_at(key: Any) -> Any:
         def between(lo: int, hi: int) -> Any:
             if lo == hi:
                 return ibis.literal(offsets[lo], type=dt.int64)
             mid = (lo + hi + 1) // 2
-            early = instant < ibis.literal(starts[mid - 1], type=dt.timestamp)
-            return early.ifelse(between(lo, mid - 1), between(mid, hi))
+            return (key < keys[mid - 1]).ifelse(between(lo, mid - 1), between(mid, hi))
 
-        return instant + between(0, len(offsets) - 1).as_interval("s")
+        return between(0, len(offsets) - 1)
 
-    return ibis.array([utc]).map(shifted)[0]
+    def sortable(instant: Any) -> Any:
+        fields = (instant.year(), instant.month(), instant.day())
+        return _sortable(*fields, instant.hour(), instant.minute(), instant.second())
+
+    key = ibis.array([utc]).map(sortable)[0]
+    return utc + ibis.array([key]).map(offset_at)[0].as_interval("s")
+
+
+def _sortable(year: Any, month: Any, day: Any, hour: Any, minute: Any, second: Any) -> Any:
+    """One integer that orders times like the times (not a count of seconds)."""
+    return ((((year * 13 + month) * 32 + day) * 24 + hour) * 60 + minute) * 60 + second
 
 
 @functools.lru_cache(maxsize=8)
