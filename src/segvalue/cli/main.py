@@ -259,9 +259,12 @@ def _short(value: float, percent: bool = False) -> str:
     --------
     >>> _short(35.4711), _short(12345.6), _short(0.1234, percent=True), _short(-0.0)
     ('35.47', '12.3k', '12.3%', '0')
+    >>> _short(-0.0001, percent=True)
+    '0.0%'
     """
     if percent:
-        return f"{value:.1%}"
+        text = f"{value:.1%}"
+        return "0.0%" if text == "-0.0%" else text  # never "-0.0 %"
     if value == 0:
         return "0"  # never "-0"
     for limit, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
