@@ -474,11 +474,12 @@ CASES = [
         outputs=("rfm.csv",),
     ),
     Case(
-        "rfm_date_format_without_day",
+        # %Y-%m is accepted (the first of the month); a format without a month is not
+        "rfm_date_format_without_month",
         {"orders.csv": ORDERS},
-        _rfm("--date-format", "%Y-%m", "--out", "{tmp}/rfm.csv"),
-        ("date_format '%Y-%m' must contain %Y, %m and %d",),
-        "for example '%d/%m/%Y'",
+        _rfm("--date-format", "%d/%Y", "--out", "{tmp}/rfm.csv"),
+        ("date_format '%d/%Y' must contain %Y and %m",),
+        "for example '%d/%m/%Y' or '%Y-%m'",
         outputs=("rfm.csv",),
     ),
     Case(

@@ -1412,6 +1412,11 @@ def load_config(path: str | Path) -> Config:
         ) from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text", fix="save the file as UTF-8") from None
+    except RecursionError:  # PyYAML composes and builds nested blocks recursively
+        raise ConfigError(
+            f"{path}: blocks nested too deeply to read",
+            fix="a configuration is a few levels deep: check the brackets and indentation",
+        ) from None
     return parse_config(data, base_dir=path.resolve().parent, source=str(path))
 
 

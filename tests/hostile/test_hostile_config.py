@@ -85,6 +85,12 @@ REFUSED = [
         "fewer nested aliases",
     ),
     Refused(
+        "nested_too_deep",
+        "x: " + "[" * 5000 + "]" * 5000 + "\n" + SOURCES,
+        ("segvalue.yaml: blocks nested too deeply to read",),
+        "check the brackets",
+    ),
+    Refused(
         "regex_lookahead",
         _rule("{field: city, op: regex, value: '^Ber(?!lin)'}"),
         (

@@ -251,8 +251,9 @@ def _from_utc(utc: ir.TimestampValue, timezone: str) -> Any:
         return between(0, len(offsets) - 1)
 
     def sortable(instant: Any) -> Any:
-        fields = (instant.year(), instant.month(), instant.day())
-        return _sortable(*fields, instant.hour(), instant.minute(), instant.second())
+        # 64-bit: Spark's fields are 32-bit and the key overflows them
+        units = ("year", "month", "day", "hour", "minute", "second")
+        return _sortable(*(getattr(instant, unit)().cast(dt.int64) for unit in units))
 
     key = ibis.array([utc]).map(sortable)[0]
     return utc + ibis.array([key]).map(offset_at)[0].as_interval("s")
