@@ -67,6 +67,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "re2_unsupported",
+    "read_yaml",
 ]
 
 TABLE_NAMES: tuple[str, ...] = (
@@ -1357,6 +1358,66 @@ _YamlLoader.yaml_implicit_resolvers = {
 }
 
 
+def read_yaml(path: str | Path, *, what: str = "configuration") -> Any:
+    """Read a YAML file as plain data, safely: the one YAML reader of segvalue.
+
+    Dates stay text, duplicate keys at any depth are refused (naming both lines), alias
+    expansion is limited to :data:`MAX_ALIAS_NODES` nodes and the file to
+    :data:`MAX_CONFIG_BYTES` bytes.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, too large, not UTF-8 or not valid YAML, naming the line.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "curves.yaml"
+    >>> _ = p.write_text("total: 500\nas_of: 2024-01-31\n")
+    >>> read_yaml(p)
+    {'total': 500, 'as_of': '2024-01-31'}
+    >>> _ = p.write_text("total: 500\ntotal: 600\n")
+    >>> read_yaml(p)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    segvalue.errors.ConfigError: ...key 'total' is given twice, at lines 1 and 2...
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} file {str(path)!r} not found", fix="check the path")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: {path.stat().st_size:,} bytes, more than a {what} needs "
+            f"(limit {MAX_CONFIG_BYTES:,})",
+            fix=f"check that this is the {what} file; keep data in the files under 'sources'",
+        )
+    try:
+        loader = _YamlLoader(path.read_text(encoding="utf-8"))  # a SafeLoader
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                _check_yaml_tree(node, str(path))
+            return None if node is None else loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            f"{path}: not valid YAML{where}: {problem}",
+            fix="fix the indentation or quoting there",
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text", fix="save the file as UTF-8") from None
+    except RecursionError:  # PyYAML composes and builds nested blocks recursively
+        raise ConfigError(
+            f"{path}: blocks nested too deeply to read",
+            fix=f"a {what} is a few levels deep: check the brackets and indentation",
+        ) from None
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate ``segvalue.yaml``.
 
@@ -1378,7 +1439,7 @@ def load_config(path: str | Path) -> Config:
     --------
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (d / "segvalue.yaml").write_text("sources:\\n  orders:\\n    path: orders.csv\\n")
+    >>> _ = (d / "segvalue.yaml").write_text("sources:\n  orders:\n    path: orders.csv\n")
     >>> load_config(d / "segvalue.yaml").source_path("orders") == d / "orders.csv"
     True
     """
@@ -1387,36 +1448,7 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(
             f"config file {str(path)!r} not found", fix="check the path or run `segvalue init`"
         )
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(
-            f"{path}: {path.stat().st_size:,} bytes, more than a configuration needs "
-            f"(limit {MAX_CONFIG_BYTES:,})",
-            fix="check that this is segvalue.yaml; keep data in the files under 'sources'",
-        )
-    try:
-        loader = _YamlLoader(path.read_text(encoding="utf-8"))  # a SafeLoader
-        try:
-            node = loader.get_single_node()
-            if node is not None:
-                _check_yaml_tree(node, str(path))
-            data = None if node is None else loader.construct_document(node)
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(
-            f"{path}: not valid YAML{where}: {problem}",
-            fix="fix the indentation or quoting there",
-        ) from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text", fix="save the file as UTF-8") from None
-    except RecursionError:  # PyYAML composes and builds nested blocks recursively
-        raise ConfigError(
-            f"{path}: blocks nested too deeply to read",
-            fix="a configuration is a few levels deep: check the brackets and indentation",
-        ) from None
+    data = read_yaml(path)
     return parse_config(data, base_dir=path.resolve().parent, source=str(path))
 
 

@@ -32,25 +32,19 @@ def read_document(path: str | Path) -> Any:
     """
     import json
 
-    import yaml
+    from segvalue.config import read_yaml
 
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"{file}: file not found", fix="check the path")
-    text = file.read_text(encoding="utf-8")
+    if file.suffix.lower() != ".json":
+        return read_yaml(file, what="curves")
     try:
-        if file.suffix.lower() == ".json":
-            return json.loads(text)
-        return yaml.safe_load(text)
+        return json.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file}: not UTF-8 text", fix="save the file as UTF-8") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{file}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
             fix="correct the JSON syntax",
-        ) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(
-            f"{file}: invalid YAML{where}: {getattr(exc, 'problem', exc)}",
-            fix="correct the YAML syntax (indentation, colons, quotes)",
         ) from None
