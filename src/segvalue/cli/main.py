@@ -374,7 +374,7 @@ def budget(
     out.print(
         f"expected response {doc['expected_response']:,.3f} "
         f"(current {doc['current_response']:,.3f}); "
-        f"binding: {', '.join(doc['binding_constraints']) or 'none'}"
+        f"binding: {escape(', '.join(doc['binding_constraints']) or 'none')}"
     )
     for warning in warnings:
         out.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
