@@ -635,7 +635,7 @@ def _shown(path: Path) -> str:
     """A path as short as it can be said: relative to the working folder when inside it."""
     try:
         return str(Path(path).resolve().relative_to(Path.cwd()))
-    except ValueError:
+    except (ValueError, OSError):  # outside the working folder, or that folder is gone
         return str(path)
 
 
