@@ -113,6 +113,8 @@ def test_main_help_lists_every_command(tmp_path: Path) -> None:
     assert "Customer segments, lifetime value and ROI-maximising action." in text
     for command in COMMANDS:
         assert re.search(rf"^  {command}\s", text, re.MULTILINE), command
+    listing = text.split("Commands:", 1)[1]
+    assert "..." not in listing  # each command's line says all it has to say
 
 
 @pytest.mark.parametrize("command", COMMANDS)

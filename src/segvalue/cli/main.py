@@ -112,7 +112,7 @@ def main(
     """Customer segments, lifetime value and ROI-maximising action."""
 
 
-@app.command()
+@app.command(short_help="Write a commented example segvalue.yaml.")
 def init(
     path: Annotated[Path, typer.Argument(help="Where to write the example.")] = Path(
         "segvalue.yaml"
@@ -128,7 +128,7 @@ def init(
     out.print(f"  segvalue validate -c {escape(str(path))}", soft_wrap=True)
 
 
-@app.command()
+@app.command(short_help="Run the main job on built-in demo data.")
 def demo(
     customers: Annotated[int, typer.Option(help="Number of customers to generate.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 42,
@@ -166,7 +166,7 @@ def demo(
         out.print(f"try: segvalue {command} -c {escape(_shown(config_path))}", soft_wrap=True)
 
 
-@app.command()
+@app.command(short_help="Read and validate every source; report rejects.")
 def validate(
     config: Annotated[Path, typer.Option("-c", "--config", help="Path to segvalue.yaml.")],
     strict: Annotated[bool, typer.Option(help="Fail on any rejected row.")] = False,
@@ -186,7 +186,7 @@ def validate(
         _print_report(report.to_dict())
 
 
-@app.command("run")
+@app.command("run", short_help="Run the main job on your data; write the outputs.")
 def run_job(
     config: Annotated[Path, typer.Option("-c", "--config", help="Path to segvalue.yaml.")],
     json_output: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
@@ -205,7 +205,7 @@ def run_job(
     _print_outputs(result.outputs)
 
 
-@app.command()
+@app.command(short_help="Segment the customers: sizes, personas, migration.")
 def segment(
     config: Annotated[Path, typer.Option("-c", "--config", help="Path to segvalue.yaml.")],
     scheme: Annotated[
@@ -286,7 +286,7 @@ def _kpi_cell(row: dict[str, Any], key: str, percent: bool) -> str:
     return escape(text)
 
 
-@app.command()
+@app.command(short_help="Segment KPIs with intervals, targets and priorities.")
 def kpis(
     config: Annotated[Path, typer.Option("-c", "--config", help="Path to segvalue.yaml.")],
     json_output: Annotated[bool, typer.Option("--json", help="Print KPIs as JSON.")] = False,
@@ -341,7 +341,7 @@ def kpis(
     _print_outputs(result.outputs)
 
 
-@app.command()
+@app.command(short_help="Allocate a budget across items (response curves).")
 def budget(
     config: Annotated[
         Path | None, typer.Option("-c", "--config", help="Path to segvalue.yaml.")
@@ -401,13 +401,13 @@ def budget(
     out.print(
         f"expected response {doc['expected_response']:,.3f} "
         f"(current {doc['current_response']:,.3f}); "
-        f"binding: {', '.join(doc['binding_constraints']) or 'none'}"
+        f"binding: {escape(', '.join(doc['binding_constraints']) or 'none')}"
     )
     for warning in warnings:
         out.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
-@app.command()
+@app.command(short_help="RFM / BTYD features per customer from an orders file.")
 def rfm(
     orders: Annotated[Path, typer.Argument(help="Orders file (CSV/text or Parquet).")],
     customer_col: Annotated[str, typer.Option(help="Customer id column.")],
@@ -466,7 +466,7 @@ def rfm(
         )
 
 
-@app.command()
+@app.command(short_help="Fit CLV models and value every customer.")
 def clv(
     orders: Annotated[Path, typer.Argument(help="Orders file (CSV/text or Parquet).")],
     customer_col: Annotated[str, typer.Option(help="Customer id column.")],
@@ -667,7 +667,7 @@ def _shown(path: Path) -> str:
     """A path as short as it can be said: relative to the working folder when inside it."""
     try:
         return str(Path(path).resolve().relative_to(Path.cwd()))
-    except ValueError:
+    except (ValueError, OSError):  # outside the working folder, or that folder is gone
         return str(path)
 
 
