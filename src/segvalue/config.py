@@ -1374,10 +1374,10 @@ def read_yaml(path: str | Path, *, what: str = "configuration") -> Any:
     --------
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "curves.yaml"
-    >>> _ = p.write_text("total: 500\nas_of: 2024-01-31\n")
+    >>> _ = p.write_text("total: 500\\nas_of: 2024-01-31\\n")
     >>> read_yaml(p)
     {'total': 500, 'as_of': '2024-01-31'}
-    >>> _ = p.write_text("total: 500\ntotal: 600\n")
+    >>> _ = p.write_text("total: 500\\ntotal: 600\\n")
     >>> read_yaml(p)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -1439,7 +1439,7 @@ def load_config(path: str | Path) -> Config:
     --------
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (d / "segvalue.yaml").write_text("sources:\n  orders:\n    path: orders.csv\n")
+    >>> _ = (d / "segvalue.yaml").write_text("sources:\\n  orders:\\n    path: orders.csv\\n")
     >>> load_config(d / "segvalue.yaml").source_path("orders") == d / "orders.csv"
     True
     """
