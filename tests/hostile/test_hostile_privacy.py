@@ -266,3 +266,19 @@ def test_invalid_privacy_settings_are_refused(ws: Any, privacy: str, expected: s
     outcome = ws.run(["run", "-c", "{ws}/segvalue.yaml"], may_write=[])
     assert outcome.code == 2
     assert expected in outcome.text and "segvalue.yaml" in outcome.text
+
+
+def test_a_contact_column_is_never_a_cluster_feature(ws: Any) -> None:
+    scheme = (
+        "segments:\n"
+        "  schemes:\n"
+        "    - {name: groups, type: cluster, features: [frequency, contact], k: 2}\n"
+    )
+    ws.write(_files(privacy=scheme))
+    outcome = ws.run(
+        ["run", "-c", "{ws}/segvalue.yaml"], may_write=["out", "store", ".out.lock", ".store.lock"]
+    )
+    assert outcome.code == 2, outcome.text
+    assert "segments.schemes[0].features: 'contact' holds contact details" in outcome.text
+    assert "privacy.not_pii" in outcome.text
+    assert not (ws.root / "out" / "segment_memberships.csv").exists()

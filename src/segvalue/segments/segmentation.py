@@ -224,6 +224,16 @@ def segment_customers(
                 fix=f"use one of: {', '.join(known) or '(none configured)'}",
             )
         schemes = [(i, s) for i, s in schemes if s.name in only]
+    for index, scheme in schemes:  # contact details are never model inputs
+        if isinstance(scheme, ClusterConfig):
+            listed = [f for f in scheme.features if f in set(pii or ())]
+            if listed:
+                raise ConfigError(
+                    f"segments.schemes[{index}].features: {listed[0]!r} holds contact "
+                    "details, which are never clustered on",
+                    fix=f"remove {listed[0]!r} from the features (or, if it is not personal "
+                    "data, list it under privacy.not_pii)",
+                )
     table = cache(customer_attributes(features, customers), "segment_input")
     parts: list[ir.Table] = []
     details: dict[str, dict[str, Any]] = {}
