@@ -49,7 +49,7 @@ def test_curves_file_gives_the_closed_form_optimum(
         ("total: 500\nitems:\n  - {name: a, form: hill, beta: 1, k: 1}\n", "slope"),
         ("total: 500\nitems:\n  - {name: a, beta: 1, k: 1, slop: 2}\n", "slop"),
         ("total: 5\nitems:\n  - {name: a, form: michaelis_menten, beta: 1, k: 1, min: 9}\n", "a"),
-        ("items: [\n", "invalid YAML"),
+        ("items: [\n", "not valid YAML"),
     ],
 )
 def test_bad_curves_files_are_named_errors(
