@@ -1074,7 +1074,7 @@ def clv_from_file(
         ``n_customers``, ``spend_model``, ``holdout``) plus the valuation settings, the
         total CLV with its interval, and the validation report.
     """
-    from segvalue.features.materialise import to_numpy
+    from segvalue.features.materialise import numpy_columns
     from segvalue.units import per_period_rate
     from segvalue.valuation import score_customers
 
@@ -1086,7 +1086,12 @@ def clv_from_file(
     )
     report = data.report
     unit, as_of, table = report.time_unit, report.as_of, data.tables["orders"]
-    full = to_numpy(rfm_features(table, as_of=as_of, time_unit=unit).order_by("customer_id"))
+    keys = ("frequency", "recency", "T", "monetary_value")
+    # One query; the customer ids stay in Arrow (a million of them would each become a
+    # Python string and back), only the models' inputs become numpy.
+    rfm = rfm_features(table, as_of=as_of, time_unit=unit).select("customer_id", *keys)
+    summary = to_arrow(rfm.order_by("customer_id"))
+    full = numpy_columns(summary, keys)
     valuation = _fit_valuation(
         table,
         as_of=as_of,
@@ -1102,8 +1107,8 @@ def clv_from_file(
     )
     predictions = pa.table(
         {
-            "customer_id": full["customer_id"],
-            **{k: full[k] for k in ("frequency", "recency", "T", "monetary_value")},
+            "customer_id": summary.column("customer_id"),
+            **{k: full[k] for k in keys},
             **scores,
         }
     )
