@@ -4,7 +4,8 @@ Every tool runs as its own process started from here, timed from start to exit, 
 its peak memory (``ru_maxrss`` of that child), on the same file in one run:
 
 - **segvalue**: the CLI as a user types it, ``.venv/bin/segvalue clv FILE
-  --customer-col ... --json`` (BG/NBD + Gamma-Gamma, 52 weeks, 10 % a year; segvalue
+  --customer-col ... --model bgnbd --spend-model gamma-gamma --horizon 52 --discount-rate 0.1
+  --json`` (BG/NBD + Gamma-Gamma, 52 weeks, 10 % a year, named whatever the defaults; segvalue
   also validates every row and computes CLV intervals, which the others do not);
 - **lifetimes 0.11.3**: ``pandas.read_csv``, ``summary_data_from_transaction_data``
   (days, reported in weeks: ``freq="D", freq_multiplier=7``), ``BetaGeoFitter``,
@@ -330,7 +331,10 @@ def run_process(command: list[str], log: Path, env: dict[str, str]) -> dict[str,
 
 def segvalue_command(spec: dict[str, Any]) -> list[str]:
     exe = Path(sys.executable).parent / "segvalue"
-    return [str(exe), "clv", spec["path"], *spec["segvalue_args"], "--json"]
+    # The model named: the same BG/NBD + Gamma-Gamma as the others, whatever the default.
+    model = ["--model", "bgnbd", "--spend-model", "gamma-gamma"]
+    model += ["--horizon", str(HORIZON_WEEKS), "--discount-rate", str(ANNUAL_RATE)]
+    return [str(exe), "clv", spec["path"], *spec["segvalue_args"], *model, "--json"]
 
 
 def parse_result(tool: str, stdout: str) -> dict[str, Any]:
