@@ -246,6 +246,10 @@ def _value_customers(
 
     report, settings = data.report, config.clv
     unit, as_of = report.time_unit, report.as_of
+    # Materialise once, before the first query on the features: sums of floats in a
+    # parallel engine may differ in the last bit between two evaluations, and the scores
+    # are joined back on these values.
+    features = materialise(data.con, features, "features")
     repeaters = int(_scalar_of(features.filter(features.frequency > 0).count()))
     if repeaters < MIN_REPEAT_CUSTOMERS_FOR_CLV:
         report.warnings.append(
@@ -265,9 +269,6 @@ def _value_customers(
         spend_model=settings.spend_model,
     )
     keys = ["frequency", "recency", "T", "monetary_value"]
-    # Materialise once: sums of floats in a parallel engine may differ in the last bit
-    # between two evaluations, and the scores are joined back on these values.
-    features = materialise(data.con, features, "features")
     patterns = features.filter(features.frequency.notnull()).select(*keys).distinct()
     arrays = to_numpy(patterns)
     scores = score_customers(
