@@ -365,7 +365,7 @@ def bytecode_status() -> str:
     sources = list(package.rglob("*.py"))
     compiled = sum(Path(importlib.util.cache_from_source(str(p))).exists() for p in sources)
     flag = os.environ.get("PYTHONDONTWRITEBYTECODE")
-    return f"{compiled} of {len(sources)} segvalue modules have .pyc" + (
+    return f"{compiled} of {len(sources)} segvalue modules ({package}) have .pyc" + (
         f"; PYTHONDONTWRITEBYTECODE={flag}" if flag else ""
     )
 
