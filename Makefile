@@ -15,8 +15,12 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# Installed packages are compiled to bytecode by uv (`compile-bytecode` in pyproject.toml)
+# and segvalue's own sources here, so start-up never depends on .pyc files being written at
+# first import (PYTHONDONTWRITEBYTECODE, a read-only checkout).
 sync: $(UV)
 	$(UV) sync --locked --extra postgres --extra spark --python $(PYTHON)
+	.venv/bin/python -m compileall -q src
 
 demo: sync
 	.venv/bin/segvalue demo

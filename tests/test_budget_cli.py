@@ -80,6 +80,14 @@ def test_budget_from_the_demo_config_fits_curves_and_beats_the_current_plan(
     assert set(doc["allocation"]) == {"app_push", "email", "onsite", "paid_social", "search_ads"}
     assert sum(doc["allocation"].values()) == pytest.approx(doc["current_spend"], rel=1e-9)
     assert doc["expected_response"] >= doc["current_response"]
+    # The demo's curves are per channel, reaching no one segment: objective clv says so
+    # (naming the segments that have a CLV, from a run of the config) and is revenue.
+    assert cli(["budget", "-c", str(config_path), "--objective", "clv", "--json"]) == 0
+    clv = json.loads(capsys.readouterr().out)
+    assert len(clv["warnings"]) == 1 and "email (no segment)" in clv["warnings"][0]
+    assert "Segments with a CLV: " in clv["warnings"][0]
+    assert "Segments with a CLV: none" not in clv["warnings"][0]
+    assert clv["allocation"] == pytest.approx(doc["allocation"], rel=1e-6)
 
 
 MOVABLE = """\
@@ -121,3 +129,48 @@ def test_target_finds_the_smallest_budget(
     assert "1,900" in capsys.readouterr().err  # the curves saturate at 1000 + 600 + 300
     assert cli(["budget", "--curves", str(path), "--target", "900", "--objective", "profit"]) == 2
     assert "--objective revenue" in capsys.readouterr().err
+
+
+SEGMENT_CURVES = """\
+total: 200
+segment_clv: {all customers: 100, loyal: 150, new: 50}
+items:
+  - {name: loyal_email, form: michaelis_menten, beta: 1000, k: 100, segment: loyal}
+  - {name: new_email, form: michaelis_menten, beta: 1000, k: 100, segment: new}
+"""
+
+
+def test_clv_objective_values_items_by_their_segment_clv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two identical curves: revenue splits 100 / 100; clv weights loyal (150 / 100) and
+    new (50 / 100), and equal marginal ROI 1.5 bk / (k + s_a)^2 = 0.5 bk / (k + s_b)^2 with
+    s_a + s_b = 200 gives k + s_a = 400 / (1 + 1 / sqrt 3) in closed form."""
+    path = tmp_path / "curves.yaml"
+    path.write_text(SEGMENT_CURVES)
+    assert cli(["budget", "--curves", str(path), "--objective", "revenue", "--json"]) == 0
+    revenue = json.loads(capsys.readouterr().out)["allocation"]
+    assert revenue == pytest.approx({"loyal_email": 100.0, "new_email": 100.0}, abs=1e-6)
+    assert cli(["budget", "--curves", str(path), "--objective", "clv", "--json"]) == 0
+    clv = json.loads(capsys.readouterr().out)
+    loyal = 400 / (1 + 3**-0.5) - 100
+    assert clv["allocation"]["loyal_email"] == pytest.approx(loyal, abs=1e-6)
+    assert clv["allocation"]["new_email"] == pytest.approx(200 - loyal, abs=1e-6)
+    assert clv["objective"] == "clv"
+
+
+def test_documented_default_objectives_match_behaviour(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/budget.md: a curves file defaults to revenue, a config to budget.objective
+    (profit by default)."""
+    from segvalue.config import BudgetConfig
+
+    docs = (Path(__file__).parents[1] / "docs" / "budget.md").read_text()
+    assert "a curves file defaults to `revenue`" in docs
+    assert "`budget.objective` (default `profit`)" in docs
+    assert BudgetConfig().objective == "profit"
+    path = tmp_path / "curves.yaml"
+    path.write_text(SEGMENT_CURVES)
+    assert cli(["budget", "--curves", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["objective"] == "revenue"

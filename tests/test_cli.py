@@ -89,3 +89,59 @@ def test_console_script_usage_error_exits_2() -> None:
     proc = subprocess.run([str(SEGVALUE), "rfm"], capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
+
+
+def _modules_loaded_by(argv: list[str]) -> set[str]:
+    """Every module a fresh interpreter has imported after running ``segvalue argv``."""
+    probe = (
+        "import contextlib, io, sys\n"
+        "from segvalue.cli.main import cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    code = cli({argv!r})\n"
+        "print(code, ' '.join(sorted(sys.modules)))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    code, _, modules = proc.stdout.strip().partition(" ")
+    assert code == "0", proc.stdout + proc.stderr
+    return set(modules.split())
+
+
+HEAVY = {"ibis", "pyarrow", "pandas", "sklearn", "duckdb", "sqlglot", "scipy", "numpy"}
+
+
+def test_help_imports_nothing_heavy() -> None:
+    """`segvalue --help` stays well under half a second: no engine, no scipy at start-up."""
+    loaded = {name.split(".")[0] for name in _modules_loaded_by(["--help"])}
+    assert not loaded & HEAVY, loaded & HEAVY
+
+
+def test_budget_from_a_curves_file_imports_no_engine(tmp_path: Path) -> None:
+    """`segvalue budget --curves FILE` needs the optimiser, not Ibis, pyarrow or scipy.stats."""
+    path = tmp_path / "curves.yaml"
+    path.write_text("items:\n  - {name: a, form: michaelis_menten, beta: 10, k: 2}\ntotal: 5\n")
+    modules = _modules_loaded_by(["budget", "--curves", str(path)])
+    loaded = {name.split(".")[0] for name in modules}
+    assert not loaded & (HEAVY - {"scipy", "numpy"}), loaded & HEAVY
+    assert "scipy.optimize" in modules  # the probe did run the optimiser
+    assert not {"scipy.stats", "scipy.signal"} & modules
+
+
+def test_run_json_records_timings_and_every_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "orders.csv").write_text(
+        "order_id,customer_id,order_ts,amount\n"
+        "1,a,2024-01-02,5\n2,a,2024-02-03,7\n3,b,2024-01-09,4\n4,c,2024-03-01,9\n"
+    )
+    config = tmp_path / "segvalue.yaml"
+    config.write_text("sources:\n  orders:\n    path: orders.csv\noutput:\n  dir: out\n")
+    assert cli(["run", "-c", str(config), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    written = {p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")}
+    assert {Path(p).name for p in run["outputs"].values()} == written
+    assert run["outputs"] == printed["outputs"]
+    stages = run["timings_seconds"]
+    assert {"read", "validate", "features", "segments", "materialise", "rejects"} <= set(stages)
+    assert all(seconds >= 0 for seconds in stages.values())
+    assert set(printed["timings_seconds"]) == set(stages) | {"write"}

@@ -793,3 +793,17 @@ def test_same_kpis_on_spark(spark: Any, fixture_kpis: pa.Table) -> None:
                 assert left[key] == pytest.approx(value, rel=1e-12), key
             else:
                 assert left[key] == value, key
+
+
+def test_intervals_of_non_negative_kpis_stay_in_their_support() -> None:
+    """A two-customer segment with CLVs 0 and 10: the t interval reaches below 0."""
+    from segvalue.economics.kpis import NON_NEGATIVE, _put
+
+    raw = t_interval(np.array([10.0]), np.array([100.0]), np.array([2.0]))
+    assert raw.lower[0] < 0 < raw.upper[0]  # the case the clipping is for
+    columns: dict[str, Any] = {}
+    _put(columns, "clv_mean", raw, 1, support=NON_NEGATIVE)
+    _put(columns, "churn_risk", t_interval([1.9], [1.81], [2.0]), 1, support=(0.0, 1.0))
+    assert columns["clv_mean_lower"][0] == 0.0
+    assert columns["clv_mean_upper"][0] == raw.upper[0]
+    assert 0.0 <= columns["churn_risk_lower"][0] <= columns["churn_risk_upper"][0] == 1.0

@@ -18,6 +18,7 @@ from segvalue.config import Condition, MarketPotentialConfig
 from segvalue.errors import ConfigError, DataValidationError
 from segvalue.segments.personas import (
     BENEFIT_PHRASES,
+    NOTHING_DISTINCTIVE,
     build_personas,
     personas_json,
     personas_markdown,
@@ -249,8 +250,12 @@ def test_typical_segment_gets_a_plain_persona() -> None:
     personas = build_personas(segment_profiles(members, features))
     # identical profiles: both "typical", told apart by their segment names
     assert sorted(p.name for p in personas) == ["Typical customers (A)", "Typical customers (B)"]
-    assert personas[0].objections == ("no marked objection in the data",)
-    assert personas[0].tone == "friendly and clear"
+    # nothing distinctive is said once, with no placeholder needs, objections or tone
+    assert personas[0].description.count(NOTHING_DISTINCTIVE) == 1
+    assert personas[0].needs == personas[0].objections == ()
+    assert personas[0].tone == ""
+    sheet = personas_markdown(personas)
+    assert "**Tone:**" not in sheet and "none in the data" not in sheet
 
 
 def test_persona_sheet_markdown_and_json() -> None:

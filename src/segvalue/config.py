@@ -12,6 +12,8 @@ import itertools
 import re
 import types
 import typing
+import warnings
+import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -51,6 +53,7 @@ __all__ = [
     "MarketPotentialConfig",
     "NotOf",
     "OutputConfig",
+    "PrivacyConfig",
     "RFMConfig",
     "RFMSegmentRule",
     "ResponseItem",
@@ -63,6 +66,8 @@ __all__ = [
     "config_template",
     "load_config",
     "parse_config",
+    "re2_unsupported",
+    "read_yaml",
 ]
 
 TABLE_NAMES: tuple[str, ...] = (
@@ -178,7 +183,11 @@ class CLVConfig(_Strict):
     """Customer lifetime value: which models, over what horizon, at what rates."""
 
     enabled: bool = True
-    model: Literal["bgnbd", "mbgnbd", "pnbd", "auto"] = "bgnbd"
+    model: Literal["bgnbd", "mbgnbd", "pnbd", "auto"] = Field(
+        "auto",
+        description="auto: MBG/NBD or Pareto/NBD by holdout error (else log-likelihood); "
+        "bgnbd cannot tell that a one-time buyer has left",
+    )
     spend_model: Literal["gamma-gamma", "none"] = "gamma-gamma"
     horizon: int = Field(52, ge=1, description="whole time units")
     discount_rate: float = Field(0.10, gt=-1, description="annual, converted to the unit")
@@ -223,11 +232,140 @@ Operator = Literal[
 ]
 
 
+_RE2_FLAGS = "imsU"
+_RE2_MAX_REPEAT = 1000
+
+
+def re2_unsupported(pattern: str) -> tuple[str, str] | None:
+    """The first construct of a Python regex that RE2 (DuckDB's regex engine) rejects.
+
+    Rules compile ``regex`` conditions to the engine's regex functions; DuckDB uses RE2,
+    which has no lookaround, backreferences, possessive quantifiers, atomic groups,
+    conditionals or comments, and caps counted repetition at 1000. The pattern must
+    already compile with Python's ``re``.
+
+    Returns
+    -------
+    tuple of (str, str) or None
+        The construct (named, with where it is) and the fix, or None when RE2 accepts it.
+
+    Examples
+    --------
+    >>> re2_unsupported("^(DE|AT)$") is None
+    True
+    >>> re2_unsupported("^foo(?!bar)")[0]
+    "a negative lookahead '(?!' at position 4"
+    """
+    i, in_class = 0, False
+    while i < len(pattern):
+        char = pattern[i]
+        at = f" at position {i}"
+        if char == "\\":
+            escaped = pattern[i + 1 : i + 2]
+            if escaped and escaped in "123456789" and in_class:
+                return f"the octal escape '\\{escaped}' in a set{at}", "write \\x{hh} instead"
+            if escaped and escaped in "123456789":
+                return (
+                    f"a backreference '\\{escaped}'{at}",
+                    "rewrite without backreferences (RE2 cannot match repeated text), "
+                    "e.g. list the alternatives with |",
+                )
+            if escaped in ("Z", "u", "U", "N"):
+                fixes = {"Z": "use '$' (end of text)", "N": "write the character itself"}
+                fix = fixes.get(escaped, "write the character itself or use \\x{hhhh}")
+                return f"the escape '\\{escaped}'{at}", fix
+            i += 2
+            continue
+        if in_class:
+            if char == "]":
+                in_class = False
+            i += 1
+            continue
+        if char == "[":
+            in_class = True
+            # ']' right after '[' or '[^' is a literal member, not the end of the set
+            i += 1
+            if pattern[i : i + 1] == "^":
+                i += 1
+            if pattern[i : i + 1] == "]":
+                i += 1
+            continue
+        if char == "(" and pattern[i + 1 : i + 2] == "?":
+            found = _re2_group(pattern[i + 2 :])
+            if found is not None:
+                return f"{found[0]}{at}", found[1]
+        if char in "*+?" and pattern[i + 1 : i + 2] == "+" and (i == 0 or pattern[i - 1] != "("):
+            return (
+                f"a possessive quantifier '{char}+'{at}",
+                f"drop the second '+' ('{char}' alone matches the same in RE2)",
+            )
+        if char == "{":
+            counted = re.match(r"\{(\d*)(?:,(\d*))?\}", pattern[i:])
+            if counted and not counted.group(1) and counted.group(2):
+                return (
+                    f"a count {counted.group(0)!r} with no lower bound{at} (RE2 reads it as "
+                    "literal text)",
+                    f"write {{0,{counted.group(2)}}}",
+                )
+            if counted and (counted.group(1) or counted.group(2)):
+                numbers = [int(n) for n in counted.groups() if n]
+                if max(numbers) > _RE2_MAX_REPEAT:
+                    return (
+                        f"a repetition count {counted.group(0)!r} over {_RE2_MAX_REPEAT}{at}",
+                        f"use a count of at most {_RE2_MAX_REPEAT}, or '+' / '*'",
+                    )
+                end = i + len(counted.group(0))
+                if pattern[end : end + 1] == "+":
+                    return (
+                        f"a possessive quantifier '{counted.group(0)}+'{at}",
+                        "drop the '+' after the count",
+                    )
+                i = end
+                continue
+        i += 1
+    return None
+
+
+def _re2_group(rest: str) -> tuple[str, str] | None:
+    """What follows ``(?``: None when RE2 knows it, else (construct, fix)."""
+    lookaround = {
+        "=": "a lookahead '(?='",
+        "!": "a negative lookahead '(?!'",
+        "<=": "a lookbehind '(?<='",
+        "<!": "a negative lookbehind '(?<!'",
+    }
+    for head, name in sorted(lookaround.items(), key=lambda kv: -len(kv[0])):
+        if rest.startswith(head):
+            return name, (
+                "rewrite without lookaround: match the text itself, or combine two "
+                "conditions (e.g. all: [{op: regex, ...}, {not: {op: regex, ...}}])"
+            )
+    others = {
+        ">": ("an atomic group '(?>'", "use a plain group '(?:'"),
+        "(": ("a conditional group '(?('", "split it into conditions combined with any/all"),
+        "#": ("a comment '(?#'", "remove the comment"),
+        "P=": ("a named backreference '(?P='", "rewrite without backreferences"),
+    }
+    for head, found in others.items():
+        if rest.startswith(head):
+            return found
+    flags = re.match(r"([a-zA-Z]*)(?:-([a-zA-Z]*))?[:)]", rest)
+    if flags:
+        bad = sorted(set((flags.group(1) or "") + (flags.group(2) or "")) - set(_RE2_FLAGS))
+        if bad:
+            return (
+                f"the inline flag{'s' if len(bad) > 1 else ''} {''.join(bad)!r}",
+                f"use only the flags {', '.join(_RE2_FLAGS)}, e.g. '(?i)' for case-insensitive",
+            )
+    return None
+
+
 class Condition(_Strict):
     """One comparison of a customer attribute or feature: ``{field, op, value}``.
 
     ``in`` / ``not_in`` take a list, ``between`` a two-element list [low, high]
-    (inclusive), ``regex`` a Python regular expression (searched, not anchored),
+    (inclusive), ``regex`` a regular expression in the engine's dialect (RE2: no
+    lookaround or backreferences; searched, not anchored),
     ``is_null`` / ``not_null`` no value.
     """
 
@@ -279,7 +417,9 @@ class Condition(_Strict):
                     fix="quote the pattern, e.g. value: '^DE'",
                 )
             try:
-                re.compile(value)
+                with warnings.catch_warnings():  # "possible nested set" and the like
+                    warnings.simplefilter("ignore")
+                    re.compile(value)
             except re.error as exc:
                 raise _KeyedConfigError(
                     f"invalid regular expression {value!r}: {exc}",
@@ -287,6 +427,15 @@ class Condition(_Strict):
                     fix="correct the pattern; escape special characters such as ( [ . "
                     "with a backslash, or quote the whole value",
                 ) from None
+            unsupported = re2_unsupported(value)
+            if unsupported is not None:
+                construct, fix = unsupported
+                raise _KeyedConfigError(
+                    f"regular expression {value!r} uses {construct}, which the engine's "
+                    "regex dialect (RE2) does not support",
+                    key="value",
+                    fix=fix,
+                )
         elif isinstance(value, list | dict):
             raise _KeyedConfigError(
                 f"operator {op!r} compares with one value, got a {type(value).__name__}",
@@ -675,6 +824,9 @@ class ResponseItem(_Strict):
     max: float | None = Field(None, ge=0)
     max_change: float | None = Field(None, ge=0, description="e.g. 0.3: within +-30% of current")
     pinned: bool = False
+    segment: str | None = Field(
+        None, description="segment the item reaches: objective clv scales its value by its CLV"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ResponseItem:
@@ -692,6 +844,10 @@ class CurvesFile(_Strict):
 
     items: list[ResponseItem] = Field(min_length=1)
     total: float | None = Field(None, ge=0)
+    segment_clv: dict[str, float] = Field(
+        default_factory=dict,
+        description="CLV per customer of each segment (and 'all customers'), for objective clv",
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> CurvesFile:
@@ -731,6 +887,44 @@ class OutputConfig(_Strict):
     )
 
 
+class PrivacyConfig(_Strict):
+    """Contact details kept out of profiles, personas and outputs; pseudonymous ids.
+
+    Contact columns (e-mail, phone, names, street address, postal code) are found by name
+    and by content; see docs/privacy.md.
+    """
+
+    pii: list[str] = Field(
+        default_factory=list,
+        description="more customer columns that hold personal data (never profiled or written)",
+    )
+    not_pii: list[str] = Field(
+        default_factory=list,
+        description="columns detected as contact details that are not (e.g. postal_code)",
+    )
+    write_pii: bool = Field(False, description="write contact columns to customer_features")
+    pseudonymise: bool = Field(
+        False, description="outputs carry a keyed HMAC-SHA256 pseudonym instead of customer_id"
+    )
+    key_env: str = Field(
+        "SEGVALUE_PSEUDONYM_KEY", description="environment variable holding the pseudonym key"
+    )
+
+    @field_validator("key_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(f"{value!r} is not an environment variable name (letters, digits, _)")
+        return value
+
+    @model_validator(mode="after")
+    def _not_both(self) -> PrivacyConfig:
+        both = sorted(set(self.pii) & set(self.not_pii))
+        if both:
+            raise ValueError(f"{both} listed under both pii and not_pii: keep one")
+        return self
+
+
 class Config(_Strict):
     """The whole of ``segvalue.yaml``.
 
@@ -746,6 +940,9 @@ class Config(_Strict):
     time_unit: TimeUnit = TimeUnit.WEEK
     lookback: Annotated[float | None, Field(gt=0)] = None
     currency: str = "EUR"
+    timezone: str = Field(
+        "UTC", description="IANA zone times are stored in; offsets in the data convert to it"
+    )
     engine: EngineConfig = EngineConfig()
     sources: dict[str, SourceConfig]
     validation: ValidationConfig = ValidationConfig()
@@ -754,12 +951,18 @@ class Config(_Strict):
     kpis: KPIConfig = KPIConfig()
     budget: BudgetConfig = BudgetConfig()
     output: OutputConfig = OutputConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     base_dir: Path = Field(Path("."), exclude=True)
 
     @field_validator("time_unit", mode="before")
     @classmethod
     def _time_unit(cls, value: Any) -> TimeUnit:
         return parse_time_unit(str(value))
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        return _timezone_name(value)
 
     @field_validator("sources")
     @classmethod
@@ -792,6 +995,23 @@ class Config(_Strict):
             return self.output_dir.parent / "segvalue-store"
         path = Path(self.output.store).expanduser()
         return path if path.is_absolute() else (self.base_dir / path)
+
+
+def _timezone_name(value: str) -> str:
+    """An IANA time zone name, as the database spells it (``utc`` -> ``UTC``)."""
+    try:
+        zoneinfo.ZoneInfo(value)
+        return value
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        pass
+    known = zoneinfo.available_timezones()
+    spelt = {name.lower(): name for name in known}
+    if value.strip().lower() in spelt:
+        return spelt[value.strip().lower()]
+    raise ConfigError(
+        f"unknown time zone{did_you_mean(value, sorted(known))}",
+        fix="give an IANA name such as UTC, Europe/Berlin or America/New_York",
+    )
 
 
 for _model in (AllOf, AnyOf, NotOf, SegmentRule, MarketPotentialConfig):
@@ -1081,10 +1301,121 @@ class _YamlLoader(yaml.SafeLoader):
     """
 
 
+#: Largest ``segvalue.yaml`` read, in bytes: a configuration is a page of text.
+MAX_CONFIG_BYTES = 1_000_000
+#: Most nodes reached through aliases (``*name``) while reading a configuration: aliases
+#: of aliases grow exponentially ("billion laughs"), so the expansion is counted first.
+MAX_ALIAS_NODES = 10_000
+
+
+def _key_text(node: yaml.Node) -> str:
+    return str(node.value) if isinstance(node, yaml.ScalarNode) else f"<{node.tag}>"
+
+
+def _check_yaml_tree(root: yaml.Node, source: str) -> None:
+    """Refuse duplicate keys at any depth and alias expansion beyond MAX_ALIAS_NODES.
+
+    Walks the composed node graph as the tree it expands to, before anything is built.
+    """
+    seen: set[int] = set()
+    aliased = 0
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:  # reached again: through an alias
+            aliased += 1
+            if aliased > MAX_ALIAS_NODES:
+                raise ConfigError(
+                    f"{source}: aliases (*name) expand to more than {MAX_ALIAS_NODES:,} "
+                    f"nodes (at '{path or 'the top level'}')",
+                    fix="write the repeated blocks out, or use fewer nested aliases",
+                )
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            for key, value in node.value:
+                name = _key_text(key)
+                child = f"{path}.{name}" if path else name
+                line = key.start_mark.line + 1
+                known = (key.tag, name)
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    if known in first:
+                        lines = f"lines {first[known]} and {line}"
+                        raise ConfigError(
+                            f"{source}: key '{child}' is given twice, at "
+                            + (lines if first[known] != line else f"line {line}"),
+                            fix=f"keep one '{name}' (YAML would silently use the last one)",
+                        )
+                    first[known] = line
+                stack.append((value, child))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(node.value))
+
+
 _YamlLoader.yaml_implicit_resolvers = {
     first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+
+
+def read_yaml(path: str | Path, *, what: str = "configuration") -> Any:
+    """Read a YAML file as plain data, safely: the one YAML reader of segvalue.
+
+    Dates stay text, duplicate keys at any depth are refused (naming both lines), alias
+    expansion is limited to :data:`MAX_ALIAS_NODES` nodes and the file to
+    :data:`MAX_CONFIG_BYTES` bytes.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, too large, not UTF-8 or not valid YAML, naming the line.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "curves.yaml"
+    >>> _ = p.write_text("total: 500\\nas_of: 2024-01-31\\n")
+    >>> read_yaml(p)
+    {'total': 500, 'as_of': '2024-01-31'}
+    >>> _ = p.write_text("total: 500\\ntotal: 600\\n")
+    >>> read_yaml(p)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    segvalue.errors.ConfigError: ...key 'total' is given twice, at lines 1 and 2...
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} file {str(path)!r} not found", fix="check the path")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: {path.stat().st_size:,} bytes, more than a {what} needs "
+            f"(limit {MAX_CONFIG_BYTES:,})",
+            fix=f"check that this is the {what} file; keep data in the files under 'sources'",
+        )
+    try:
+        loader = _YamlLoader(path.read_text(encoding="utf-8"))  # a SafeLoader
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                _check_yaml_tree(node, str(path))
+            return None if node is None else loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            f"{path}: not valid YAML{where}: {problem}",
+            fix="fix the indentation or quoting there",
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text", fix="save the file as UTF-8") from None
+    except RecursionError:  # PyYAML composes and builds nested blocks recursively
+        raise ConfigError(
+            f"{path}: blocks nested too deeply to read",
+            fix=f"a {what} is a few levels deep: check the brackets and indentation",
+        ) from None
 
 
 def load_config(path: str | Path) -> Config:
@@ -1117,18 +1448,7 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(
             f"config file {str(path)!r} not found", fix="check the path or run `segvalue init`"
         )
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YamlLoader)  # a SafeLoader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(
-            f"{path}: not valid YAML{where}: {problem}",
-            fix="fix the indentation or quoting there",
-        ) from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text", fix="save the file as UTF-8") from None
+    data = read_yaml(path)
     return parse_config(data, base_dir=path.resolve().parent, source=str(path))
 
 
@@ -1159,6 +1479,10 @@ time_unit: week
 # lookback: 156
 
 currency: EUR
+
+# IANA time zone times are stored in. Times with a UTC offset (2024-01-05T23:30:00-05:00,
+# ...Z, +0200) are converted to it; times without one are taken as already in it.
+timezone: UTC
 
 # Where table work runs. duckdb:// is an in-memory DuckDB; duckdb:///path/to/file.duckdb
 # keeps the data; postgres://user:password@host:5432/db needs `pip install segvalue[postgres]`.
@@ -1236,4 +1560,13 @@ clv:
 output:
   dir: segvalue-output          # relative to this file
   format: parquet               # parquet or csv
+
+# Contact details (e-mail, phone, names, street address, postal code; found by column name
+# and by content) are never profiled, shown in personas or written (docs/privacy.md).
+# privacy:
+#   pii: [loyalty_card]         # more columns holding personal data
+#   not_pii: [postal_code]      # detected as contact details but used as a geography here
+#   write_pii: false            # true: customer_features carries the contact columns
+#   pseudonymise: false         # true: outputs carry HMAC-SHA256 pseudonyms, not customer ids
+#   key_env: SEGVALUE_PSEUDONYM_KEY   # environment variable holding the key (>= 32 chars)
 """

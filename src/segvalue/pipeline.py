@@ -13,29 +13,35 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from segvalue import __version__
 from segvalue.config import Config, config_template, load_config, parse_config
-from segvalue.data.readers import connect, engine_table, materialise, read_source
-from segvalue.data.store import load_snapshot, previous_run, save_snapshot
-from segvalue.data.validation import ValidatedData, ValidationReport, validate_sources
-from segvalue.data.writers import write_outputs, write_table, write_text_atomic
-from segvalue.errors import ConfigError, SegvalueError
-from segvalue.features.customer import customer_features
-from segvalue.features.materialise import to_arrow
-from segvalue.features.rfm import rfm_features
-from segvalue.segments.segmentation import Segmentation
+from segvalue.data.safety import (
+    TargetKind,
+    check_target,
+    mark_folder,
+    read_mark,
+    remove_leftovers,
+    target_lock,
+)
+from segvalue.errors import ConfigError, DataValidationError, SegvalueError
 from segvalue.units import TimeUnit, parse_time_unit
-from segvalue.valuation import Valuation
+
+# Heavy modules (pyarrow, Ibis, scipy.stats through the models) are imported in the
+# functions that use them: `segvalue budget --curves` and `--help` must start quickly.
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from segvalue.data.validation import ValidatedData, ValidationReport
+    from segvalue.segments.segmentation import Segmentation
+    from segvalue.valuation import Valuation
 
 __all__ = [
     "OrdersFile",
@@ -198,6 +204,9 @@ def load(config: Config, *, engine: Any = None, progress: Progress | None = None
 
 
 def _load(config: Config, steps: _Steps, engine: Any = None) -> ValidatedData:
+    from segvalue.data.readers import connect, read_source
+    from segvalue.data.validation import validate_sources
+
     con = connect(engine if engine is not None else config.engine.url)
     try:
         raws = {}
@@ -219,6 +228,8 @@ def _model_documents(valuation: Valuation | None) -> dict[str, Any]:
     docs = {"clv_transaction_model": valuation.transactions.to_dict()}
     if valuation.spend is not None:
         docs["clv_spend_model"] = valuation.spend.to_dict()
+    if valuation.propensity_model is not None:  # its category lists travel with it
+        docs["purchase_propensity_model"] = valuation.propensity_model.to_dict()
     return docs
 
 
@@ -240,6 +251,9 @@ def _value_customers(
     Customers without a purchase (prospects) get null scores.
     """
 
+    import pyarrow as pa
+
+    from segvalue.data.readers import engine_table, materialise
     from segvalue.features.materialise import to_numpy
     from segvalue.units import per_period_rate
     from segvalue.valuation import score_customers
@@ -278,10 +292,14 @@ def _value_customers(
         discount_rate=per_period_rate(settings.discount_rate, unit),
         margin=settings.margin,
     )
+    # The fit's doubts reach the console and run.json with the other warnings of the run.
+    report.warnings.extend(f"CLV: {w}" for w in valuation.warnings)
     scored = engine_table(data.con, pa.table({**{k: arrays[k] for k in keys}, **scores}))
     joined = features.left_join(scored, keys).drop(*(f"{k}_right" for k in keys))
     if calibration_end is not None:
-        joined = _add_propensity(data, valuation, joined, calibration_end)
+        joined = _add_propensity(
+            data, valuation, joined, calibration_end, contacts=list(_contacts(config, data))
+        )
     return valuation, joined
 
 
@@ -299,10 +317,23 @@ _SCORES = {
 
 
 def _feature_matrix(
-    features: pa.Table, customers: pa.Table | None, names: list[str] | None = None
-) -> tuple[np.ndarray[Any, Any], list[str], list[bool]]:
-    """Numeric features plus customer attributes (categoricals as integer codes)."""
+    features: pa.Table,
+    customers: pa.Table | None,
+    names: list[str] | None = None,
+    categories: dict[str, list[str]] | None = None,
+) -> tuple[np.ndarray[Any, Any], list[str], list[bool], dict[str, list[str]]]:
+    """Numeric features plus customer attributes (categoricals as integer codes).
+
+    The category list of each text column is fixed once, at fit time (``categories``
+    None: the sorted distinct values), and passed back at scoring time, so a code means
+    the same category in both; a value unknown to the list, or missing, is NaN (the
+    classifier's missing branch). Returns the matrix, column names, which columns are
+    categorical, and the category lists.
+    """
+    import pyarrow as pa
     import pyarrow.compute as pc
+
+    from segvalue.models.propensity import encode_categories
 
     table = features
     if customers is not None:
@@ -310,6 +341,8 @@ def _feature_matrix(
         table = table.join(customers.select(["customer_id", *extra]), "customer_id")
         table = table.sort_by("customer_id")
     columns, kinds, matrix = [], [], []
+    fitted = {} if categories is None else categories
+    learned: dict[str, list[str]] = {}
     for name in table.column_names:
         if name in _NOT_FEATURES or name in _SCORES or name.startswith("_"):
             continue
@@ -321,10 +354,14 @@ def _feature_matrix(
             values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
             categorical = False
         elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            encoded = pc.dictionary_encode(column).combine_chunks()
-            if len(encoded.dictionary) > 50:  # identifiers such as e-mail: no signal
+            if categories is None:
+                distinct = sorted(v for v in pc.unique(column).to_pylist() if v is not None)
+                if len(distinct) > 50:  # identifiers such as e-mail: no signal
+                    continue
+                learned[name] = distinct
+            elif name not in fitted:
                 continue
-            values = encoded.indices.cast(pa.float64()).to_numpy(zero_copy_only=False)
+            values = encode_categories(column.to_pylist(), fitted.get(name, learned.get(name, [])))
             categorical = True
         else:
             continue
@@ -336,11 +373,15 @@ def _feature_matrix(
         columns = [columns[i] for i in order]
         kinds = [kinds[i] for i in order]
         matrix = [matrix[i] for i in order]
-    return np.column_stack(matrix), columns, kinds
+    return np.column_stack(matrix), columns, kinds, (learned if categories is None else fitted)
 
 
 def _add_propensity(
-    data: ValidatedData, valuation: Valuation, features: Any, calibration_end: dt.date
+    data: ValidatedData,
+    valuation: Valuation,
+    features: Any,
+    calibration_end: dt.date,
+    contacts: Sequence[str] = (),
 ) -> Any:
     """Train "buys in the next holdout-length window" on calibration-time features.
 
@@ -349,7 +390,9 @@ def _add_propensity(
     scores every customer from their features at the observation end.
     """
     import ibis
+    import pyarrow as pa
 
+    from segvalue.features.customer import customer_features
     from segvalue.features.materialise import to_arrow
     from segvalue.models.propensity import PurchasePropensityModel, evaluate_propensity
 
@@ -369,12 +412,14 @@ def _add_propensity(
     labelled = to_arrow(labelled.mutate(bought=labelled.bought.fill_null(False)))
     labelled = labelled.sort_by("customer_id")
     customers = to_arrow(data.tables["customers"]) if "customers" in data.tables else None
-    matrix, names, kinds = _feature_matrix(labelled.drop(["bought"]), customers)
+    if customers is not None:  # contact details are never model inputs
+        customers = customers.drop_columns(list(contacts))
+    matrix, names, kinds, categories = _feature_matrix(labelled.drop(["bought"]), customers)
     y = np.asarray(labelled.column("bought").to_numpy(zero_copy_only=False), dtype=bool)
     ids = labelled.column("customer_id").to_pylist()
     test = np.array([hash_id(c) % 10 < 3 for c in ids])
     model = PurchasePropensityModel().fit(
-        matrix[~test], y[~test], feature_names=names, categorical=kinds
+        matrix[~test], y[~test], feature_names=names, categorical=kinds, categories=categories
     )
     t_model = valuation.transactions
     x, t_x, big_t = (
@@ -393,8 +438,10 @@ def _add_propensity(
         "classifier": evaluate_propensity(y[test], model.predict_proba(matrix[test])).to_dict(),
         "btyd_baseline": evaluate_propensity(y[test], baseline).to_dict(),
     }
+    valuation.propensity_model = model
     current = to_arrow(features.filter(features.frequency.notnull()))
-    now, _, _ = _feature_matrix(current, customers, names)
+    # Scoring uses the category lists fixed at fit time (stored with the model).
+    now, _, _, _ = _feature_matrix(current, customers, names, model.categories_)
     scores = pa.table(
         {
             "customer_id": current.sort_by("customer_id").column("customer_id")
@@ -425,6 +472,7 @@ def run(
     progress: Progress | None = None,
     write: bool = True,
     schemes: list[str] | None = None,
+    wait: float = 0,
 ) -> RunResult:
     """Run the main job: ingest, validate, features, CLV, segments; write outputs atomically.
 
@@ -441,6 +489,9 @@ def run(
         segments) and record the run's memberships in ``config.store_dir``.
     schemes
         Run only these segmentation schemes (default: all configured).
+    wait
+        Seconds to wait when another run holds the output folder or the store (0:
+        refuse at once). Both are checked and locked before anything is read.
 
     Returns
     -------
@@ -450,6 +501,8 @@ def run(
     ------
     SegvalueError
         For any problem with the inputs or the configuration; nothing is written then.
+        Also when the output folder or store exists without segvalue's mark, is or holds
+        an input, or another run holds it (see :mod:`segvalue.data.safety`).
 
     Examples
     --------
@@ -464,6 +517,82 @@ def run(
     >>> result.segmentation.sizes.column("scheme").to_pylist()
     ['lifecycle', 'rfm']
     """
+    if write and config.privacy.pseudonymise:  # a missing key fails before any work
+        from segvalue.features.privacy import pseudonym_key
+
+        pseudonym_key(config.privacy.key_env)
+    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    with _claim_outputs(config, run_id, wait=wait) if write else nullcontext():
+        return _run(config, run_id, engine=engine, progress=progress, write=write, schemes=schemes)
+
+
+def _protected(config: Config) -> dict[Path, str]:
+    """What a run reads, which no output may be, contain or lie inside."""
+    protected: dict[Path, str] = {}
+    for name, source in config.sources.items():
+        if source.path is not None:
+            protected[config.source_path(name)] = f"source {name}"
+        elif source.url is not None and source.url.startswith("duckdb:///"):
+            protected[Path(source.url.removeprefix("duckdb://"))] = f"source {name}'s database"
+    url = config.engine.url
+    if url.startswith("duckdb:///") and ":memory:" not in url:
+        protected[Path(url.removeprefix("duckdb://"))] = "the engine's database"
+    return protected
+
+
+@contextmanager
+def _claim_outputs(config: Config, run_id: str, *, wait: float = 0) -> Iterator[None]:
+    """Check and lock the output folder and the store for a whole run; clear leftovers.
+
+    Each may not be, contain or lie inside an input or the other; a second run into
+    either refuses at once (or after ``wait`` seconds), naming the running one.
+    """
+    protected = _protected(config)
+    store_key = "output.store" if config.output.store else "the default output.store"
+    targets: list[tuple[Path, TargetKind, dict[Path, str], str]] = [
+        (
+            config.output_dir,
+            "output",
+            {**protected, config.store_dir: "the run store"},
+            "output.dir",
+        ),
+        (
+            config.store_dir,
+            "store",
+            {**protected, config.output_dir: "the output folder"},
+            store_key,
+        ),
+    ]
+    checked = [
+        (check_target(folder, kind, protected=others, config_dir=config.base_dir, key=key), kind)
+        for folder, kind, others, key in targets
+    ]
+    with ExitStack() as stack:
+        for folder, kind in checked:
+            stack.enter_context(target_lock(folder, kind, wait=wait, run_id=run_id))
+        from segvalue.data.store import remove_store_leftovers
+
+        output, store = (folder for folder, _ in checked)
+        remove_leftovers(output)
+        remove_store_leftovers(store)
+        yield
+
+
+def _run(
+    config: Config,
+    run_id: str,
+    *,
+    engine: Any,
+    progress: Progress | None,
+    write: bool,
+    schemes: list[str] | None,
+) -> RunResult:
+    from segvalue.data.readers import materialise
+    from segvalue.data.store import save_snapshot
+    from segvalue.data.writers import write_outputs
+    from segvalue.features.customer import customer_features
+    from segvalue.features.materialise import to_arrow
+
     enabled = int(config.clv.enabled) + 2 * int(config.segments.enabled)
     steps = _Steps(len(config.sources) + 4 + enabled + 2 * int(write), progress)
     data = _load(config, steps, engine)
@@ -490,7 +619,7 @@ def run(
     with steps.step("rejects", "collecting rejects"):
         rejects = to_arrow(data.rejects.order_by(["table", "row"]))
     result = RunResult(
-        run_id=dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6],
+        run_id=run_id,
         config_hash=config_hash(config),
         report=report,
         features=features,
@@ -512,24 +641,82 @@ def run(
                     segment_priorities=economics.priorities,
                 )
                 documents["budget_guidance"] = economics.guidance.to_dict()
+            tables = {"customer_features": features, "rejects": rejects, **tables}
+            tables = _private_outputs(config, data, tables)
+            # run.json names every file of the run (write_outputs' naming) and the stage
+            # timings up to the write (the write itself is timed in the RunResult only).
+            documents = {"run": {}, **_model_documents(valuation), **documents}
+            out, fmt = config.output_dir, config.output.format
+            result.timings = steps.timings
+            result.outputs = {n: out / f"{n}.{fmt}" for n in tables}
+            result.outputs.update({n: out / f"{n}.json" for n in documents})
+            result.outputs.update({Path(f).stem: out / f for f in texts})
+            documents["run"] = result.summary()
             result.outputs = write_outputs(
-                config.output_dir,
-                {"customer_features": features, "rejects": rejects, **tables},
-                {"run": result.summary(), **_model_documents(valuation), **documents},
-                fmt=config.output.format,
+                out,
+                tables,
+                _private_documents(config, documents),
+                fmt=fmt,
                 texts=texts,
+                protected={**_protected(config), config.store_dir: "the run store"},
+                config_dir=config.base_dir,
             )
             if segmentation is not None:
                 save_snapshot(
-                    config.store_dir, result.run_id, segmentation.memberships, result.summary()
+                    config.store_dir,
+                    result.run_id,
+                    segmentation.memberships,
+                    result.summary(),
+                    protected={**_protected(config), config.output_dir: "the output folder"},
+                    config_dir=config.base_dir,
                 )
     result.timings = steps.timings
     return result
 
 
+def _contacts(config: Config, data: ValidatedData) -> dict[str, str]:
+    """Contact columns of the customers table: never profiled, modelled or written."""
+    from segvalue.features.privacy import contact_columns
+
+    if "customers" not in data.tables:
+        return {}
+    return contact_columns(
+        data.tables["customers"], listed=config.privacy.pii, not_contact=config.privacy.not_pii
+    )
+
+
+def _private_outputs(
+    config: Config, data: ValidatedData, tables: Mapping[str, pa.Table]
+) -> dict[str, pa.Table]:
+    """Outputs as ``privacy`` asks: contact columns only with ``write_pii``, pseudonyms."""
+    from segvalue.features.materialise import to_arrow
+    from segvalue.features.privacy import pseudonym_key, pseudonymise_tables
+
+    out = dict(tables)
+    contacts = list(_contacts(config, data)) if config.privacy.write_pii else []
+    if contacts and "customer_features" in out:
+        details = to_arrow(data.tables["customers"].select("customer_id", *contacts))
+        features = out["customer_features"].join(details, "customer_id")
+        out["customer_features"] = features.sort_by("customer_id")
+    if config.privacy.pseudonymise:
+        out = pseudonymise_tables(out, pseudonym_key(config.privacy.key_env))
+    return out
+
+
+def _private_documents(config: Config, documents: dict[str, Any]) -> dict[str, Any]:
+    """JSON outputs with quoted customer ids pseudonymised (``privacy.pseudonymise``)."""
+    from segvalue.features.privacy import pseudonym_key, pseudonymise_document
+
+    if not config.privacy.pseudonymise:
+        return documents
+    key = pseudonym_key(config.privacy.key_env)
+    return {name: pseudonymise_document(doc, key) for name, doc in documents.items()}
+
+
 def _segment(
     config: Config, data: ValidatedData, features: Any, only: list[str] | None = None
 ) -> Segmentation:
+    from segvalue.data.readers import materialise
     from segvalue.segments.segmentation import segment_customers
 
     return segment_customers(
@@ -541,6 +728,7 @@ def _segment(
         order_lines=data.tables.get("order_lines"),
         only=only,
         cache=lambda expr, prefix: materialise(data.con, expr, prefix),
+        pii=list(_contacts(config, data)),
     )
 
 
@@ -578,6 +766,11 @@ def _economics(
 
 def _migration(config: Config, segmentation: Segmentation) -> Migration | None:
     """Transitions, enter / exit events and drift since the latest recorded run."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from segvalue.data.store import load_snapshot, previous_run
+    from segvalue.features.materialise import to_arrow
     from segvalue.segments.migration import drift_alerts, membership_events, transition_matrix
 
     previous = previous_run(config.store_dir)
@@ -630,9 +823,15 @@ def _segment_outputs(
 
 
 def run_config(
-    path: str | Path, *, schemes: list[str] | None = None, progress: Progress | None = None
+    path: str | Path,
+    *,
+    schemes: list[str] | None = None,
+    progress: Progress | None = None,
+    wait: float = 0,
 ) -> RunResult:
     """Load ``segvalue.yaml`` and run the main job on it (``segvalue run`` / ``segment``).
+
+    ``wait``: seconds to wait for another run holding the output folder or store.
 
     Examples
     --------
@@ -646,14 +845,14 @@ def run_config(
         raise ConfigError(
             f"{path}: segments.enabled is false", fix="set segments.enabled: true to segment"
         )
-    return run(config, progress=progress, schemes=schemes)
+    return run(config, progress=progress, schemes=schemes, wait=wait)
 
 
 def _budget_items(
     config_path: str | Path | None, curves_path: str | Path | None
 ) -> tuple[list[Any], float | None, Any, dict[str, Any], list[str]]:
     """Items, default total, budget settings (None for a curves file), fitted curves, warnings."""
-    from segvalue.data.readers import read_document
+    from segvalue.data.documents import read_document
     from segvalue.economics.budget import curves_from_mapping
     from segvalue.economics.curves import fit_curves_from_channel_spend, response_items
 
@@ -684,7 +883,39 @@ def _budget_items(
     )
     warnings = [w for fit in fits.values() for w in fit.warnings]
     items = response_items(fits, max_change=settings.max_change)
+    # each segment x channel item reaches its segment (objective clv values it by it)
+    items = [i.model_copy(update={"segment": fits[i.name].segment}) for i in items]
     return items, settings.total, settings, dict(fits), warnings
+
+
+def _segment_clv(
+    config_path: str | Path | None, curves_path: str | Path | None
+) -> dict[str, float]:
+    """Mean CLV per customer by segment: the curves file's ``segment_clv``, or the KPIs
+    (``clv_mean``, with the ``all customers`` row) of a run of the configuration."""
+    from segvalue.data.readers import read_document
+    from segvalue.economics.budget import curves_from_mapping
+
+    if curves_path is not None:
+        return dict(
+            curves_from_mapping(read_document(curves_path), source=str(curves_path)).segment_clv
+        )
+    assert config_path is not None
+    config = load_config(config_path)
+    if not (config.clv.enabled and config.segments.enabled):
+        raise ConfigError(
+            f"{config_path}: objective clv needs the segments' CLV, and clv or segments "
+            "is disabled",
+            fix="set clv.enabled: true and segments.enabled: true, or use objective revenue",
+        )
+    economics = run(config, write=False).economics
+    if economics is None or "clv_mean" not in economics.kpis.column_names:
+        return {}
+    return {
+        str(row["segment"]): float(row["clv_mean"])
+        for row in economics.kpis.to_pylist()
+        if row.get("clv_mean") is not None
+    }
 
 
 def plan_budget(
@@ -698,10 +929,16 @@ def plan_budget(
     """Optimise a budget from a curves file or from ``segvalue.yaml`` (``segvalue budget``).
 
     With ``curves_path`` the items and total come from the file (objective default
-    ``revenue``: allocate the whole total). With ``config_path`` the curves are the
-    configured ``budget.items`` or, without them, fitted per (segment x) channel from the
-    ``channel_spend`` source (objective default ``budget.objective``). With ``target``,
-    the inverse problem: the smallest total whose best allocation reaches it.
+    ``revenue``: allocate the whole total, a curves file carries no costs). With
+    ``config_path`` the curves are the configured ``budget.items`` or, without them,
+    fitted per (segment x) channel from the ``channel_spend`` source (objective default
+    ``budget.objective``, itself ``profit`` by default). With ``target``, the inverse
+    problem: the smallest total whose best allocation reaches it.
+
+    Objective ``clv`` scales each item's value by the CLV of the segment it reaches
+    relative to the base (:func:`segvalue.economics.budget.clv_values`): the segment CLVs
+    come from the curves file's ``segment_clv`` or from a run of the configuration (the
+    ``clv_mean`` KPI); items that match no segment are named in a warning.
 
     Returns
     -------
@@ -724,6 +961,12 @@ def plan_budget(
     items, default_total, settings, _, warnings = _budget_items(config_path, curves_path)
     chosen = objective or ("revenue" if settings is None else settings.objective)
     max_change = None if settings is None else settings.max_change
+    values = None
+    if chosen == "clv":
+        from segvalue.economics.budget import clv_values
+
+        values, notes = clv_values(items, _segment_clv(config_path, curves_path))
+        warnings = [*warnings, *notes]
     if target is not None:
         if chosen == "profit":
             raise ConfigError(
@@ -731,13 +974,15 @@ def plan_budget(
                 fix="add --objective revenue (or clv)",
             )
         goal = cast(Literal["revenue", "clv"], chosen)
-        return smallest_budget(items, target, objective=goal, max_change=max_change), warnings
+        plan = smallest_budget(items, target, objective=goal, max_change=max_change, values=values)
+        return plan, warnings
     allocation = optimise_budget(
         items,
         total=total if total is not None else default_total,
         objective=cast(Objective, chosen),
         min_marginal_roi=None if settings is None else settings.min_marginal_roi,
         max_change=max_change,
+        values=values,
     )
     return allocation, warnings
 
@@ -784,6 +1029,8 @@ def write_config_template(path: str | Path, *, force: bool = False) -> Path:
     >>> load_config(p).time_unit.value
     'week'
     """
+    from segvalue.data.writers import write_text_atomic
+
     path = Path(path)
     if path.exists() and not force:
         raise ConfigError(f"{path} already exists", fix="use --force to overwrite it")
@@ -824,14 +1071,38 @@ def validate_config(
     >>> validate_config(d / "segvalue.yaml").tables["orders"].rejected
     {'unparseable_value': 1}
     """
+    from segvalue.data.readers import connect
+    from segvalue.data.writers import write_table
+    from segvalue.features.materialise import to_arrow
+
     config = load_config(config_path)
     if strict:
         config = config.model_copy(
             update={"validation": config.validation.model_copy(update={"strict": True})}
         )
-    data = load(config, progress=progress)
+    protected = {Path(config_path): "the config file", **_protected(config)}
     if rejects_path is not None:
-        write_table(to_arrow(data.rejects.order_by(["table", "row"])), rejects_path)
+        _check_out_file(rejects_path, protected, option="--rejects")
+    # Our own connection, so the rejects of a failed validation can still be read.
+    con = connect(config.engine.url)
+    try:
+        data = load(config, engine=con, progress=progress)
+    except DataValidationError as exc:
+        try:
+            # The rejects explain the failure: write them before reporting it.
+            if rejects_path is not None and exc.rejects is not None:
+                rejects = to_arrow(exc.rejects.order_by(["table", "row"]))
+                write_table(rejects, rejects_path, protected=protected)
+        finally:
+            con.disconnect()
+        raise
+    except BaseException:
+        con.disconnect()
+        raise
+    if rejects_path is not None:
+        write_table(
+            to_arrow(data.rejects.order_by(["table", "row"])), rejects_path, protected=protected
+        )
     return data.report
 
 
@@ -859,14 +1130,25 @@ class OrdersFile:
     date_format: str | None = None
 
 
-def _check_out_file(out_file: str | Path | None) -> None:
+def _check_out_file(
+    out_file: str | Path | None, protected: dict[Path, str], *, option: str = "--out"
+) -> None:
+    """Refuse an output file early: wrong extension, missing folder, an input (safety)."""
     if out_file is None:
         return
     suffix = Path(out_file).suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
-        raise ConfigError(f"--out {str(out_file)!r}: unknown extension", fix="use .csv or .parquet")
+        raise ConfigError(
+            f"{option} {str(out_file)!r}: unknown extension {suffix!r}", fix="use .csv or .parquet"
+        )
     if not Path(out_file).parent.exists():
-        raise ConfigError(f"--out {str(out_file)!r}: folder does not exist", fix="create it first")
+        raise ConfigError(
+            f"{option} {str(out_file)!r}: folder does not exist", fix="create it first"
+        )
+    try:
+        check_target(out_file, "file", protected=protected)
+    except ConfigError as exc:
+        raise ConfigError(f"{option}: {exc.message}", fix=exc.fix) from None
 
 
 def _load_orders_file(
@@ -950,7 +1232,12 @@ def rfm_from_file(
     >>> r["customers_table"][0]["recency"], r["customers_table"][0]["T"]
     (2.0, 4.0)
     """
-    _check_out_file(out_file)
+    from segvalue.data.writers import write_table
+    from segvalue.features.materialise import to_arrow
+    from segvalue.features.rfm import rfm_features
+
+    protected = {Path(orders.path): "the orders file"}
+    _check_out_file(out_file, protected)
     data = _load_orders_file(orders, as_of=as_of, time_unit=time_unit, strict=strict)
     report = data.report
     features = to_arrow(
@@ -971,7 +1258,7 @@ def rfm_from_file(
         "report": report.to_dict(),
     }
     if out_file is not None:
-        write_table(features, out_file)
+        write_table(features, out_file, protected=protected)
         result["out"] = str(out_file)
     else:
         result["customers_table"] = features.to_pylist()
@@ -990,7 +1277,7 @@ def _fit_valuation(
 ) -> Valuation:
     """Fit the CLV models on orders in the engine, with a holdout report when asked."""
     from segvalue.features.materialise import to_numpy
-    from segvalue.features.rfm import calibration_holdout, repeat_purchases_by_period
+    from segvalue.features.rfm import calibration_holdout, repeat_purchases_by_period, rfm_features
     from segvalue.valuation import fit_valuation
 
     holdout, cumulative = None, None
@@ -1032,7 +1319,7 @@ def clv_from_file(
     time_unit: str = "week",
     calibration_end: dt.date | None = None,
     observation_end: dt.date | None = None,
-    model: str = "bgnbd",
+    model: str = "auto",
     spend_model: str = "gamma-gamma",
     horizon: int = 52,
     discount_rate: float = 0.10,
@@ -1054,9 +1341,11 @@ def clv_from_file(
     observation_end
         Last day of data (default: the latest order); later orders are rejected.
     model
-        ``bgnbd``, ``mbgnbd``, ``pnbd`` or ``auto`` (chosen by holdout error).
+        ``auto`` (MBG/NBD or Pareto/NBD: holdout error, else log-likelihood; see
+        docs/clv.md), ``bgnbd``, ``mbgnbd`` or ``pnbd``.
     spend_model
-        ``gamma-gamma`` or ``none`` (observed mean repeat spend).
+        ``gamma-gamma`` or ``none`` (observed mean repeat spend); a Gamma-Gamma fit that
+        fails falls back to ``none`` with a warning in ``warnings``.
     horizon
         Whole time units for expected purchases and CLV.
     discount_rate
@@ -1072,14 +1361,19 @@ def clv_from_file(
     -------
     dict
         The model summary (``model``, ``time_unit``, ``params``, ``stderr``, ``loglik``,
-        ``n_customers``, ``spend_model``, ``holdout``) plus the valuation settings, the
-        total CLV with its interval, and the validation report.
+        ``n_customers``, ``spend_model``, ``holdout``, ``warnings``) plus the valuation
+        settings, the total CLV with its interval, and the validation report.
     """
-    from segvalue.features.materialise import numpy_columns
+    import pyarrow as pa
+
+    from segvalue.data.writers import write_table
+    from segvalue.features.materialise import numpy_columns, to_arrow
+    from segvalue.features.rfm import rfm_features
     from segvalue.units import per_period_rate
     from segvalue.valuation import score_customers
 
-    _check_out_file(out_file)
+    protected = {Path(orders.path): "the orders file"}
+    _check_out_file(out_file, protected)
     if int(horizon) != horizon or horizon < 1:
         raise ConfigError(f"--horizon {horizon} is not a whole number >= 1", fix="e.g. 52")
     data = _load_orders_file(
@@ -1126,7 +1420,7 @@ def clv_from_file(
         report=report.to_dict(),
     )
     if out_file is not None:
-        write_table(predictions, out_file)
+        write_table(predictions, out_file, protected=protected)
         summary["out"] = str(out_file)
     return summary
 
@@ -1164,6 +1458,7 @@ def run_demo(
     seed: int = 42,
     out_dir: str | Path = "segvalue-demo",
     progress: Progress | None = None,
+    wait: float = 0,
 ) -> tuple[RunResult, Path]:
     """Generate (or copy) demo data with a ready ``segvalue.yaml``, then run the main job.
 
@@ -1174,9 +1469,13 @@ def run_demo(
     n_customers, seed
         Size and seed of the generated retailer.
     out_dir
-        Folder for ``data/``, ``segvalue.yaml`` and ``output/``.
+        Folder for ``data/``, ``segvalue.yaml`` and ``output/``: a new folder, an empty
+        one, or one an earlier ``segvalue demo`` made (it carries segvalue's mark);
+        anything else is refused before a file is written.
     progress
         Optional progress callback.
+    wait
+        Seconds to wait for another run holding the demo's output folder or store.
 
     Returns
     -------
@@ -1191,8 +1490,14 @@ def run_demo(
     (300, 'segvalue.yaml')
     """
     from segvalue.data.datasets import CDNOW_AS_OF, copy_cdnow
+    from segvalue.data.writers import write_text_atomic
 
+    if dataset not in ("demo", "cdnow"):
+        raise ConfigError(f"unknown --dataset {dataset!r}", fix="use 'demo' or 'cdnow'")
     out = Path(out_dir)
+    check_target(out, "demo")
+    if read_mark(out) is None:
+        mark_folder(out, "demo")
     data_dir = out / "data"
     if dataset == "demo":
         from segvalue.data.demo import demo_segments, generate_demo, write_demo
@@ -1238,7 +1543,7 @@ def run_demo(
     doc.update(sources=sources, output={"dir": "output"})
     header = f"# segvalue.yaml for the {dataset} data, written by `segvalue demo`.\n"
     config_path = write_text_atomic(out / "segvalue.yaml", header + _yaml(doc))
-    return run(load_config(config_path), progress=progress), config_path
+    return run(load_config(config_path), progress=progress, wait=wait), config_path
 
 
 def _yaml(doc: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,23 +17,59 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.markup import escape as _escape_markup
+from rich.padding import Padding
+from rich.table import Table as _RichTable
 
 from segvalue import __version__
-from segvalue.data.writers import json_safe
-from segvalue.errors import ConfigError, SegvalueError
+from segvalue.errors import ConfigError, SegvalueError, safe_text
 
+#: ``--wait`` of the commands that write the output folder and the store.
+WaitOption = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        metavar="SECONDS",
+        help="Wait up to SECONDS for another run using the same output folder (default: "
+        "refuse at once).",
+    ),
+]
+
+# Only what every command needs is imported here: `segvalue --help` must start in well under
+# half a second, so the pipeline (Ibis, pyarrow, scipy, ...) is imported inside each command.
 app = typer.Typer(
     name="segvalue",
     help="Customer segments, lifetime value and ROI-maximising action.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help text is printed as written: no Rich markup, no emoji codes (":email:" in
+    # "paid_social:email:0.2" stays text).
+    rich_markup_mode=None,
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# Our own markup styles fixed words; every user-derived string goes through escape().
+# emoji=False: a ":name:" inside user data or a message is never turned into an emoji.
+# Prose wraps at the terminal width; tables are built to fit 80 columns.
+out = Console(emoji=False, highlight=False)
+err = Console(stderr=True, soft_wrap=True, emoji=False)
+
+
+class Table(_RichTable):
+    """A Rich table whose cells wrap, never cut with "…", so it fits an 80-column terminal.
+
+    A column is never narrower than the longest word of its heading.
+    """
+
+    def add_column(self, header: Any = "", *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("overflow", "fold")
+        if isinstance(header, str):
+            kwargs.setdefault("min_width", max((len(w) for w in header.split()), default=0))
+        super().add_column(header, *args, **kwargs)
+
+
+def escape(text: str) -> str:
+    """User text for Rich: markup escaped, control characters and secrets made harmless."""
+    return _escape_markup(safe_text(text))
 
 
 @contextmanager
@@ -41,6 +78,8 @@ def _progress(enabled: bool = True) -> Iterator[Any]:
     if not enabled or not err.is_terminal:
         yield None
         return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -73,7 +112,7 @@ def main(
     """Customer segments, lifetime value and ROI-maximising action."""
 
 
-@app.command()
+@app.command(short_help="Write a commented example segvalue.yaml.")
 def init(
     path: Annotated[Path, typer.Argument(help="Where to write the example.")] = Path(
         "segvalue.yaml"
@@ -84,10 +123,12 @@ def init(
     from segvalue.pipeline import write_config_template
 
     write_config_template(path, force=force)
-    out.print(f"wrote {path}: edit sources and columns, then run `segvalue validate -c {path}`")
+    out.print(f"wrote {escape(str(path))}", soft_wrap=True)
+    out.print("edit its sources and columns, then run:")
+    out.print(f"  segvalue validate -c {escape(str(path))}", soft_wrap=True)
 
 
-@app.command()
+@app.command(short_help="Run the main job on built-in demo data.")
 def demo(
     customers: Annotated[int, typer.Option(help="Number of customers to generate.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 42,
@@ -96,13 +137,19 @@ def demo(
     ] = Path("segvalue-demo"),
     dataset: Annotated[str, typer.Option(help="demo (generated retailer) or cdnow.")] = "demo",
     json_output: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
+    wait: WaitOption = 0,
 ) -> None:
     """Run the main job on built-in demo data: generate, validate, compute features."""
     from segvalue.pipeline import run_demo
 
     with _progress(not json_output) as progress:
         result, config_path = run_demo(
-            dataset=dataset, n_customers=customers, seed=seed, out_dir=out_dir, progress=progress
+            dataset=dataset,
+            n_customers=customers,
+            seed=seed,
+            out_dir=out_dir,
+            progress=progress,
+            wait=wait,
         )
     if json_output:
         out.print_json(json.dumps(result.summary(), default=str))
@@ -110,13 +157,16 @@ def demo(
     _print_report(result.report.to_dict())
     _print_features(result.features)
     _print_segments(result.summary().get("segments"))
-    out.print(f"\n[bold]config[/]  {config_path}")
+    out.print(f"\n[bold]config[/]  {escape(_shown(config_path))}", soft_wrap=True)
     _print_outputs(result.outputs)
-    for command in ("segment", "kpis", "budget"):
-        out.print(f"try: segvalue {command} -c {config_path}")
+    commands = ["segment", "kpis"]
+    if "channel_spend" in result.report.tables:  # budget curves are fitted from its history
+        commands.append("budget")
+    for command in commands:
+        out.print(f"try: segvalue {command} -c {escape(_shown(config_path))}", soft_wrap=True)
 
 
-@app.command()
+@app.command(short_help="Read and validate every source; report rejects.")
 def validate(
     config: Annotated[Path, typer.Option("-c", "--config", help="Path to segvalue.yaml.")],
     strict: Annotated[bool, typer.Option(help="Fail on any rejected row.")] = False,
@@ -136,16 +186,17 @@ def validate(
         _print_report(report.to_dict())
 
 
-@app.command("run")
+@app.command("run", short_help="Run the main job on your data; write the outputs.")
 def run_job(
     config: Annotated[Path, typer.Option("-c", "--config", help="Path to segvalue.yaml.")],
     json_output: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
+    wait: WaitOption = 0,
 ) -> None:
     """Run the main job on your data: validate, features, CLV, segments; write outputs."""
     from segvalue.pipeline import run_config
 
     with _progress(not json_output) as progress:
-        result = run_config(config, progress=progress)
+        result = run_config(config, progress=progress, wait=wait)
     if json_output:
         out.print_json(json.dumps(result.summary(), default=str))
         return
@@ -154,19 +205,20 @@ def run_job(
     _print_outputs(result.outputs)
 
 
-@app.command()
+@app.command(short_help="Segment the customers: sizes, personas, migration.")
 def segment(
     config: Annotated[Path, typer.Option("-c", "--config", help="Path to segvalue.yaml.")],
     scheme: Annotated[
         list[str] | None, typer.Option(help="Only this scheme (repeat for several).")
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print segments as JSON.")] = False,
+    wait: WaitOption = 0,
 ) -> None:
     """Segment the customers: memberships, sizes, personas, quality warnings, migration."""
     from segvalue.pipeline import run_config
 
     with _progress(not json_output) as progress:
-        result = run_config(config, schemes=scheme or None, progress=progress)
+        result = run_config(config, schemes=scheme or None, progress=progress, wait=wait)
     summary = result.summary()
     if json_output:
         doc = {k: summary[k] for k in ("run_id", "segments", "migration")}
@@ -180,21 +232,61 @@ def segment(
 
 
 def _number(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4g}"
+    return "n/a" if value is None else _short(value)
 
 
-_KPI_COLUMNS = (
-    ("customers", "{:,}"),
-    ("share", "{:.1%}"),
-    ("average_order_value", "{:,.2f}"),
-    ("repeat_rate", "{:.1%}"),
-    ("churn_risk", "{:.1%}"),
-    ("clv_mean", "{:,.2f}"),
-    ("clv_cac", "{:.2f}"),
+#: The KPI table, in two tables of at most five columns so that each fits an 80-column
+#: terminal with its intervals: (key, heading, percent?). `--json` has every KPI.
+_KPI_TABLES = (
+    (
+        ("customers", "customers", False),
+        ("share", "share", True),
+        ("average_order_value", "order value", False),
+        ("repeat_rate", "repeat rate", True),
+    ),
+    (
+        ("churn_risk", "churn risk", True),
+        ("clv_mean", "CLV (mean)", False),
+        ("clv_cac", "CLV:CAC", False),
+    ),
 )
 
 
-@app.command()
+def _short(value: float, percent: bool = False) -> str:
+    """A number in at most about six characters: 35.47, 1.23k, 4.5M, 12.3%.
+
+    Examples
+    --------
+    >>> _short(35.4711), _short(12345.6), _short(0.1234, percent=True), _short(-0.0)
+    ('35.47', '12.3k', '12.3%', '0')
+    >>> _short(-0.0001, percent=True)
+    '0.0%'
+    """
+    if percent:
+        text = f"{value:.1%}"
+        return "0.0%" if text == "-0.0%" else text  # never "-0.0 %"
+    if value == 0:
+        return "0"  # never "-0"
+    for limit, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= limit:
+            return f"{value / limit:.3g}{suffix}"
+    return f"{value:.4g}"
+
+
+def _kpi_cell(row: dict[str, Any], key: str, percent: bool) -> str:
+    """The estimate, and its interval on a second line."""
+    value, low, high = row.get(key), row.get(f"{key}_lower"), row.get(f"{key}_upper")
+    if value is None:
+        return "n/a"
+    if key == "customers":
+        return f"{value:,}"
+    text = _short(value, percent)
+    if low is not None and high is not None:
+        text += f"\n[{_short(low, percent)}, {_short(high, percent)}]"
+    return escape(text)
+
+
+@app.command(short_help="Segment KPIs with intervals, targets and priorities.")
 def kpis(
     config: Annotated[Path, typer.Option("-c", "--config", help="Path to segvalue.yaml.")],
     json_output: Annotated[bool, typer.Option("--json", help="Print KPIs as JSON.")] = False,
@@ -222,20 +314,18 @@ def kpis(
         for p in (result.segmentation.personas if result.segmentation else [])
         if p.scheme == economics.scheme
     }
-    table = Table(title=f"Segment KPIs ({economics.scheme}), 95% intervals")
-    table.add_column("segment")
-    for name, _ in _KPI_COLUMNS:
-        table.add_column(name, justify="right")
-    for row in economics.kpis.to_pylist():
-        cells = [escape(str(row["segment"]))]
-        for name, fmt in _KPI_COLUMNS:
-            value, low, high = row.get(name), row.get(f"{name}_lower"), row.get(f"{name}_upper")
-            text = "" if value is None else fmt.format(value)
-            if low is not None and high is not None:
-                text += f" [{fmt.format(low)}, {fmt.format(high)}]"
-            cells.append(text)
-        table.add_row(*cells)
-    out.print(table)
+    rows = economics.kpis.to_pylist()
+    for index, columns in enumerate(_KPI_TABLES):
+        title = f"Segment KPIs ({economics.scheme}), 95% intervals" if index == 0 else None
+        table = Table(title=title)
+        table.add_column("segment")
+        for _, heading, _ in columns:
+            table.add_column(heading, justify="right")
+        for row in rows:
+            cells = [_kpi_cell(row, key, percent) for key, _, percent in columns]
+            table.add_row(escape(str(row["segment"])), *cells)
+        out.print(table)
+    out.print("each cell: the estimate, then its 95% interval; --json has every KPI")
     for row in economics.status.to_pylist():
         if row["status"] != "on_track":
             out.print(
@@ -251,7 +341,7 @@ def kpis(
     _print_outputs(result.outputs)
 
 
-@app.command()
+@app.command(short_help="Allocate a budget across items (response curves).")
 def budget(
     config: Annotated[
         Path | None, typer.Option("-c", "--config", help="Path to segvalue.yaml.")
@@ -294,7 +384,7 @@ def budget(
     )
     doc = plan.to_dict()
     if json_output:
-        out.print_json(json.dumps(doc, default=str))
+        out.print_json(json.dumps({**doc, "warnings": warnings}, default=str))
         return
     table = Table(title=f"Budget plan ({plan.method})")
     for column in ("item", "current", "planned", "marginal ROI"):
@@ -311,13 +401,13 @@ def budget(
     out.print(
         f"expected response {doc['expected_response']:,.3f} "
         f"(current {doc['current_response']:,.3f}); "
-        f"binding: {', '.join(doc['binding_constraints']) or 'none'}"
+        f"binding: {escape(', '.join(doc['binding_constraints']) or 'none')}"
     )
     for warning in warnings:
         out.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
-@app.command()
+@app.command(short_help="RFM / BTYD features per customer from an orders file.")
 def rfm(
     orders: Annotated[Path, typer.Argument(help="Orders file (CSV/text or Parquet).")],
     customer_col: Annotated[str, typer.Option(help="Customer id column.")],
@@ -368,10 +458,15 @@ def rfm(
     if out_file is not None:
         out.print(f"features written to {out_file}")
     else:
-        _print_rows(result["customers"][:10], title="first customers")
+        # The BTYD columns fit 80 columns; --out and --json carry the purchase dates too.
+        _print_rows(
+            result["customers_table"][:10],
+            title="first customers",
+            columns=("customer_id", "frequency", "recency", "T", "monetary_value"),
+        )
 
 
-@app.command()
+@app.command(short_help="Fit CLV models and value every customer.")
 def clv(
     orders: Annotated[Path, typer.Argument(help="Orders file (CSV/text or Parquet).")],
     customer_col: Annotated[str, typer.Option(help="Customer id column.")],
@@ -384,7 +479,9 @@ def clv(
     observation_end: Annotated[
         str | None, typer.Option(help="Last day of data (default: last order).")
     ] = None,
-    model: Annotated[str, typer.Option(help="bgnbd, mbgnbd, pnbd or auto.")] = "bgnbd",
+    model: Annotated[
+        str, typer.Option(help="auto (MBG/NBD or Pareto/NBD), bgnbd, mbgnbd or pnbd.")
+    ] = "auto",
     spend_model: Annotated[str, typer.Option(help="gamma-gamma or none.")] = "gamma-gamma",
     horizon: Annotated[int, typer.Option(help="Whole time units to value.")] = 52,
     discount_rate: Annotated[float, typer.Option(help="Annual discount rate.")] = 0.10,
@@ -422,6 +519,8 @@ def clv(
             out_file=out_file,
         )
     if json_output:
+        from segvalue.data.writers import json_safe
+
         report = result.pop("report")
         result["rows_rejected"] = report["rows_rejected"]
         out.print_json(json.dumps(json_safe(result), default=str))
@@ -438,10 +537,9 @@ def _print_valuation(result: dict[str, Any]) -> None:
     for column in ("parameter", "estimate", "std. error", "95% interval"):
         params.add_column(column, justify="left" if column == "parameter" else "right")
     for name, value in result["params"].items():
-        lo, hi = result["confidence_intervals"][name]
-        params.add_row(
-            name, f"{value:.4f}", f"{result['stderr'][name]:.4f}", f"{lo:.4f} - {hi:.4f}"
-        )
+        bounds = result["confidence_intervals"].get(name)
+        span = "unavailable" if bounds is None else f"{bounds[0]:.4g} - {bounds[1]:.4g}"
+        params.add_row(name, f"{value:.4g}", f"{result['stderr'][name]:.4g}", span)
     out.print(params)
     out.print(f"log-likelihood {result['loglik']:.2f} on {result['n_customers']:,} customers")
     if len(result["candidates"]) > 1:
@@ -451,6 +549,8 @@ def _print_valuation(result: dict[str, Any]) -> None:
             for name, c in result["candidates"].items()
         )
         out.print(f"model chosen: {result['model']} ({text})")
+    if result.get("selection"):
+        out.print(f"selection: {escape(result['selection'])}", highlight=False)
     spend = result["spend_model"]
     if spend is not None:
         text = ", ".join(f"{k} = {v:.4f}" for k, v in spend["params"].items())
@@ -465,9 +565,11 @@ def _print_valuation(result: dict[str, Any]) -> None:
         )
     out.print(
         f"total CLV over {result['horizon']} {unit}s ({result['discount_rate_annual']:.0%} a "
-        f"year, margin {result['margin']:.0%}): {result['total_clv']:,.2f} for "
+        f"year, margin {result['margin']:.0%}): {result['total_clv'] + 0.0:,.2f} for "
         f"{result['customers_scored']:,} customers"
     )
+    for warning in result.get("warnings", []):
+        out.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
 def _parse_date(value: str | None, option: str) -> dt.date | None:
@@ -500,7 +602,7 @@ def _print_report(report: dict[str, Any]) -> None:
                 out.print(f"    {escape(example)}", highlight=False)
         if t["returns"]:
             out.print(
-                f"  returns in {t['source']}: {t['returns']:,} rows, "
+                f"  returns in {escape(t['source'])}: {t['returns']:,} rows, "
                 f"{t['returns_amount']:,.2f} netted against their customers"
             )
         if t.get("zero_amounts"):
@@ -511,7 +613,7 @@ def _print_report(report: dict[str, Any]) -> None:
                 f"{report['lookback_start']} left out"
             )
     for warning in report["warnings"]:
-        out.print(f"[yellow]warning:[/] {warning}")
+        out.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
 def _print_features(features: Any) -> None:
@@ -561,19 +663,36 @@ def _print_migration(migration: dict[str, Any]) -> None:
         out.print(f"[yellow]drift:[/] {escape(alert['message'])}", highlight=False)
 
 
+def _shown(path: Path) -> str:
+    """A path as short as it can be said: relative to the working folder when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except (ValueError, OSError):  # outside the working folder, or that folder is gone
+        return str(path)
+
+
 def _print_outputs(outputs: dict[str, Path]) -> None:
-    for name, path in outputs.items():
-        out.print(f"[bold]{name}[/]  {path}")
+    """The output folder once, then one file per line (short lines, paths never broken)."""
+    folders = {Path(path).parent for path in outputs.values()}
+    if len(folders) != 1:
+        for name, path in outputs.items():
+            out.print(f"[bold]{escape(name)}[/]  {escape(_shown(path))}", soft_wrap=True)
+        return
+    # soft_wrap: a path is never broken across lines (it stays copyable).
+    out.print(f"[bold]outputs[/] in {escape(_shown(folders.pop()))}{os.sep}", soft_wrap=True)
+    names = "  ".join(Path(path).name for path in outputs.values())
+    out.print(Padding(escape(names), (0, 0, 0, 2)))
 
 
-def _print_rows(rows: list[dict[str, Any]], *, title: str) -> None:
+def _print_rows(rows: list[dict[str, Any]], *, title: str, columns: tuple[str, ...]) -> None:
     if not rows:
         return
     table = Table(title=title)
-    for column in rows[0]:
+    for column in columns:
         table.add_column(column, justify="right")
     for row in rows:
-        table.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
+        values = (row[column] for column in columns)
+        table.add_row(*(escape(f"{v:.2f}" if isinstance(v, float) else str(v)) for v in values))
     out.print(table)
 
 
@@ -600,6 +719,7 @@ def cli(argv: list[str] | None = None) -> int:
         app(args=argv, prog_name="segvalue")
     except SegvalueError as exc:
         # User text (file names, values, "segvalue[postgres]") must not be read as markup.
+        # escape() sanitises again: a subclass may set its message after SegvalueError's check.
         err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
         if exc.fix:
             err.print(f"[bold]fix:[/] {escape(exc.fix)}", highlight=False)
@@ -607,6 +727,17 @@ def cli(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # click exits after --help and usage errors (code 2)
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
+    except OSError as exc:
+        # Last line: writers and readers convert these; one that slipped through still
+        # names its path instead of a traceback. Without a path it is a bug: re-raise.
+        if exc.filename is None:
+            raise
+        reason = exc.strerror or type(exc).__name__
+        err.print(
+            f"[bold red]error:[/] {escape(str(exc.filename))}: {escape(reason)}", highlight=False
+        )
+        err.print("[bold]fix:[/] check the path, its permissions and the free disk space")
+        return 2
     return 0
 
 

@@ -23,8 +23,15 @@ from ibis.common.exceptions import TableNotFound
 
 from segvalue.config import Config, CsvOptions, SourceConfig
 from segvalue.data.contract import CONTRACT
+from segvalue.data.documents import read_document  # kept here for callers of readers
 from segvalue.data.parse import check_date_format
-from segvalue.errors import ConfigError, DataValidationError, MissingDependencyError, did_you_mean
+from segvalue.errors import (
+    ConfigError,
+    DataValidationError,
+    MissingDependencyError,
+    did_you_mean,
+    redact_secrets,
+)
 
 __all__ = [
     "RawSource",
@@ -81,7 +88,8 @@ def connect(target: str | Any = "duckdb://") -> BaseBackend:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if not scheme:
         raise ConfigError(
-            f"engine URL {url!r} has no scheme", fix="use e.g. duckdb:// or postgres://host/db"
+            f"engine URL {_redact(url)!r} has no scheme",
+            fix="use e.g. duckdb:// or postgres://host/db",
         )
     try:
         return ibis.connect(url)
@@ -89,7 +97,7 @@ def connect(target: str | Any = "duckdb://") -> BaseBackend:
         raise _missing(scheme, exc) from None
     except Exception as exc:  # driver errors differ by backend: report them as config errors
         raise ConfigError(
-            f"cannot connect to {_redact(url)}: {_first_line(exc)}",
+            f"cannot connect to {_redact(url)}: {_redact(_first_line(exc))}",
             fix="check the URL, credentials and that the server is running",
         ) from None
 
@@ -105,13 +113,8 @@ def _missing(scheme: str, exc: ImportError) -> MissingDependencyError:
 
 
 def _redact(url: str) -> str:
-    """Hide a password in a connection URL before it reaches a message or a log."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
-    return url
+    """Hide secrets in a connection URL (user info, query, DSN) before a message or a log."""
+    return redact_secrets(url)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -144,8 +147,8 @@ class RawSource:
         Human name of the input for messages (a file path or ``url#table``).
     row_word
         ``"line"`` for text files (``_row`` is the line number), else ``"row"``.
-    decimal, date_format
-        Parsing options carried to validation.
+    decimal, date_format, timezone
+        Parsing options carried to validation (``timezone``: the configured IANA zone).
     """
 
     name: str
@@ -154,6 +157,7 @@ class RawSource:
     row_word: str
     decimal: str = "."
     date_format: str | None = None
+    timezone: str = "UTC"
 
 
 def read_file(
@@ -468,7 +472,9 @@ def read_source(con: BaseBackend, name: str, config: Config) -> RawSource:
         label = f"{where}#{source.table}"
         table, word = _read_database(con, source, config.engine.url, label), "row"
     mapped = map_columns(table, name, source, label)
-    return RawSource(name, mapped, label, word, source.csv.decimal, source.date_format)
+    return RawSource(
+        name, mapped, label, word, source.csv.decimal, source.date_format, config.timezone
+    )
 
 
 def _required_fix(name: str, column: str, present: list[str]) -> str:
@@ -541,45 +547,3 @@ def map_columns(table: ir.Table, name: str, source: SourceConfig, label: str) ->
     if renames:
         table = table.rename(renames)
     return table.mutate(**surrogates) if surrogates else table
-
-
-def read_document(path: str | Path) -> Any:
-    """A YAML or JSON document (by extension; YAML otherwise) as plain data.
-
-    Raises
-    ------
-    ConfigError
-        When the file is missing or does not parse, naming the file and the line.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "curves.json"
-    >>> _ = p.write_text('{"total": 500}')
-    >>> read_document(p)
-    {'total': 500}
-    """
-    import json
-
-    import yaml
-
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"{file}: file not found", fix="check the path")
-    text = file.read_text(encoding="utf-8")
-    try:
-        if file.suffix.lower() == ".json":
-            return json.loads(text)
-        return yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{file}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
-            fix="correct the JSON syntax",
-        ) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(
-            f"{file}: invalid YAML{where}: {getattr(exc, 'problem', exc)}",
-            fix="correct the YAML syntax (indentation, colons, quotes)",
-        ) from None

@@ -142,7 +142,7 @@ class ValidatedData:
 
 
 def _context(raw: RawSource) -> dict[str, Any]:
-    return {"decimal": raw.decimal, "date_format": raw.date_format}
+    return {"decimal": raw.decimal, "date_format": raw.date_format, "timezone": raw.timezone}
 
 
 def _parsed(raw: RawSource, spec: TableSpec) -> tuple[ir.Table, list[tuple[Any, str, Any, Any]]]:
@@ -399,13 +399,17 @@ def validate_sources(
         clean[name] = good
         if name == "orders" and table_report.rows_accepted == 0 and rows_read > 0:
             reasons = ", ".join(f"{k}: {v}" for k, v in rejected.items()) or "lookback window"
-            raise DataValidationError(
+            error = DataValidationError(
                 f"{raw.label}: no valid orders remain ({reasons})",
                 fix="see the rejects (run `segvalue validate`) and fix the input or as_of",
             )
+            error.rejects = ibis.union(*rejects) if len(rejects) > 1 else rejects[0]
+            raise error
     all_rejects = ibis.union(*rejects) if len(rejects) > 1 else rejects[0]
     if config.validation.strict and report.rows_rejected:
-        raise DataValidationError(_strict_message(report, all_rejects), fix=_STRICT_FIX)
+        error = DataValidationError(_strict_message(report, all_rejects), fix=_STRICT_FIX)
+        error.rejects = all_rejects
+        raise error
     _sufficiency(clean["orders"], report, config)
     return ValidatedData(con, clean, all_rejects, report)
 

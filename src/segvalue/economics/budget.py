@@ -10,7 +10,8 @@ spends within each item's bounds and the total budget, where the charge per unit
 spend ``c`` encodes the objective:
 
 - ``revenue`` / ``clv`` (``c = 0``): spend exactly the total, where it returns most
-  (``clv`` is the same computation with ``value`` = CLV per conversion);
+  (``clv`` is the same computation with each item's value scaled by the CLV of the
+  segment it reaches relative to the whole base, :func:`clv_values`);
 - ``profit`` (``c = 1``): the total is a cap; spending stops where the marginal ROI
   falls to 1, since a further unit of spend returns less than it costs;
 - a marginal-ROI floor ``f`` (``c = max(c, f)``) is a hurdle rate: spend only where it
@@ -45,8 +46,10 @@ from segvalue.economics.curves import FittedCurve, hill, hill_inflection, hill_m
 from segvalue.errors import ConfigError, did_you_mean
 
 __all__ = [
+    "ALL_SEGMENTS",
     "Allocation",
     "WhatIf",
+    "clv_values",
     "curves_from_mapping",
     "item_marginal_roi",
     "item_response",
@@ -872,6 +875,75 @@ def _solve(p: _Problem, seed: int) -> Allocation:
     if p.score(current) > p.score(spend):
         spend, method = current, "current"
     return _allocation(p, spend, method, diag)
+
+
+#: The segment name of the whole customer base in a segment CLV mapping (as in the KPIs).
+ALL_SEGMENTS = "all customers"
+
+
+def clv_values(
+    items: Sequence[ResponseItem], segment_clv: Mapping[str, float]
+) -> tuple[dict[str, float], list[str]]:
+    """Item values for the ``clv`` objective: each scaled by its segment's relative CLV.
+
+    A unit of response (revenue, or conversions times ``value``) from a segment whose
+    customers are worth twice the base's is worth twice as much:
+    ``value_clv = value * clv[segment] / clv[base]``, with ``clv`` the mean CLV per
+    customer (the ``clv_mean`` KPI) and the base the ``"all customers"`` entry (without
+    one: the mean of the segments given). Items without a segment, or whose segment has
+    no CLV, keep their ``value`` and are named in a warning: for them ``clv`` is
+    ``revenue``.
+
+    Parameters
+    ----------
+    items
+        The budget items (``segment`` says which segment each reaches).
+    segment_clv
+        Mean CLV per customer by segment name.
+
+    Returns
+    -------
+    (dict of str to float, list of str)
+        Values by item name (only the items that were matched) and the warnings.
+
+    Examples
+    --------
+    >>> mm = {"form": "michaelis_menten", "beta": 1.0, "k": 1.0}
+    >>> items = [ResponseItem(name="a", segment="loyal", **mm),
+    ...          ResponseItem(name="b", value=2, segment="new", **mm),
+    ...          ResponseItem(name="c", segment="gone", **mm)]
+    >>> values, notes = clv_values(items, {"all customers": 50.0, "loyal": 150.0, "new": 25.0})
+    >>> values
+    {'a': 3.0, 'b': 1.0}
+    >>> notes[0][:60]
+    'objective clv: 1 item(s) not matched to a segment with a CLV'
+    """
+    known = {k: float(v) for k, v in segment_clv.items() if math.isfinite(float(v))}
+    base = known.get(ALL_SEGMENTS)
+    if base is None:
+        segments = [v for k, v in known.items() if k != ALL_SEGMENTS]
+        base = sum(segments) / len(segments) if segments else None
+    values: dict[str, float] = {}
+    unmatched = []
+    for item in items:
+        clv = known.get(item.segment) if item.segment is not None else None
+        if clv is None or base is None or base <= 0 or clv <= 0:
+            unmatched.append(
+                f"{item.name} (segment {item.segment!r})"
+                if item.segment
+                else f"{item.name} (no segment)"
+            )
+            continue
+        values[item.name] = item.value * clv / base
+    notes = []
+    if unmatched:
+        choices = sorted(k for k in known if k != ALL_SEGMENTS)
+        notes.append(
+            f"objective clv: {len(unmatched)} item(s) not matched to a segment with a CLV: "
+            f"{', '.join(unmatched)}; they are valued at their own value (as for revenue). "
+            f"Segments with a CLV: {', '.join(choices) or 'none'}"
+        )
+    return values, notes
 
 
 def optimise_budget(

@@ -28,8 +28,10 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import optimize, signal, special, stats
+from scipy import optimize, special
 
+# scipy.signal and scipy.stats are imported where they are used: together they take longer
+# to import than a whole `segvalue budget --curves FILE` may (the optimiser needs neither).
 from segvalue.config import ResponseItem
 from segvalue.errors import DataValidationError
 
@@ -212,12 +214,16 @@ def geometric_adstock(spend: ArrayLike, theta: float) -> FloatArray:
         )
     if s.size == 0 or theta == 0.0:
         return s.copy()
+    from scipy import signal
+
     out, _ = signal.lfilter([1.0 - theta], [1.0, -theta], s, zi=[theta * s[0]])
     return np.asarray(out, dtype=np.float64)
 
 
 def _adstock_derivative(spend: FloatArray, adstock: FloatArray, theta: float) -> FloatArray:
     """``d a_t / d theta``: ``theta d_(t-1) + a_(t-1) - s_t`` with ``a_(-1) = s_0``."""
+    from scipy import signal
+
     previous = np.concatenate([spend[:1], adstock[:-1]])
     out = signal.lfilter([1.0], [1.0, -theta], previous - spend)
     return np.asarray(out, dtype=np.float64)
@@ -610,6 +616,8 @@ def fit_response_curve(
 def _summarise(
     model: _CurveModel, result: Any, lb: FloatArray, ub: FloatArray, label: str
 ) -> FittedCurve:
+    from scipy import stats
+
     z = np.asarray(result.x, dtype=np.float64)
     beta, k, slope, theta = model.unpack(z)
     n, p = model.spend.size, z.size

@@ -438,16 +438,36 @@ def _segment_spend(channel_spend: ir.Table | None) -> dict[str, float]:
 # --------------------------------------------------------------------------- KPI maths
 
 
+#: The support of a KPI that cannot be negative (counts, frequencies, CLV).
+NON_NEGATIVE = (0.0, np.inf)
+
+
 def _nan(size: int) -> FloatArray:
     return np.full(size, np.nan)
 
 
-def _put(columns: dict[str, Any], name: str, interval: Interval | None, size: int) -> None:
+def _put(
+    columns: dict[str, Any],
+    name: str,
+    interval: Interval | None,
+    size: int,
+    *,
+    support: tuple[float, float] | None = None,
+) -> None:
+    """Store a KPI and its interval; bounds are clipped to the KPI's ``support``.
+
+    A t interval of a mean of non-negative values (frequency, CLV) or of probabilities
+    (churn risk) can reach past what the quantity can be in a small, skewed segment;
+    the interval is then reported as its intersection with the support.
+    """
     if interval is None:
         interval = Interval(_nan(size), _nan(size), _nan(size), _nan(size))
+    lower, upper = interval.lower, interval.upper
+    if support is not None:
+        lower, upper = np.clip(lower, *support), np.clip(upper, *support)
     columns[name] = interval.estimate
-    columns[f"{name}_lower"] = interval.lower
-    columns[f"{name}_upper"] = interval.upper
+    columns[f"{name}_lower"] = lower
+    columns[f"{name}_upper"] = upper
     columns[f"{name}_n"] = interval.n
 
 
@@ -490,9 +510,8 @@ def _kpi_columns(
         ),
         size,
     )
-    _put(
-        cols, "purchase_frequency", t_interval(st.s("o"), st.p("o", "o"), buyers, level=level), size
-    )
+    frequency = t_interval(st.s("o"), st.p("o", "o"), buyers, level=level)
+    _put(cols, "purchase_frequency", frequency, size, support=NON_NEGATIVE)
     _put(cols, "repeat_rate", wilson_interval(st.s("rep"), buyers, level=level), size)
     retention = None
     if st.has("prev"):
@@ -501,7 +520,7 @@ def _kpi_columns(
     churn = None
     if st.has("ch"):
         churn = t_interval(st.s("ch"), st.p("ch", "ch"), st.s("hch"), level=level)
-    _put(cols, "churn_risk", churn, size)
+    _put(cols, "churn_risk", churn, size, support=(0.0, 1.0))
     clv_mean = clv_total = at_risk = None
     if st.has("v"):
         scored = st.s("hv")
@@ -517,9 +536,9 @@ def _kpi_columns(
         )
         if st.has("risk"):
             at_risk = t_interval(st.s("risk"), st.p("risk", "risk"), st.s("hrisk"), level=level)
-    _put(cols, "clv_mean", clv_mean, size)
-    _put(cols, "clv_total", clv_total, size)
-    _put(cols, "clv_at_risk", at_risk, size)
+    _put(cols, "clv_mean", clv_mean, size, support=NON_NEGATIVE)
+    _put(cols, "clv_total", clv_total, size, support=NON_NEGATIVE)
+    _put(cols, "clv_at_risk", at_risk, size, support=NON_NEGATIVE)
 
     margin = st.s("m") if st.has("m") else _nan(size)
     cols["margin"] = margin

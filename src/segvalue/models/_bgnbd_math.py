@@ -441,6 +441,10 @@ def _expected_repeat_hyp2f1(
     return np.asarray(value, dtype=np.float64)
 
 
+#: Above this a + b, Beta(a, b) is treated as a point mass (relative sd < 1e-3).
+_POINT_MASS = 1e6
+
+
 def _expected_repeat_quadrature(
     r: FloatArray, alpha: FloatArray, a: FloatArray, b: FloatArray, t: FloatArray
 ) -> FloatArray:
@@ -466,9 +470,16 @@ def _expected_repeat_quadrature(
     nodes = np.minimum(np.ceil(-lower / step), 200_000).astype(np.int64)
     log_beta_fn = special.betaln(a, b)
     log_kr = np.log(k * r)
-    tail = np.exp(log_kr + special.gammaln(a) - a * np.log(beta) - log_beta_fn) * special.gammainc(
-        a, beta
-    )
+    # In logs: for a degenerate fit (huge a, b) the prefactor overflows while the
+    # incomplete gamma function underflows to 0 (inf * 0 would be NaN and a warning).
+    with np.errstate(divide="ignore", over="ignore"):
+        tail = np.exp(
+            log_kr
+            + special.gammaln(a)
+            - a * np.log(beta)
+            - log_beta_fn
+            + np.log(special.gammainc(a, beta))
+        )
     flat = [v.ravel() for v in (r, k, a, b, beta, step, lower, log_beta_fn, log_kr)]
     count = nodes.ravel()
     width = int(count.max()) if count.size else 0
@@ -594,6 +605,15 @@ def _expected_repeat_purchases(r: Any, alpha: Any, a: Any, b: Any, t: Any) -> Fl
         ~np.isfinite(value)
         | (large_b & ((1.0 / (1.0 + k) < _ONE_MINUS_Z_SMALL) | near_one | ~(cancellation < 1e-12)))
     )
+    # A Beta(a, b) this concentrated (a degenerate fit, a and b running off together) is
+    # a point mass at p = a / (a + b) to within its sd ~ 1 / sqrt(a + b): E[X(t)] is then
+    # the Gamma mixture of (1 - exp(-lambda p t)) / p, in closed form.
+    point_mass = quadrature & (a + b > _POINT_MASS)
+    if point_mass.any():
+        i = point_mass
+        p = a[i] / (a[i] + b[i])
+        value[i] = -np.expm1(-r[i] * np.log1p(p * t[i] / alpha[i])) / p
+    quadrature &= ~point_mass
     if quadrature.any():
         i = quadrature
         value[i] = _expected_repeat_quadrature(r[i], alpha[i], a[i], b[i], t[i])

@@ -398,7 +398,7 @@ def fit_log_params(
         optimizer_message=str(last.message),
         iterations=int(getattr(last, "nit", 0)),
         gradient_norm=grad_norm,
-        fix="check that the data have enough repeat customers, or set a penalizer",
+        fix="check that the data have enough repeat customers, or fit another model",
     )
 
 

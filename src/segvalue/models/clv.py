@@ -29,6 +29,8 @@ __all__ = ["CLVResult", "customer_lifetime_value"]
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
 _STEP = 1e-4  # relative step in log-parameters for the delta method
+#: An interval whose upper / lower ratio exceeds this says nothing: reported as NaN.
+MAX_INTERVAL_RATIO = 1e6
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,8 @@ class CLVResult:
     clv
         Margin-adjusted, discounted value over the horizon.
     lower, upper
-        Interval bounds from parameter uncertainty (NaN when unavailable).
+        Interval bounds from parameter uncertainty, never negative (log scale); NaN
+        when unavailable: no covariance, or wider than ``MAX_INTERVAL_RATIO``.
     discounted_purchases
         Discounted expected purchases over the horizon.
     expected_spend
@@ -79,7 +82,8 @@ def _spend_values(
             "no spend model and no monetary_value", fix="pass a spend model or monetary_value"
         )
     mean_spend = fallback if fallback is not None else float(np.mean(m[x > 0]))
-    return np.where(x > 0, m, mean_spend)
+    # Spend is non-negative: a customer whose returns outweigh the purchases brings 0.
+    return np.maximum(np.where(x > 0, m, mean_spend), 0.0)
 
 
 def customer_lifetime_value(
@@ -193,10 +197,21 @@ def customer_lifetime_value(
                 g_total = np.bincount(inverse, weights=value, minlength=grads.shape[0]) @ grads
                 var_total += float(g_total @ cov_log @ g_total)
             se_log = np.sqrt(np.maximum(var_log, 0.0))
-            lower = np.where(value > 0, value * np.exp(-z * se_log), 0.0)
-            upper = np.where(value > 0, value * np.exp(z * se_log), 0.0)
+            # exp(2 z se) is the upper / lower ratio: beyond the limit (or not finite) the
+            # interval says nothing and is reported as unavailable, never as 1e250.
+            limit = np.log(MAX_INTERVAL_RATIO) / (2 * z)
+            usable = np.isfinite(se_log) & (se_log <= limit)
+            with np.errstate(over="ignore", invalid="ignore"):
+                lower = np.where(
+                    usable, np.where(value > 0, value * np.exp(-z * se_log), 0.0), np.nan
+                )
+                upper = np.where(
+                    usable, np.where(value > 0, value * np.exp(z * se_log), 0.0), np.nan
+                )
             se_total = float(np.sqrt(max(var_total, 0.0))) / total if total > 0 else 0.0
-            total_lower, total_upper = total * np.exp(-z * se_total), total * np.exp(z * se_total)
+            if np.isfinite(se_total) and se_total <= limit:
+                total_lower = total * np.exp(-z * se_total)
+                total_upper = total * np.exp(z * se_total)
     return CLVResult(
         clv=value,
         lower=lower,
@@ -211,7 +226,7 @@ def customer_lifetime_value(
 
 def _mean_repeat(x: FloatArray, m: FloatArray) -> float:
     repeat = m[x > 0]
-    return float(repeat.mean()) if repeat.size else 0.0
+    return max(float(repeat.mean()), 0.0) if repeat.size else 0.0
 
 
 def _relative_gradients(

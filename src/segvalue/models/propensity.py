@@ -4,6 +4,12 @@ BTYD models use only (x, t_x, T). Demographics, categories and channel engagemen
 more signal; a gradient-boosted classifier on them is evaluated on held-out customers
 against the BTYD probability of at least one purchase as the baseline, by AUC, Brier
 score and a calibration table. Arrays in, arrays out.
+
+Categorical features arrive as integer codes of a category list fixed once at fit time
+(sorted; a category unknown at scoring time, or missing, is NaN: the classifier's missing
+branch) and the lists are stored with the model. The fitted trees are exported as plain
+arrays and evaluated here in numpy, so the model saves as JSON (:meth:`to_dict`,
+:meth:`from_dict`) and a loaded model predicts exactly what the fitted one did.
 """
 
 from __future__ import annotations
@@ -15,7 +21,12 @@ import numpy as np
 
 from segvalue.errors import DataValidationError, NotFittedError
 
-__all__ = ["PropensityEvaluation", "PurchasePropensityModel", "evaluate_propensity"]
+__all__ = [
+    "PropensityEvaluation",
+    "PurchasePropensityModel",
+    "encode_categories",
+    "evaluate_propensity",
+]
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
@@ -63,6 +74,7 @@ class PurchasePropensityModel:
         *,
         feature_names: list[str],
         categorical: list[bool] | None = None,
+        categories: dict[str, list[str]] | None = None,
     ) -> Self:
         """Fit on a feature matrix and 0/1 labels.
 
@@ -76,6 +88,9 @@ class PurchasePropensityModel:
             Names of the k columns.
         categorical
             Which columns are categorical codes.
+        categories
+            For each categorical column (by name), the category behind each code (code
+            ``i`` is ``categories[name][i]``): stored with the model for scoring.
 
         Returns
         -------
@@ -110,18 +125,175 @@ class PurchasePropensityModel:
             random_state=self.random_state,
         ).fit(matrix, labels)
         self.feature_names_ = list(feature_names)
+        self.categorical_ = [bool(c) for c in (categorical or [False] * len(feature_names))]
+        self.categories_ = {k: [str(c) for c in v] for k, v in (categories or {}).items()}
         self.n_customers_ = int(labels.size)
         self.base_rate_ = float(labels.mean())
+        self.trees_ = _export_trees(self.classifier_, np.asarray(self.categorical_, dtype=bool))
         return self
 
     def predict_proba(self, X: Any) -> FloatArray:
-        """P(buys within the horizon) per row of ``X``."""
-        if not hasattr(self, "classifier_"):
+        """P(buys within the horizon) per row of ``X`` (codes as at fit time)."""
+        if not hasattr(self, "trees_"):
             raise NotFittedError(
                 "This PurchasePropensityModel instance is not fitted yet", fix="call fit first"
             )
         matrix = np.asarray(X, dtype=np.float64)
-        return np.asarray(self.classifier_.predict_proba(matrix)[:, 1], dtype=np.float64)
+        if matrix.ndim != 2 or matrix.shape[1] != len(self.feature_names_):
+            raise DataValidationError(
+                f"X has shape {matrix.shape} for {len(self.feature_names_)} features",
+                fix=f"pass the columns {self.feature_names_}",
+            )
+        return _predict_trees(self.trees_, matrix)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fitted model as plain data: hyperparameters, features, categories, trees."""
+        if not hasattr(self, "trees_"):
+            raise NotFittedError(
+                "This PurchasePropensityModel instance is not fitted yet", fix="call fit first"
+            )
+        return {
+            "type": type(self).__name__,
+            "hyperparameters": {
+                "max_iter": self.max_iter,
+                "learning_rate": self.learning_rate,
+                "max_leaf_nodes": self.max_leaf_nodes,
+                "l2_regularization": self.l2_regularization,
+                "random_state": self.random_state,
+            },
+            "feature_names": self.feature_names_,
+            "categorical": self.categorical_,
+            "categories": self.categories_,
+            "n_customers": self.n_customers_,
+            "base_rate": self.base_rate_,
+            "trees": self.trees_,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Rebuild a fitted model from :meth:`to_dict` output (no scikit-learn needed).
+
+        Examples
+        --------
+        >>> import json
+        >>> rng = np.random.default_rng(0)
+        >>> X = np.column_stack([rng.normal(size=500), rng.integers(0, 3, 500)])
+        >>> y = rng.random(500) < 1 / (1 + np.exp(-2 * X[:, 0] + (X[:, 1] == 2)))
+        >>> m = PurchasePropensityModel(max_iter=20).fit(
+        ...     X, y, feature_names=["a", "c"], categorical=[False, True],
+        ...     categories={"c": ["x", "y", "z"]})
+        >>> loaded = PurchasePropensityModel.from_dict(json.loads(json.dumps(m.to_dict())))
+        >>> bool(np.array_equal(loaded.predict_proba(X), m.predict_proba(X)))
+        True
+        """
+        if data.get("type") != cls.__name__ or "trees" not in data:
+            raise DataValidationError(
+                f"not a saved {cls.__name__} (type {data.get('type')!r})",
+                fix="save the model again with to_dict()",
+            )
+        model = cls(**data.get("hyperparameters", {}))
+        model.feature_names_ = list(data["feature_names"])
+        model.categorical_ = [bool(c) for c in data["categorical"]]
+        model.categories_ = {k: list(v) for k, v in data.get("categories", {}).items()}
+        model.n_customers_ = int(data["n_customers"])
+        model.base_rate_ = float(data["base_rate"])
+        model.trees_ = data["trees"]
+        return model
+
+
+def encode_categories(values: Any, categories: list[str]) -> FloatArray:
+    """Codes of ``values`` in a fixed category list; unknown or missing values are NaN.
+
+    NaN is the reserved code: the classifier sends it down its missing-value branch, so a
+    category first seen at scoring time is scored like a missing one, never as another
+    category's code.
+
+    Examples
+    --------
+    >>> encode_categories(["b", "zz", None, "a"], ["a", "b"]).tolist()
+    [1.0, nan, nan, 0.0]
+    """
+    index = {c: float(i) for i, c in enumerate(categories)}
+    return np.array([index.get(v, np.nan) if v is not None else np.nan for v in values])
+
+
+_NODE_FIELDS = (
+    "feature_idx",
+    "num_threshold",
+    "missing_go_to_left",
+    "left",
+    "right",
+    "is_leaf",
+    "value",
+    "is_categorical",
+    "bitset_idx",
+)
+
+
+def _export_trees(classifier: Any, categorical: Any) -> dict[str, Any]:
+    """scikit-learn's fitted trees as plain lists, with the input transform they expect.
+
+    scikit-learn moves categorical columns first and re-codes each by the sorted values
+    it saw in training (unseen values become missing); both are recorded, so that
+    :func:`_predict_trees` reproduces ``predict_proba`` exactly.
+    """
+    order = [int(i) for i in np.flatnonzero(categorical)] + [
+        int(i) for i in np.flatnonzero(~categorical)
+    ]
+    seen: list[list[float]] = []
+    if categorical.any():
+        encoder = classifier._preprocessor.named_transformers_["encoder"]
+        seen = [[float(v) for v in c] for c in encoder.categories_]
+    trees = []
+    for iteration in classifier._predictors:
+        predictor = iteration[0]
+        nodes = predictor.nodes
+        tree: dict[str, Any] = {f: nodes[f].tolist() for f in _NODE_FIELDS}
+        tree["left_categories"] = np.asarray(predictor.raw_left_cat_bitsets).tolist()
+        trees.append(tree)
+    return {
+        "order": order if categorical.any() else list(range(categorical.size)),
+        "seen_categories": seen,
+        "baseline": float(np.ravel(classifier._baseline_prediction)[0]),
+        "trees": trees,
+    }
+
+
+def _predict_trees(model: dict[str, Any], X: FloatArray) -> FloatArray:
+    """P(y = 1) from exported trees: baseline + sum of leaf values, through the logistic."""
+    order = model["order"]
+    data = X[:, order].copy()
+    for j, seen in enumerate(model["seen_categories"]):
+        known = np.asarray(seen, dtype=np.float64)
+        column = data[:, j]
+        position = np.searchsorted(known, column)
+        inside = position < known.size
+        hit = inside & (known[np.minimum(position, max(known.size - 1, 0))] == column)
+        data[:, j] = np.where(hit, position, np.nan)
+    raw = np.full(data.shape[0], model["baseline"])
+    rows = np.arange(data.shape[0])
+    for tree in model["trees"]:
+        t = {f: np.asarray(tree[f]) for f in _NODE_FIELDS}
+        bitsets = np.asarray(tree["left_categories"], dtype=np.uint64).reshape(-1, 8)
+        node = np.zeros(data.shape[0], dtype=np.int64)
+        active = ~t["is_leaf"][node].astype(bool)
+        while active.any():
+            n = node[active]
+            value = data[rows[active], t["feature_idx"][n]]
+            missing = np.isnan(value)
+            go_left = value <= t["num_threshold"][n]
+            categorical = t["is_categorical"][n].astype(bool)
+            if categorical.any() and bitsets.size:
+                code = np.where(missing | (value < 0), 0, value).astype(np.int64)
+                word = bitsets[t["bitset_idx"][n] * categorical, np.minimum(code // 32, 7)]
+                in_left = ((word >> (code % 32).astype(np.uint64)) & 1).astype(bool)
+                go_left = np.where(categorical, in_left & (code < 256), go_left)
+                missing = missing | (categorical & (value < 0))
+            go_left = np.where(missing, t["missing_go_to_left"][n].astype(bool), go_left)
+            node[active] = np.where(go_left, t["left"][n], t["right"][n])
+            active = ~t["is_leaf"][node].astype(bool)
+        raw += t["value"][node]
+    return np.asarray(1.0 / (1.0 + np.exp(-raw)), dtype=np.float64)
 
 
 @dataclass(frozen=True)

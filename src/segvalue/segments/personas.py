@@ -10,6 +10,18 @@ profiles always give the same personas. What counts as *distinguishing*:
 - a category, channel or attribute value that is over-represented: ``z >= z_min`` and
   index >= 100 + ``min_index_change``.
 
+``z`` is the distance of the segment's mean from the base's in standard errors, so a
+descriptor such as "big-basket" or "frequent" appears only where the base lies outside the
+segment's interval of ``z_min`` standard errors. With count-only data (every order of the
+same amount, :attr:`~segvalue.segments.profiles.SegmentProfiles.constant_amounts`) spend
+features are never descriptors: they only restate the number of orders. A segment with no
+distinguishing trait says so once ("no trait differs from the base beyond its interval")
+and its needs, objections and tone stay empty rather than filled with placeholders.
+
+Names are unique within a scheme: personas that would share one get their next most
+distinctive trait that the others lack (e.g. "Frequent customers, high december share"),
+else their segment name in brackets.
+
 The name joins up to three descriptors (adjectives from :data:`NUMERIC_VOCABULARY` for the
 strongest numeric differences, a lifestyle or place that most members share) with a noun
 from the most over-represented category (:data:`CATEGORY_NOUNS`), e.g. "Affluent young
@@ -25,12 +37,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from segvalue.segments.profiles import SegmentProfiles, rows_by_segment
+from segvalue.segments.profiles import SPEND_FEATURES, SegmentProfiles, rows_by_segment
 
 __all__ = [
     "BENEFIT_PHRASES",
     "CATEGORY_NOUNS",
+    "NOTHING_DISTINCTIVE",
     "NUMERIC_VOCABULARY",
+    "TRAIT_PHRASES",
     "Persona",
     "build_personas",
     "personas_json",
@@ -56,6 +70,14 @@ NUMERIC_VOCABULARY: Mapping[str, tuple[str | None, str | None, str, int]] = {
     "household_size": ("small-household", "large-household", "household", 6),
     "return_rate": (None, "return-prone", "returns", 6),
 }
+#: feature -> (phrase when low, phrase when high) for traits outside the vocabulary whose
+#: name misleads (BTYD's ``recency`` is the time from the first to the last purchase).
+TRAIT_PHRASES: Mapping[str, tuple[str, str]] = {
+    "recency": ("a short purchase span", "a long purchase span"),
+    "T": ("a short history", "a long history"),
+}
+#: Features in the configured time unit, whose bare values a name cannot state.
+_IN_TIME_UNITS = frozenset({"recency", "T"})
 #: category -> the noun that ends a persona's name; other categories: "<category> shoppers".
 CATEGORY_NOUNS: Mapping[str, str] = {
     "electronics": "electronics enthusiasts",
@@ -130,6 +152,10 @@ NOUN_MIN_RATE = 0.1
 MIN_CHANNEL_INDEX = 80.0
 #: Age cut-offs (years) for the tone of voice.
 YOUNG_AGE, SENIOR_AGE = 35.0, 55.0
+#: What a persona says, once, when nothing sets its segment apart.
+NOTHING_DISTINCTIVE = "No trait differs from the base beyond its interval."
+#: What a persona says when every order had the same amount.
+CONSTANT_AMOUNTS = "Every order has the same amount, so spend is not described."
 
 
 @dataclass(frozen=True)
@@ -197,13 +223,20 @@ class _Segment:
     rows: list[dict[str, Any]]
     z_min: float
     min_index_change: float
+    ignored: frozenset[str] = frozenset()
 
     def distinct_numeric(self) -> list[dict[str, Any]]:
         """Numeric features that set the segment apart, strongest |z| first."""
         out = [row for row in self.numeric.values() if self._distinct(row)]
         return sorted(out, key=lambda r: (-abs(r["z"]), r["feature"]))
 
+    def distinctive(self) -> bool:
+        """Anything (a numeric feature, a category or attribute) sets the segment apart."""
+        return bool(self.distinct_numeric() or self.over("category") or self.over("attribute"))
+
     def _distinct(self, row: dict[str, Any]) -> bool:
+        if row["feature"] in self.ignored:
+            return False
         z, index = row["z"], row["index"]
         if z is None or abs(z) < self.z_min:
             return False
@@ -257,36 +290,82 @@ def _evidence(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _name(seg: _Segment) -> str:
-    """Up to three descriptors and a noun, e.g. "Affluent young electronics enthusiasts"."""
+@dataclass
+class _NameParts:
+    """A persona name as descriptors (position, word) and a noun, plus spare traits."""
+
+    words: list[tuple[int, str]]
+    noun: str
+    spare: list[tuple[int | None, str]]
+
+    def text(self, extra: tuple[int | None, str] | None = None) -> str:
+        words = list(self.words)
+        tail = ""
+        if extra is not None and extra[0] is not None:
+            words.append((extra[0], extra[1]))
+        elif extra is not None:
+            tail = f", {extra[1]}"
+        if not words and self.noun == "customers":
+            # no descriptor word: the strongest traits, else nothing sets the segment apart
+            traits = [t for _, t in self.spare if extra is None or t != extra[1]][:2]
+            text = "customers with " + " and ".join(traits) if traits else "typical customers"
+            text += tail
+        else:
+            text = " ".join([w for _, w in sorted(words, key=lambda pw: pw[0])] + [self.noun])
+            text += tail
+        return text[:1].upper() + text[1:]
+
+
+def _name_parts(seg: _Segment) -> _NameParts:
+    """Up to three descriptors and a noun, e.g. "Affluent young electronics enthusiasts";
+    the segment's further distinguishing traits, strongest first, are kept to tell apart
+    personas that would share a name."""
     words: list[tuple[int, str]] = []
+    spare: list[tuple[int | None, str]] = []
     groups: set[str] = set()
     for row in seg.distinct_numeric():
         vocab = NUMERIC_VOCABULARY.get(row["feature"])
-        if vocab is None or vocab[2] in groups:
+        high = row["z"] > 0
+        word = None if vocab is None else (vocab[1] if high else vocab[0])
+        if vocab is None or word is None:
+            phrases = TRAIT_PHRASES.get(row["feature"])
+            trait = f"{'high' if high else 'low'} {_human(row['feature'])}"
+            spare.append((None, trait if phrases is None else phrases[high]))
             continue
-        word = vocab[1] if row["z"] > 0 else vocab[0]
-        if word is None:
+        if vocab[2] in groups:
             continue
         groups.add(vocab[2])
-        words.append((vocab[3], word))
-        if len(words) == 2:
-            break
+        if len(words) < 2:
+            words.append((vocab[3], word))
+        else:
+            spare.append((vocab[3], word))
+    named = False
     for row in seg.over("attribute", list(DESCRIPTOR_ATTRIBUTES)):
-        if row["segment_rate"] >= DESCRIPTOR_MIN_RATE:
+        if not named and row["segment_rate"] >= DESCRIPTOR_MIN_RATE:
             template = DESCRIPTOR_ATTRIBUTES[row["attribute"]]
             position = 0 if template.endswith("-based") else 7
             words.append((position, template.format(_human(row["value"]).replace(" ", "-"))))
-            break
+            named = True
+        else:
+            spare.append((None, f"{_human(row['attribute'])} {_human(row['value'])}"))
     noun = "customers"
     for row in seg.over("category"):
-        if row["segment_rate"] >= NOUN_MIN_RATE:
+        if noun == "customers" and row["segment_rate"] >= NOUN_MIN_RATE:
             noun = CATEGORY_NOUNS.get(row["value"], f"{_human(row['value'])} shoppers")
-            break
-    text = " ".join([w for _, w in sorted(words, key=lambda pw: pw[0])] + [noun])
-    if not words and noun == "customers":
-        text = "typical customers"
-    return text[:1].upper() + text[1:]
+        else:
+            spare.append((None, f"buying {_human(row['value'])}"))
+    others = [
+        r
+        for r in seg.over("attribute")
+        if r["attribute"] not in DESCRIPTOR_ATTRIBUTES and r["segment_rate"] >= DESCRIPTOR_MIN_RATE
+    ]
+    spare += [(None, f"{_human(r['attribute'])} {_human(r['value'])}") for r in others]
+    return _NameParts(words, noun, spare)
+
+
+def _name(seg: _Segment) -> str:
+    """Up to three descriptors and a noun, e.g. "Affluent young electronics enthusiasts"."""
+    return _name_parts(seg).text()
 
 
 def _description(seg: _Segment) -> str:
@@ -317,8 +396,10 @@ def _description(seg: _Segment) -> str:
         parts.append(f"Mean CLV {_fmt(s['clv_mean'])}.")
     if s.get("churn_risk_mean") is not None:
         parts.append(f"Mean churn risk {_pct(s['churn_risk_mean'])}.")
-    if not numeric and not over:
-        parts.append("No attribute sets this segment clearly apart from the base.")
+    if seg.ignored:
+        parts.append(CONSTANT_AMOUNTS)
+    if not seg.distinctive():
+        parts.append(NOTHING_DISTINCTIVE)
     return " ".join(parts)
 
 
@@ -337,7 +418,7 @@ def _needs(seg: _Segment) -> tuple[str, ...]:
         if phrase not in needs:
             needs.append(phrase)
     needs += [f"a strong {_human(r['value'])} range" for r in seg.over("category")[:2]]
-    return tuple(needs) or ("no distinctive need in the data: serve the core range",)
+    return tuple(needs)
 
 
 def _objections(seg: _Segment) -> tuple[str, ...]:
@@ -381,7 +462,7 @@ def _objections(seg: _Segment) -> tuple[str, ...]:
                 f"{_fmt(r['population_mean'])}): needs a reason to come back"
             )
             break
-    return tuple(out) or ("no marked objection in the data",)
+    return tuple(out)
 
 
 def _channels(seg: _Segment) -> list[dict[str, Any]]:
@@ -441,7 +522,7 @@ def _tone(seg: _Segment) -> str:
         value = lifestyle[0]["value"]
         default = f"in tune with {_article(_human(value))} lifestyle"
         parts.append(LIFESTYLE_TONES.get(value, default))
-    return "; ".join(parts) or "friendly and clear"
+    return "; ".join(parts)
 
 
 def build_personas(
@@ -485,7 +566,10 @@ def build_personas(
     summaries = {(r["scheme"], r["segment"]): r for r in profiles.segments.to_pylist()}
     numeric = rows_by_segment(profiles.numeric)
     attributes = rows_by_segment(profiles.attributes)
+    ignored = frozenset(SPEND_FEATURES if profiles.constant_amounts else ())
     personas: list[Persona] = []
+    names: dict[tuple[str, str], _NameParts] = {}
+    segments: dict[tuple[str, str], _Segment] = {}
     for key, summary in summaries.items():
         seg = _Segment(
             summary=summary,
@@ -493,7 +577,10 @@ def build_personas(
             rows=attributes.get(key, []),
             z_min=z_min,
             min_index_change=min_index_change,
+            ignored=ignored,
         )
+        names[key] = _name_parts(seg)
+        segments[key] = seg
         channels = _channels(seg)
         over = sorted(
             seg.over("category") + seg.over("attribute"), key=lambda r: (-r["z"], r["value"])
@@ -505,7 +592,7 @@ def build_personas(
             Persona(
                 scheme=key[0],
                 segment=key[1],
-                name=_name(seg),
+                name=names[key].text(),
                 customers=int(summary["customers"]),
                 share=summary.get("share"),
                 description=_description(seg),
@@ -517,18 +604,77 @@ def build_personas(
                 evidence=tuple(evidence),
             )
         )
-    return _unique_names(personas)
+    return _unique_names(personas, names, segments)
 
 
-def _unique_names(personas: list[Persona]) -> list[Persona]:
-    """Two personas of one scheme never share a name: repeats get their segment appended."""
-    seen: dict[tuple[str, str], int] = {}
-    for p in personas:
-        seen[(p.scheme, p.name)] = seen.get((p.scheme, p.name), 0) + 1
+def _unique_names(
+    personas: list[Persona],
+    parts: Mapping[tuple[str, str], _NameParts],
+    segments: Mapping[tuple[str, str], _Segment],
+) -> list[Persona]:
+    """Two personas of one scheme never share a name.
+
+    Personas that would share a name are told apart, in this order, by
+
+    1. the most distinctive spare trait of each that none of the others has
+       ("Frequent customers, high weekend share");
+    2. the numeric feature on which every two of them differ beyond the interval
+       (``|z| >= z_min`` for the difference of their means), stated with its value
+       ("Lapsing customers, days since last order 527");
+    3. the segment name in brackets.
+    """
+    renamed: dict[tuple[str, str], str] = {}
+    for group in _collisions(personas):
+        for p in group:
+            others = {
+                text for q in group if q is not p for _, text in parts[(q.scheme, q.segment)].spare
+            }
+            own = parts[(p.scheme, p.segment)]
+            extra = next((t for t in own.spare if t[1] not in others), None)
+            renamed[(p.scheme, p.segment)] = own.text(extra) if extra else p.name
+    personas = [replace(p, name=renamed.get((p.scheme, p.segment), p.name)) for p in personas]
+    for group in _collisions(personas):
+        labels = _separating_feature([segments[(p.scheme, p.segment)] for p in group])
+        for p, label in zip(group, labels or [], strict=False):
+            renamed[(p.scheme, p.segment)] = f"{p.name}, {label}"
+    personas = [replace(p, name=renamed.get((p.scheme, p.segment), p.name)) for p in personas]
+    repeated = {(p.scheme, p.segment) for group in _collisions(personas) for p in group}
     return [
-        replace(p, name=f"{p.name} ({p.segment})") if seen[(p.scheme, p.name)] > 1 else p
+        replace(p, name=f"{p.name} ({p.segment})") if (p.scheme, p.segment) in repeated else p
         for p in personas
     ]
+
+
+def _collisions(personas: Sequence[Persona]) -> list[list[Persona]]:
+    """Groups of personas of one scheme that share a name."""
+    groups: dict[tuple[str, str], list[Persona]] = {}
+    for p in personas:
+        groups.setdefault((p.scheme, p.name), []).append(p)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def _separating_feature(group: Sequence[_Segment]) -> list[str] | None:
+    """A label "<feature> <segment mean>" per segment, on the numeric feature whose means
+    differ beyond the interval between every two of them (the largest smallest |z|)."""
+    best: tuple[float, str] | None = None
+    features = set.intersection(*(set(seg.numeric) for seg in group))
+    for feature in sorted(features - group[0].ignored - _IN_TIME_UNITS):
+        rows = [seg.numeric[feature] for seg in group]
+        sd = rows[0]["population_sd"]
+        if sd is None or not sd > 0 or any(not r["n"] or r["segment_mean"] is None for r in rows):
+            continue
+        smallest = min(
+            abs(a["segment_mean"] - b["segment_mean"]) / (sd * math.sqrt(1 / a["n"] + 1 / b["n"]))
+            for i, a in enumerate(rows)
+            for b in rows[i + 1 :]
+        )
+        labels = {_fmt(r["segment_mean"]) for r in rows}
+        separates = smallest >= group[0].z_min and len(labels) == len(rows)
+        if separates and (best is None or smallest > best[0]):
+            best = (smallest, feature)
+    if best is None:
+        return None
+    return [f"{_human(best[1])} {_fmt(seg.numeric[best[1]]['segment_mean'])}" for seg in group]
 
 
 def personas_json(personas: Sequence[Persona]) -> str:
@@ -568,16 +714,17 @@ def personas_markdown(personas: Sequence[Persona]) -> str:
             else c
             for c in p.channels
         ]
+        # A section with nothing in the data is left out, not filled with a placeholder.
         for title, items in (
             ("Needs and benefits sought", p.needs),
             ("Likely objections", p.objections),
             ("Preferred channels", tuple(channels)),
             ("Triggers", p.triggers),
         ):
-            lines.append(f"**{title}:**")
-            lines += [f"- {item}" for item in items] or ["- none in the data"]
-            lines.append("")
-        lines += [f"**Tone:** {p.tone}", ""]
+            if items:
+                lines += [f"**{title}:**", *[f"- {item}" for item in items], ""]
+        if p.tone:
+            lines += [f"**Tone:** {p.tone}", ""]
         facts = [e for e in p.evidence if e["kind"] != "channel"]
         if facts:
             lines += ["| evidence | segment | all customers | index | z |", "|---|---|---|---|---|"]

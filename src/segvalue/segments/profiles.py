@@ -13,7 +13,13 @@ Definitions (``n`` is the number of members with a non-null value of the feature
 - categories: the mean share of wallet ``share_<category>`` of the members;
 - channels: the share of members who engaged (``engaged_<channel>`` > 0) at least once;
 - categorical attributes (region, city, lifestyle, ...): the share of members with each
-  value among members whose value is known.
+  value among members whose value is known;
+- ``monetary_value`` (the mean of *repeat* purchases, 0 by the BTYD convention for
+  customers who bought once) is profiled over repeat buyers only: a zero there means
+  "undefined", and averaging it in made every segment of repeat buyers look big-basket.
+
+Contact columns (e-mail, phone, names, street address, postal code and ``privacy.pii``;
+see :mod:`segvalue.features.privacy`) are never profiled, whatever their number of values.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 
 from segvalue.errors import DataValidationError, did_you_mean
+from segvalue.features.privacy import contact_columns
 from segvalue.segments.rules import customer_attributes
 
 __all__ = [
@@ -50,8 +57,18 @@ SCORE_COLUMNS: tuple[str, ...] = (
 )
 #: Identifier and date columns that describe no behaviour.
 _NOT_PROFILED = {"customer_id", "scheme", "segment", "first_purchase", "last_purchase"}
-#: String columns with more distinct values than this are identifiers (e-mail, postcode).
+#: String columns with more distinct values than this are identifiers.
 MAX_LEVELS = 50
+#: Features defined only for repeat buyers (the BTYD convention stores 0 for the others).
+REPEAT_ONLY: tuple[str, ...] = ("monetary_value",)
+#: Features that measure money spent: meaningless as traits when every amount is equal.
+SPEND_FEATURES: tuple[str, ...] = (
+    "revenue",
+    "gross_revenue",
+    "monetary_value",
+    "average_order_value",
+    "returns_amount",
+)
 _DEFAULT_SCHEME = "segments"
 
 
@@ -108,21 +125,26 @@ def check_columns(table: ir.Table, names: Sequence[str], what: str) -> None:
             )
 
 
-def _numeric_columns(features: ir.Table) -> list[str]:
+def _numeric_columns(features: ir.Table, private: Sequence[str]) -> list[str]:
     schema = features.schema()
     return [
         name
         for name, dtype in schema.items()
         if (dtype.is_numeric() or dtype.is_boolean())
         and name not in _NOT_PROFILED
+        and name not in private
         and name not in SCORE_COLUMNS
         and not name.startswith(("share_", "touches_", "engaged_", "_"))
     ]
 
 
-def _string_columns(features: ir.Table, max_levels: int) -> list[str]:
+def _string_columns(features: ir.Table, max_levels: int, private: Sequence[str]) -> list[str]:
     schema = features.schema()
-    names = [n for n, t in schema.items() if t.is_string() and n not in _NOT_PROFILED]
+    names = [
+        n
+        for n, t in schema.items()
+        if t.is_string() and n not in _NOT_PROFILED and n not in private
+    ]
     if not names:
         return []
     counts = features.aggregate(**{f"c{i}": features[n].nunique() for i, n in enumerate(names)})
@@ -152,12 +174,16 @@ class SegmentProfiles:
         and ``z`` (for channels and attributes the binomial z of a proportion).
     population
         Number of customers in the feature table.
+    constant_amounts
+        Every order had the same amount (count-only data, e.g. every amount 1.0): spend
+        features then only restate the number of orders.
     """
 
     segments: pa.Table
     numeric: pa.Table
     attributes: pa.Table
     population: int
+    constant_amounts: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The profiles as JSON-ready lists of rows."""
@@ -166,6 +192,7 @@ class SegmentProfiles:
             "segments": self.segments.to_pylist(),
             "numeric": self.numeric.to_pylist(),
             "attributes": self.attributes.to_pylist(),
+            "constant_amounts": self.constant_amounts,
         }
 
     def schemes(self) -> list[str]:
@@ -219,6 +246,7 @@ def segment_profiles(
     customers: ir.Table | None = None,
     scheme: str | None = None,
     max_levels: int = MAX_LEVELS,
+    pii: Sequence[str] | None = None,
 ) -> SegmentProfiles:
     """Profile each segment against the whole customer base, aggregating in the engine.
 
@@ -242,6 +270,9 @@ def segment_profiles(
         Scheme name when ``memberships`` has no ``scheme`` column.
     max_levels
         Above this many distinct values a string column is treated as an identifier.
+    pii
+        Contact columns, never profiled (default: those
+        :func:`segvalue.features.privacy.contact_columns` finds by name and content).
 
     Returns
     -------
@@ -250,7 +281,7 @@ def segment_profiles(
     Raises
     ------
     DataValidationError
-        If a requested column is missing or not of the right type.
+        If a requested column is missing, not of the right type or a contact column.
 
     Examples
     --------
@@ -267,8 +298,11 @@ def segment_profiles(
     """
     features = customer_attributes(features, customers)
     members = as_memberships(memberships, scheme=scheme)
+    private = list(contact_columns(features) if pii is None else pii)
+    for what, names in (("numeric", numeric), ("categorical", categorical)):
+        _refuse_contacts(names or (), private, what)
     if numeric is None:
-        numeric = _numeric_columns(features)
+        numeric = _numeric_columns(features, private)
     else:
         check_columns(features, numeric, "numeric profile features")
         for name in numeric:
@@ -279,7 +313,7 @@ def segment_profiles(
                     fix="list it under 'categorical' instead",
                 )
     if categorical is None:
-        categorical = _string_columns(features, max_levels)
+        categorical = _string_columns(features, max_levels, private)
     else:
         check_columns(features, categorical, "categorical profile attributes")
     columns = list(features.columns)
@@ -290,12 +324,24 @@ def segment_profiles(
     scores = [c for c in ("clv", "probability_alive", "churn_risk") if c in columns]
     revenue = "revenue" if "revenue" in columns else None
 
+    def feature(t: ir.Table, name: str) -> ir.FloatingValue:
+        col = as_float(t[name])
+        if name in REPEAT_ONLY and "frequency" in t.columns:
+            return ibis.cases((t.frequency > 0, col), else_=ibis.null("float64"))
+        return col
+
+    spend_check = {"average_order_value", "orders"} <= set(columns)
+
     def aggregates(t: ir.Table, population: bool) -> dict[str, Any]:
         aggs: dict[str, Any] = {"customers": t.customer_id.count()}
         if revenue is not None:
             aggs["revenue"] = t[revenue].cast("float64").sum()
+        if population and spend_check:
+            buyers = t.orders > 0
+            aggs["_aov_min"] = t.average_order_value.cast("float64").min(where=buyers)
+            aggs["_aov_max"] = t.average_order_value.cast("float64").max(where=buyers)
         for i, name in enumerate(numeric):
-            col = as_float(t[name])
+            col = feature(t, name)
             aggs[f"mean{i}"] = col.mean()
             aggs[f"median{i}"] = col.median()
             aggs[f"n{i}"] = col.count()
@@ -382,7 +428,22 @@ def segment_profiles(
         numeric=_table(num_rows, _NUMERIC_SCHEMA),
         attributes=_table(attr_rows, _ATTRIBUTE_SCHEMA),
         population=population,
+        constant_amounts=spend_check
+        and pop["_aov_min"] is not None
+        and pop["_aov_min"] == pop["_aov_max"],
     )
+
+
+def _refuse_contacts(names: Sequence[str], private: Sequence[str], what: str) -> None:
+    """A contact column asked for by name is refused, not profiled."""
+    for name in names:
+        if name in private:
+            raise DataValidationError(
+                f"{what} profile attributes: column {name!r} holds contact details, "
+                "which are never profiled",
+                fix=f"leave {name!r} out, or list it under privacy.not_pii if it holds "
+                "no personal data",
+            )
 
 
 def _value_counts(

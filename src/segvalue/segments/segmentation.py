@@ -162,6 +162,7 @@ def segment_customers(
     order_lines: ir.Table | None = None,
     only: Sequence[str] | None = None,
     cache: Cache = _no_cache,
+    pii: Sequence[str] | None = None,
 ) -> Segmentation:
     """Run the configured schemes and profile, check and describe their segments.
 
@@ -185,6 +186,9 @@ def segment_customers(
     cache
         Stores an expression in the engine (the pipeline passes one); without it,
         expressions are recomputed where they are reused.
+    pii
+        Contact columns of ``customers``: rules may use them, profiles and personas never
+        (default: found by :func:`segvalue.features.privacy.contact_columns`).
 
     Returns
     -------
@@ -220,6 +224,16 @@ def segment_customers(
                 fix=f"use one of: {', '.join(known) or '(none configured)'}",
             )
         schemes = [(i, s) for i, s in schemes if s.name in only]
+    for index, scheme in schemes:  # contact details are never model inputs
+        if isinstance(scheme, ClusterConfig):
+            listed = [f for f in scheme.features if f in set(pii or ())]
+            if listed:
+                raise ConfigError(
+                    f"segments.schemes[{index}].features: {listed[0]!r} holds contact "
+                    "details, which are never clustered on",
+                    fix=f"remove {listed[0]!r} from the features (or, if it is not personal "
+                    "data, list it under privacy.not_pii)",
+                )
     table = cache(customer_attributes(features, customers), "segment_input")
     parts: list[ir.Table] = []
     details: dict[str, dict[str, Any]] = {}
@@ -265,7 +279,7 @@ def segment_customers(
         ],
         "unassigned": sorted({unassigned_name(s) for s in used}),
     }
-    profiles = segment_profiles(stacked, table)
+    profiles = segment_profiles(stacked, table, pii=pii)
     # Near-duplicate segments are found from the profiles; a customer missing from an
     # exclusive scheme, or in it twice, is an error.
     warnings = segment_quality(stacked, profiles=profiles, **checks)
