@@ -358,20 +358,32 @@ def _loglik_at(theirs: dict[str, Any], *arrays: Any) -> dict[str, float | None]:
 
 
 # --- orchestration ---------------------------------------------------------------------
-def ensure_venv(venv: Path, log: Path) -> Path:
-    """The throwaway environment's python, creating it and installing the pins if needed."""
+LIFETIMES_CHECK = "import lifetimes; assert lifetimes.__version__ == '0.11.3'"
+
+
+def ensure_venv(
+    venv: Path,
+    log: Path,
+    pins: tuple[str, ...] = LIFETIMES_PINS,
+    check_code: str = LIFETIMES_CHECK,
+) -> Path:
+    """The throwaway environment's python, creating it and installing the pins if needed.
+
+    ``check_code`` runs in the environment and must succeed when the pins are installed
+    (bench/e2e_clv.py reuses this for clvkit).
+    """
     python = venv / "bin" / "python"
-    check = [str(python), "-c", "import lifetimes; assert lifetimes.__version__ == '0.11.3'"]
+    check = [str(python), "-c", check_code]
     found = python.exists() and subprocess.run(check, check=False, capture_output=True)
     if found and found.returncode == 0:
-        print(f"lifetimes 0.11.3 already in {venv}")
+        print(f"{pins[0]} already in {venv}")
         return python
-    print(f"creating {venv} and installing {' '.join(LIFETIMES_PINS)}; pip output: {log}")
+    print(f"creating {venv} and installing {' '.join(pins)}; pip output: {log}")
     start = time.perf_counter()
     with open(log, "a") as out:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, stdout=out)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "--disable-pip-version-check", *LIFETIMES_PINS],
+            [str(python), "-m", "pip", "install", "--disable-pip-version-check", *pins],
             check=True,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -446,3 +446,38 @@ def test_assignment_and_sampling_on_postgres(postgres_url: str) -> None:
     finally:
         con.drop_table("cluster_features", force=True)
         con.disconnect()
+
+
+@pytest.mark.parametrize("sample", [200, 10_000])
+def test_silhouettes_of_every_k_equal_scikit_learns(
+    monkeypatch: pytest.MonkeyPatch, sample: int
+) -> None:
+    """One distance pass for every k gives scikit-learn's silhouette_score for each k.
+
+    With 500 points a sample of 200 exercises scikit-learn's own subsample (the same
+    points for every k); 10,000 scores every point. A labeling with noise (-1) and one
+    with a singleton cluster take the fallback and the 0-for-singletons rule.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
+    from segvalue.segments import clusters
+
+    monkeypatch.setattr(clusters, "SILHOUETTE_SAMPLE", sample)
+    rng = np.random.default_rng(3)
+    z = np.concatenate([rng.normal(c, 0.8, (125, 3)) for c in (0.0, 2.0, 4.0, 6.0)])
+    labelings = {
+        k: KMeans(n_clusters=k, n_init=1, random_state=0).fit(z).labels_ for k in (2, 3, 5, 8)
+    }
+    singleton = labelings[3].copy()
+    singleton[0] = 7
+    labelings[10] = singleton
+    noisy = labelings[2].copy()
+    noisy[::10] = -1
+    labelings[11] = noisy
+    shared = clusters._silhouettes(z, labelings, seed=5)
+    for key, labels in labelings.items():
+        keep = labels >= 0
+        size = sample if keep.sum() > sample else None
+        expected = silhouette_score(z[keep], labels[keep], sample_size=size, random_state=5)
+        assert shared[key] == pytest.approx(expected, rel=1e-12, abs=1e-12), key

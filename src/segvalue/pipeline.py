@@ -260,6 +260,10 @@ def _value_customers(
 
     report, settings = data.report, config.clv
     unit, as_of = report.time_unit, report.as_of
+    # Materialise once, before the first query on the features: sums of floats in a
+    # parallel engine may differ in the last bit between two evaluations, and the scores
+    # are joined back on these values.
+    features = materialise(data.con, features, "features")
     repeaters = int(_scalar_of(features.filter(features.frequency > 0).count()))
     if repeaters < MIN_REPEAT_CUSTOMERS_FOR_CLV:
         report.warnings.append(
@@ -279,9 +283,6 @@ def _value_customers(
         spend_model=settings.spend_model,
     )
     keys = ["frequency", "recency", "T", "monetary_value"]
-    # Materialise once: sums of floats in a parallel engine may differ in the last bit
-    # between two evaluations, and the scores are joined back on these values.
-    features = materialise(data.con, features, "features")
     patterns = features.filter(features.frequency.notnull()).select(*keys).distinct()
     arrays = to_numpy(patterns)
     scores = score_customers(
@@ -1366,7 +1367,7 @@ def clv_from_file(
     import pyarrow as pa
 
     from segvalue.data.writers import write_table
-    from segvalue.features.materialise import to_numpy
+    from segvalue.features.materialise import numpy_columns, to_arrow
     from segvalue.features.rfm import rfm_features
     from segvalue.units import per_period_rate
     from segvalue.valuation import score_customers
@@ -1380,7 +1381,12 @@ def clv_from_file(
     )
     report = data.report
     unit, as_of, table = report.time_unit, report.as_of, data.tables["orders"]
-    full = to_numpy(rfm_features(table, as_of=as_of, time_unit=unit).order_by("customer_id"))
+    keys = ("frequency", "recency", "T", "monetary_value")
+    # One query; the customer ids stay in Arrow (a million of them would each become a
+    # Python string and back), only the models' inputs become numpy.
+    rfm = rfm_features(table, as_of=as_of, time_unit=unit).select("customer_id", *keys)
+    summary = to_arrow(rfm.order_by("customer_id"))
+    full = numpy_columns(summary, keys)
     valuation = _fit_valuation(
         table,
         as_of=as_of,
@@ -1396,8 +1402,8 @@ def clv_from_file(
     )
     predictions = pa.table(
         {
-            "customer_id": full["customer_id"],
-            **{k: full[k] for k in ("frequency", "recency", "T", "monetary_value")},
+            "customer_id": summary.column("customer_id"),
+            **{k: full[k] for k in keys},
             **scores,
         }
     )

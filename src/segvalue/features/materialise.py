@@ -9,7 +9,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["distinct_values", "to_arrow", "to_numpy"]
+__all__ = ["distinct_values", "numpy_columns", "to_arrow", "to_numpy"]
 
 
 def to_arrow(expr: ir.Table) -> pa.Table:
@@ -35,9 +35,25 @@ def to_numpy(
     >>> to_numpy(ibis.memtable({"a": [1, None]}))["a"]
     array([ 1., nan])
     """
-    table = to_arrow(expr.select(*columns) if columns else expr)
+    return numpy_columns(to_arrow(expr.select(*columns) if columns else expr))
+
+
+def numpy_columns(
+    table: pa.Table, columns: Sequence[str] | None = None
+) -> dict[str, np.ndarray[Any, Any]]:
+    """Columns of an Arrow table as numpy arrays (nulls of numbers as NaN).
+
+    Numbers convert without copying when they have no nulls; a text column becomes an
+    array of Python objects, so leave columns such as customer ids in Arrow when only
+    the numbers are needed.
+
+    Examples
+    --------
+    >>> numpy_columns(pa.table({"id": ["a", "b"], "x": [1.5, None]}), ["x"])["x"]
+    array([1.5, nan])
+    """
     out: dict[str, np.ndarray[Any, Any]] = {}
-    for name in table.column_names:
+    for name in columns if columns is not None else table.column_names:
         column = table.column(name)
         if column.null_count and (
             pa.types.is_integer(column.type) or pa.types.is_floating(column.type)

@@ -30,7 +30,7 @@ import ibis.expr.types as ir
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.cluster import DBSCAN, HDBSCAN, KMeans, MiniBatchKMeans
-from sklearn.metrics import adjusted_rand_score, silhouette_score
+from sklearn.metrics import adjusted_rand_score, pairwise_distances_chunked, silhouette_score
 from sklearn.neighbors import NearestNeighbors
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
@@ -720,6 +720,59 @@ def _silhouette(z: FloatArray, labels: NDArray[np.integer], seed: int) -> float 
     return float(silhouette_score(z, labels, sample_size=size, random_state=seed))
 
 
+def _silhouettes(
+    z: FloatArray, labelings: Mapping[int, NDArray[np.integer]], seed: int
+) -> dict[int, float | None]:
+    """:func:`_silhouette` of several labelings of the same points, sharing one distance pass.
+
+    Every labeling is scored on the same sample (scikit-learn draws it from the seed
+    alone), so the pairwise distances, the bulk of the work, are computed once in chunks
+    and each labeling only sums them per cluster (a matrix product with its one-hot
+    membership): the values of ``silhouette_score`` (Rousseeuw 1987) up to rounding.
+    Labelings with noise (label -1) or a degenerate sample fall back to ``_silhouette``.
+    """
+    n = z.shape[0]
+    out: dict[int, float | None] = {}
+    size = SILHOUETTE_SAMPLE if n > SILHOUETTE_SAMPLE else n
+    sample = np.random.RandomState(seed).permutation(n)[:size] if n > size else np.arange(n)
+    shared: dict[int, tuple[NDArray[np.integer], FloatArray, NDArray[np.integer]]] = {}
+    for key, labels in labelings.items():
+        drawn = labels[sample]
+        codes = np.unique(drawn, return_inverse=True)[1].reshape(-1)
+        counts = np.bincount(codes)
+        whole = np.unique(labels).size
+        if (labels < 0).any() or whole < 2 or whole >= labels.size or not 2 <= counts.size < size:
+            out[key] = _silhouette(z, labels, seed)
+            continue
+        onehot = np.zeros((size, counts.size))
+        onehot[np.arange(size), codes] = 1.0
+        shared[key] = (codes, onehot, counts)
+    if not shared:
+        return out
+    points = z[sample]
+    intra = {key: np.empty(size) for key in shared}
+    inter = {key: np.empty(size) for key in shared}
+    # Rows of distances a few MB at a time: the full matrix of 10,000 points is 800 MB.
+    start = 0
+    for chunk in pairwise_distances_chunked(points, working_memory=64):
+        rows = slice(start, start + chunk.shape[0])
+        start += chunk.shape[0]
+        for key, (members, onehot, sizes) in shared.items():
+            mean_to = chunk @ onehot  # summed distance of each row to each cluster
+            own = members[rows]
+            here = np.arange(chunk.shape[0])
+            intra[key][rows] = mean_to[here, own]
+            mean_to /= sizes
+            mean_to[here, own] = np.inf
+            inter[key][rows] = mean_to.min(axis=1)
+    for key, (members, _, sizes) in shared.items():
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = intra[key] / (sizes - 1)[members]
+            values = (inter[key] - a) / np.maximum(a, inter[key])
+        out[key] = float(np.mean(np.nan_to_num(values)))  # singleton clusters score 0
+    return out
+
+
 def gap_statistic(
     z: ArrayLike,
     ks: Sequence[int],
@@ -1145,7 +1198,7 @@ def _fit_kmeans(
 ) -> tuple[Any, KSelection, dict[int, dict[str, float | None]]]:
     seed, algorithm = config.seed, config.algorithm
     fits = {k: _kmeans(algorithm, k, seed).fit(z) for k in ks}
-    sil = {k: _silhouette(z, np.asarray(fits[k].labels_), seed) for k in ks}
+    sil = _silhouettes(z, {k: np.asarray(fits[k].labels_) for k in ks}, seed)
     inertia = {k: float(fits[k].inertia_) for k in ks}
     if config.k != "auto":
         k = ks[0]
