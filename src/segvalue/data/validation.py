@@ -218,14 +218,18 @@ def _fixed(reason: str) -> Callable[[ir.Table], Any]:
     return lambda r: _text(reason)
 
 
-def _trim_blanks(value: Any) -> Any:
-    """Trim the Unicode blanks TRIM leaves; only values starting or ending beyond ASCII pay."""
-    # Every such blank is outside ASCII: a cheap comparison picks the values worth a regex.
-    edge = (value.left(1) > "\x7f") | (value.right(1) > "\x7f")
+def _trimmed_text(value: Any) -> Any:
+    """Text trimmed of blanks at both ends (tabs, newlines, NBSP, ...); empty becomes null.
+
+    ``parse_column`` returns text columns unchanged, so the trimming happens here: TRIM
+    for ASCII blanks, then a regex for the Unicode blanks TRIM leaves, run only on values
+    that still start or end beyond ASCII (a cheap comparison picks them).
+    """
+    stripped = value.strip()
+    edge = (stripped.left(1) > "\x7f") | (stripped.right(1) > "\x7f")
     cls = f"[\\s{_UNICODE_BLANKS}]+"
-    trimmed = value.re_replace(f"^{cls}|{cls}$", "")
-    trimmed = (trimmed == "").ifelse(ibis.null(dtypes.string), trimmed)
-    return edge.fill_null(False).ifelse(trimmed, value)
+    trimmed = edge.fill_null(False).ifelse(stripped.re_replace(f"^{cls}|{cls}$", ""), stripped)
+    return (trimmed == "").ifelse(ibis.null(dtypes.string), trimmed)
 
 
 def _typed(raw: RawSource, spec: TableSpec, event_map: dict[str, str]) -> ir.Table:
@@ -236,9 +240,10 @@ def _typed(raw: RawSource, spec: TableSpec, event_map: dict[str, str]) -> ir.Tab
     parsed: dict[str, Any] = {}
     for c in present:
         source = renamed[f"_raw_{c.name}"]
-        value = parse_column(source, c.kind, decimal=raw.decimal, date_format=raw.date_format)
-        if c.kind == "id" and source.type().is_string():
-            value = _trim_blanks(value)
+        if c.kind in ("id", "string") and source.type().is_string():
+            value = _trimmed_text(source)
+        else:
+            value = parse_column(source, c.kind, decimal=raw.decimal, date_format=raw.date_format)
         if spec.name == "touchpoints" and c.name == "event":
             mapped = [(value == k, _text(v)) for k, v in event_map.items()]
             value = ibis.cases(*mapped, else_=value.lower()) if mapped else value.lower()
@@ -549,8 +554,11 @@ _EMPTY_ORDERS = "the orders table is empty (no data rows)"
 _EMPTY_ORDERS_FIX = "point sources.orders at the file or table holding the orders"
 
 
-def _infer_as_of(orders: ir.Table, now: dt.datetime, label: str) -> dt.date:
-    """The latest order date not after the load time (future_timestamp rows are ignored)."""
+def _infer_as_of(orders: ir.Table, now: dt.datetime, label: str) -> dt.date | None:
+    """The latest order date not after the load time (future_timestamp rows are ignored).
+
+    None when no order has a usable order_ts (the caller names the cause).
+    """
     ts = orders.order_ts
     limit: Any = now + _FUTURE_MARGIN
     if ts.type().is_date():
@@ -560,11 +568,24 @@ def _infer_as_of(orders: ir.Table, now: dt.datetime, label: str) -> dt.date:
         raise DataValidationError(f"{label}: {_EMPTY_ORDERS}", fix=_EMPTY_ORDERS_FIX)
     latest = row["latest"][0].as_py()
     if latest is None:
-        raise DataValidationError(
-            f"{label}: no parseable order_ts, so the as-of date cannot be inferred",
-            fix="fix the order_ts values or set as_of in segvalue.yaml",
-        )
+        return None
     return latest.date() if isinstance(latest, dt.datetime) else latest
+
+
+def _no_as_of(orders: _Table, done: dict[str, _Table]) -> DataValidationError:
+    """No order_ts to infer the as-of date from: name the first bad value and the fix."""
+    label = orders.raw.label
+    message = f"{label}: no usable order_ts, so the as-of date cannot be inferred"
+    fix = "correct the order_ts values, or set as_of in segvalue.yaml"
+    rejects = orders.rejects.filter(orders.rejects.column == "order_ts")
+    rows = rejects.order_by("row").limit(20).to_pyarrow().to_pylist()
+    if not rows:
+        return DataValidationError(message, fix=fix)
+    first = rows[0]
+    cause = _Cause(orders, first["rule"], orders.report.rejected.get(first["rule"], 0), first, "")
+    return DataValidationError(
+        f"{message}; e.g. {cause.describe()}", fix=_fix_for(orders, first["rule"], rows, done)
+    )
 
 
 def _scalar(expr: Any) -> Any:
@@ -639,6 +660,10 @@ def validate_sources(
         checks, coded = _coded(con, raw, spec, config, loaded_at, as_of, done)
         if name == "orders" and as_of is None:
             as_of = _infer_as_of(coded, loaded_at, raw.label)
+            if as_of is None:
+                partial = _report_of(name, raw, checks, _stats(coded, spec))
+                rejects = _rejects_of(coded, checks, raw, name)
+                raise _no_as_of(_Table(name, raw, checks, coded, partial, rejects), done)
             report.as_of = as_of
             report.notes.append(
                 f"as-of date {as_of.isoformat()} inferred: the latest order_ts not after the "
