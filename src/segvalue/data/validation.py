@@ -870,7 +870,8 @@ def _fix_for(table: _Table, rule: str, rows: list[dict[str, Any]], done: dict[st
     if rule == "unparseable_value" and kind in ("float", "int"):
         if example and _DECIMAL_COMMA.match(example.strip()) and table.raw.decimal == ".":
             return f"set key 'sources.{name}.csv.decimal' to ',' (the values use a decimal comma)"
-        return f"correct the {column} values (numbers such as 12.50), or check {mapping}"
+        example_number = "whole numbers such as 3" if kind == "int" else "numbers such as 12.50"
+        return f"correct the {column} values ({example_number}), or check {mapping}"
     if rule in ("null_id", "missing_value"):
         return f"fill {column}, or map {mapping} to the column that holds it"
     if rule == "non_finite":
