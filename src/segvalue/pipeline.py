@@ -828,7 +828,14 @@ def validate_config(
         config = config.model_copy(
             update={"validation": config.validation.model_copy(update={"strict": True})}
         )
-    data = load(config, progress=progress)
+    from segvalue.data.validation import NoValidRowsError
+
+    try:
+        data = load(config, progress=progress)
+    except NoValidRowsError as exc:  # the rejects explain the failure: write them anyway
+        if rejects_path is not None and exc.rejects is not None:
+            write_table(exc.rejects, rejects_path)
+        raise
     if rejects_path is not None:
         write_table(to_arrow(data.rejects.order_by(["table", "row"])), rejects_path)
     return data.report

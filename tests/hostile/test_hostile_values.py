@@ -195,6 +195,31 @@ def test_rejected_customers_are_named_as_the_first_cause_of_unknown_customers(
     assert "segvalue validate" not in outcome.err
 
 
+def test_the_rejects_file_is_written_when_no_order_remains(ws: Workspace) -> None:
+    customers = "customer_id,signup_date\nc1,2024-01\nc2,2024-02\n"
+    config = (
+        "sources:\n  customers: {path: customers.csv, date_format: '%d/%m/%Y'}\n"
+        "  orders: {path: orders.csv}\n"
+    )
+    ws.write({"customers.csv": customers, "orders.csv": GOOD, "segvalue.yaml": config})
+
+    outcome = ws.run(
+        ["validate", "-c", "{ws}/segvalue.yaml", "--rejects", "{ws}/rejects.csv"],
+        may_write=["rejects.csv"],
+    )
+
+    assert outcome.code == 2
+    assert "first cause: customers.csv line 2: signup_date '2024-01'" in outcome.err
+    assert "segvalue validate" not in outcome.err
+    lines = (ws.root / "rejects.csv").read_text().splitlines()
+    assert len(lines) == 1 + 2 + 3  # header, both customers, every order
+    assert (
+        lines[1]
+        .replace('"', "")
+        .startswith("customers,customers.csv,2,unparseable_value,signup_date,2024-01,")
+    )
+
+
 def test_a_cascade_that_leaves_some_orders_warns_with_the_first_cause(ws: Workspace) -> None:
     customers = "customer_id,signup_date\nc1,2024-01-01\nc2,2024/13/45\nc3,2024-01-02\n"
     orders = GOOD + "4,c2,2024-03-02,5\n5,c2,2024-03-03,6\n6,c2,2024-03-04,7\n"

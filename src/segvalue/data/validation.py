@@ -31,6 +31,7 @@ from segvalue.units import TimeUnit
 
 __all__ = [
     "RULES",
+    "NoValidRowsError",
     "TableReport",
     "ValidatedData",
     "ValidationReport",
@@ -168,6 +169,18 @@ class ValidationReport:
             "notes": list(self.notes),
             "warnings": list(self.warnings),
         }
+
+
+class NoValidRowsError(DataValidationError):
+    """Nothing valid remains of a required table; carries the rejects found so far.
+
+    ``rejects`` (an Arrow table with the columns of the rejects table, or None) lets the
+    caller still write the rejects file the user asked for.
+    """
+
+    def __init__(self, message: str, *, fix: str | None = None, rejects: Any = None) -> None:
+        super().__init__(message, fix=fix)
+        self.rejects = rejects
 
 
 @dataclass
@@ -663,7 +676,8 @@ def validate_sources(
             if as_of is None:
                 partial = _report_of(name, raw, checks, _stats(coded, spec))
                 rejects = _rejects_of(coded, checks, raw, name)
-                raise _no_as_of(_Table(name, raw, checks, coded, partial, rejects), done)
+                done[name] = _Table(name, raw, checks, coded, partial, rejects)
+                raise _with_rejects(_no_as_of(done[name], done), done)
             report.as_of = as_of
             report.notes.append(
                 f"as-of date {as_of.isoformat()} inferred: the latest order_ts not after the "
@@ -697,7 +711,7 @@ def validate_sources(
         report.tables[name] = table_report
         done[name] = _Table(name, raw, checks, coded, table_report, rejects)
         if name == "orders" and table_report.rows_accepted == 0:
-            raise _nothing_left(done["orders"], done, config)
+            raise _with_rejects(_nothing_left(done["orders"], done, config), done)
         _warn_if_mostly_rejected(done[name], done, config, report)
     rejects = [t.rejects for t in done.values()]
     all_rejects = ibis.union(*rejects) if len(rejects) > 1 else rejects[0]
@@ -756,6 +770,14 @@ def _first_cause(table: _Table, done: dict[str, _Table], config: Config) -> _Cau
     )
     rows = examples.to_pylist()
     return _Cause(table, rule, report.rejected[rule], rows[0], _fix_for(table, rule, rows, done))
+
+
+def _with_rejects(error: DataValidationError, done: dict[str, _Table]) -> NoValidRowsError:
+    """The error, carrying the rejects of the tables validated so far (as Arrow)."""
+    parts = [t.rejects for t in done.values()]
+    rejects = ibis.union(*parts) if len(parts) > 1 else parts[0]
+    arrow = rejects.order_by(["table", "row"]).to_pyarrow()
+    return NoValidRowsError(error.message, fix=error.fix, rejects=arrow)
 
 
 def _nothing_left(orders: _Table, done: dict[str, _Table], config: Config) -> DataValidationError:
