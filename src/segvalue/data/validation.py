@@ -234,26 +234,33 @@ def _fixed(reason: str) -> Callable[[ir.Table], Any]:
 def _trimmed_text(value: Any) -> Any:
     """Text trimmed of blanks at both ends (tabs, newlines, NBSP, ...); empty becomes null.
 
-    ``parse_column`` returns text columns unchanged, so the trimming happens here: TRIM
-    for ASCII blanks, then a regex for the Unicode blanks TRIM leaves, run only on values
-    that still start or end beyond ASCII (a cheap comparison picks them).
+    ``parse_column`` returns text columns unchanged, so the trimming happens here. An
+    anchored regex test picks the few values with a blank at an end and only those are
+    rewritten: cheaper than TRIM with a character set on every value (0.34 s against
+    1.1 s for 2.77M ids in DuckDB).
     """
-    stripped = value.strip()
-    edge = (stripped.left(1) > "\x7f") | (stripped.right(1) > "\x7f")
-    cls = f"[\\s{_UNICODE_BLANKS}]+"
-    trimmed = edge.fill_null(False).ifelse(stripped.re_replace(f"^{cls}|{cls}$", ""), stripped)
+    blank = f"[\\s\\x0b{_UNICODE_BLANKS}]"
+    edge = value.re_search(f"^{blank}|{blank}$")
+    trimmed = edge.ifelse(value.re_replace(f"^{blank}+|{blank}+$", ""), value)
     return (trimmed == "").ifelse(ibis.null(dtypes.string), trimmed)
 
 
-def _typed(raw: RawSource, spec: TableSpec, event_map: dict[str, str]) -> ir.Table:
-    """The source with every contract column parsed and its raw value kept as _raw_<c>."""
+def _typed(
+    raw: RawSource, spec: TableSpec, event_map: dict[str, str], line_numbers: set[str]
+) -> ir.Table:
+    """The source with every contract column parsed and its raw value kept as _raw_<c>.
+
+    ``line_numbers`` names the columns mapped to ``_row``: digits, nothing to trim.
+    """
     t = raw.table
     present = [c for c in spec.columns if c.name in t.columns]
     renamed = t.rename({f"_raw_{c.name}": c.name for c in present})
     parsed: dict[str, Any] = {}
     for c in present:
         source = renamed[f"_raw_{c.name}"]
-        if c.kind in ("id", "string") and source.type().is_string():
+        if c.name in line_numbers:
+            value = source
+        elif c.kind in ("id", "string") and source.type().is_string():
             value = _trimmed_text(source)
         else:
             value = parse_column(source, c.kind, decimal=raw.decimal, date_format=raw.date_format)
@@ -424,12 +431,11 @@ def _coded(
 ) -> tuple[list[_Check], ir.Table]:
     """Parse, check and materialise one table in one pass: the rows with their rule code."""
     source = config.sources.get(raw.name)
-    typed = _typed(raw, spec, source.event_map if source is not None else {})
+    mapping = source.columns if source is not None else {}
+    line_numbers = {logical for logical, column in mapping.items() if column == "_row"}
+    typed = _typed(raw, spec, source.event_map if source is not None else {}, line_numbers)
     # A key mapped to the line number (order_id: _row) cannot repeat: no check needed.
-    surrogate = (
-        source is not None and spec.key is not None and source.columns.get(spec.key) == "_row"
-    )
-    if spec.key is not None and spec.key in typed.columns and not surrogate:
+    if spec.key is not None and spec.key in typed.columns and spec.key not in line_numbers:
         typed = _with_first(typed, spec.key)
     checks = _intrinsic_checks(typed, raw, spec, config, now)
     checks += _relational_checks(typed, spec, as_of, done)
