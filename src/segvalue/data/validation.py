@@ -213,7 +213,7 @@ class _Table:
     name: str
     raw: RawSource
     checks: list[_Check]
-    coded: ir.Table  # every row with _code (null: accepted), _value (the raw value)
+    coded: ir.Table  # every row with _code (null: accepted)
     report: TableReport
     rejects: ir.Table
 
@@ -444,22 +444,16 @@ def _coded(
     if spec.name == "orders":
         checks.append(_RETURN_CHECK)
     # A CASE moves past a condition that is null (a rule on a null value), so the first
-    # rule that is *known* to be broken wins. The raw value has its own CASE over the same
-    # conditions: one referring to the code would repeat the code's CASE in each branch.
+    # rule that is *known* to be broken wins. The raw values are not carried: the rejects
+    # projection joins the few rejected rows back to the source by _row.
     active = [(i, c) for i, c in enumerate(checks) if c.broken is not None]
     code = ibis.cases(*((c.broken, i) for i, c in active), else_=ibis.null(dtypes.int8))
-    raw_of = {c.column: typed[f"_raw_{c.column}"].cast(dtypes.string) for c in checks}
-    accepted_value: Any = ibis.null(dtypes.string)
-    if spec.name == "orders":
-        # The raw amount of accepted returns, for return_without_purchase after the pass.
-        accepted_value = (typed.amount < 0).ifelse(raw_of["amount"], accepted_value)
-    value = ibis.cases(*((c.broken, raw_of[c.column]) for _, c in active), else_=accepted_value)
     ids = [
         c.name
         for c in spec.columns
         if c.kind == "id" and c.name in typed.columns and typed[f"_raw_{c.name}"].type().is_string()
     ]
-    extra: dict[str, Any] = {"_code": code, "_value": value}
+    extra: dict[str, Any] = {"_code": code}
     if ids:
         trimmed = [
             (typed[f"_raw_{c}"].notnull() & (typed[f"_raw_{c}"] != typed[c])).cast(dtypes.int8)
@@ -477,7 +471,7 @@ def _coded(
 
 def _clean(table: _Table) -> ir.Table:
     coded = table.coded
-    drop = [c for c in ("_code", "_value", "_first", "_trimmed") if c in coded.columns]
+    drop = [c for c in ("_code", "_first", "_trimmed") if c in coded.columns]
     return coded.filter(coded._code.isnull()).drop(*drop)
 
 
@@ -555,8 +549,21 @@ def _report_of(
 
 
 def _rejects_of(coded: ir.Table, checks: list[_Check], raw: RawSource, name: str) -> ir.Table:
-    """The rejected rows with rule, column, raw value and reason (built for them only)."""
+    """The rejected rows with rule, column, raw value and reason (built for them only).
+
+    The raw value comes from the source, joined on ``_row`` for the rejected rows only.
+    """
     rejected = coded.filter(coded._code.notnull() & (coded._code != _LOOKBACK_CODE))
+    source = raw.table
+    columns = sorted({c.column for c in checks if c.column in source.columns})
+    originals = source.select("_row", **{f"_raw_{c}": source[c].cast("string") for c in columns})
+    rejected = rejected.join(originals, "_row")
+    code = rejected._code
+    value = ibis.cases(
+        *((code == i, rejected[f"_raw_{c.column}"]) for i, c in enumerate(checks)),
+        else_=ibis.null(dtypes.string),
+    )
+    rejected = rejected.mutate(_value=value)
     code = rejected._code
     return rejected.select(
         table=ibis.literal(name),
