@@ -455,14 +455,16 @@ def _coded(
     ]
     extra: dict[str, Any] = {"_code": code}
     if ids:
+        # ifelse, not a cast: PostgreSQL cannot cast a boolean to a small integer.
+        one, zero = ibis.literal(1, dtypes.int8), ibis.literal(0, dtypes.int8)
         trimmed = [
-            (typed[f"_raw_{c}"].notnull() & (typed[f"_raw_{c}"] != typed[c])).cast(dtypes.int8)
+            (typed[f"_raw_{c}"].notnull() & (typed[f"_raw_{c}"] != typed[c])).ifelse(one, zero)
             for c in ids
         ]
         total = trimmed[0]
         for t in trimmed[1:]:
             total = total + t
-        extra["_trimmed"] = total.fill_null(0).cast(dtypes.int8)
+        extra["_trimmed"] = total.cast(dtypes.int8)
     columns = [c for c in raw.table.columns]
     internal = [c for c in ("_first",) if c in typed.columns]
     coded = typed.select(*columns, *internal, **extra)
