@@ -421,8 +421,11 @@ CASES = [
         "all_orders_invalid",
         _config(CONFIG, HEADER + "1,c1,2024-01-05,x\n2,c2,2024-01-06,y\n"),
         _validate("--rejects", "{tmp}/rejects.csv"),
-        ("orders.csv: no valid orders remain (unparseable_value: 2)",),
-        "see the rejects",
+        (
+            "orders.csv: no valid orders remain (unparseable_value: 2); e.g. orders.csv line 2: "
+            "amount 'x' cannot be parsed as a number (unparseable_value, 2 rows)",
+        ),
+        "correct the amount values",
         written=("rejects.csv",),
     ),
     Case(
@@ -430,7 +433,7 @@ CASES = [
         _config("as_of: 2020-01-01\n" + CONFIG),
         _validate(),
         ("orders.csv: no valid orders remain (after_as_of: 3)",),
-        "fix the input or as_of",
+        "set as_of to the end of the data",
     ),
     # --- command-line options -----------------------------------------------------------
     Case(

@@ -603,3 +603,152 @@ def test_duckdb_file_source_has_one_based_rows(tmp_path: Path) -> None:
     assert _column(data, "orders", "_row") == [1, 2, 5]
     assert _column(data, "orders", "order_id") == ["o1", "o2", "o5"]
     assert arrow_orders.num_rows == 5
+
+
+# --- value rules, trimming, as-of inference, root causes ---------------------------------
+
+
+def test_new_rules_are_checked_in_their_documented_order() -> None:
+    names = list(RULES)
+    assert names.index("unparseable_value") < names.index("non_finite")
+    assert names.index("non_finite") < names.index("implausible_value")
+    assert names.index("duplicate_key") < names.index("future_timestamp")
+    assert names.index("future_timestamp") < names.index("after_as_of")
+    assert names[-1] == "return_without_purchase"
+    contract = (Path(__file__).parents[1] / "docs" / "data-contract.md").read_text()
+    assert all(f"| `{rule}` |" in contract for rule in RULES)
+
+
+def test_one_row_breaking_several_rules_gets_the_first(tmp_path: Path) -> None:
+    orders = (
+        "order_id,customer_id,order_ts,amount\n"
+        "1,c1,2024-01-05,10\n"
+        "1,c1,2100-01-01,NaN\n"  # duplicate, future and non-finite: non_finite comes first
+        "2,c1,2100-01-01,5\n"  # duplicate of nothing, future
+    )
+    data = _load_single(
+        tmp_path, "sources:\n  orders: {path: orders.csv}\n", {"orders.csv": orders}
+    )
+
+    assert [(r["row"], r["rule"], r["value"]) for r in _rejects(data)] == [
+        (3, "non_finite", "NaN"),
+        (4, "future_timestamp", "2100-01-01"),
+    ]
+    assert data.report.as_of == dt.date(2024, 1, 5)  # 2100 on a rejected row does not count
+
+
+def test_future_is_measured_from_the_load_time(tmp_path: Path) -> None:
+    from segvalue.data.readers import connect, read_source
+    from segvalue.data.validation import validate_sources
+
+    orders = "order_id,customer_id,order_ts,amount\n1,c1,2024-01-05,10\n2,c1,2024-01-09,5\n"
+    (tmp_path / "orders.csv").write_text(orders)
+    (tmp_path / "segvalue.yaml").write_text("sources:\n  orders: {path: orders.csv}\n")
+    config = load_config(tmp_path / "segvalue.yaml")
+    con = connect()
+    raws = {"orders": read_source(con, "orders", config)}
+
+    # Up to a day ahead is a time zone, not the future.
+    data = validate_sources(con, raws, config, now=dt.datetime(2024, 1, 8, 12))
+    assert data.report.tables["orders"].rejected == {}
+    data = validate_sources(con, raws, config, now=dt.datetime(2024, 1, 7, 12))
+    assert data.report.tables["orders"].rejected == {"future_timestamp": 1}
+    assert data.report.as_of == dt.date(2024, 1, 5)
+    assert data.report.to_dict()["as_of_inferred"] is True
+
+
+def test_identifiers_are_trimmed_of_every_blank(tmp_path: Path) -> None:
+    orders = (
+        "order_id,customer_id,order_ts,amount\n"
+        "1,A,2024-01-05,10\n"
+        "2, A ,2024-01-06,10\n"
+        "3,A\t,2024-01-07,10\n"
+        "4,\u00a0A\u2003,2024-01-08,10\n"
+        "5,\u00a0,2024-01-09,10\n"  # nothing but a blank: empty
+        "6,\u00e9A,2024-01-10,10\n"  # a letter beyond ASCII stays
+    )
+    data = _load_single(
+        tmp_path, "sources:\n  orders: {path: orders.csv}\n", {"orders.csv": orders}
+    )
+
+    assert _column(data, "orders", "customer_id") == ["A", "A", "A", "A", "\u00e9A"]
+    assert [(r["row"], r["rule"]) for r in _rejects(data)] == [(6, "null_id")]
+    # Counted: identifiers that changed and still hold a value (the blank one is rejected).
+    assert data.report.tables["orders"].ids_trimmed == 3
+    assert data.report.to_dict()["ids_trimmed"] == 3
+
+
+def test_whole_numbers_out_of_range_are_rejected_not_a_crash(tmp_path: Path) -> None:
+    customers = "customer_id,household_size,income\nc1,inf,10\nc2,1e300,10\nc3,3,nan\nc4,2,5\n"
+    config = "sources:\n  customers: {path: customers.csv}\n  orders: {path: orders.csv}\n"
+    orders = "order_id,customer_id,order_ts,amount\n1,c4,2024-01-05,10\n"
+    data = _load_single(tmp_path, config, {"customers.csv": customers, "orders.csv": orders})
+
+    assert [(r["row"], r["rule"], r["column"]) for r in _rejects(data)] == [
+        (2, "unparseable_value", "household_size"),
+        (3, "unparseable_value", "household_size"),
+        (4, "non_finite", "income"),
+    ]
+
+
+def test_touchpoint_events_are_compared_in_lower_case_after_the_map(tmp_path: Path) -> None:
+    touchpoints = (
+        "customer_id,ts,channel,event\n"
+        "c1,2024-01-05,email,Click\n"
+        "c1,2024-01-05,email,purchase\n"
+        "c1,2024-01-05,email,bounce\n"
+        "c1,2024-01-05,email,\n"  # the event is optional
+    )
+    config = (
+        "sources:\n  orders: {path: orders.csv}\n"
+        "  touchpoints: {path: touchpoints.csv, event_map: {purchase: conversion}}\n"
+    )
+    orders = "order_id,customer_id,order_ts,amount\n1,c1,2024-01-05,10\n"
+    data = _load_single(tmp_path, config, {"touchpoints.csv": touchpoints, "orders.csv": orders})
+
+    assert _column(data, "touchpoints", "event") == ["click", "conversion", None]
+    (reject,) = _rejects(data)
+    assert (reject["row"], reject["rule"], reject["value"]) == (4, "unknown_event", "bounce")
+
+
+@pytest.mark.parametrize(
+    ("values", "formats"),
+    [
+        (["15/03/2024", "01/04/2024"], ["%d/%m/%Y"]),
+        (["03/15/2024"], ["%m/%d/%Y"]),
+        (["01/02/2024"], ["%d/%m/%Y", "%m/%d/%Y"]),
+        (["15.03.2024"], ["%d.%m.%Y"]),
+        (["15-03-2024"], ["%d-%m-%Y"]),
+        (["2024-03"], ["%Y-%m"]),
+        (["15/03/2024 14:05"], ["%d/%m/%Y %H:%M"]),
+        (["2024-01-15x"], []),
+        ([], []),
+    ],
+)
+def test_guess_date_format(values: list[str], formats: list[str]) -> None:
+    from segvalue.data.validation import guess_date_format
+
+    assert guess_date_format(values) == formats
+
+
+def test_unknown_order_lines_name_the_rejected_orders_as_first_cause(tmp_path: Path) -> None:
+    orders = "order_id,customer_id,order_ts,amount\no1,c1,2024-01-05,10\no2,c1,2024-01-06,1e12\n"
+    lines = "order_id,product_id,quantity,line_amount\no2,p1,1,5\no2,p2,1,5\no1,p1,1,10\n"
+    config = "sources:\n  orders: {path: orders.csv}\n  order_lines: {path: order_lines.csv}\n"
+    data = _load_single(tmp_path, config, {"orders.csv": orders, "order_lines.csv": lines})
+
+    (warning,) = [w for w in data.report.warnings if "first cause" in w]
+    assert warning.startswith(
+        "order_lines.csv: 2 of 3 rows rejected; first cause: orders.csv line 3: "
+        "amount '1e12' is beyond +/-1e+09 (validation.max_amount) (implausible_value, 1 row)"
+    )
+    assert "raise validation.max_amount" in warning
+
+
+def test_a_surrogate_order_id_needs_no_duplicate_check(tmp_path: Path) -> None:
+    orders = "customer_id,order_ts,amount\nc1,2024-01-05,10\nc1,2024-01-05,10\n"
+    config = "sources:\n  orders:\n    path: orders.csv\n    columns: {order_id: _row}\n"
+    data = _load_single(tmp_path, config, {"orders.csv": orders})
+
+    assert _column(data, "orders", "order_id") == ["2", "3"]
+    assert data.report.tables["orders"].rejected == {}

@@ -122,6 +122,10 @@ class CsvOptions(_Strict):
         return value
 
 
+#: The touchpoint events segvalue understands (``sources.touchpoints.event_map`` maps others).
+TOUCHPOINT_EVENTS: tuple[str, ...] = ("impression", "click", "open", "visit", "conversion")
+
+
 class SourceConfig(_Strict):
     """Where one logical table comes from and how its columns are named."""
 
@@ -134,6 +138,20 @@ class SourceConfig(_Strict):
     csv: CsvOptions = CsvOptions()
     columns: dict[str, str] = Field(default_factory=dict, description="logical -> source column")
     date_format: str | None = Field(None, description="strftime format, e.g. '%d/%m/%Y'")
+    event_map: dict[str, str] = Field(
+        default_factory=dict, description="touchpoints: your event value -> a TOUCHPOINT_EVENTS"
+    )
+
+    @field_validator("event_map")
+    @classmethod
+    def _known_events(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted({v for v in value.values() if v not in TOUCHPOINT_EVENTS})
+        if unknown:
+            raise ValueError(
+                f"maps to {', '.join(map(repr, unknown))}; "
+                f"events are {', '.join(TOUCHPOINT_EVENTS)}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_location(self) -> SourceConfig:
@@ -177,6 +195,9 @@ class ValidationConfig(_Strict):
     min_repeat_customers: int = Field(500, ge=0)
     prediction_horizon: float = Field(52.0, gt=0, description="in time units")
     min_history_multiple: float = Field(3.0, ge=0)
+    max_amount: float = Field(
+        1e9, gt=0, description="money values beyond +/- this are rejected (implausible_value)"
+    )
 
 
 class CLVConfig(_Strict):
@@ -1527,6 +1548,7 @@ validation:
   min_repeat_customers: 500     # fewer repeat buyers -> warning: too thin for BTYD models
   prediction_horizon: 52        # in time units; history should be a multiple of it
   min_history_multiple: 3
+  max_amount: 1000000000        # money values beyond +/- this are rejected as implausible
 
 # Customer lifetime value per customer (probability alive, churn risk, expected purchases,
 # expected spend, CLV with an interval from parameter uncertainty).

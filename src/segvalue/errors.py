@@ -54,7 +54,7 @@ class SegvalueError(Exception):
 class DataValidationError(SegvalueError, ValueError):
     """Input data break the data contract (missing column, bad values, empty table)."""
 
-    #: The rows rejected so far when validation gave up (an Ibis table), else None:
+    #: The rows rejected so far when validation gave up (an Arrow table), else None:
     #: a caller can still write them (``segvalue validate --rejects``).
     rejects: Any = None
 

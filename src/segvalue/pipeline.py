@@ -1090,9 +1090,8 @@ def validate_config(
     except DataValidationError as exc:
         try:
             # The rejects explain the failure: write them before reporting it.
-            if rejects_path is not None and exc.rejects is not None:
-                rejects = to_arrow(exc.rejects.order_by(["table", "row"]))
-                write_table(rejects, rejects_path, protected=protected)
+            if rejects_path is not None and exc.rejects is not None:  # Arrow
+                write_table(exc.rejects, rejects_path, protected=protected)
         finally:
             con.disconnect()
         raise

@@ -612,6 +612,8 @@ def _print_report(report: dict[str, Any]) -> None:
                 f"  lookback: {t['dropped_by_lookback']:,} rows of {t['table']} before "
                 f"{report['lookback_start']} left out"
             )
+    for note in report.get("notes", []):
+        out.print(f"  {escape(note)}", highlight=False)
     for warning in report["warnings"]:
         out.print(f"[yellow]warning:[/] {escape(warning)}")
 

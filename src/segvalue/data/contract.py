@@ -31,6 +31,7 @@ class TableSpec:
     columns: tuple[ColumnSpec, ...]
     key: str | None = None  # a column whose values must be unique
     time_column: str | None = None  # the event time used for freshness / as-of checks
+    money: tuple[str, ...] = ()  # money columns, checked against validation.max_amount
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -67,6 +68,7 @@ CONTRACT: dict[str, TableSpec] = {
         ),
         key="customer_id",
         time_column="signup_date",
+        money=("income",),
     ),
     "orders": TableSpec(
         "orders",
@@ -83,6 +85,7 @@ CONTRACT: dict[str, TableSpec] = {
         ),
         key="order_id",
         time_column="order_ts",
+        money=("amount", "margin", "cost", "discount"),
     ),
     "order_lines": TableSpec(
         "order_lines",
@@ -90,6 +93,7 @@ CONTRACT: dict[str, TableSpec] = {
             {"order_id": "id", "product_id": "id", "quantity": "float", "line_amount": "float"},
             {"category": "string", "brand": "string"},
         ),
+        money=("line_amount",),
     ),
     "touchpoints": TableSpec(
         "touchpoints",
@@ -98,6 +102,7 @@ CONTRACT: dict[str, TableSpec] = {
             {"campaign_id": "id", "event": "string", "cost": "float"},
         ),
         time_column="ts",
+        money=("cost",),
     ),
     "channel_spend": TableSpec(
         "channel_spend",
@@ -106,6 +111,7 @@ CONTRACT: dict[str, TableSpec] = {
             {"segment": "string", "campaign_id": "id", "conversions": "float", "revenue": "float"},
         ),
         time_column="period",
+        money=("spend", "revenue"),
     ),
     "experiments": TableSpec(
         "experiments",
@@ -114,6 +120,7 @@ CONTRACT: dict[str, TableSpec] = {
             {"arm": "string", "assigned_at": "timestamp", "converted": "bool", "revenue": "float"},
         ),
         time_column="assigned_at",
+        money=("revenue",),
     ),
     "contact_log": TableSpec(
         "contact_log",

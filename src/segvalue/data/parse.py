@@ -380,7 +380,12 @@ def parse_column(
         return _parse_float(text, decimal)
     if kind == "int":
         number = _parse_float(text, decimal)
-        return (number == number.round(0)).ifelse(number.cast(dt.int64), ibis.null(dt.int64))
+        # inf, NaN and 1e300 are no int64: rounding or casting them fails the whole query,
+        # so values out of range are replaced by 0 before either, and then rejected.
+        in_range = (number.abs() < 9.2e18).fill_null(False)
+        bounded = in_range.ifelse(number, 0.0)
+        whole = in_range & (bounded == bounded.round(0))
+        return whole.ifelse(bounded.cast(dt.int64), ibis.null(dt.int64))
     return _parse_bool(text)
 
 
