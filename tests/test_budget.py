@@ -513,3 +513,28 @@ def test_profit_keeps_the_current_total_with_a_denormal_minimum() -> None:
     # equal marginal ROI: sqrt(lam) = (sqrt(50) + sqrt(60)) / 11
     lam = ((50**0.5 + 60**0.5) / 11) ** 2
     assert result.allocation["i0"] == pytest.approx((50 / lam) ** 0.5 - 5, rel=1e-9)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    st.floats(-50, 50),
+    st.floats(0.01, 20),
+    st.integers(1, 7).map(lambda p: 2 * p - 1),
+    st.floats(0.5, 100),
+)
+def test_brent_root_finds_the_same_roots_as_scipy(
+    shift: float, scale: float, power: int, width: float
+) -> None:
+    """segvalue's Brent (no scipy import on the curves path) against scipy's brentq."""
+    from scipy.optimize import brentq
+
+    from segvalue.economics.budget import brent_root
+
+    def f(x: float) -> float:
+        return scale * (x - shift) ** power + (x - shift)
+
+    low, high = shift - width, shift + 0.5 * width
+    ours = brent_root(f, low, high, xtol=1e-12, maxiter=500)
+    theirs = brentq(f, low, high, xtol=1e-12, maxiter=500)
+    assert abs(ours - shift) <= 1e-9 * max(1.0, abs(shift))
+    assert abs(ours - theirs) <= 1e-9 * max(1.0, abs(shift))

@@ -32,17 +32,22 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import ValidationError
-from scipy import optimize, special
 
 from segvalue.config import CurvesFile, ResponseItem
-from segvalue.economics.curves import FittedCurve, hill, hill_inflection, hill_marginal
+from segvalue.economics.curves import (
+    FittedCurve,
+    hill,
+    hill_inflection,
+    hill_marginal,
+    logistic,
+)
 from segvalue.errors import ConfigError, did_you_mean
 
 __all__ = [
@@ -413,6 +418,70 @@ def _inverse_marginal(
     return np.asarray(out, dtype=np.float64)
 
 
+_EPS = float(np.finfo(float).eps)
+
+
+def brent_root(
+    f: Callable[[float], float],
+    low: float,
+    high: float,
+    *,
+    xtol: float = 2e-12,
+    rtol: float = 4 * _EPS,
+    maxiter: int = 100,
+) -> float:
+    """A root of ``f`` on ``[low, high]`` by Brent's method (bisection, secant, inverse
+    quadratic interpolation), where ``f(low)`` and ``f(high)`` differ in sign.
+
+    The algorithm of scipy's ``brentq`` (Brent 1973, *Algorithms for Minimization
+    without Derivatives*, ch. 4), written here so that budgets from a curves file do
+    not import ``scipy.optimize`` (most of a second of start-up). Stops when the
+    bracket is narrower than ``xtol + rtol * |x|``.
+
+    Examples
+    --------
+    >>> round(brent_root(lambda x: x * x - 2.0, 0.0, 2.0), 12)
+    1.414213562373
+    """
+    x_pre, x_cur = float(low), float(high)
+    f_pre, f_cur = f(x_pre), f(x_cur)
+    if f_pre * f_cur > 0:
+        raise ValueError("f(low) and f(high) must differ in sign")
+    if f_pre == 0:
+        return x_pre
+    if f_cur == 0:
+        return x_cur
+    x_blk = f_blk = s_pre = s_cur = 0.0
+    for _ in range(maxiter):
+        if f_pre != 0 and f_cur != 0 and (math.copysign(1, f_pre) != math.copysign(1, f_cur)):
+            x_blk, f_blk = x_pre, f_pre
+            s_pre = s_cur = x_cur - x_pre
+        if abs(f_blk) < abs(f_cur):  # keep the best guess in x_cur
+            x_pre, x_cur, x_blk = x_cur, x_blk, x_cur
+            f_pre, f_cur, f_blk = f_cur, f_blk, f_cur
+        delta = (xtol + rtol * abs(x_cur)) / 2
+        s_bis = (x_blk - x_cur) / 2
+        if f_cur == 0 or abs(s_bis) < delta:
+            return x_cur
+        if abs(s_pre) > delta and abs(f_cur) < abs(f_pre):
+            if x_pre == x_blk:  # secant
+                s_try = -f_cur * (x_cur - x_pre) / (f_cur - f_pre)
+            else:  # inverse quadratic interpolation
+                d_pre = (f_pre - f_cur) / (x_pre - x_cur)
+                d_blk = (f_blk - f_cur) / (x_blk - x_cur)
+                s_try = -f_cur * (f_blk * d_blk - f_pre * d_pre) / (d_blk * d_pre * (f_blk - f_pre))
+            if 2 * abs(s_try) < min(abs(s_pre), 3 * abs(s_bis) - delta):
+                s_pre, s_cur = s_cur, s_try  # a good short step
+            else:
+                s_pre = s_cur = s_bis
+        else:
+            s_pre = s_cur = s_bis
+        x_pre, f_pre = x_cur, f_cur
+        x_cur += s_cur if abs(s_cur) > delta else math.copysign(delta, s_bis)
+        f_cur = f(x_cur)
+    return x_cur
+
+
 def _solve_log_marginal(scale: FloatArray, slope: FloatArray, lam: float) -> FloatArray:
     """Root ``u >= inflection`` of ``scale * u^(n-1) / (1 + u^n)^2 = lam`` (``u = s / k``).
 
@@ -424,7 +493,7 @@ def _solve_log_marginal(scale: FloatArray, slope: FloatArray, lam: float) -> Flo
     log_scale, log_lam = np.log(scale), math.log(lam)
     x = (log_scale - log_lam) / (slope + 1.0)
     for _ in range(100):
-        share = special.expit(slope * x)
+        share = logistic(slope * x)
         f = log_scale + (slope - 1.0) * x - 2.0 * np.logaddexp(0.0, slope * x) - log_lam
         df = (slope - 1.0) - 2.0 * slope * share
         step = np.where(df < 0, f / np.minimum(df, -1e-300), 0.0)
@@ -477,7 +546,7 @@ def _kkt(
         return _inverse_marginal(p, idx, math.exp(low), lower, upper), math.exp(low)
     if excess(high) > 0:
         return _inverse_marginal(p, idx, math.exp(high), lower, upper), math.exp(high)
-    log_lam = optimize.brentq(excess, low, high, xtol=1e-15, rtol=1e-15, maxiter=500)
+    log_lam = brent_root(excess, low, high, xtol=1e-15, rtol=1e-15, maxiter=500)
     spend = _inverse_marginal(p, idx, math.exp(log_lam), lower, upper)
     if equality:  # spread the bisection's last rounding over the free items
         free = (spend > lower) & (spend < upper)
@@ -507,7 +576,7 @@ def _project(p: _Problem, x: FloatArray) -> FloatArray:
         return np.clip(x - mu_high, p.lo, p.hi)
     if excess(mu_low) <= 0:
         return np.clip(x - mu_low, p.lo, p.hi)
-    mu = optimize.brentq(excess, mu_low, mu_high, xtol=1e-12, maxiter=500)
+    mu = brent_root(excess, mu_low, mu_high, xtol=1e-12, maxiter=500)
     out = np.clip(x - mu, p.lo, p.hi)
     free = (out > p.lo) & (out < p.hi)
     if free.any() and (p.equality or out.sum() > p.total):
@@ -620,6 +689,8 @@ def _slsqp(p: _Problem, start: FloatArray, upper: FloatArray) -> FloatArray | No
         "fun": (lambda x: cap - x.sum()) if not p.equality else (lambda x: x.sum() - cap),
         "jac": lambda x: (-np.ones_like(x)) if not p.equality else np.ones_like(x),
     }
+    from scipy import optimize  # only S-shaped curves need it: keep start-up light
+
     with warnings.catch_warnings():  # SLSQP's bound clipping is expected here
         warnings.simplefilter("ignore", RuntimeWarning)
         result = optimize.minimize(
@@ -1156,7 +1227,7 @@ def smallest_budget(
     def gap(total: float) -> float:
         return best_at(total)[1] - target
 
-    total = optimize.brentq(gap, low, high, xtol=rtol * high, rtol=max(rtol, 1e-15))
+    total = brent_root(gap, low, high, xtol=rtol * high, rtol=max(rtol, 1e-15))
     result, reached = best_at(total)
     step = rtol * high
     while reached < target - 1e-9 * abs(target) and total < high:  # land on the reaching side

@@ -28,7 +28,6 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import optimize, special
 
 # scipy.signal and scipy.stats are imported where they are used: together they take longer
 # to import than a whole `segvalue budget --curves FILE` may (the optimiser needs neither).
@@ -66,12 +65,29 @@ def _as_float(values: ArrayLike) -> FloatArray:
     return np.asarray(values, dtype=np.float64)
 
 
+def logistic(z: ArrayLike) -> FloatArray:
+    """``1 / (1 + e^-z)`` to full relative precision in both tails (scipy's ``expit``).
+
+    Written with numpy alone so that budgets from a curves file never import scipy.
+
+    Examples
+    --------
+    >>> logistic([0.0, -800.0, 40.0]).tolist()
+    [0.5, 0.0, 1.0]
+    >>> float(logistic(-700.0)) > 0
+    True
+    """
+    z = np.asarray(z, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        e = np.exp(-np.abs(z))  # in (0, 1]: never overflows
+    return np.asarray(np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)), dtype=np.float64)
+
+
 def _hill_share(spend: FloatArray, k: FloatArray, slope: FloatArray) -> FloatArray:
-    """``s^n / (k^n + s^n)`` computed as ``expit(n (log s - log k))`` (no overflow)."""
+    """``s^n / (k^n + s^n)`` computed as ``logistic(n (log s - log k))`` (no overflow)."""
     with np.errstate(divide="ignore"):
         log_ratio = np.log(spend) - np.log(k)
-    share: FloatArray = special.expit(slope * log_ratio)
-    return share
+    return logistic(slope * log_ratio)
 
 
 def hill(spend: ArrayLike, beta: ArrayLike, k: ArrayLike, slope: ArrayLike = 1.0) -> FloatArray:
@@ -603,6 +619,8 @@ def fit_response_curve(
     costs = [float(np.sum(model.residuals(z) ** 2)) for z in starts]
     best = None
     for i in np.argsort(costs)[: max(1, n_starts)]:
+        from scipy import optimize  # fitting only: keep `budget --curves` start-up light
+
         result = optimize.least_squares(
             model.residuals, starts[i], jac=model.jacobian, bounds=(lb, ub), method="trf",
             x_scale="jac", xtol=1e-12, ftol=1e-12, gtol=1e-10, max_nfev=2000,
