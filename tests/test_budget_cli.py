@@ -8,16 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cli_inputs import CURVES
 from segvalue.cli.main import cli
 from segvalue.pipeline import run_demo
-
-CURVES = """\
-total: 500
-items:
-  - {name: email, form: michaelis_menten, beta: 1000, k: 200}
-  - {name: search, form: michaelis_menten, beta: 600, k: 100}
-  - {name: social, form: michaelis_menten, beta: 300, k: 50}
-"""
 
 
 def test_curves_file_gives_the_closed_form_optimum(

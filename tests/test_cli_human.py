@@ -18,28 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from cli_inputs import CDNOW_COLUMNS, CDNOW_SAMPLE, CURVES
 from segvalue.cli import main
 from segvalue.cli.main import cli
 
-CDNOW_SAMPLE = Path(__file__).parent / "data" / "CDNOW_sample.txt"
-CDNOW_COLUMNS = [
-    "--delimiter",
-    "whitespace",
-    "--no-header",
-    "--customer-col",
-    "column1",
-    "--date-col",
-    "column2",
-    "--amount-col",
-    "column4",
-]
-CURVES = """\
-total: 500
-items:
-  - {name: email, form: michaelis_menten, beta: 1000, k: 200}
-  - {name: search, form: michaelis_menten, beta: 600, k: 100}
-  - {name: social, form: michaelis_menten, beta: 300, k: 50}
-"""
 WIDTH = 80
 COMMANDS = ["init", "demo", "validate", "run", "segment", "kpis", "budget", "rfm", "clv"]
 

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cli_inputs import CDNOW_COLUMNS
 from segvalue.cli.main import cli
 from segvalue.models.bgnbd import BetaGeoModel
 from segvalue.models.clv import customer_lifetime_value
@@ -33,15 +34,7 @@ OBS_END = dt.date(1998, 6, 30)
 ARGS = [
     "clv",
     str(SAMPLE),
-    "--customer-col",
-    "column1",
-    "--date-col",
-    "column2",
-    "--amount-col",
-    "column4",
-    "--delimiter",
-    "whitespace",
-    "--no-header",
+    *CDNOW_COLUMNS,
     "--calibration-end",
     CAL_END.isoformat(),
     "--observation-end",

@@ -14,25 +14,18 @@ from pathlib import Path
 import pyarrow.csv as pacsv
 import pytest
 
+from cli_inputs import CDNOW_COLUMNS
 from segvalue.cli.main import cli
 
 DATA = Path(__file__).parent / "data"
 ARGS = [
     "rfm",
     str(DATA / "CDNOW_sample.txt"),
-    "--customer-col",
-    "column1",
-    "--date-col",
-    "column2",
-    "--amount-col",
-    "column4",
+    *CDNOW_COLUMNS,
     "--as-of",
     "1997-09-30",
     "--time-unit",
     "week",
-    "--delimiter",
-    "whitespace",
-    "--no-header",
 ]
 
 
