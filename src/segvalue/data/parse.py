@@ -42,6 +42,8 @@ _ISO_WITH_OFFSET = (
     r"\s*([Zz]|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$"
 )
 _OFFSET = r"([Zz]|UTC|GMT|[+-]\d{2}(?::?\d{2})?)"
+# A date or a date and time in the form every engine's own cast reads (see _parse_timestamp).
+_PLAIN_ISO = r"^\d{4}-\d{1,2}-\d{1,2}(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$"
 # ... with an offset in use on Earth: -14:00 to +14:00, minutes 00-59.
 _ISO_WITH_REAL_OFFSET = (
     r"^\d{4}-\d{1,2}-\d{1,2}[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?"
@@ -165,9 +167,19 @@ def _parse_with_format(text: ir.StringValue, fmt: str, timezone: str) -> ir.Time
 def _parse_timestamp(
     text: ir.StringValue, date_format: str | None, timezone: str = "UTC", *, months: bool = False
 ) -> ir.TimestampValue:
-    text = text.strip()
     if date_format is not None:
-        return _parse_with_format(text, date_format, timezone)
+        return _parse_with_format(text.strip(), date_format, timezone)
+    # Most values are plain ISO dates or times without an offset, which the general path
+    # below would hand, unchanged, to the engine's own cast: they take that cast at once,
+    # and the trimming and the tests for offsets and other forms run on the rest only.
+    plain = text.re_search(_PLAIN_ISO)
+    return plain.ifelse(
+        text.try_cast(dt.timestamp), _parse_any_timestamp(text.strip(), timezone, months)
+    )
+
+
+def _parse_any_timestamp(text: ir.StringValue, timezone: str, months: bool) -> Any:
+    """ISO with or without an offset, or one of the automatic formats (``text`` trimmed)."""
     # The engine's own cast only where it has a chance: PostgreSQL's "try" cast raises.
     iso_like = text.re_search(r"^\d{4}-\d{1,2}-\d{1,2}")
     candidates = [iso_like.ifelse(text, ibis.null(dt.string)).try_cast(dt.timestamp)]
@@ -307,7 +319,9 @@ def _transitions(timezone: str) -> tuple[tuple[dt_.datetime, ...], tuple[int, ..
 
 
 def _parse_float(text: ir.StringValue, decimal: str) -> ir.FloatingValue:
-    text = text.strip()
+    # Not trimmed: the casts of DuckDB, PostgreSQL and Spark skip the blanks that TRIM
+    # removes (space, tab, CR, LF, VT, FF; Spark every control character) at both ends,
+    # and trimming first costs as much as the cast itself (DuckDB, 2.77M values: 0.3 s).
     if decimal == ",":
         # "1.234,56": the dot groups thousands, the comma is the decimal mark.
         text = text.replace(".", "").replace(",", ".")

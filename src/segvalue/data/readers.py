@@ -11,6 +11,8 @@ import csv
 import gzip
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,9 +40,12 @@ __all__ = [
     "connect",
     "engine_table",
     "materialise",
+    "number_rows",
     "read_document",
     "read_file",
     "read_source",
+    "reading",
+    "row_id",
     "temp_name",
 ]
 
@@ -149,6 +154,13 @@ class RawSource:
         ``"line"`` for text files (``_row`` is the line number), else ``"row"``.
     decimal, date_format, timezone
         Parsing options carried to validation (``timezone``: the configured IANA zone).
+    row_offset
+        Set for a file that ``table`` still reads (nothing is materialised yet): ``_row``
+        is then the row's position in the file plus ``row_offset``. A copy materialised in
+        file order can number its rows from their stored position (:func:`number_rows`)
+        instead of computing ``_row``, a window that the engine runs on one thread. The
+        reader's errors (a ragged line, a bad encoding) surface when the file is first
+        read: wrap that in :func:`reading`.
     """
 
     name: str
@@ -158,11 +170,12 @@ class RawSource:
     decimal: str = "."
     date_format: str | None = None
     timezone: str = "UTC"
+    row_offset: int | None = None
 
 
 def read_file(
     con: BaseBackend, path: Path, source: SourceConfig, *, label: str | None = None
-) -> tuple[ir.Table, str]:
+) -> tuple[ir.Table, str, int | None]:
     """Read a CSV / text, Parquet or DuckDB file into the engine, with ``_row``.
 
     Parameters
@@ -178,8 +191,11 @@ def read_file(
 
     Returns
     -------
-    (table, row_word)
-        The table materialised in ``con`` and ``"line"`` or ``"row"``.
+    (table, row_word, row_offset)
+        The table, ``"line"`` or ``"row"``, and the offset of ``_row`` from the row's
+        position when the table still reads the file (delimited text and Parquet: the
+        file is parsed once, by whatever first materialises the table; see
+        :class:`RawSource`), else None (the table is materialised in ``con``).
 
     Examples
     --------
@@ -188,9 +204,9 @@ def read_file(
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "o.csv"
     >>> _ = p.write_text("id;amount\\n1;2,5\\n")
     >>> src = SourceConfig(path=str(p), csv={"delimiter": ";", "decimal": ","})
-    >>> t, word = read_file(ibis.duckdb.connect(), p, src)
-    >>> t.to_pyarrow().to_pylist(), word
-    ([{'id': '1', 'amount': '2,5', '_row': 2}], 'line')
+    >>> t, word, offset = read_file(ibis.duckdb.connect(), p, src)
+    >>> t.to_pyarrow().to_pylist(), word, offset
+    ([{'id': '1', 'amount': '2,5', '_row': 2}], 'line', 2)
     """
     label = label or str(path)
     if not path.exists():
@@ -198,20 +214,43 @@ def read_file(
             f"{label}: file not found", fix="check the path in segvalue.yaml (relative to it)"
         )
     fmt = source.resolved_format
-    try:
+    with reading(label, source):
         if fmt == "parquet":
             table = con.read_parquet(str(path))
-            expr, word = table.mutate(_row=ibis.row_number() + 1), "row"
-        elif fmt == "duckdb":
-            expr, word = _duckdb_file_table(con, path, source), "row"
-        else:
-            expr, word = _read_text(con, path, source, label), "line"
-        return materialise(con, expr, "raw"), word
+            return table.mutate(_row=ibis.row_number() + 1), "row", 1
+        if fmt == "duckdb":
+            return materialise(con, _duckdb_file_table(con, path, source), "raw"), "row", None
+        if source.csv.delimiter == "whitespace":
+            # Blank lines are dropped there: _row is not the position plus an offset.
+            return materialise(con, _read_whitespace(con, path, source), "raw"), "line", None
+        offset = 2 if source.csv.header else 1
+        return _read_text(con, path, source, label, offset), "line", offset
+
+
+@contextmanager
+def reading(label: str, source: SourceConfig) -> Iterator[None]:
+    """Report an error of the engine's file reader as a :class:`DataValidationError`.
+
+    The message names the input and, for a CSV file, the line and the reason; the fix
+    says what to check (encoding, delimiter, a ragged line).
+
+    Examples
+    --------
+    >>> from segvalue.config import SourceConfig
+    >>> try:
+    ...     with reading("o.csv", SourceConfig(path="o.csv")):
+    ...         raise ValueError("CSV Error on Line: 7\\nExpected Number of Columns: 3")
+    ... except DataValidationError as exc:
+    ...     print(exc.message)
+    o.csv: cannot be read as csv: line 7: Expected Number of Columns: 3
+    """
+    try:
+        yield
     except (DataValidationError, ConfigError):
         raise
     except Exception as exc:  # DuckDB reader errors carry the line; keep them
         raise DataValidationError(
-            f"{label}: cannot be read as {fmt or 'csv'}: {_read_problem(exc)}",
+            f"{label}: cannot be read as {source.resolved_format or 'csv'}: {_read_problem(exc)}",
             fix=_read_fix(source, exc),
         ) from None
 
@@ -271,11 +310,10 @@ def _column_names(record: list[str], header: bool) -> list[str]:
     return names
 
 
-def _read_text(con: BaseBackend, path: Path, source: SourceConfig, label: str) -> ir.Table:
+def _read_text(
+    con: BaseBackend, path: Path, source: SourceConfig, label: str, offset: int
+) -> ir.Table:
     opts = source.csv
-    offset = 2 if opts.header else 1
-    if opts.delimiter == "whitespace":
-        return _read_whitespace(con, path, source, offset)
     record = _first_record(path, opts)
     if record is None:
         raise DataValidationError(
@@ -306,7 +344,7 @@ def _read_text(con: BaseBackend, path: Path, source: SourceConfig, label: str) -
     return table.mutate(_row=ibis.row_number() + offset)
 
 
-def _read_whitespace(con: BaseBackend, path: Path, source: SourceConfig, offset: int) -> ir.Table:
+def _read_whitespace(con: BaseBackend, path: Path, source: SourceConfig) -> ir.Table:
     """Fields separated by runs of blanks (fixed-width exports such as CDNOW's)."""
     lines = con.read_csv(
         str(path),
@@ -400,6 +438,23 @@ def materialise(con: BaseBackend, expr: ir.Table, prefix: str) -> ir.Table:
         return expr.cache()
 
 
+def number_rows(table: ir.Table, offset: int) -> ir.Table:
+    """``table`` with ``_row``: each row's stored position plus ``offset``.
+
+    For a DuckDB table that :func:`materialise` filled from rows in file order (see
+    :attr:`RawSource.row_offset`): DuckDB keeps the insertion order of a table it creates
+    and exposes the position as ``rowid``, so no window runs over the rows.
+
+    Examples
+    --------
+    >>> import ibis
+    >>> t = materialise(ibis.duckdb.connect(), ibis.memtable({"a": ["x", "y"]}), "x")
+    >>> number_rows(t, 2).to_pyarrow().to_pylist()
+    [{'a': 'x', '_row': 2}, {'a': 'y', '_row': 3}]
+    """
+    return table.mutate(_row=table.rowid() + offset)
+
+
 def _suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
     return did_you_mean(word, choices, cutoff=0.5)
 
@@ -466,15 +521,34 @@ def read_source(con: BaseBackend, name: str, config: Config) -> RawSource:
             )
         path = config.source_path(name)
         label = source.path
-        table, word = read_file(con, path, source, label=label)
+        table, word, offset = read_file(con, path, source, label=label)
     else:
         where = _redact(source.url) if source.url is not None else f"engine {con.name}"
         label = f"{where}#{source.table}"
-        table, word = _read_database(con, source, config.engine.url, label), "row"
+        table, word, offset = _read_database(con, source, config.engine.url, label), "row", None
     mapped = map_columns(table, name, source, label)
     return RawSource(
-        name, mapped, label, word, source.csv.decimal, source.date_format, config.timezone
+        name,
+        mapped,
+        label,
+        word,
+        source.csv.decimal,
+        source.date_format,
+        config.timezone,
+        offset,
     )
+
+
+def row_id(row: ir.IntegerValue) -> ir.StringValue:
+    """The identifier a column mapped to ``_row`` holds: the line or row number as text.
+
+    Examples
+    --------
+    >>> import ibis
+    >>> ibis.duckdb.connect().to_pyarrow(row_id(ibis.literal(7)))
+    <pyarrow.StringScalar: '7'>
+    """
+    return row.cast("string")
 
 
 def _required_fix(name: str, column: str, present: list[str]) -> str:
@@ -512,7 +586,7 @@ def map_columns(table: ir.Table, name: str, source: SourceConfig, label: str) ->
     for logical, column in source.columns.items():
         if column == "_row":
             # No id in the source (e.g. a transaction log): the line number serves.
-            surrogates[logical] = table._row.cast("string")
+            surrogates[logical] = row_id(table._row)
             continue
         if column not in present:
             raise DataValidationError(

@@ -5,8 +5,10 @@ rejects table (with the rule, the column, the raw value and a reason), or the ro
 than the lookback window (counted in the report). Nothing is dropped silently.
 
 One pass per table: the engine parses every column and computes, in one ``CASE``, the
-small code of the first rule a row breaks; the result is materialised once. Rule names,
-columns and reason texts are built only in the rejects projection, for rejected rows.
+small code of the first rule a row breaks; the result is materialised once (a file is read
+and parsed in that same pass). Rules that compare rows with each other (duplicate keys,
+returns without a purchase) then run on the stored rows. Rule names, columns, raw values
+and reason texts are built only in the rejects projection, for rejected rows.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ibis.backends import BaseBackend
 from segvalue.config import TOUCHPOINT_EVENTS, Config
 from segvalue.data.contract import CONTRACT, TableSpec
 from segvalue.data.parse import parse_column
-from segvalue.data.readers import RawSource, materialise
+from segvalue.data.readers import RawSource, materialise, number_rows, reading, row_id
 from segvalue.errors import DataValidationError
 from segvalue.units import TimeUnit
 
@@ -242,7 +244,7 @@ def _trimmed_text(value: Any) -> Any:
     blank = f"[\\s\\x0b{_UNICODE_BLANKS}]"
     edge = value.re_search(f"^{blank}|{blank}$")
     trimmed = edge.ifelse(value.re_replace(f"^{blank}+|{blank}+$", ""), value)
-    return (trimmed == "").ifelse(ibis.null(dtypes.string), trimmed)
+    return trimmed.nullif("")
 
 
 def _typed(
@@ -284,16 +286,24 @@ def _what(kind: str) -> str:
 
 
 def _intrinsic_checks(
-    typed: ir.Table, raw: RawSource, spec: TableSpec, config: Config, now: dt.datetime
+    typed: ir.Table,
+    raw: RawSource,
+    spec: TableSpec,
+    config: Config,
+    now: dt.datetime,
+    line_numbers: set[str],
 ) -> list[_Check]:
-    """Rules that look at one row only (and duplicate_key, through ``_first``)."""
+    """Rules that look at one row only (and duplicate_key, applied after the pass).
+
+    ``line_numbers`` names the columns mapped to ``_row``: never empty, never repeated.
+    """
     present = [c for c in spec.columns if c.name in typed.columns]
     checks: list[_Check] = []
     for c in present:
         value, raw_value = typed[c.name], typed[f"_raw_{c.name}"]
         is_text = raw_value.type().is_string()
         if c.kind == "id":
-            if c.required:
+            if c.required and c.name not in line_numbers:
                 checks.append(
                     _Check("null_id", c.name, value.isnull(), _fixed(f"{c.name} is empty"))
                 )
@@ -324,14 +334,14 @@ def _intrinsic_checks(
             )
             unknown = value.notnull() & ~value.isin(TOUCHPOINT_EVENTS)
             checks.append(_Check("unknown_event", "event", unknown, reason))
-    if spec.key is not None and "_first" in typed.columns:
+    if spec.key is not None and spec.key in typed.columns and spec.key not in line_numbers:
         key = spec.key
         where = f"' already appeared on {raw.row_word} "
         checks.append(
             _Check(
                 "duplicate_key",
                 key,
-                typed._first.notnull() & (typed._row != typed._first),
+                None,  # compares rows: applied to the stored rows by _with_duplicates
                 lambda r: _text(f"{key} '").concat(
                     r[key], _text(where), r._first.cast(dtypes.string)
                 ),
@@ -410,20 +420,34 @@ def _end_of_day(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time()) + dt.timedelta(days=1) - dt.timedelta(microseconds=1)
 
 
-def _with_first(typed: ir.Table, key: str) -> ir.Table:
-    """Add ``_first``: the first row of a key that appears more than once (else null).
+def _with_duplicates(
+    con: BaseBackend, coded: ir.Table, key: str, index: int, prefix: str
+) -> ir.Table:
+    """Code ``index`` (duplicate_key) on rows whose key appeared on an earlier row.
 
-    An aggregate and a join, not a window over every key: the window sorts the table.
+    Runs on the stored rows, after the pass: an aggregate over the keys, not a window (a
+    window sorts the table) nor a join in the pass (that would read a file twice). A row
+    that already breaks an earlier rule keeps that rule, as in the pass's ``CASE``; other
+    codes of the pass are for later rules, which duplicate_key precedes. Adds ``_first``,
+    the first row of a key that appears more than once (else null), for the reason.
     """
-    keys = typed.filter(typed[key].notnull())
+    keys = coded.filter(coded[key].notnull())
     repeated = (
         keys.group_by(key)
         .aggregate(_first=keys._row.min(), _n=keys.count())
         .filter(ibis._._n > 1)
         .drop("_n")
     )
-    joined = typed.left_join(repeated, key)
-    return joined.drop(f"{key}_right") if f"{key}_right" in joined.columns else joined
+    repeated = materialise(con, repeated, "repeated")
+    if int(_scalar(repeated.count())) == 0:
+        return coded.mutate(_first=ibis.null(dtypes.int64))
+    joined = coded.left_join(repeated, key)
+    joined = joined.drop(f"{key}_right") if f"{key}_right" in joined.columns else joined
+    repeat = joined._first.notnull() & (joined._row != joined._first)
+    earlier = joined._code.notnull() & (joined._code < index)
+    code = (repeat & ~earlier).ifelse(ibis.literal(index, dtypes.int8), joined._code)
+    # Stored again: every later query would otherwise repeat the join.
+    return materialise(con, joined.mutate(_code=code), prefix)
 
 
 def _coded(
@@ -440,10 +464,7 @@ def _coded(
     mapping = source.columns if source is not None else {}
     line_numbers = {logical for logical, column in mapping.items() if column == "_row"}
     typed = _typed(raw, spec, source.event_map if source is not None else {}, line_numbers)
-    # A key mapped to the line number (order_id: _row) cannot repeat: no check needed.
-    if spec.key is not None and spec.key in typed.columns and spec.key not in line_numbers:
-        typed = _with_first(typed, spec.key)
-    checks = _intrinsic_checks(typed, raw, spec, config, now)
+    checks = _intrinsic_checks(typed, raw, spec, config, now, line_numbers)
     checks += _relational_checks(typed, spec, as_of, done)
     order = list(RULES)
     checks.sort(key=lambda c: order.index(c.rule))
@@ -451,13 +472,16 @@ def _coded(
         checks.append(_RETURN_CHECK)
     # A CASE moves past a condition that is null (a rule on a null value), so the first
     # rule that is *known* to be broken wins. The raw values are not carried: the rejects
-    # projection joins the few rejected rows back to the source by _row.
+    # projection reads them back for the few rejected rows.
     active = [(i, c) for i, c in enumerate(checks) if c.broken is not None]
     code = ibis.cases(*((c.broken, i) for i, c in active), else_=ibis.null(dtypes.int8))
     ids = [
         c.name
         for c in spec.columns
-        if c.kind == "id" and c.name in typed.columns and typed[f"_raw_{c.name}"].type().is_string()
+        if c.kind == "id"
+        and c.name in typed.columns
+        and c.name not in line_numbers
+        and typed[f"_raw_{c.name}"].type().is_string()
     ]
     extra: dict[str, Any] = {"_code": code}
     if ids:
@@ -471,10 +495,24 @@ def _coded(
         for t in trimmed[1:]:
             total = total + t
         extra["_trimmed"] = total.cast(dtypes.int8)
-    columns = [c for c in raw.table.columns]
-    internal = [c for c in ("_first",) if c in typed.columns]
-    coded = typed.select(*columns, *internal, **extra)
-    return checks, materialise(con, coded, f"val_{raw.name}")
+    columns = list(raw.table.columns)
+    prefix = f"val_{raw.name}"
+    if raw.row_offset is None or source is None:
+        coded = materialise(con, typed.select(*columns, **extra), prefix)
+    else:
+        # A file read in this pass: _row and the columns mapped to it come from the stored
+        # order, so the engine reads and parses the file on every core (computing _row in
+        # the pass is a window, which runs on one thread).
+        positional = {"_row", *line_numbers}
+        body = typed.select(*(c for c in columns if c not in positional), **extra)
+        with reading(raw.label, source):
+            stored = number_rows(materialise(con, body, prefix), raw.row_offset)
+        stored = stored.mutate(**{c: row_id(stored._row) for c in line_numbers})
+        coded = stored.select(*columns, *extra)
+    duplicate = next((i for i, c in enumerate(checks) if c.rule == "duplicate_key"), None)
+    if duplicate is not None:
+        coded = _with_duplicates(con, coded, checks[duplicate].column, duplicate, prefix)
+    return checks, coded
 
 
 def _clean(table: _Table) -> ir.Table:
@@ -556,15 +594,23 @@ def _report_of(
     return report
 
 
-def _rejects_of(coded: ir.Table, checks: list[_Check], raw: RawSource, name: str) -> ir.Table:
+def _rejects_of(
+    con: BaseBackend, coded: ir.Table, checks: list[_Check], raw: RawSource, report: TableReport
+) -> ir.Table:
     """The rejected rows with rule, column, raw value and reason (built for them only).
 
-    The raw value comes from the source, joined on ``_row`` for the rejected rows only.
+    The raw values come from the source: those of the rejected rows are read once, when
+    there are any (the source may be a file that only the pass has read so far).
     """
     rejected = coded.filter(coded._code.notnull() & (coded._code != _LOOKBACK_CODE))
     source = raw.table
     columns = sorted({c.column for c in checks if c.column in source.columns})
     originals = source.select("_row", **{f"_raw_{c}": source[c].cast("string") for c in columns})
+    if report.rows_rejected:
+        needed = originals._row.isin(rejected._row)
+        originals = materialise(con, originals.filter(needed), "rejected_raw")
+    else:  # nothing to look up: no read of the source
+        originals = originals.filter(ibis.literal(False))
     rejected = rejected.join(originals, "_row")
     code = rejected._code
     value = ibis.cases(
@@ -574,7 +620,7 @@ def _rejects_of(coded: ir.Table, checks: list[_Check], raw: RawSource, name: str
     rejected = rejected.mutate(_value=value)
     code = rejected._code
     return rejected.select(
-        table=ibis.literal(name),
+        table=ibis.literal(report.table),
         source=ibis.literal(raw.label),
         row=rejected._row.cast("int64"),
         rule=ibis.cases(*((code == i, c.rule) for i, c in enumerate(checks))),
@@ -696,7 +742,7 @@ def validate_sources(
             as_of = _infer_as_of(coded, loaded_at, raw.label)
             if as_of is None:
                 partial = _report_of(name, raw, checks, _stats(coded, spec))
-                rejects = _rejects_of(coded, checks, raw, name)
+                rejects = _rejects_of(con, coded, checks, raw, partial)
                 done[name] = _Table(name, raw, checks, coded, partial, rejects)
                 raise _with_rejects(_no_as_of(done[name], done), done)
             report.as_of = as_of
@@ -721,7 +767,7 @@ def validate_sources(
             if name == "orders":
                 raise DataValidationError(f"{raw.label}: {_EMPTY_ORDERS}", fix=_EMPTY_ORDERS_FIX)
             report.warnings.append(f"{raw.label}: the {name} table is empty")
-        rejects = _rejects_of(coded, checks, raw, name)
+        rejects = _rejects_of(con, coded, checks, raw, table_report)
         if table_report.rejected:
             table_report.examples = _examples(rejects, raw.row_word)
         if table_report.ids_trimmed:
@@ -970,23 +1016,34 @@ def _examples(table_rejects: ir.Table, row_word: str, per_rule: int = 3) -> dict
     return out
 
 
-def _sufficiency(orders: ir.Table, report: ValidationReport, config: Config) -> None:
-    """Warn when the data are too thin for predictive (BTYD) models."""
+#: Orders looked at first when counting repeat customers (see :func:`_sufficiency`).
+_SUFFICIENCY_SAMPLE = 200_000
+
+
+def _repeat_customers(orders: ir.Table) -> int:
+    """Customers with purchases on two days or more."""
     purchases = orders.filter(orders.amount >= 0)
     day = purchases.order_ts.date()
     # A repeat customer bought on two days or more: first day < last day (no distinct count).
     per_customer = purchases.group_by("customer_id").agg(first=day.min(), last=day.max())
-    stats = per_customer.aggregate(
-        repeaters=(per_customer.first < per_customer.last).sum(), customers=per_customer.count()
-    )
-    row = stats.to_pyarrow().to_pylist()[0]
-    repeaters = int(row["repeaters"] or 0)
+    return int(_scalar((per_customer.first < per_customer.last).sum()) or 0)
+
+
+def _sufficiency(orders: ir.Table, report: ValidationReport, config: Config) -> None:
+    """Warn when the data are too thin for predictive (BTYD) models."""
     minimum = config.validation.min_repeat_customers
-    if repeaters < minimum:
-        report.warnings.append(
-            f"only {repeaters} repeat customers (fewer than {minimum}): too thin for reliable "
-            "purchase-prediction (BTYD) models"
-        )
+    # Repeat customers among some of the orders are repeat customers among all of them:
+    # when the first rows already hold enough, no pass over every order is needed.
+    sampled = report.tables["orders"].rows_accepted > _SUFFICIENCY_SAMPLE
+    if minimum > 0 and not (
+        sampled and _repeat_customers(orders.limit(_SUFFICIENCY_SAMPLE)) >= minimum
+    ):
+        repeaters = _repeat_customers(orders)
+        if repeaters < minimum:
+            report.warnings.append(
+                f"only {repeaters} repeat customers (fewer than {minimum}): too thin for "
+                "reliable purchase-prediction (BTYD) models"
+            )
     earliest = report.tables["orders"].earliest
     if earliest is not None:
         first = dt.date.fromisoformat(earliest[:10])
