@@ -36,6 +36,7 @@ from segvalue.errors import (
 )
 
 __all__ = [
+    "FileRows",
     "RawSource",
     "connect",
     "engine_table",
@@ -139,6 +140,27 @@ def temp_name(prefix: str) -> str:
 
 
 @dataclass(frozen=True)
+class FileRows:
+    """A file that a source still reads (nothing of it is materialised yet).
+
+    Attributes
+    ----------
+    table
+        The source's columns, mapped to logical names, without ``_row`` and without
+        the columns mapped to it: computing ``_row`` here would be a window over the
+        file, which the engine runs on one thread.
+    row_offset
+        ``_row`` is the row's position in the file plus this. A copy materialised in
+        file order numbers its rows from their stored position (:func:`number_rows`).
+        The reader's errors (a ragged line, a bad encoding) surface when the file is
+        first read: wrap that in :func:`reading`.
+    """
+
+    table: ir.Table
+    row_offset: int
+
+
+@dataclass(frozen=True)
 class RawSource:
     """A source table in the engine, with logical column names and ``_row``.
 
@@ -154,13 +176,9 @@ class RawSource:
         ``"line"`` for text files (``_row`` is the line number), else ``"row"``.
     decimal, date_format, timezone
         Parsing options carried to validation (``timezone``: the configured IANA zone).
-    row_offset
-        Set for a file that ``table`` still reads (nothing is materialised yet): ``_row``
-        is then the row's position in the file plus ``row_offset``. A copy materialised in
-        file order can number its rows from their stored position (:func:`number_rows`)
-        instead of computing ``_row``, a window that the engine runs on one thread. The
-        reader's errors (a ragged line, a bad encoding) surface when the file is first
-        read: wrap that in :func:`reading`.
+    file
+        Set when ``table`` still reads a file: the same rows without ``_row``, to
+        materialise before numbering them (``table`` numbers them with a window).
     """
 
     name: str
@@ -170,7 +188,7 @@ class RawSource:
     decimal: str = "."
     date_format: str | None = None
     timezone: str = "UTC"
-    row_offset: int | None = None
+    file: FileRows | None = None
 
 
 def read_file(
@@ -192,10 +210,11 @@ def read_file(
     Returns
     -------
     (table, row_word, row_offset)
-        The table, ``"line"`` or ``"row"``, and the offset of ``_row`` from the row's
-        position when the table still reads the file (delimited text and Parquet: the
-        file is parsed once, by whatever first materialises the table; see
-        :class:`RawSource`), else None (the table is materialised in ``con``).
+        The table, ``"line"`` or ``"row"``, and the offset of ``_row``. A delimited text
+        or Parquet file is not read yet (the first query that materialises the table
+        parses it): the table has no ``_row``, which is the row's position in the file
+        plus ``row_offset`` (see :class:`FileRows`). Other tables are materialised in
+        ``con`` with ``_row``, and ``row_offset`` is None.
 
     Examples
     --------
@@ -206,7 +225,7 @@ def read_file(
     >>> src = SourceConfig(path=str(p), csv={"delimiter": ";", "decimal": ","})
     >>> t, word, offset = read_file(ibis.duckdb.connect(), p, src)
     >>> t.to_pyarrow().to_pylist(), word, offset
-    ([{'id': '1', 'amount': '2,5', '_row': 2}], 'line', 2)
+    ([{'id': '1', 'amount': '2,5'}], 'line', 2)
     """
     label = label or str(path)
     if not path.exists():
@@ -216,15 +235,13 @@ def read_file(
     fmt = source.resolved_format
     with reading(label, source):
         if fmt == "parquet":
-            table = con.read_parquet(str(path))
-            return table.mutate(_row=ibis.row_number() + 1), "row", 1
+            return con.read_parquet(str(path)), "row", 1
         if fmt == "duckdb":
             return materialise(con, _duckdb_file_table(con, path, source), "raw"), "row", None
         if source.csv.delimiter == "whitespace":
             # Blank lines are dropped there: _row is not the position plus an offset.
             return materialise(con, _read_whitespace(con, path, source), "raw"), "line", None
-        offset = 2 if source.csv.header else 1
-        return _read_text(con, path, source, label, offset), "line", offset
+        return _read_text(con, path, source, label), "line", 2 if source.csv.header else 1
 
 
 @contextmanager
@@ -310,9 +327,7 @@ def _column_names(record: list[str], header: bool) -> list[str]:
     return names
 
 
-def _read_text(
-    con: BaseBackend, path: Path, source: SourceConfig, label: str, offset: int
-) -> ir.Table:
+def _read_text(con: BaseBackend, path: Path, source: SourceConfig, label: str) -> ir.Table:
     opts = source.csv
     record = _first_record(path, opts)
     if record is None:
@@ -328,7 +343,7 @@ def _read_text(
     # lines or fail on a ragged line without naming it; explicit columns make the reader
     # report the exact line whose field count differs.
     columns = {name: "VARCHAR" for name in _column_names(record, opts.header)}
-    table = con.read_csv(
+    return con.read_csv(
         str(path),
         table_name=temp_name("csv"),
         columns=columns,
@@ -341,7 +356,6 @@ def _read_text(
         null_padding=False,
         strict_mode=True,
     )
-    return table.mutate(_row=ibis.row_number() + offset)
 
 
 def _read_whitespace(con: BaseBackend, path: Path, source: SourceConfig) -> ir.Table:
@@ -442,7 +456,7 @@ def number_rows(table: ir.Table, offset: int) -> ir.Table:
     """``table`` with ``_row``: each row's stored position plus ``offset``.
 
     For a DuckDB table that :func:`materialise` filled from rows in file order (see
-    :attr:`RawSource.row_offset`): DuckDB keeps the insertion order of a table it creates
+    :class:`FileRows`): DuckDB keeps the insertion order of a table it creates
     and exposes the position as ``rowid``, so no window runs over the rows.
 
     Examples
@@ -526,6 +540,10 @@ def read_source(con: BaseBackend, name: str, config: Config) -> RawSource:
         where = _redact(source.url) if source.url is not None else f"engine {con.name}"
         label = f"{where}#{source.table}"
         table, word, offset = _read_database(con, source, config.engine.url, label), "row", None
+    file = None
+    if offset is not None:
+        file = FileRows(map_columns(table, name, source, label), offset)
+        table = table.mutate(_row=ibis.row_number() + offset)
     mapped = map_columns(table, name, source, label)
     return RawSource(
         name,
@@ -535,7 +553,7 @@ def read_source(con: BaseBackend, name: str, config: Config) -> RawSource:
         source.csv.decimal,
         source.date_format,
         config.timezone,
-        offset,
+        file,
     )
 
 
@@ -562,6 +580,9 @@ def _required_fix(name: str, column: str, present: list[str]) -> str:
 def map_columns(table: ir.Table, name: str, source: SourceConfig, label: str) -> ir.Table:
     """Rename source columns to logical names and check that required ones exist.
 
+    A column mapped to ``_row`` (the line number) is added only when ``table`` has
+    ``_row``; a file not numbered yet gets it when it is (see :class:`FileRows`).
+
     Examples
     --------
     >>> import ibis
@@ -582,11 +603,10 @@ def map_columns(table: ir.Table, name: str, source: SourceConfig, label: str) ->
                 fix=f"map one of: {', '.join(known)}",
             )
     renames: dict[str, str] = {}
-    surrogates: dict[str, ir.Value] = {}
+    # No id in the source (e.g. a transaction log): the line number serves.
+    numbered = [logical for logical, column in source.columns.items() if column == "_row"]
     for logical, column in source.columns.items():
         if column == "_row":
-            # No id in the source (e.g. a transaction log): the line number serves.
-            surrogates[logical] = row_id(table._row)
             continue
         if column not in present:
             raise DataValidationError(
@@ -596,7 +616,7 @@ def map_columns(table: ir.Table, name: str, source: SourceConfig, label: str) ->
             )
         renames[logical] = column
     for column in spec.required:
-        if column in renames or column in surrogates:
+        if column in renames or column in numbered:
             continue
         if column in renames.values():
             # The source has the column, but the mapping renames it to another name.
@@ -615,9 +635,11 @@ def map_columns(table: ir.Table, name: str, source: SourceConfig, label: str) ->
                 fix=_required_fix(name, column, present),
             )
     # A source column that already bears a mapped logical name is shadowed by the mapping.
-    shadowed = [c for c in [*renames, *surrogates] if c in present and c not in renames.values()]
+    shadowed = [c for c in [*renames, *numbered] if c in present and c not in renames.values()]
     if shadowed:
         table = table.drop(*shadowed)
     if renames:
         table = table.rename(renames)
-    return table.mutate(**surrogates) if surrogates else table
+    if numbered and "_row" in table.columns:
+        table = table.mutate(**{logical: row_id(table._row) for logical in numbered})
+    return table

@@ -248,13 +248,16 @@ def _trimmed_text(value: Any) -> Any:
 
 
 def _typed(
-    raw: RawSource, spec: TableSpec, event_map: dict[str, str], line_numbers: set[str]
+    t: ir.Table,
+    raw: RawSource,
+    spec: TableSpec,
+    event_map: dict[str, str],
+    line_numbers: set[str],
 ) -> ir.Table:
-    """The source with every contract column parsed and its raw value kept as _raw_<c>.
+    """``t`` (rows of ``raw``) with every contract column parsed, its raw value as _raw_<c>.
 
     ``line_numbers`` names the columns mapped to ``_row``: digits, nothing to trim.
     """
-    t = raw.table
     present = [c for c in spec.columns if c.name in t.columns]
     renamed = t.rename({f"_raw_{c.name}": c.name for c in present})
     parsed: dict[str, Any] = {}
@@ -463,7 +466,10 @@ def _coded(
     source = config.sources.get(raw.name)
     mapping = source.columns if source is not None else {}
     line_numbers = {logical for logical, column in mapping.items() if column == "_row"}
-    typed = _typed(raw, spec, source.event_map if source is not None else {}, line_numbers)
+    # A file not read yet is typed without _row (see _coded's materialisation below).
+    rows = raw.table if raw.file is None else raw.file.table
+    event_map = source.event_map if source is not None else {}
+    typed = _typed(rows, raw, spec, event_map, line_numbers)
     checks = _intrinsic_checks(typed, raw, spec, config, now, line_numbers)
     checks += _relational_checks(typed, spec, as_of, done)
     order = list(RULES)
@@ -497,16 +503,15 @@ def _coded(
         extra["_trimmed"] = total.cast(dtypes.int8)
     columns = list(raw.table.columns)
     prefix = f"val_{raw.name}"
-    if raw.row_offset is None or source is None:
+    if raw.file is None or source is None:
         coded = materialise(con, typed.select(*columns, **extra), prefix)
     else:
         # A file read in this pass: _row and the columns mapped to it come from the stored
         # order, so the engine reads and parses the file on every core (computing _row in
         # the pass is a window, which runs on one thread).
-        positional = {"_row", *line_numbers}
-        body = typed.select(*(c for c in columns if c not in positional), **extra)
         with reading(raw.label, source):
-            stored = number_rows(materialise(con, body, prefix), raw.row_offset)
+            stored = materialise(con, typed.select(*rows.columns, **extra), prefix)
+        stored = number_rows(stored, raw.file.row_offset)
         stored = stored.mutate(**{c: row_id(stored._row) for c in line_numbers})
         coded = stored.select(*columns, *extra)
     duplicate = next((i for i, c in enumerate(checks) if c.rule == "duplicate_key"), None)
