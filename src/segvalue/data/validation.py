@@ -441,7 +441,6 @@ def _with_duplicates(
         .filter(ibis._._n > 1)
         .drop("_n")
     )
-    repeated = materialise(con, repeated, "repeated")
     if int(_scalar(repeated.count())) == 0:
         return coded.mutate(_first=ibis.null(dtypes.int64))
     joined = coded.left_join(repeated, key)
@@ -604,18 +603,27 @@ def _rejects_of(
 ) -> ir.Table:
     """The rejected rows with rule, column, raw value and reason (built for them only).
 
-    The raw values come from the source: those of the rejected rows are read once, when
-    there are any (the source may be a file that only the pass has read so far).
+    The raw values come from the source: those of the rejected rows are read once (the
+    source may be a file that only the pass has read so far). Without rejected rows the
+    table is empty: nothing is read, and the query stays small.
     """
+    if not report.rows_rejected:
+        none = coded.filter(ibis.literal(False))
+        text = ibis.null(dtypes.string)
+        return none.select(
+            table=ibis.literal(report.table),
+            source=ibis.literal(raw.label),
+            row=none._row.cast("int64"),
+            rule=text,
+            column=text,
+            value=text,
+            reason=text,
+        )
     rejected = coded.filter(coded._code.notnull() & (coded._code != _LOOKBACK_CODE))
     source = raw.table
     columns = sorted({c.column for c in checks if c.column in source.columns})
     originals = source.select("_row", **{f"_raw_{c}": source[c].cast("string") for c in columns})
-    if report.rows_rejected:
-        needed = originals._row.isin(rejected._row)
-        originals = materialise(con, originals.filter(needed), "rejected_raw")
-    else:  # nothing to look up: no read of the source
-        originals = originals.filter(ibis.literal(False))
+    originals = materialise(con, originals.filter(originals._row.isin(rejected._row)), "raw")
     rejected = rejected.join(originals, "_row")
     code = rejected._code
     value = ibis.cases(
