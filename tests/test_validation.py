@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import ibis
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -635,6 +636,99 @@ def test_one_row_breaking_several_rules_gets_the_first(tmp_path: Path) -> None:
         (4, "future_timestamp", "2100-01-01"),
     ]
     assert data.report.as_of == dt.date(2024, 1, 5)  # 2100 on a rejected row does not count
+
+
+def test_a_repeated_key_is_its_rule_unless_an_earlier_rule_is_broken(tmp_path: Path) -> None:
+    # duplicate_key compares rows, so it is checked on the stored rows after the pass; the
+    # first rule broken must still win, and the first row of a key counts also when it is
+    # rejected itself.
+    orders = (
+        "order_id,customer_id,order_ts,amount\n"
+        "1,c1,2024-01-05,10\n"
+        "1,c1,2100-01-01,5\n"  # repeated and future: duplicate_key comes first
+        "2,c1,2024-01-06,abc\n"
+        "2,c1,2024-01-07,5\n"  # repeats a rejected row
+        "3,c1,2024-01-08,nan\n"
+        "3,c1,2024-01-09,nan\n"  # repeated and non-finite: non_finite comes first
+    )
+    data = _load_single(
+        tmp_path, "sources:\n  orders: {path: orders.csv}\n", {"orders.csv": orders}
+    )
+
+    assert [(r["row"], r["rule"], r["value"], r["reason"]) for r in _rejects(data)] == [
+        (3, "duplicate_key", "1", "order_id '1' already appeared on line 2"),
+        (4, "unparseable_value", "abc", "amount 'abc' cannot be parsed as a number"),
+        (5, "duplicate_key", "2", "order_id '2' already appeared on line 4"),
+        (6, "non_finite", "nan", "amount 'nan' is not a finite number"),
+        (7, "non_finite", "nan", "amount 'nan' is not a finite number"),
+    ]
+    assert _column(data, "orders", "order_id") == ["1"]
+
+
+def test_line_numbers_of_a_file_read_in_parallel(tmp_path: Path) -> None:
+    # More rows than DuckDB reads in one piece, so that several threads parse the file:
+    # the stored copy keeps the file's order, and _row is the line number.
+    n = 300_000
+    bad = {2, 61_441, 150_000, 250_001, n + 1}  # lines (the header is line 1)
+    lines = ["order_id,customer_id,order_ts,amount"]
+    lines += [
+        f"o{line},c{line % 97},2024-01-{1 + line % 28:02d},{'x' if line in bad else line % 50}"
+        for line in range(2, n + 2)
+    ]
+    config = "sources:\n  orders: {path: orders.csv}\n"
+    data = _load_single(tmp_path, config, {"orders.csv": "\n".join(lines) + "\n"})
+
+    assert [(r["row"], r["value"]) for r in _rejects(data)] == [(line, "x") for line in sorted(bad)]
+    clean = data.tables["orders"]
+    assert clean.count().to_pyarrow().as_py() == n - len(bad)
+    # every accepted row holds the values of its line
+    line = clean._row.cast("string")
+    misplaced = clean.filter(
+        (clean.order_id != ibis.literal("o").concat(line))
+        | (clean.amount != (clean._row % 50).cast("float64"))
+    )
+    assert misplaced.count().to_pyarrow().as_py() == 0
+
+
+def test_a_file_is_numbered_by_a_window_where_rows_may_be_reordered(tmp_path: Path) -> None:
+    from segvalue.data.readers import read_source
+
+    orders = "order_id,customer_id,order_ts,amount\n1,c1,2024-01-05,10\n2,c1,2024-01-06,x\n"
+    (tmp_path / "orders.csv").write_text(orders)
+    (tmp_path / "segvalue.yaml").write_text("sources:\n  orders: {path: orders.csv}\n")
+    config = load_config(tmp_path / "segvalue.yaml")
+
+    assert read_source(ibis.duckdb.connect(), "orders", config).file is not None
+    unordered = ibis.duckdb.connect(preserve_insertion_order=False)
+    assert read_source(unordered, "orders", config).file is None
+    data = load(config, engine=unordered)
+    assert [(r["row"], r["value"]) for r in _rejects(data)] == [(3, "x")]
+
+
+def test_repeat_customers_counted_on_a_sample_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from segvalue.data import validation
+
+    # Repeat customers among the first rows are a lower bound: enough there settles it;
+    # too few there, and every order is counted (the warning gives the exact number).
+    monkeypatch.setattr(validation, "_SUFFICIENCY_SAMPLE", 2)
+    days = [(1, 1), (1, 2), (2, 3), (2, 4), (3, 5)]  # (customer, day): c1 and c2 repeat
+    orders = "order_id,customer_id,order_ts,amount\n"
+    orders += "".join(f"{i},c{c},2024-01-{d:02d},10\n" for i, (c, d) in enumerate(days))
+
+    def repeat_warnings(minimum: int) -> list[str]:
+        config = "sources:\n  orders: {path: orders.csv}\n"
+        config += f"validation:\n  min_repeat_customers: {minimum}\n"
+        data = _load_single(tmp_path, config, {"orders.csv": orders})
+        return [w for w in data.report.warnings if "repeat customers" in w]
+
+    assert repeat_warnings(1) == []
+    assert repeat_warnings(2) == []
+    assert repeat_warnings(3) == [
+        "only 2 repeat customers (fewer than 3): too thin for reliable purchase-prediction "
+        "(BTYD) models"
+    ]
 
 
 def test_future_is_measured_from_the_load_time(tmp_path: Path) -> None:

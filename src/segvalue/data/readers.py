@@ -235,13 +235,28 @@ def read_file(
     fmt = source.resolved_format
     with reading(label, source):
         if fmt == "parquet":
-            return con.read_parquet(str(path)), "row", 1
-        if fmt == "duckdb":
+            table, word, offset = con.read_parquet(str(path)), "row", 1
+        elif fmt == "duckdb":
             return materialise(con, _duckdb_file_table(con, path, source), "raw"), "row", None
-        if source.csv.delimiter == "whitespace":
+        elif source.csv.delimiter == "whitespace":
             # Blank lines are dropped there: _row is not the position plus an offset.
             return materialise(con, _read_whitespace(con, path, source), "raw"), "line", None
-        return _read_text(con, path, source, label), "line", 2 if source.csv.header else 1
+        else:
+            table, word, offset = _read_text(con, path, source, label), "line", 1
+            offset += int(source.csv.header)
+        if "_row" in table.columns:  # a column of the file by that name: _row is the position
+            table = table.drop("_row")
+        if not _keeps_order(con):
+            # Positions survive a copy only where the engine stores rows in the order read.
+            numbered = table.mutate(_row=ibis.row_number() + offset)
+            return materialise(con, numbered, "raw"), word, None
+        return table, word, offset
+
+
+def _keeps_order(con: BaseBackend) -> bool:
+    """Whether DuckDB stores the rows of a created table in the order it reads them."""
+    setting = con.raw_sql("SELECT current_setting('preserve_insertion_order')").fetchone()
+    return bool(setting and setting[0])
 
 
 @contextmanager
