@@ -194,7 +194,7 @@ class RawSource:
 def read_file(
     con: BaseBackend, path: Path, source: SourceConfig, *, label: str | None = None
 ) -> tuple[ir.Table, str, int | None]:
-    """Read a CSV / text, Parquet or DuckDB file into the engine, with ``_row``.
+    """Read a CSV / text, Parquet or DuckDB file into the engine, with ``_row`` or its offset.
 
     Parameters
     ----------
@@ -471,7 +471,8 @@ def number_rows(table: ir.Table, offset: int) -> ir.Table:
     """``table`` with ``_row``: each row's stored position plus ``offset``.
 
     For a DuckDB table that :func:`materialise` filled from rows in file order (see
-    :class:`FileRows`): DuckDB keeps the insertion order of a table it creates
+    :class:`FileRows`): DuckDB keeps the insertion order of a table it creates (its
+    ``preserve_insertion_order`` setting, on by default and checked by :func:`read_file`)
     and exposes the position as ``rowid``, so no window runs over the rows.
 
     Examples

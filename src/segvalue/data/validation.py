@@ -465,7 +465,7 @@ def _coded(
     source = config.sources.get(raw.name)
     mapping = source.columns if source is not None else {}
     line_numbers = {logical for logical, column in mapping.items() if column == "_row"}
-    # A file not read yet is typed without _row (see _coded's materialisation below).
+    # A file not read yet is typed without _row: its rows are numbered once stored.
     rows = raw.table if raw.file is None else raw.file.table
     event_map = source.event_map if source is not None else {}
     typed = _typed(rows, raw, spec, event_map, line_numbers)
