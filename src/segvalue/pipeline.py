@@ -297,9 +297,12 @@ def _value_customers(
     scored = engine_table(data.con, pa.table({**{k: arrays[k] for k in keys}, **scores}))
     joined = features.left_join(scored, keys).drop(*(f"{k}_right" for k in keys))
     if calibration_end is not None:
-        joined = _add_propensity(
-            data, valuation, joined, calibration_end, contacts=list(_contacts(config, data))
+        # Scored from the materialised features (the classifier ignores the CLV scores),
+        # so the join above runs once, when the caller materialises the result.
+        propensity = _add_propensity(
+            data, valuation, features, calibration_end, contacts=list(_contacts(config, data))
         )
+        joined = joined.left_join(propensity, "customer_id").drop("customer_id_right")
     return valuation, joined
 
 
@@ -387,7 +390,8 @@ def _add_propensity(
 
     Labels come from the holdout period; 30 % of customers (by a hash of their id) are
     held out to compare the classifier with the BTYD baseline. The classifier then
-    scores every customer from their features at the observation end.
+    scores every customer of ``features`` (their features at the observation end);
+    returns ``(customer_id, purchase_propensity)`` of the buyers as an engine table.
     """
     import ibis
     import pyarrow as pa
@@ -450,8 +454,7 @@ def _add_propensity(
             "purchase_propensity": model.predict_proba(now),
         }
     )
-    joined = features.left_join(ibis.memtable(scores), "customer_id")
-    return joined.drop("customer_id_right")
+    return ibis.memtable(scores)
 
 
 def hash_id(customer_id: str) -> int:
