@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import ibis
 import ibis.expr.datatypes as dt
@@ -43,6 +45,7 @@ __all__ = [
     "GAP_N_INIT",
     "GAP_REFERENCES",
     "K_SELECTION_SAMPLE",
+    "MAX_FIT_THREADS",
     "MAX_STRATA",
     "MINIBATCH_SIZE",
     "N_INIT",
@@ -61,6 +64,8 @@ __all__ = [
 ]
 
 FloatArray = NDArray[np.float64]
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 IntArray = NDArray[np.int64]
 
 #: k-means restarts per fit (the best of ``N_INIT`` seeded initialisations is kept).
@@ -89,6 +94,8 @@ STABILITY_SAMPLE = 5_000
 UNSTABLE_JACCARD = 0.6
 #: Mini-batch size of ``minibatch_kmeans``.
 MINIBATCH_SIZE = 4096
+#: Most threads that run independent fits at once (each fit itself on one thread).
+MAX_FIT_THREADS = 4
 #: A stratum column with more distinct values than this cannot be used for sampling.
 MAX_STRATA = 1000
 
@@ -728,6 +735,34 @@ def _subsample(n: int, size: int, rng: np.random.Generator) -> IntArray:
     return np.sort(rng.choice(n, size=size, replace=False)).astype(np.int64)
 
 
+def _fit_threads() -> int:
+    """Threads for independent fits: the cores this process may use, at most MAX_FIT_THREADS."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_FIT_THREADS))
+
+
+def _one_openmp_thread() -> None:
+    # OpenMP's thread count is a per-thread setting: each worker sets its own.
+    threadpool_limits(limits=1, user_api="openmp")
+
+
+def _map_fits(fit: Callable[[_T], _R], items: Iterable[_T], threads: int) -> list[_R]:
+    """``[fit(item) for item in items]``, up to ``threads`` fits at a time.
+
+    The fits are independent and each runs on one OpenMP thread (k-means releases the
+    GIL while it iterates), so the results are those of running them one after another,
+    in the same order, on any number of threads.
+    """
+    work = list(items)
+    if threads <= 1 or len(work) <= 1:
+        return [fit(item) for item in work]
+    with ThreadPoolExecutor(min(threads, len(work)), initializer=_one_openmp_thread) as pool:
+        return list(pool.map(fit, work))
+
+
 def _silhouette(z: FloatArray, labels: NDArray[np.integer], seed: int) -> float | None:
     keep = labels >= 0
     z, labels = z[keep], labels[keep]
@@ -805,6 +840,7 @@ def gap_statistic(
     seed: int = 0,
     fit: Callable[[FloatArray, int], float] | None = None,
     within: Mapping[int, float] | None = None,
+    threads: int = 1,
 ) -> dict[int, tuple[float, float]]:
     """The gap statistic of Tibshirani, Walther & Hastie (2001) for each k.
 
@@ -830,6 +866,9 @@ def gap_statistic(
         :data:`N_INIT` on the data.
     within
         ``W_k`` of the data per k when it is already known (the fits that chose k).
+    threads
+        Reference fits run up to this many at a time (each on one thread): the result
+        does not depend on it.
 
     Returns
     -------
@@ -860,11 +899,14 @@ def gap_statistic(
     rotated = (data - mean) @ vt.T
     low, high = rotated.min(axis=0), rotated.max(axis=0)
     draws = [rng.uniform(low, high, size=rotated.shape) @ vt + mean for _ in range(references)]
+    jobs = [(ref, int(k)) for k in ks for ref in draws]
+    w_ref = _map_fits(lambda job: fitted(*job), jobs, threads)
     out = {}
-    for k in ks:
+    for i, k in enumerate(ks):
         w_k = within[k] if within is not None else fitted(data, k)
         log_w = math.log(max(w_k, np.finfo(float).tiny))
-        log_ref = np.log([max(fitted(ref, k), np.finfo(float).tiny) for ref in draws])
+        done = w_ref[i * references : (i + 1) * references]
+        log_ref = np.log([max(w, np.finfo(float).tiny) for w in done])
         sd = float(log_ref.std())
         out[int(k)] = (float(log_ref.mean() - log_w), sd * math.sqrt(1.0 + 1.0 / references))
     return out
@@ -932,6 +974,7 @@ def bootstrap_stability(
     *,
     resamples: int,
     seed: int = 0,
+    threads: int = 1,
 ) -> tuple[list[float], dict[int, float]]:
     """Bootstrap stability: ARI per resample and mean Jaccard per cluster (Hennig 2007).
 
@@ -954,6 +997,9 @@ def bootstrap_stability(
         Number of resamples B.
     seed
         Seed of the resampling.
+    threads
+        Refits run up to this many at a time (each on one thread; ``refit`` must then be
+        safe to call from several threads): the result does not depend on it.
 
     Returns
     -------
@@ -979,9 +1025,9 @@ def bootstrap_stability(
     aris: list[float] = []
     jaccard: dict[int, list[float]] = {c: [] for c in clusters}
     n = original.size
-    for _ in range(resamples):
-        draw = rng.integers(0, n, size=n)
-        new = np.asarray(refit(data[draw]))
+    draws = [rng.integers(0, n, size=n) for _ in range(resamples)]
+    refitted = _map_fits(lambda draw: np.asarray(refit(data[draw])), draws, threads)
+    for draw, new in zip(draws, refitted, strict=True):
         points, first = np.unique(draw, return_index=True)
         old_l, new_l = original[points], new[first]
         aris.append(float(adjusted_rand_score(old_l, new_l)))
@@ -1246,7 +1292,9 @@ def _fit_kmeans(
     # which the silhouette, the elbow and the gap statistic all share; the gap's data W_k
     # are these fits' inertia.
     points = z[_subsample(z.shape[0], K_SELECTION_SAMPLE, rng)]
-    fits = {k: _kmeans(algorithm, k, seed).fit(points) for k in ks}
+    threads = _fit_threads()
+    fitted = _map_fits(lambda k: _kmeans(algorithm, k, seed).fit(points), ks, threads)
+    fits = dict(zip(ks, fitted, strict=True))
     sil = _silhouettes(points, {k: np.asarray(fits[k].labels_) for k in ks}, seed)
     inertia = {k: float(fits[k].inertia_) for k in ks}
 
@@ -1254,7 +1302,13 @@ def _fit_kmeans(
         return float(_kmeans(algorithm, k, seed, GAP_N_INIT).fit(x).inertia_)
 
     gaps = gap_statistic(
-        points, ks, references=GAP_REFERENCES, seed=seed, fit=gap_fit, within=inertia
+        points,
+        ks,
+        references=GAP_REFERENCES,
+        seed=seed,
+        fit=gap_fit,
+        within=inertia,
+        threads=threads,
     )
     scored = [k for k in ks if sil[k] is not None]
     best = max(scored, key=lambda k: (sil[k], -k)) if scored else ks[0]
@@ -1330,7 +1384,12 @@ def _stability(
         return np.asarray(_density_labels(algorithm, x, config)[1])
 
     aris, jaccard = bootstrap_stability(
-        z[keep], labels[keep], refit, resamples=config.stability_resamples, seed=seed
+        z[keep],
+        labels[keep],
+        refit,
+        resamples=config.stability_resamples,
+        seed=seed,
+        threads=_fit_threads(),
     )
     per_segment = {segments[c]: v for c, v in sorted(jaccard.items())}
     unstable = tuple(s for s, v in per_segment.items() if not v >= UNSTABLE_JACCARD)
