@@ -253,17 +253,16 @@ def _value_customers(
 
     import pyarrow as pa
 
-    from segvalue.data.readers import engine_table, materialise
+    from segvalue.data.readers import engine_table
     from segvalue.features.materialise import to_numpy
     from segvalue.units import per_period_rate
     from segvalue.valuation import score_customers
 
     report, settings = data.report, config.clv
     unit, as_of = report.time_unit, report.as_of
-    # Materialise once, before the first query on the features: sums of floats in a
-    # parallel engine may differ in the last bit between two evaluations, and the scores
-    # are joined back on these values.
-    features = materialise(data.con, features, "features")
+    # ``features`` is materialised (by the caller): sums of floats in a parallel engine
+    # may differ in the last bit between two evaluations, and the scores are joined back
+    # on these values.
     repeaters = int(_scalar_of(features.filter(features.frequency > 0).count()))
     if repeaters < MIN_REPEAT_CUSTOMERS_FOR_CLV:
         report.warnings.append(
@@ -601,18 +600,32 @@ def _run(
     data = _load(config, steps, engine)
     report = data.report
     with steps.step("features", "computing customer features"):
-        features_expr = customer_features(
-            data.tables, as_of=report.as_of, time_unit=report.time_unit
+        # Computed once, here: every later step reads the same values.
+        features_expr = materialise(
+            data.con,
+            customer_features(data.tables, as_of=report.as_of, time_unit=report.time_unit),
+            "features",
         )
     valuation = None
+    fitting: dict[str, Callable[[], Any]] = {}
     if config.clv.enabled:
+        before = set(features_expr.columns)
+        fitting = _start_cluster_fits(config, data, features_expr, schemes)
         with steps.step("clv", "fitting CLV models and scoring customers"):
             valuation, features_expr = _value_customers(config, data, features_expr)
-    features_expr = materialise(data.con, features_expr, "features")
+        features_expr = materialise(data.con, features_expr, "features")
+        # A customer attribute named like a column the CLV step added (a score) is
+        # shadowed by that column from here on: such a scheme is fitted again.
+        added = set(features_expr.columns) - before
+        fitting = {
+            s.name: fitting[s.name]
+            for s in config.segments.schemes
+            if s.name in fitting and not set(getattr(s, "features", ())) & added
+        }
     segmentation = None
     if config.segments.enabled:
         with steps.step("segments", "segmenting customers"):
-            segmentation = _segment(config, data, features_expr, schemes)
+            segmentation = _segment(config, data, features_expr, schemes, fitted=fitting)
     economics = None
     if segmentation is not None and segmentation.memberships.num_rows:
         with steps.step("kpis", "segment KPIs, targets and priorities"):
@@ -716,8 +729,46 @@ def _private_documents(config: Config, documents: dict[str, Any]) -> dict[str, A
     return {name: pseudonymise_document(doc, key) for name, doc in documents.items()}
 
 
+def _start_cluster_fits(
+    config: Config, data: ValidatedData, features: Any, only: list[str] | None
+) -> dict[str, Callable[[], Any]]:
+    """Fit the cluster schemes on background threads while the CLV step runs.
+
+    A scheme qualifies when its features are all customer features or attributes (none
+    comes from the CLV step): its sample is drawn now from the same customers and values
+    the segments step sees, so the model is the one that step would fit. The fit itself
+    touches no engine, so it overlaps the CLV step's queries and model fits on a second
+    core. Anything that fails here is left to the segments step, which fits the scheme
+    itself and reports the error in its place.
+    """
+    from segvalue.config import ClusterConfig
+    from segvalue.segments.clusters import start_fit_clusters
+    from segvalue.segments.rules import customer_attributes
+
+    if not config.segments.enabled:
+        return {}
+    table = customer_attributes(features, data.tables.get("customers"))
+    available, private = set(table.columns), set(_contacts(config, data))
+    started: dict[str, Callable[[], Any]] = {}
+    for scheme in config.segments.schemes:
+        if not isinstance(scheme, ClusterConfig) or (only and scheme.name not in only):
+            continue
+        wanted = set(scheme.features)
+        if not wanted <= available or wanted & private:
+            continue
+        try:
+            started[scheme.name] = start_fit_clusters(table, scheme)
+        except Exception:  # the segments step fits it and raises this in its place
+            continue
+    return started
+
+
 def _segment(
-    config: Config, data: ValidatedData, features: Any, only: list[str] | None = None
+    config: Config,
+    data: ValidatedData,
+    features: Any,
+    only: list[str] | None = None,
+    fitted: Mapping[str, Callable[[], Any]] | None = None,
 ) -> Segmentation:
     from segvalue.data.readers import materialise
     from segvalue.segments.segmentation import segment_customers
@@ -732,6 +783,7 @@ def _segment(
         only=only,
         cache=lambda expr, prefix: materialise(data.con, expr, prefix),
         pii=list(_contacts(config, data)),
+        fitted=fitted,
     )
 
 

@@ -127,8 +127,9 @@ class PurchasePropensityModel:
         )
         # One OpenMP thread: the trees come out identical, and OpenMP's busy-waiting
         # threads are ruinous when the cores are shared (the 20,000-customer demo's fit:
-        # 0.9 s on one thread, 9-21 s on two while other work ran).
-        with threadpool_limits(limits=1):
+        # 0.9 s on one thread, 9-21 s on two while other work ran). OpenMP only: its
+        # limit is per thread, so other threads' settings are left alone.
+        with threadpool_limits(limits=1, user_api="openmp"):
             self.classifier_ = classifier.fit(matrix, labels)
         self.feature_names_ = list(feature_names)
         self.categorical_ = [bool(c) for c in (categorical or [False] * len(feature_names))]

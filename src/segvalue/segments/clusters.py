@@ -22,8 +22,9 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -61,6 +62,7 @@ __all__ = [
     "fit_clusters",
     "gap_statistic",
     "sample_customers",
+    "start_fit_clusters",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -1145,6 +1147,13 @@ def fit_clusters(
     >>> model.k, model.sample_counts, model.stability.ari_mean
     (2, {'cluster_1': 120, 'cluster_2': 80}, 1.0)
     """
+    return _fit_in_memory(*_draw_sample(features, config, stratify))
+
+
+def _draw_sample(
+    features: ir.Table, config: ClusterConfig, stratify: str | None
+) -> tuple[FloatArray, list[str], dict[str, str], ClusterConfig, int]:
+    """The engine part of :func:`fit_clusters`: checks, then the sample as a matrix."""
     scheme = config.name
     names = list(config.features)
     _check_features(features, names, scheme)
@@ -1173,11 +1182,57 @@ def fit_clusters(
             f"cluster scheme '{scheme}': {n} customers in the sample, fewer than {knob} = {least}",
             fix=f"lower '{knob}', or cluster a larger base",
         )
+    return raw, names, transforms, config, n_customers
+
+
+def _fit_in_memory(
+    raw: FloatArray,
+    names: list[str],
+    transforms: dict[str, str],
+    config: ClusterConfig,
+    n_customers: int,
+) -> ClusterModel:
     # One thread for the in-memory fits: many small OpenMP / BLAS jobs gain little from
     # threads, lose badly when the cores are busy, and one thread keeps results identical
     # on every machine.
     with threadpool_limits(limits=1):
         return _fit_sample(raw, names, transforms, config, n_customers)
+
+
+def start_fit_clusters(
+    features: ir.Table, config: ClusterConfig, *, stratify: str | None = None
+) -> Callable[[], ClusterModel]:
+    """:func:`fit_clusters`, with the in-memory fit on a background thread.
+
+    The engine work (checks, sample) runs now, in the calling thread, and raises as
+    :func:`fit_clusters` does; the fit of the sample then runs on a daemon thread while
+    the caller goes on (it touches no engine). Call the returned function to wait for
+    the model; it raises the fit's error, if any. The model is the one
+    :func:`fit_clusters` returns.
+
+    Examples
+    --------
+    >>> import ibis
+    >>> from segvalue.config import ClusterConfig
+    >>> t = ibis.memtable({"customer_id": [f"c{i}" for i in range(8)],
+    ...                    "spend": [1.0, 1.1, 0.9, 1.0, 9.0, 9.2, 8.9, 9.1]})
+    >>> cfg = ClusterConfig(type="cluster", features=["spend"], k=2, stability_resamples=0)
+    >>> model = start_fit_clusters(t, cfg)
+    >>> model().sample_counts
+    {'cluster_1': 4, 'cluster_2': 4}
+    """
+    future: Future[ClusterModel] = Future()
+    arguments = _draw_sample(features, config, stratify)
+
+    def fit() -> None:
+        try:
+            future.set_result(_fit_in_memory(*arguments))
+        except BaseException as error:  # handed to the caller, raised where it waits
+            future.set_exception(error)
+
+    # A daemon thread: a run that fails meanwhile does not wait for the fit to exit.
+    threading.Thread(target=fit, name=f"fit {config.name}", daemon=True).start()
+    return future.result
 
 
 def _fit_sample(
