@@ -633,7 +633,12 @@ def _run(
     with steps.step("materialise", "collecting customer table"):
         features = to_arrow(features_expr.order_by("customer_id"))
     with steps.step("rejects", "collecting rejects"):
-        rejects = to_arrow(data.rejects.order_by(["table", "row"]))
+        # The report counts every rejected row; with none, the empty table needs no query.
+        rejects = (
+            to_arrow(data.rejects.order_by(["table", "row"]))
+            if report.rows_rejected
+            else data.rejects.schema().to_pyarrow().empty_table()
+        )
     result = RunResult(
         run_id=run_id,
         config_hash=config_hash(config),
