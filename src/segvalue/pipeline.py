@@ -398,6 +398,7 @@ def _add_propensity(
     from segvalue.features.customer import customer_features
     from segvalue.features.materialise import to_arrow
     from segvalue.models.propensity import PurchasePropensityModel, evaluate_propensity
+    from segvalue.segments.rules import customer_attributes
 
     report = data.report
     unit, as_of = report.time_unit, report.as_of
@@ -406,18 +407,19 @@ def _add_propensity(
     tables["orders"] = tables["orders"].filter(tables["orders"].order_ts < limit)
     if "touchpoints" in tables:
         tables["touchpoints"] = tables["touchpoints"].filter(tables["touchpoints"].ts < limit)
+    customers = data.tables.get("customers")
+    if customers is not None and contacts:  # contact details are never model inputs
+        customers = customers.drop(*contacts)
+    # Customer attributes are joined in the engine, and rows come sorted by id from it.
     past = customer_features(tables, as_of=calibration_end, time_unit=unit)
-    past = past.filter(past.frequency.notnull())
+    past = customer_attributes(past.filter(past.frequency.notnull()), customers)
     orders = data.tables["orders"]
     later = orders.filter((orders.order_ts >= limit) & (orders.amount >= 0))
     buyers = later.select("customer_id").distinct().mutate(bought=ibis.literal(True))
     labelled = past.left_join(buyers, "customer_id").drop("customer_id_right")
-    labelled = to_arrow(labelled.mutate(bought=labelled.bought.fill_null(False)))
-    labelled = labelled.sort_by("customer_id")
-    customers = to_arrow(data.tables["customers"]) if "customers" in data.tables else None
-    if customers is not None:  # contact details are never model inputs
-        customers = customers.drop_columns(list(contacts))
-    matrix, names, kinds, categories = _feature_matrix(labelled.drop(["bought"]), customers)
+    labelled = labelled.mutate(bought=labelled.bought.fill_null(False))
+    labelled = to_arrow(labelled.order_by("customer_id"))
+    matrix, names, kinds, categories = _feature_matrix(labelled.drop(["bought"]), None)
     y = np.asarray(labelled.column("bought").to_numpy(zero_copy_only=False), dtype=bool)
     ids = labelled.column("customer_id").to_pylist()
     test = np.array([hash_id(c) % 10 < 3 for c in ids])
@@ -442,14 +444,13 @@ def _add_propensity(
         "btyd_baseline": evaluate_propensity(y[test], baseline).to_dict(),
     }
     valuation.propensity_model = model
-    current = to_arrow(features.filter(features.frequency.notnull()))
+    current = customer_attributes(features.filter(features.frequency.notnull()), customers)
+    current = to_arrow(current.order_by("customer_id"))
     # Scoring uses the category lists fixed at fit time (stored with the model).
-    now, _, _, _ = _feature_matrix(current, customers, names, model.categories_)
+    now, _, _, _ = _feature_matrix(current, None, names, model.categories_)
     scores = pa.table(
         {
-            "customer_id": current.sort_by("customer_id").column("customer_id")
-            if customers is not None
-            else current.column("customer_id"),
+            "customer_id": current.column("customer_id"),
             "purchase_propensity": model.predict_proba(now),
         }
     )
