@@ -1147,7 +1147,7 @@ def fit_clusters(
     >>> model.k, model.sample_counts, model.stability.ari_mean
     (2, {'cluster_1': 120, 'cluster_2': 80}, 1.0)
     """
-    return _fit_in_memory(*_draw_sample(features, config, stratify))
+    return _fit_in_memory(*_draw_sample(features, config, stratify), threads=_fit_threads())
 
 
 def _draw_sample(
@@ -1191,12 +1191,14 @@ def _fit_in_memory(
     transforms: dict[str, str],
     config: ClusterConfig,
     n_customers: int,
+    *,
+    threads: int,
 ) -> ClusterModel:
     # One thread for the in-memory fits: many small OpenMP / BLAS jobs gain little from
     # threads, lose badly when the cores are busy, and one thread keeps results identical
     # on every machine.
     with threadpool_limits(limits=1):
-        return _fit_sample(raw, names, transforms, config, n_customers)
+        return _fit_sample(raw, names, transforms, config, n_customers, threads)
 
 
 def start_fit_clusters(
@@ -1223,10 +1225,12 @@ def start_fit_clusters(
     """
     future: Future[ClusterModel] = Future()
     arguments = _draw_sample(features, config, stratify)
+    # The caller keeps one core busy meanwhile: the fits get the others (at least one).
+    threads = max(1, _fit_threads() - 1)
 
     def fit() -> None:
         try:
-            future.set_result(_fit_in_memory(*arguments))
+            future.set_result(_fit_in_memory(*arguments, threads=threads))
         except BaseException as error:  # handed to the caller, raised where it waits
             future.set_exception(error)
 
@@ -1241,6 +1245,7 @@ def _fit_sample(
     transforms: dict[str, str],
     config: ClusterConfig,
     n_customers: int,
+    threads: int = 1,
 ) -> ClusterModel:
     scheme = config.name
     n = raw.shape[0]
@@ -1261,7 +1266,7 @@ def _fit_sample(
                 f"the sample, too few for k = {max(ks)}",
                 fix="lower 'k' / 'k_range', or add features that vary between customers",
             )
-        estimator, selection, curves = _fit_kmeans(z, config, ks, rng)
+        estimator, selection, curves = _fit_kmeans(z, config, ks, rng, threads)
         fitted = np.asarray(estimator.labels_, dtype=np.int64)
     else:
         estimator, fitted = _density_labels(algorithm, z, config)
@@ -1288,7 +1293,7 @@ def _fit_sample(
     counts = {s: int((labels == i).sum()) for i, s in enumerate(segments)}
     if (labels < 0).any():
         counts[config.unassigned] = int((labels < 0).sum())
-    stability = _stability(z, labels, algorithm, k, config, rng, segments)
+    stability = _stability(z, labels, algorithm, k, config, rng, segments, threads)
     return ClusterModel(
         name=scheme,
         algorithm=algorithm,
@@ -1326,7 +1331,11 @@ def _ks(config: ClusterConfig) -> list[int]:
 
 
 def _fit_kmeans(
-    z: FloatArray, config: ClusterConfig, ks: Sequence[int], rng: np.random.Generator
+    z: FloatArray,
+    config: ClusterConfig,
+    ks: Sequence[int],
+    rng: np.random.Generator,
+    threads: int,
 ) -> tuple[Any, KSelection, dict[int, dict[str, float | None]]]:
     seed, algorithm = config.seed, config.algorithm
     if config.k != "auto":
@@ -1347,7 +1356,6 @@ def _fit_kmeans(
     # which the silhouette, the elbow and the gap statistic all share; the gap's data W_k
     # are these fits' inertia.
     points = z[_subsample(z.shape[0], K_SELECTION_SAMPLE, rng)]
-    threads = _fit_threads()
     fitted = _map_fits(lambda k: _kmeans(algorithm, k, seed).fit(points), ks, threads)
     fits = dict(zip(ks, fitted, strict=True))
     sil = _silhouettes(points, {k: np.asarray(fits[k].labels_) for k in ks}, seed)
@@ -1427,6 +1435,7 @@ def _stability(
     config: ClusterConfig,
     rng: np.random.Generator,
     segments: Sequence[str],
+    threads: int,
 ) -> ClusterStability | None:
     if config.stability_resamples == 0:
         return None
@@ -1444,7 +1453,7 @@ def _stability(
         refit,
         resamples=config.stability_resamples,
         seed=seed,
-        threads=_fit_threads(),
+        threads=threads,
     )
     per_segment = {segments[c]: v for c, v in sorted(jaccard.items())}
     unstable = tuple(s for s, v in per_segment.items() if not v >= UNSTABLE_JACCARD)
