@@ -481,3 +481,27 @@ def test_silhouettes_of_every_k_equal_scikit_learns(
         size = sample if keep.sum() > sample else None
         expected = silhouette_score(z[keep], labels[keep], sample_size=size, random_state=5)
         assert shared[key] == pytest.approx(expected, rel=1e-12, abs=1e-12), key
+
+
+def test_fits_on_several_threads_equal_fits_one_after_another() -> None:
+    """Independent fits (gap reference sets, bootstrap refits) may run two at a time: each
+    on one thread, so the results are exactly those of the serial loop, in order."""
+    from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
+
+    from segvalue.segments.clusters import bootstrap_stability, gap_statistic
+
+    rng = np.random.default_rng(4)
+    z = np.concatenate([rng.normal(c, 0.7, (150, 3)) for c in (0.0, 3.0, 6.0)])
+    labels = KMeans(3, n_init=3, random_state=0).fit(z).labels_
+
+    def refit(x: np.ndarray) -> np.ndarray:
+        return np.asarray(KMeans(3, n_init=3, random_state=0).fit(x).labels_)
+
+    with threadpool_limits(limits=1):
+        serial = gap_statistic(z, [2, 3, 4], references=4, seed=1)
+        threaded = gap_statistic(z, [2, 3, 4], references=4, seed=1, threads=2)
+        assert threaded == serial
+        one = bootstrap_stability(z, labels, refit, resamples=4, seed=2)
+        two = bootstrap_stability(z, labels, refit, resamples=4, seed=2, threads=2)
+        assert two == one

@@ -192,3 +192,32 @@ def test_unstable_clusters_are_flagged_and_a_cluster_scheme_runs_alone() -> None
     stability = result.details["noise"]["model"]["stability"]
     assert unstable == {s for s, j in stability["jaccard"].items() if j < 0.6}
     assert unstable  # noise: at least one cluster does not survive resampling
+
+
+def test_clusters_fitted_during_the_clv_step_equal_those_fitted_in_the_segments_step(
+    demo: tuple[RunResult, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run fits cluster schemes on a background thread while CLV runs: the model and
+    the memberships are those the segments step fits itself."""
+    from segvalue import pipeline
+
+    result, config_path = demo
+    assert result.segmentation is not None
+    started: list[str] = []
+    real = pipeline._start_cluster_fits
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        fits = real(*args, **kwargs)
+        started.extend(fits)
+        return fits
+
+    monkeypatch.setattr(pipeline, "_start_cluster_fits", spy)
+    overlapped = run(load_config(config_path), write=False)
+    monkeypatch.setattr(pipeline, "_start_cluster_fits", lambda *a, **k: {})
+    in_place = run(load_config(config_path), write=False)
+    assert started == ["clusters"]
+    assert overlapped.segmentation is not None and in_place.segmentation is not None
+    model = overlapped.segmentation.details["clusters"]["model"]
+    assert model == in_place.segmentation.details["clusters"]["model"]
+    assert model["k"] == 6
+    assert overlapped.segmentation.memberships.equals(in_place.segmentation.memberships)

@@ -253,17 +253,16 @@ def _value_customers(
 
     import pyarrow as pa
 
-    from segvalue.data.readers import engine_table, materialise
+    from segvalue.data.readers import engine_table
     from segvalue.features.materialise import to_numpy
     from segvalue.units import per_period_rate
     from segvalue.valuation import score_customers
 
     report, settings = data.report, config.clv
     unit, as_of = report.time_unit, report.as_of
-    # Materialise once, before the first query on the features: sums of floats in a
-    # parallel engine may differ in the last bit between two evaluations, and the scores
-    # are joined back on these values.
-    features = materialise(data.con, features, "features")
+    # ``features`` is materialised (by the caller): sums of floats in a parallel engine
+    # may differ in the last bit between two evaluations, and the scores are joined back
+    # on these values.
     repeaters = int(_scalar_of(features.filter(features.frequency > 0).count()))
     if repeaters < MIN_REPEAT_CUSTOMERS_FOR_CLV:
         report.warnings.append(
@@ -297,9 +296,12 @@ def _value_customers(
     scored = engine_table(data.con, pa.table({**{k: arrays[k] for k in keys}, **scores}))
     joined = features.left_join(scored, keys).drop(*(f"{k}_right" for k in keys))
     if calibration_end is not None:
-        joined = _add_propensity(
-            data, valuation, joined, calibration_end, contacts=list(_contacts(config, data))
+        # Scored from the materialised features (the classifier ignores the CLV scores),
+        # so the join above runs once, when the caller materialises the result.
+        propensity = _add_propensity(
+            data, valuation, features, calibration_end, contacts=list(_contacts(config, data))
         )
+        joined = joined.left_join(propensity, "customer_id").drop("customer_id_right")
     return valuation, joined
 
 
@@ -387,7 +389,8 @@ def _add_propensity(
 
     Labels come from the holdout period; 30 % of customers (by a hash of their id) are
     held out to compare the classifier with the BTYD baseline. The classifier then
-    scores every customer from their features at the observation end.
+    scores every customer of ``features`` (their features at the observation end);
+    returns ``(customer_id, purchase_propensity)`` of the buyers as an engine table.
     """
     import ibis
     import pyarrow as pa
@@ -395,6 +398,7 @@ def _add_propensity(
     from segvalue.features.customer import customer_features
     from segvalue.features.materialise import to_arrow
     from segvalue.models.propensity import PurchasePropensityModel, evaluate_propensity
+    from segvalue.segments.rules import customer_attributes
 
     report = data.report
     unit, as_of = report.time_unit, report.as_of
@@ -403,18 +407,19 @@ def _add_propensity(
     tables["orders"] = tables["orders"].filter(tables["orders"].order_ts < limit)
     if "touchpoints" in tables:
         tables["touchpoints"] = tables["touchpoints"].filter(tables["touchpoints"].ts < limit)
+    customers = data.tables.get("customers")
+    if customers is not None and contacts:  # contact details are never model inputs
+        customers = customers.drop(*contacts)
+    # Customer attributes are joined in the engine, and rows come sorted by id from it.
     past = customer_features(tables, as_of=calibration_end, time_unit=unit)
-    past = past.filter(past.frequency.notnull())
+    past = customer_attributes(past.filter(past.frequency.notnull()), customers)
     orders = data.tables["orders"]
     later = orders.filter((orders.order_ts >= limit) & (orders.amount >= 0))
     buyers = later.select("customer_id").distinct().mutate(bought=ibis.literal(True))
     labelled = past.left_join(buyers, "customer_id").drop("customer_id_right")
-    labelled = to_arrow(labelled.mutate(bought=labelled.bought.fill_null(False)))
-    labelled = labelled.sort_by("customer_id")
-    customers = to_arrow(data.tables["customers"]) if "customers" in data.tables else None
-    if customers is not None:  # contact details are never model inputs
-        customers = customers.drop_columns(list(contacts))
-    matrix, names, kinds, categories = _feature_matrix(labelled.drop(["bought"]), customers)
+    labelled = labelled.mutate(bought=labelled.bought.fill_null(False))
+    labelled = to_arrow(labelled.order_by("customer_id"))
+    matrix, names, kinds, categories = _feature_matrix(labelled.drop(["bought"]), None)
     y = np.asarray(labelled.column("bought").to_numpy(zero_copy_only=False), dtype=bool)
     ids = labelled.column("customer_id").to_pylist()
     test = np.array([hash_id(c) % 10 < 3 for c in ids])
@@ -439,19 +444,17 @@ def _add_propensity(
         "btyd_baseline": evaluate_propensity(y[test], baseline).to_dict(),
     }
     valuation.propensity_model = model
-    current = to_arrow(features.filter(features.frequency.notnull()))
+    current = customer_attributes(features.filter(features.frequency.notnull()), customers)
+    current = to_arrow(current.order_by("customer_id"))
     # Scoring uses the category lists fixed at fit time (stored with the model).
-    now, _, _, _ = _feature_matrix(current, customers, names, model.categories_)
+    now, _, _, _ = _feature_matrix(current, None, names, model.categories_)
     scores = pa.table(
         {
-            "customer_id": current.sort_by("customer_id").column("customer_id")
-            if customers is not None
-            else current.column("customer_id"),
+            "customer_id": current.column("customer_id"),
             "purchase_propensity": model.predict_proba(now),
         }
     )
-    joined = features.left_join(ibis.memtable(scores), "customer_id")
-    return joined.drop("customer_id_right")
+    return ibis.memtable(scores)
 
 
 def hash_id(customer_id: str) -> int:
@@ -598,18 +601,32 @@ def _run(
     data = _load(config, steps, engine)
     report = data.report
     with steps.step("features", "computing customer features"):
-        features_expr = customer_features(
-            data.tables, as_of=report.as_of, time_unit=report.time_unit
+        # Computed once, here: every later step reads the same values.
+        features_expr = materialise(
+            data.con,
+            customer_features(data.tables, as_of=report.as_of, time_unit=report.time_unit),
+            "features",
         )
     valuation = None
+    fitting: dict[str, Callable[[], Any]] = {}
     if config.clv.enabled:
+        before = set(features_expr.columns)
+        fitting = _start_cluster_fits(config, data, features_expr, schemes)
         with steps.step("clv", "fitting CLV models and scoring customers"):
             valuation, features_expr = _value_customers(config, data, features_expr)
-    features_expr = materialise(data.con, features_expr, "features")
+        features_expr = materialise(data.con, features_expr, "features")
+        # A customer attribute named like a column the CLV step added (a score) is
+        # shadowed by that column from here on: such a scheme is fitted again.
+        added = set(features_expr.columns) - before
+        fitting = {
+            s.name: fitting[s.name]
+            for s in config.segments.schemes
+            if s.name in fitting and not set(getattr(s, "features", ())) & added
+        }
     segmentation = None
     if config.segments.enabled:
         with steps.step("segments", "segmenting customers"):
-            segmentation = _segment(config, data, features_expr, schemes)
+            segmentation = _segment(config, data, features_expr, schemes, fitted=fitting)
     economics = None
     if segmentation is not None and segmentation.memberships.num_rows:
         with steps.step("kpis", "segment KPIs, targets and priorities"):
@@ -617,7 +634,12 @@ def _run(
     with steps.step("materialise", "collecting customer table"):
         features = to_arrow(features_expr.order_by("customer_id"))
     with steps.step("rejects", "collecting rejects"):
-        rejects = to_arrow(data.rejects.order_by(["table", "row"]))
+        # The report counts every rejected row; with none, the empty table needs no query.
+        rejects = (
+            to_arrow(data.rejects.order_by(["table", "row"]))
+            if report.rows_rejected
+            else data.rejects.schema().to_pyarrow().empty_table()
+        )
     result = RunResult(
         run_id=run_id,
         config_hash=config_hash(config),
@@ -713,8 +735,46 @@ def _private_documents(config: Config, documents: dict[str, Any]) -> dict[str, A
     return {name: pseudonymise_document(doc, key) for name, doc in documents.items()}
 
 
+def _start_cluster_fits(
+    config: Config, data: ValidatedData, features: Any, only: list[str] | None
+) -> dict[str, Callable[[], Any]]:
+    """Fit the cluster schemes on background threads while the CLV step runs.
+
+    A scheme qualifies when its features are all customer features or attributes (none
+    comes from the CLV step): its sample is drawn now from the same customers and values
+    the segments step sees, so the model is the one that step would fit. The fit itself
+    touches no engine, so it overlaps the CLV step's queries and model fits on a second
+    core. Anything that fails here is left to the segments step, which fits the scheme
+    itself and reports the error in its place.
+    """
+    from segvalue.config import ClusterConfig
+    from segvalue.segments.clusters import start_fit_clusters
+    from segvalue.segments.rules import customer_attributes
+
+    if not config.segments.enabled:
+        return {}
+    table = customer_attributes(features, data.tables.get("customers"))
+    available, private = set(table.columns), set(_contacts(config, data))
+    started: dict[str, Callable[[], Any]] = {}
+    for scheme in config.segments.schemes:
+        if not isinstance(scheme, ClusterConfig) or (only and scheme.name not in only):
+            continue
+        wanted = set(scheme.features)
+        if not wanted <= available or wanted & private:
+            continue
+        try:
+            started[scheme.name] = start_fit_clusters(table, scheme)
+        except Exception:  # the segments step fits it and raises this in its place
+            continue
+    return started
+
+
 def _segment(
-    config: Config, data: ValidatedData, features: Any, only: list[str] | None = None
+    config: Config,
+    data: ValidatedData,
+    features: Any,
+    only: list[str] | None = None,
+    fitted: Mapping[str, Callable[[], Any]] | None = None,
 ) -> Segmentation:
     from segvalue.data.readers import materialise
     from segvalue.segments.segmentation import segment_customers
@@ -729,6 +789,7 @@ def _segment(
         only=only,
         cache=lambda expr, prefix: materialise(data.con, expr, prefix),
         pii=list(_contacts(config, data)),
+        fitted=fitted,
     )
 
 

@@ -97,6 +97,7 @@ class PurchasePropensityModel:
         self
         """
         from sklearn.ensemble import HistGradientBoostingClassifier
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
         matrix = np.asarray(X, dtype=np.float64)
         labels = np.asarray(y, dtype=bool).ravel()
@@ -115,7 +116,7 @@ class PurchasePropensityModel:
                 "every customer has the same label: nothing to learn",
                 fix="use a longer holdout window or more customers",
             )
-        self.classifier_ = HistGradientBoostingClassifier(
+        classifier = HistGradientBoostingClassifier(
             max_iter=self.max_iter,
             learning_rate=self.learning_rate,
             max_leaf_nodes=self.max_leaf_nodes,
@@ -123,7 +124,13 @@ class PurchasePropensityModel:
             categorical_features=np.asarray(categorical, dtype=bool) if categorical else None,
             early_stopping=True,
             random_state=self.random_state,
-        ).fit(matrix, labels)
+        )
+        # One OpenMP thread: the trees come out identical, and OpenMP's busy-waiting
+        # threads are ruinous when the cores are shared (the 20,000-customer demo's fit:
+        # 0.9 s on one thread, 9-21 s on two while other work ran). OpenMP only: its
+        # limit is per thread, so other threads' settings are left alone.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            self.classifier_ = classifier.fit(matrix, labels)
         self.feature_names_ = list(feature_names)
         self.categorical_ = [bool(c) for c in (categorical or [False] * len(feature_names))]
         self.categories_ = {k: [str(c) for c in v] for k, v in (categories or {}).items()}
@@ -270,29 +277,35 @@ def _predict_trees(model: dict[str, Any], X: FloatArray) -> FloatArray:
         inside = position < known.size
         hit = inside & (known[np.minimum(position, max(known.size - 1, 0))] == column)
         data[:, j] = np.where(hit, position, np.nan)
-    raw = np.full(data.shape[0], model["baseline"])
-    rows = np.arange(data.shape[0])
+    n_rows, n_columns = data.shape
+    flat = data.ravel()  # one flat gather per level is cheaper than 2-d fancy indexing
+    raw = np.full(n_rows, model["baseline"])
     for tree in model["trees"]:
         t = {f: np.asarray(tree[f]) for f in _NODE_FIELDS}
+        is_leaf = t["is_leaf"].astype(bool)
+        categorical_nodes = t["is_categorical"].astype(bool)
         bitsets = np.asarray(tree["left_categories"], dtype=np.uint64).reshape(-1, 8)
-        node = np.zeros(data.shape[0], dtype=np.int64)
-        active = ~t["is_leaf"][node].astype(bool)
-        while active.any():
-            n = node[active]
-            value = data[rows[active], t["feature_idx"][n]]
+        leaf = np.zeros(n_rows, dtype=np.int64)
+        # Rows still descending and their nodes; a row leaves the arrays at its leaf.
+        rows = np.arange(n_rows) if not is_leaf[0] else np.arange(0)
+        node = np.zeros(rows.size, dtype=np.int64)
+        while rows.size:
+            value = flat[rows * n_columns + t["feature_idx"][node]]
             missing = np.isnan(value)
-            go_left = value <= t["num_threshold"][n]
-            categorical = t["is_categorical"][n].astype(bool)
-            if categorical.any() and bitsets.size:
+            go_left = value <= t["num_threshold"][node]
+            categorical = categorical_nodes[node]
+            if bitsets.size and categorical.any():
                 code = np.where(missing | (value < 0), 0, value).astype(np.int64)
-                word = bitsets[t["bitset_idx"][n] * categorical, np.minimum(code // 32, 7)]
+                word = bitsets[t["bitset_idx"][node] * categorical, np.minimum(code // 32, 7)]
                 in_left = ((word >> (code % 32).astype(np.uint64)) & 1).astype(bool)
                 go_left = np.where(categorical, in_left & (code < 256), go_left)
                 missing = missing | (categorical & (value < 0))
-            go_left = np.where(missing, t["missing_go_to_left"][n].astype(bool), go_left)
-            node[active] = np.where(go_left, t["left"][n], t["right"][n])
-            active = ~t["is_leaf"][node].astype(bool)
-        raw += t["value"][node]
+            go_left = np.where(missing, t["missing_go_to_left"][node].astype(bool), go_left)
+            node = np.where(go_left, t["left"][node], t["right"][node])
+            done = is_leaf[node]
+            leaf[rows[done]] = node[done]
+            rows, node = rows[~done], node[~done]
+        raw += t["value"][leaf]
     return np.asarray(1.0 / (1.0 + np.exp(-raw)), dtype=np.float64)
 
 

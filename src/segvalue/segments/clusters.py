@@ -9,7 +9,8 @@ The flow (see ``docs/segments-clusters.md``):
    on the sample.
 3. k-means (or mini-batch k-means) with automatic k chosen by the maximum silhouette, with
    the elbow (inertia) curve and the gap statistic (Tibshirani, Walther & Hastie 2001)
-   reported alongside; or DBSCAN / HDBSCAN.
+   reported alongside, all on one seeded subsample of at most ``K_SELECTION_SAMPLE``
+   points; the chosen k is then fitted on the whole sample. Or DBSCAN / HDBSCAN.
 4. Stability: the clustering is refitted on bootstrap resamples and compared with the
    adjusted Rand index and per-cluster Jaccard similarity (Hennig 2007).
 5. :func:`assign_clusters` compiles imputation, transform, scaling and the nearest-centroid
@@ -20,9 +21,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import ibis
 import ibis.expr.datatypes as dt
@@ -39,8 +43,10 @@ from segvalue.errors import ConfigError, DataValidationError, did_you_mean
 from segvalue.features.materialise import to_arrow, to_numpy
 
 __all__ = [
+    "GAP_N_INIT",
     "GAP_REFERENCES",
-    "GAP_SAMPLE",
+    "K_SELECTION_SAMPLE",
+    "MAX_FIT_THREADS",
     "MAX_STRATA",
     "MINIBATCH_SIZE",
     "N_INIT",
@@ -56,20 +62,32 @@ __all__ = [
     "fit_clusters",
     "gap_statistic",
     "sample_customers",
+    "start_fit_clusters",
 ]
 
 FloatArray = NDArray[np.float64]
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 IntArray = NDArray[np.int64]
 
 #: k-means restarts per fit (the best of ``N_INIT`` seeded initialisations is kept).
 N_INIT = 10
-#: Points the silhouette is computed on (a seeded subsample of the fitting sample).
+#: With ``k: auto``, every candidate k is fitted and scored (silhouette, inertia, gap
+#: statistic) on a seeded subsample of at most this many points of the fitting sample;
+#: only the chosen k is fitted on the whole sample. The curves then cost the same for any
+#: sample size (the final fit is the one k-means fit that grows with it).
+K_SELECTION_SAMPLE = 5_000
+#: Points the silhouette of a fixed k is computed on (a seeded subsample of the sample).
 SILHOUETTE_SAMPLE = 10_000
-#: Points the gap statistic is computed on, and its number of uniform reference sets.
-GAP_SAMPLE = 5_000
+#: Uniform reference sets of the gap statistic.
 GAP_REFERENCES = 10
-#: k-means restarts for each gap-statistic fit (data and reference sets alike).
-GAP_N_INIT = 3
+#: k-means restarts for each reference set of the gap statistic. Uniform data has little
+#: for a restart to find: on the 20,000-customer demo, one restart instead of three raised
+#: the mean log W* of the reference sets by 0.0007-0.0021 for k = 2..10, below the gap's
+#: own standard error s_k (0.002-0.0035). The data's W_k come from the N_INIT-restart fits
+#: (three restarts left them up to 3.6 % above the optimum there, which moved the gap by
+#: up to 0.036).
+GAP_N_INIT = 1
 #: Points the bootstrap stability is computed on.
 STABILITY_SAMPLE = 5_000
 #: Clusters whose mean bootstrap Jaccard similarity is below this are flagged unstable
@@ -78,6 +96,8 @@ STABILITY_SAMPLE = 5_000
 UNSTABLE_JACCARD = 0.6
 #: Mini-batch size of ``minibatch_kmeans``.
 MINIBATCH_SIZE = 4096
+#: Most threads that run independent fits at once (each fit itself on one thread).
+MAX_FIT_THREADS = 4
 #: A stratum column with more distinct values than this cannot be used for sampling.
 MAX_STRATA = 1000
 
@@ -108,6 +128,9 @@ class KSelection:
         The point of the inertia curve farthest below the chord joining its ends.
     note
         A sentence on agreement or disagreement between the criteria.
+    points
+        Sample points every candidate k was fitted and scored on (a seeded subsample of
+        at most :data:`K_SELECTION_SAMPLE`); None with a fixed k.
     """
 
     rule: Literal["max_silhouette", "fixed"]
@@ -116,6 +139,7 @@ class KSelection:
     gap_k: int | None
     elbow_k: int | None
     note: str
+    points: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dictionary."""
@@ -126,6 +150,7 @@ class KSelection:
             "gap_k": self.gap_k,
             "elbow_k": self.elbow_k,
             "note": self.note,
+            "points": self.points,
         }
 
 
@@ -205,9 +230,11 @@ class ClusterModel:
     k_selection
         How k was chosen (k-means only).
     curves
-        Per k tried: ``silhouette``, ``inertia``, ``gap`` and ``gap_se`` (k-means only).
+        Per k tried: ``silhouette``, ``inertia``, ``gap`` and ``gap_se`` (k-means only),
+        on the ``k_selection.points`` points k was chosen on.
     silhouette
-        Silhouette of the final clustering on the sample (noise excluded), None if undefined.
+        Silhouette of the clustering at k (noise excluded; for k-means with ``k: auto``
+        the value of ``curves[k]``), None if undefined.
     stability
         Bootstrap stability, None when ``stability_resamples`` is 0.
     sample_size
@@ -710,6 +737,34 @@ def _subsample(n: int, size: int, rng: np.random.Generator) -> IntArray:
     return np.sort(rng.choice(n, size=size, replace=False)).astype(np.int64)
 
 
+def _fit_threads() -> int:
+    """Threads for independent fits: the cores this process may use, at most MAX_FIT_THREADS."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_FIT_THREADS))
+
+
+def _one_openmp_thread() -> None:
+    # OpenMP's thread count is a per-thread setting: each worker sets its own.
+    threadpool_limits(limits=1, user_api="openmp")
+
+
+def _map_fits(fit: Callable[[_T], _R], items: Iterable[_T], threads: int) -> list[_R]:
+    """``[fit(item) for item in items]``, up to ``threads`` fits at a time.
+
+    The fits are independent and each runs on one OpenMP thread (k-means releases the
+    GIL while it iterates), so the results are those of running them one after another,
+    in the same order, on any number of threads.
+    """
+    work = list(items)
+    if threads <= 1 or len(work) <= 1:
+        return [fit(item) for item in work]
+    with ThreadPoolExecutor(min(threads, len(work)), initializer=_one_openmp_thread) as pool:
+        return list(pool.map(fit, work))
+
+
 def _silhouette(z: FloatArray, labels: NDArray[np.integer], seed: int) -> float | None:
     keep = labels >= 0
     z, labels = z[keep], labels[keep]
@@ -728,14 +783,17 @@ def _silhouettes(
     Every labeling is scored on the same sample (scikit-learn draws it from the seed
     alone), so the pairwise distances, the bulk of the work, are computed once in chunks
     and each labeling only sums them per cluster (a matrix product with its one-hot
-    membership): the values of ``silhouette_score`` (Rousseeuw 1987) up to rounding.
+    membership; all labelings' memberships side by side, so each block of distances is
+    read once): the values of ``silhouette_score`` (Rousseeuw 1987) up to rounding.
     Labelings with noise (label -1) or a degenerate sample fall back to ``_silhouette``.
     """
     n = z.shape[0]
     out: dict[int, float | None] = {}
     size = SILHOUETTE_SAMPLE if n > SILHOUETTE_SAMPLE else n
     sample = np.random.RandomState(seed).permutation(n)[:size] if n > size else np.arange(n)
-    shared: dict[int, tuple[NDArray[np.integer], FloatArray, NDArray[np.integer]]] = {}
+    # Per labeling: cluster codes of the sampled points, their columns in ``onehot``, sizes.
+    shared: dict[int, tuple[NDArray[np.integer], slice, NDArray[np.integer]]] = {}
+    columns = 0
     for key, labels in labelings.items():
         drawn = labels[sample]
         codes = np.unique(drawn, return_inverse=True)[1].reshape(-1)
@@ -744,11 +802,13 @@ def _silhouettes(
         if (labels < 0).any() or whole < 2 or whole >= labels.size or not 2 <= counts.size < size:
             out[key] = _silhouette(z, labels, seed)
             continue
-        onehot = np.zeros((size, counts.size))
-        onehot[np.arange(size), codes] = 1.0
-        shared[key] = (codes, onehot, counts)
+        shared[key] = (codes, slice(columns, columns + counts.size), counts)
+        columns += counts.size
     if not shared:
         return out
+    onehot = np.zeros((size, columns))
+    for codes, block, _ in shared.values():
+        onehot[np.arange(size), block.start + codes] = 1.0
     points = z[sample]
     intra = {key: np.empty(size) for key in shared}
     inter = {key: np.empty(size) for key in shared}
@@ -757,10 +817,11 @@ def _silhouettes(
     for chunk in pairwise_distances_chunked(points, working_memory=64):
         rows = slice(start, start + chunk.shape[0])
         start += chunk.shape[0]
-        for key, (members, onehot, sizes) in shared.items():
-            mean_to = chunk @ onehot  # summed distance of each row to each cluster
+        summed = chunk @ onehot  # summed distance of each row to each cluster of each labeling
+        here = np.arange(chunk.shape[0])
+        for key, (members, block, sizes) in shared.items():
+            mean_to = summed[:, block]
             own = members[rows]
-            here = np.arange(chunk.shape[0])
             intra[key][rows] = mean_to[here, own]
             mean_to /= sizes
             mean_to[here, own] = np.inf
@@ -780,6 +841,8 @@ def gap_statistic(
     references: int = GAP_REFERENCES,
     seed: int = 0,
     fit: Callable[[FloatArray, int], float] | None = None,
+    within: Mapping[int, float] | None = None,
+    threads: int = 1,
 ) -> dict[int, tuple[float, float]]:
     """The gap statistic of Tibshirani, Walther & Hastie (2001) for each k.
 
@@ -800,7 +863,14 @@ def gap_statistic(
     seed
         Seed of the reference draws and of the k-means fits.
     fit
-        ``fit(data, k) -> W_k``; default k-means with :data:`GAP_N_INIT` restarts.
+        ``fit(data, k) -> W_k`` for the reference sets, and for the data unless ``within``
+        gives it; default k-means with :data:`GAP_N_INIT` restarts on a reference set and
+        :data:`N_INIT` on the data.
+    within
+        ``W_k`` of the data per k when it is already known (the fits that chose k).
+    threads
+        Reference fits run up to this many at a time (each on one thread): the result
+        does not depend on it.
 
     Returns
     -------
@@ -821,19 +891,24 @@ def gap_statistic(
         data = data[:, None]
 
     def kmeans_inertia(x: FloatArray, k: int) -> float:
-        return float(KMeans(n_clusters=k, n_init=GAP_N_INIT, random_state=seed).fit(x).inertia_)
+        restarts = N_INIT if x is data else GAP_N_INIT
+        return float(KMeans(n_clusters=k, n_init=restarts, random_state=seed).fit(x).inertia_)
 
-    within = kmeans_inertia if fit is None else fit
+    fitted = kmeans_inertia if fit is None else fit
     rng = np.random.default_rng(seed)
     mean = data.mean(axis=0)
     _, _, vt = np.linalg.svd(data - mean, full_matrices=False)
     rotated = (data - mean) @ vt.T
     low, high = rotated.min(axis=0), rotated.max(axis=0)
     draws = [rng.uniform(low, high, size=rotated.shape) @ vt + mean for _ in range(references)]
+    jobs = [(ref, int(k)) for k in ks for ref in draws]
+    w_ref = _map_fits(lambda job: fitted(*job), jobs, threads)
     out = {}
-    for k in ks:
-        log_w = math.log(max(within(data, k), np.finfo(float).tiny))
-        log_ref = np.log([max(within(ref, k), np.finfo(float).tiny) for ref in draws])
+    for i, k in enumerate(ks):
+        w_k = within[k] if within is not None else fitted(data, k)
+        log_w = math.log(max(w_k, np.finfo(float).tiny))
+        done = w_ref[i * references : (i + 1) * references]
+        log_ref = np.log([max(w, np.finfo(float).tiny) for w in done])
         sd = float(log_ref.std())
         out[int(k)] = (float(log_ref.mean() - log_w), sd * math.sqrt(1.0 + 1.0 / references))
     return out
@@ -901,6 +976,7 @@ def bootstrap_stability(
     *,
     resamples: int,
     seed: int = 0,
+    threads: int = 1,
 ) -> tuple[list[float], dict[int, float]]:
     """Bootstrap stability: ARI per resample and mean Jaccard per cluster (Hennig 2007).
 
@@ -923,6 +999,9 @@ def bootstrap_stability(
         Number of resamples B.
     seed
         Seed of the resampling.
+    threads
+        Refits run up to this many at a time (each on one thread; ``refit`` must then be
+        safe to call from several threads): the result does not depend on it.
 
     Returns
     -------
@@ -948,9 +1027,9 @@ def bootstrap_stability(
     aris: list[float] = []
     jaccard: dict[int, list[float]] = {c: [] for c in clusters}
     n = original.size
-    for _ in range(resamples):
-        draw = rng.integers(0, n, size=n)
-        new = np.asarray(refit(data[draw]))
+    draws = [rng.integers(0, n, size=n) for _ in range(resamples)]
+    refitted = _map_fits(lambda draw: np.asarray(refit(data[draw])), draws, threads)
+    for draw, new in zip(draws, refitted, strict=True):
         points, first = np.unique(draw, return_index=True)
         old_l, new_l = original[points], new[first]
         aris.append(float(adjusted_rand_score(old_l, new_l)))
@@ -1050,10 +1129,10 @@ def fit_clusters(
     Missing values are replaced by the sample median of the feature (before the
     transform); ``imputed`` reports how many were replaced in the sample. With
     ``k: auto`` every k in ``k_range`` is fitted (k-means with :data:`N_INIT` seeded
-    restarts) and k is the largest silhouette (computed on at most
-    :data:`SILHOUETTE_SAMPLE` points); the inertia curve, its elbow and the gap statistic
-    (on at most :data:`GAP_SAMPLE` points with :data:`GAP_REFERENCES` reference sets) are
-    reported in ``curves`` and ``k_selection``.
+    restarts) on a seeded subsample of at most :data:`K_SELECTION_SAMPLE` sample points,
+    and k is the largest silhouette on that subsample; the inertia curve, its elbow and
+    the gap statistic (same points, :data:`GAP_REFERENCES` reference sets) are reported in
+    ``curves`` and ``k_selection``. The chosen k is then fitted on the whole sample.
 
     Examples
     --------
@@ -1068,6 +1147,13 @@ def fit_clusters(
     >>> model.k, model.sample_counts, model.stability.ari_mean
     (2, {'cluster_1': 120, 'cluster_2': 80}, 1.0)
     """
+    return _fit_in_memory(*_draw_sample(features, config, stratify), threads=_fit_threads())
+
+
+def _draw_sample(
+    features: ir.Table, config: ClusterConfig, stratify: str | None
+) -> tuple[FloatArray, list[str], dict[str, str], ClusterConfig, int]:
+    """The engine part of :func:`fit_clusters`: checks, then the sample as a matrix."""
     scheme = config.name
     names = list(config.features)
     _check_features(features, names, scheme)
@@ -1096,11 +1182,61 @@ def fit_clusters(
             f"cluster scheme '{scheme}': {n} customers in the sample, fewer than {knob} = {least}",
             fix=f"lower '{knob}', or cluster a larger base",
         )
+    return raw, names, transforms, config, n_customers
+
+
+def _fit_in_memory(
+    raw: FloatArray,
+    names: list[str],
+    transforms: dict[str, str],
+    config: ClusterConfig,
+    n_customers: int,
+    *,
+    threads: int,
+) -> ClusterModel:
     # One thread for the in-memory fits: many small OpenMP / BLAS jobs gain little from
     # threads, lose badly when the cores are busy, and one thread keeps results identical
     # on every machine.
     with threadpool_limits(limits=1):
-        return _fit_sample(raw, names, transforms, config, n_customers)
+        return _fit_sample(raw, names, transforms, config, n_customers, threads)
+
+
+def start_fit_clusters(
+    features: ir.Table, config: ClusterConfig, *, stratify: str | None = None
+) -> Callable[[], ClusterModel]:
+    """:func:`fit_clusters`, with the in-memory fit on a background thread.
+
+    The engine work (checks, sample) runs now, in the calling thread, and raises as
+    :func:`fit_clusters` does; the fit of the sample then runs on a daemon thread while
+    the caller goes on (it touches no engine). Call the returned function to wait for
+    the model; it raises the fit's error, if any. The model is the one
+    :func:`fit_clusters` returns.
+
+    Examples
+    --------
+    >>> import ibis
+    >>> from segvalue.config import ClusterConfig
+    >>> t = ibis.memtable({"customer_id": [f"c{i}" for i in range(8)],
+    ...                    "spend": [1.0, 1.1, 0.9, 1.0, 9.0, 9.2, 8.9, 9.1]})
+    >>> cfg = ClusterConfig(type="cluster", features=["spend"], k=2, stability_resamples=0)
+    >>> model = start_fit_clusters(t, cfg)
+    >>> model().sample_counts
+    {'cluster_1': 4, 'cluster_2': 4}
+    """
+    future: Future[ClusterModel] = Future()
+    arguments = _draw_sample(features, config, stratify)
+    # The caller keeps one core busy meanwhile: the fits get the others (at least one).
+    threads = max(1, _fit_threads() - 1)
+
+    def fit() -> None:
+        try:
+            future.set_result(_fit_in_memory(*arguments, threads=threads))
+        except BaseException as error:  # handed to the caller, raised where it waits
+            future.set_exception(error)
+
+    # A daemon thread: a run that fails meanwhile does not wait for the fit to exit.
+    threading.Thread(target=fit, name=f"fit {config.name}", daemon=True).start()
+    return future.result
 
 
 def _fit_sample(
@@ -1109,6 +1245,7 @@ def _fit_sample(
     transforms: dict[str, str],
     config: ClusterConfig,
     n_customers: int,
+    threads: int = 1,
 ) -> ClusterModel:
     scheme = config.name
     n = raw.shape[0]
@@ -1129,7 +1266,7 @@ def _fit_sample(
                 f"the sample, too few for k = {max(ks)}",
                 fix="lower 'k' / 'k_range', or add features that vary between customers",
             )
-        estimator, selection, curves = _fit_kmeans(z, config, ks, rng)
+        estimator, selection, curves = _fit_kmeans(z, config, ks, rng, threads)
         fitted = np.asarray(estimator.labels_, dtype=np.int64)
     else:
         estimator, fitted = _density_labels(algorithm, z, config)
@@ -1156,7 +1293,7 @@ def _fit_sample(
     counts = {s: int((labels == i).sum()) for i, s in enumerate(segments)}
     if (labels < 0).any():
         counts[config.unassigned] = int((labels < 0).sum())
-    stability = _stability(z, labels, algorithm, k, config, rng, segments)
+    stability = _stability(z, labels, algorithm, k, config, rng, segments, threads)
     return ClusterModel(
         name=scheme,
         algorithm=algorithm,
@@ -1194,25 +1331,48 @@ def _ks(config: ClusterConfig) -> list[int]:
 
 
 def _fit_kmeans(
-    z: FloatArray, config: ClusterConfig, ks: Sequence[int], rng: np.random.Generator
+    z: FloatArray,
+    config: ClusterConfig,
+    ks: Sequence[int],
+    rng: np.random.Generator,
+    threads: int,
 ) -> tuple[Any, KSelection, dict[int, dict[str, float | None]]]:
     seed, algorithm = config.seed, config.algorithm
-    fits = {k: _kmeans(algorithm, k, seed).fit(z) for k in ks}
-    sil = _silhouettes(z, {k: np.asarray(fits[k].labels_) for k in ks}, seed)
-    inertia = {k: float(fits[k].inertia_) for k in ks}
     if config.k != "auto":
         k = ks[0]
+        fitted = _kmeans(algorithm, k, seed).fit(z)
+        silhouette = _silhouettes(z, {k: np.asarray(fitted.labels_)}, seed)[k]
         curves: dict[int, dict[str, float | None]] = {
-            k: {"silhouette": sil[k], "inertia": inertia[k], "gap": None, "gap_se": None}
+            k: {
+                "silhouette": silhouette,
+                "inertia": float(fitted.inertia_),
+                "gap": None,
+                "gap_se": None,
+            }
         }
         note = f"k={k} fixed in the configuration"
-        return fits[k], KSelection("fixed", k, None, None, None, note), curves
-    gap_points = z[_subsample(z.shape[0], GAP_SAMPLE, rng)]
+        return fitted, KSelection("fixed", k, None, None, None, note), curves
+    # Each candidate k on one seeded subsample (the whole sample when it is small enough),
+    # which the silhouette, the elbow and the gap statistic all share; the gap's data W_k
+    # are these fits' inertia.
+    points = z[_subsample(z.shape[0], K_SELECTION_SAMPLE, rng)]
+    fitted = _map_fits(lambda k: _kmeans(algorithm, k, seed).fit(points), ks, threads)
+    fits = dict(zip(ks, fitted, strict=True))
+    sil = _silhouettes(points, {k: np.asarray(fits[k].labels_) for k in ks}, seed)
+    inertia = {k: float(fits[k].inertia_) for k in ks}
 
     def gap_fit(x: FloatArray, k: int) -> float:
         return float(_kmeans(algorithm, k, seed, GAP_N_INIT).fit(x).inertia_)
 
-    gaps = gap_statistic(gap_points, ks, references=GAP_REFERENCES, seed=seed, fit=gap_fit)
+    gaps = gap_statistic(
+        points,
+        ks,
+        references=GAP_REFERENCES,
+        seed=seed,
+        fit=gap_fit,
+        within=inertia,
+        threads=threads,
+    )
     scored = [k for k in ks if sil[k] is not None]
     best = max(scored, key=lambda k: (sil[k], -k)) if scored else ks[0]
     gap_k, elbow_k = _gap_choice(gaps), choose_elbow(inertia)
@@ -1221,9 +1381,17 @@ def _fit_kmeans(
         for k in ks
     }
     selection = KSelection(
-        "max_silhouette", best, best, gap_k, elbow_k, _selection_note(best, gap_k, elbow_k)
+        "max_silhouette",
+        best,
+        best,
+        gap_k,
+        elbow_k,
+        _selection_note(best, gap_k, elbow_k),
+        points=int(points.shape[0]),
     )
-    return fits[best], selection, curves
+    # The same estimator settings on every sample point: the segments use all of them.
+    final = fits[best] if points.shape[0] == z.shape[0] else _kmeans(algorithm, best, seed).fit(z)
+    return final, selection, curves
 
 
 def _radii(
@@ -1267,6 +1435,7 @@ def _stability(
     config: ClusterConfig,
     rng: np.random.Generator,
     segments: Sequence[str],
+    threads: int,
 ) -> ClusterStability | None:
     if config.stability_resamples == 0:
         return None
@@ -1279,7 +1448,12 @@ def _stability(
         return np.asarray(_density_labels(algorithm, x, config)[1])
 
     aris, jaccard = bootstrap_stability(
-        z[keep], labels[keep], refit, resamples=config.stability_resamples, seed=seed
+        z[keep],
+        labels[keep],
+        refit,
+        resamples=config.stability_resamples,
+        seed=seed,
+        threads=threads,
     )
     per_segment = {segments[c]: v for c, v in sorted(jaccard.items())}
     unstable = tuple(s for s, v in per_segment.items() if not v >= UNSTABLE_JACCARD)

@@ -176,13 +176,17 @@ def market_potential(
         need_text = "all members (no need configured)"
     table = table.mutate(_need=has_need.fill_null(False))
     with_income = income in table.columns
+    # Buyers' mean spend and the population in one pass over the spend join.
     overall = (
-        table.filter(table._bought)
-        .aggregate(n=table.customer_id.count(), mean=table._spend.mean())
+        table.aggregate(
+            population=table.count(),
+            n=_count(table._bought),
+            mean=table._spend.mean(where=table._bought),
+        )
         .to_pyarrow()
         .to_pylist()[0]
     )
-    population = int(table.count().to_pyarrow().as_py())
+    population = int(overall["population"])
     j = members.join(table, "customer_id")
     aggs: dict[str, Any] = {
         "customers": j.customer_id.count(),

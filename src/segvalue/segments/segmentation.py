@@ -9,7 +9,7 @@ table, cached once in the engine, then profiled, checked and turned into persona
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,6 +117,7 @@ def _assign(
     orders: ir.Table,
     as_of: dt.date,
     cache: Cache,
+    fitted: Mapping[str, Callable[[], Any]],
 ) -> tuple[ir.Table, dict[str, Any]]:
     where = f"segments.schemes[{index}]"
     details: dict[str, Any] = {"type": scheme.type}
@@ -136,7 +137,8 @@ def _assign(
     if isinstance(scheme, ClusterConfig):
         from segvalue.segments.clusters import assign_clusters, fit_clusters
 
-        model = fit_clusters(table, scheme)
+        fit = fitted.get(scheme.name)
+        model = fit() if fit is not None else fit_clusters(table, scheme)
         details["model"] = model.to_dict()
         return assign_clusters(table, model), details
     raise ConfigError(f"{where}: unknown scheme type {scheme.type!r}")  # pragma: no cover
@@ -163,6 +165,7 @@ def segment_customers(
     only: Sequence[str] | None = None,
     cache: Cache = _no_cache,
     pii: Sequence[str] | None = None,
+    fitted: Mapping[str, Callable[[], Any]] | None = None,
 ) -> Segmentation:
     """Run the configured schemes and profile, check and describe their segments.
 
@@ -189,6 +192,11 @@ def segment_customers(
     pii
         Contact columns of ``customers``: rules may use them, profiles and personas never
         (default: found by :func:`segvalue.features.privacy.contact_columns`).
+    fitted
+        Cluster models already being fitted, by scheme name: each a function that waits
+        for the model (see :func:`segvalue.segments.clusters.start_fit_clusters`), used
+        instead of fitting the scheme here. They must come from the same customers and
+        feature values as ``features``.
 
     Returns
     -------
@@ -238,7 +246,7 @@ def segment_customers(
     parts: list[ir.Table] = []
     details: dict[str, dict[str, Any]] = {}
     for index, scheme in schemes:
-        members, info = _assign(scheme, index, table, orders, as_of, cache)
+        members, info = _assign(scheme, index, table, orders, as_of, cache, fitted or {})
         details[scheme.name] = info
         parts.append(
             members.select(
