@@ -16,7 +16,8 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"errors", "units"},
     "models": {"errors", "units", "models"},
     "data": {"errors", "units", "config", "data"},
-    "features": {"errors", "units", "features"},
+    # features read what data/ loaded and fetch results through its engine I/O (readers).
+    "features": {"errors", "units", "data", "features"},
     "valuation": {"errors", "units", "models"},
     "segments": {"errors", "units", "config", "features", "segments"},
     "economics": {"errors", "units", "config", "features", "segments", "economics"},

@@ -1460,13 +1460,7 @@ def clv_from_file(
     scores = score_customers(
         valuation, full, horizon=int(horizon), discount_rate=rate, margin=margin
     )
-    predictions = pa.table(
-        {
-            "customer_id": summary.column("customer_id"),
-            **{k: full[k] for k in keys},
-            **scores,
-        }
-    )
+    customer_ids = summary.column("customer_id")
     summary = valuation.to_dict()
     clv = scores["clv"]
     summary.update(
@@ -1480,6 +1474,10 @@ def clv_from_file(
         report=report.to_dict(),
     )
     if out_file is not None:
+        # Built only when written: Arrow from numpy imports pandas (pyarrow checks for it).
+        predictions = pa.table(
+            {"customer_id": customer_ids, **{k: full[k] for k in keys}, **scores}
+        )
         write_table(predictions, out_file, protected=protected)
         summary["out"] = str(out_file)
     return summary

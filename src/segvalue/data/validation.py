@@ -27,7 +27,14 @@ from ibis.backends import BaseBackend
 from segvalue.config import TOUCHPOINT_EVENTS, Config
 from segvalue.data.contract import CONTRACT, TableSpec
 from segvalue.data.parse import parse_column
-from segvalue.data.readers import RawSource, materialise, number_rows, reading, row_id
+from segvalue.data.readers import (
+    RawSource,
+    fetch_arrow,
+    materialise,
+    number_rows,
+    reading,
+    row_id,
+)
 from segvalue.errors import DataValidationError
 from segvalue.units import TimeUnit
 
@@ -568,7 +575,7 @@ def _stats(coded: ir.Table, spec: TableSpec) -> list[dict[str, Any]]:
         aggs["returns"] = (coded.amount < 0).sum()
         aggs["returns_amount"] = coded.amount.clip(upper=0).sum()
         aggs["zero_amounts"] = (coded.amount == 0).sum()
-    rows: list[dict[str, Any]] = coded.group_by("_code").aggregate(**aggs).to_pyarrow().to_pylist()
+    rows: list[dict[str, Any]] = fetch_arrow(coded.group_by("_code").aggregate(**aggs)).to_pylist()
     return rows
 
 
@@ -656,7 +663,7 @@ def _infer_as_of(orders: ir.Table, now: dt.datetime, label: str) -> dt.date | No
     limit: Any = now + _FUTURE_MARGIN
     if ts.type().is_date():
         limit = limit.date()
-    row = orders.aggregate(n=orders.count(), latest=ts.max(where=ts <= limit)).to_pyarrow()
+    row = fetch_arrow(orders.aggregate(n=orders.count(), latest=ts.max(where=ts <= limit)))
     if row["n"][0].as_py() == 0:
         raise DataValidationError(f"{label}: {_EMPTY_ORDERS}", fix=_EMPTY_ORDERS_FIX)
     latest = row["latest"][0].as_py()
@@ -671,7 +678,7 @@ def _no_as_of(orders: _Table, done: dict[str, _Table]) -> DataValidationError:
     message = f"{label}: no usable order_ts, so the as-of date cannot be inferred"
     fix = "correct the order_ts values, or set as_of in segvalue.yaml"
     rejects = orders.rejects.filter(orders.rejects.column == "order_ts")
-    rows = rejects.order_by("row").limit(20).to_pyarrow().to_pylist()
+    rows = fetch_arrow(rejects.order_by("row").limit(20)).to_pylist()
     if not rows:
         return DataValidationError(message, fix=fix)
     first = rows[0]
@@ -682,7 +689,7 @@ def _no_as_of(orders: _Table, done: dict[str, _Table]) -> DataValidationError:
 
 
 def _scalar(expr: Any) -> Any:
-    return expr.to_pyarrow().as_py()
+    return fetch_arrow(expr.as_table()).column(0)[0].as_py()
 
 
 def validate_sources(
@@ -797,7 +804,7 @@ def validate_sources(
     all_rejects = ibis.union(*rejects) if len(rejects) > 1 else rejects[0]
     if config.validation.strict and report.rows_rejected:
         error = DataValidationError(_strict_message(report, all_rejects), fix=_STRICT_FIX)
-        error.rejects = all_rejects.order_by(["table", "row"]).to_pyarrow()  # as Arrow
+        error.rejects = fetch_arrow(all_rejects.order_by(["table", "row"]))  # as Arrow
         raise error
     clean = {name: _clean(t) for name, t in done.items()}
     _sufficiency(clean["orders"], report, config)
@@ -847,8 +854,8 @@ def _first_cause(table: _Table, done: dict[str, _Table], config: Config) -> _Cau
             )[key]
             if bool(_scalar(ids.isin(theirs).any())):
                 return _first_cause(parent, done, config)
-    examples = (
-        table.rejects.filter(table.rejects.rule == rule).order_by("row").limit(20).to_pyarrow()
+    examples = fetch_arrow(
+        table.rejects.filter(table.rejects.rule == rule).order_by("row").limit(20)
     )
     rows = examples.to_pylist()
     return _Cause(table, rule, report.rejected[rule], rows[0], _fix_for(table, rule, rows, done))
@@ -858,7 +865,7 @@ def _with_rejects(error: DataValidationError, done: dict[str, _Table]) -> NoVali
     """The error, carrying the rejects of the tables validated so far (as Arrow)."""
     parts = [t.rejects for t in done.values()]
     rejects = ibis.union(*parts) if len(parts) > 1 else parts[0]
-    arrow = rejects.order_by(["table", "row"]).to_pyarrow()
+    arrow = fetch_arrow(rejects.order_by(["table", "row"]))
     return NoValidRowsError(error.message, fix=error.fix, rejects=arrow)
 
 
@@ -1009,7 +1016,7 @@ def _strict_message(report: ValidationReport, rejects: ir.Table) -> str:
     for t in report.tables.values():
         for rule, n in t.rejected.items():
             parts.append(f"{t.source}: {n} row{'s' if n > 1 else ''} break {rule}")
-    examples = rejects.order_by(["table", "row"]).limit(5).to_pyarrow().to_pylist()
+    examples = fetch_arrow(rejects.order_by(["table", "row"]).limit(5)).to_pylist()
     lines = [f"  {e['source']} {e['row']}: {e['reason']}" for e in examples]
     return (
         "strict validation failed, nothing was written: "
@@ -1022,7 +1029,7 @@ def _strict_message(report: ValidationReport, rejects: ir.Table) -> str:
 def _examples(table_rejects: ir.Table, row_word: str, per_rule: int = 3) -> dict[str, list[str]]:
     """The first few rejects of each rule, as '<line> N: reason' for the report."""
     first = table_rejects.mutate(k=ibis.row_number().over(group_by="rule", order_by="row"))
-    rows = first.filter(first.k < per_rule).order_by(["rule", "row"]).to_pyarrow().to_pylist()
+    rows = fetch_arrow(first.filter(first.k < per_rule).order_by(["rule", "row"])).to_pylist()
     out: dict[str, list[str]] = {}
     for r in rows:
         out.setdefault(r["rule"], []).append(f"{row_word} {r['row']}: {r['reason']}")

@@ -18,9 +18,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from segvalue.data.safety import (
     MARK_NAME,
@@ -91,6 +88,10 @@ def neutralise_formulas(table: pa.Table) -> pa.Table:
     >>> neutralise_formulas(t).to_pydict()
     {'name': ["'=1+1", "'-x", '-15.50', None], 'amount': [-5.0, 1.0, 2.0, 3.0]}
     """
+    # Imported here, as the file formats in _write: commands that only print JSON (the
+    # CLI imports json_safe from here) need none of them.
+    import pyarrow.compute as pc
+
     columns = []
     for original in table.columns:
         column, kind = original, original.type
@@ -110,6 +111,9 @@ def neutralise_formulas(table: pa.Table) -> pa.Table:
 
 def _write(table: pa.Table, path: Path, fmt: TableFormat) -> None:
     """The one place tables reach disk (every output and rejects file)."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
     if fmt == "parquet":
         # Recognised by the next write of the same file (safety.check_target).
         stamp = json.dumps({"written_by": "segvalue"}).encode()

@@ -9,6 +9,8 @@ import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
 
+from segvalue.data.readers import fetch_arrow
+
 __all__ = ["distinct_values", "numpy_columns", "to_arrow", "to_numpy"]
 
 
@@ -21,7 +23,7 @@ def to_arrow(expr: ir.Table) -> pa.Table:
     >>> to_arrow(ibis.memtable({"a": [1, 2]})).num_rows
     2
     """
-    return expr.to_pyarrow()
+    return fetch_arrow(expr)
 
 
 def to_numpy(
@@ -51,15 +53,22 @@ def numpy_columns(
     --------
     >>> numpy_columns(pa.table({"id": ["a", "b"], "x": [1.5, None]}), ["x"])["x"]
     array([1.5, nan])
+    >>> numpy_columns(pa.table({"n": [1, 2]}))["n"]
+    array([1, 2])
     """
     out: dict[str, np.ndarray[Any, Any]] = {}
     for name in columns if columns is not None else table.column_names:
         column = table.column(name)
-        if column.null_count and (
-            pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
-        ):
-            column = column.cast(pa.float64())
-        out[name] = column.to_numpy(zero_copy_only=False)
+        numeric = pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+        if numeric and column.null_count:
+            out[name] = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        elif numeric and column.num_chunks:
+            # DLPack, not to_numpy: pyarrow's to_numpy imports pandas whenever it is
+            # installed (0.3 s of start-up), and numbers without nulls need nothing of it.
+            chunks = [np.from_dlpack(chunk) for chunk in column.chunks]
+            out[name] = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+        else:
+            out[name] = column.to_numpy(zero_copy_only=False)
     return out
 
 
@@ -74,5 +83,5 @@ def distinct_values(column: ir.Column, *, limit: int = 1000) -> list[Any]:
     """
     table = column.name("v").as_table()
     values = table.filter(table.v.notnull()).distinct()
-    rows = values.order_by("v").limit(limit).to_pyarrow().column("v").to_pylist()
+    rows = to_arrow(values.order_by("v").limit(limit)).column("v").to_pylist()
     return list(rows)
