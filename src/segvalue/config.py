@@ -8,6 +8,7 @@ Relative paths in ``sources`` are resolved against the folder holding the YAML f
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import re
 import types
@@ -15,9 +16,8 @@ import typing
 import warnings
 import zoneinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -31,6 +31,11 @@ from pydantic import (
 
 from segvalue.errors import ConfigError, SegvalueError, did_you_mean
 from segvalue.units import TimeUnit, parse_time_unit
+
+# PyYAML is imported by the functions that read YAML: a command given its options on the
+# command line (`segvalue clv FILE ...`) validates them here without reading any.
+if TYPE_CHECKING:
+    import yaml
 
 __all__ = [
     "KPI_NAMES",
@@ -1314,12 +1319,23 @@ def parse_config(data: Any, *, base_dir: Path | None = None, source: str = "conf
         raise ConfigError(f"{source}: {exc.message}", fix=exc.fix) from None
 
 
-class _YamlLoader(yaml.SafeLoader):
+@functools.cache
+def _yaml_loader() -> type[yaml.SafeLoader]:
     """A safe loader that keeps dates as text.
 
     PyYAML turns ``2024-02-30`` into a date itself and fails without naming the key;
     as text, the value reaches pydantic, whose error names the key.
     """
+    import yaml
+
+    class _YamlLoader(yaml.SafeLoader):
+        pass
+
+    _YamlLoader.yaml_implicit_resolvers = {
+        first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return _YamlLoader
 
 
 #: Largest ``segvalue.yaml`` read, in bytes: a configuration is a page of text.
@@ -1330,6 +1346,8 @@ MAX_ALIAS_NODES = 10_000
 
 
 def _key_text(node: yaml.Node) -> str:
+    import yaml
+
     return str(node.value) if isinstance(node, yaml.ScalarNode) else f"<{node.tag}>"
 
 
@@ -1338,6 +1356,8 @@ def _check_yaml_tree(root: yaml.Node, source: str) -> None:
 
     Walks the composed node graph as the tree it expands to, before anything is built.
     """
+    import yaml
+
     seen: set[int] = set()
     aliased = 0
     stack: list[tuple[yaml.Node, str]] = [(root, "")]
@@ -1371,12 +1391,6 @@ def _check_yaml_tree(root: yaml.Node, source: str) -> None:
                 stack.append((value, child))
         elif isinstance(node, yaml.SequenceNode):
             stack.extend((item, f"{path}[{i}]") for i, item in enumerate(node.value))
-
-
-_YamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
 
 
 def read_yaml(path: str | Path, *, what: str = "configuration") -> Any:
@@ -1413,8 +1427,10 @@ def read_yaml(path: str | Path, *, what: str = "configuration") -> Any:
             f"(limit {MAX_CONFIG_BYTES:,})",
             fix=f"check that this is the {what} file; keep data in the files under 'sources'",
         )
+    import yaml
+
     try:
-        loader = _YamlLoader(path.read_text(encoding="utf-8"))  # a SafeLoader
+        loader = _yaml_loader()(path.read_text(encoding="utf-8"))  # a SafeLoader
         try:
             node = loader.get_single_node()
             if node is not None:
