@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from segvalue.data.validation import ValidatedData, ValidationReport
+    from segvalue.models.base import Histories
     from segvalue.segments.segmentation import Segmentation
     from segvalue.valuation import Valuation
 
@@ -1273,8 +1274,13 @@ def _fit_valuation(
     model: str,
     spend_model: str,
     full: dict[str, Any] | None = None,
+    histories: Histories | None = None,
 ) -> Valuation:
-    """Fit the CLV models on orders in the engine, with a holdout report when asked."""
+    """Fit the CLV models on orders in the engine, with a holdout report when asked.
+
+    ``full`` (features at ``as_of``) and its ``histories`` are used when there is no
+    holdout: then the calibration period is the whole history.
+    """
     from segvalue.features.materialise import to_numpy
     from segvalue.features.rfm import calibration_holdout, repeat_purchases_by_period, rfm_features
     from segvalue.valuation import fit_valuation
@@ -1284,7 +1290,10 @@ def _fit_valuation(
         calibration = (
             full if full is not None else to_numpy(rfm_features(table, as_of=as_of, time_unit=unit))
         )
+        if full is None:
+            histories = None
     else:
+        histories = None
         if calibration_end >= as_of:
             raise ConfigError(
                 f"calibration end {calibration_end} is not before the observation end {as_of}",
@@ -1309,6 +1318,7 @@ def _fit_valuation(
         time_unit=unit,
         holdout=holdout,
         cumulative=cumulative,
+        histories=histories,
     )
 
 
@@ -1368,6 +1378,7 @@ def clv_from_file(
     from segvalue.data.writers import write_table
     from segvalue.features.materialise import numpy_columns, to_arrow
     from segvalue.features.rfm import rfm_features
+    from segvalue.models.base import Histories
     from segvalue.units import per_period_rate
     from segvalue.valuation import score_customers
 
@@ -1386,6 +1397,9 @@ def clv_from_file(
     rfm = rfm_features(table, as_of=as_of, time_unit=unit).select("customer_id", *keys)
     summary = to_arrow(rfm.order_by("customer_id"))
     full = numpy_columns(summary, keys)
+    # The customers' distinct histories, found once for fitting (without a holdout) and
+    # scoring: the transaction models work on those, not on every customer.
+    histories = Histories.of(full["frequency"], full["recency"], full["T"])
     valuation = _fit_valuation(
         table,
         as_of=as_of,
@@ -1394,10 +1408,16 @@ def clv_from_file(
         model=model,
         spend_model=spend_model,
         full=full,
+        histories=histories,
     )
     rate = per_period_rate(discount_rate, unit)
     scores = score_customers(
-        valuation, full, horizon=int(horizon), discount_rate=rate, margin=margin
+        valuation,
+        full,
+        horizon=int(horizon),
+        discount_rate=rate,
+        margin=margin,
+        histories=histories,
     )
     predictions = pa.table(
         {

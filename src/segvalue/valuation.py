@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from segvalue.errors import ConfigError, DataValidationError
+from segvalue.models.base import Histories
 from segvalue.models.clv import MAX_INTERVAL_RATIO, customer_lifetime_value
 from segvalue.models.holdout import HoldoutReport, choose_model, holdout_report
 from segvalue.units import TimeUnit
@@ -246,6 +247,7 @@ def fit_valuation(
     time_unit: TimeUnit | None = None,
     holdout: tuple[FloatArray, float] | None = None,
     cumulative: tuple[FloatArray, FloatArray] | None = None,
+    histories: Histories | None = None,
 ) -> Valuation:
     """Fit the transaction model(s) and the spend model on calibration features.
 
@@ -269,6 +271,10 @@ def fit_valuation(
     cumulative
         ``(periods, cumulative_actual)`` repeat purchases since the calibration start,
         for the tracking curve.
+    histories
+        ``Histories.of`` the calibration's frequency, recency and T, when the caller has
+        it already (computed otherwise). Every transaction model is fitted and validated
+        on the distinct histories, weighted by their customers.
 
     Returns
     -------
@@ -294,13 +300,16 @@ def fit_valuation(
     names = list(AUTO_CANDIDATES) if model == "auto" else [model]
     classes = {name: _model_class(name) for name in names}
     x, t_x, big_t = calibration["frequency"], calibration["recency"], calibration["T"]
+    if histories is None:
+        histories = Histories.of(x, t_x, big_t)
     notes: list[str] = []
     candidates: dict[str, Any] = {}
     for name, cls in classes.items():
+        fit = functools.partial(
+            cls().fit, *histories.columns, weights=histories.counts, time_unit=time_unit
+        )
         try:
-            candidates[name] = _collecting(
-                functools.partial(cls().fit, x, t_x, big_t, time_unit=time_unit), notes
-            )
+            candidates[name] = _collecting(fit, notes)
         except ConvergenceError as exc:
             if len(names) == 1:
                 raise
@@ -323,6 +332,7 @@ def fit_valuation(
                 holdout[1],
                 periods=periods,
                 cumulative_actual=actual,
+                histories=histories,
             )
     # auto chooses among the well-identified fits (no parameter at a boundary, finite
     # intervals) when there are any: a degenerate fit can have the better likelihood.
@@ -400,6 +410,7 @@ def score_customers(
     discount_rate: float,
     margin: float = 1.0,
     intervals: bool = True,
+    histories: Histories | None = None,
 ) -> dict[str, FloatArray]:
     """Per-customer scores from the fitted models.
 
@@ -417,6 +428,10 @@ def score_customers(
         Profit share of spend.
     intervals
         Add ``clv_lower`` / ``clv_upper`` from parameter uncertainty.
+    histories
+        ``Histories.of`` the features' frequency, recency and T, when the caller has it
+        already (computed otherwise): the transaction model scores each distinct history
+        once.
 
     Returns
     -------
@@ -426,8 +441,12 @@ def score_customers(
     """
     t = valuation.transactions
     x, t_x, big_t = features["frequency"], features["recency"], features["T"]
+    if histories is None:
+        histories = Histories.of(x, t_x, big_t)
     # Rounding may put P(alive) a hair outside [0, 1] ("-0.0 %" churn): clip.
-    alive = np.clip(np.asarray(t.probability_alive(x, t_x, big_t), dtype=np.float64), 0.0, 1.0)
+    alive = histories.per_customer(
+        np.clip(np.asarray(t.probability_alive(*histories.columns), dtype=np.float64), 0.0, 1.0)
+    )
     value = customer_lifetime_value(
         t,
         x,
@@ -439,6 +458,7 @@ def score_customers(
         spend=valuation.spend,
         monetary_value=features["monetary_value"],
         intervals=intervals,
+        histories=histories,
     )
     lower, upper = value.lower, value.upper
     unavailable = int(np.sum(np.isnan(lower) & np.isfinite(value.clv))) if intervals else 0
@@ -451,8 +471,8 @@ def score_customers(
     return {
         "probability_alive": alive,
         "churn_risk": 1.0 - alive,
-        "expected_purchases": np.asarray(
-            t.expected_purchases(x, t_x, big_t, horizon=float(horizon)), dtype=np.float64
+        "expected_purchases": histories.per_customer(
+            t.expected_purchases(*histories.columns, horizon=float(horizon))
         ),
         "expected_spend": value.expected_spend,
         "clv": value.clv,

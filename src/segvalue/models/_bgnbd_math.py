@@ -698,12 +698,24 @@ def expected_purchases_between(
     >>> round(float(expected_purchases_between(params, 2, 30.43, 38.86, start=0, horizon=39)), 3)
     1.226
     """
-    x, t_x, T, start, horizon = _arrays(x, t_x, T, start, horizon)
+    if np.ndim(start) or np.ndim(horizon):
+        x, t_x, T, start, horizon = _arrays(x, t_x, T, start, horizon)
+        alive = probability_alive(params, x, t_x, T, modified=modified)
+        r_post, alpha_post, a, b_post = _alive_posterior(params, x, T, modified)
+        late = _expected_repeat_purchases(r_post, alpha_post, a, b_post, horizon)
+        early = _expected_repeat_purchases(r_post, alpha_post, a, b_post, start)
+        return np.asarray(alive * (late - early), dtype=np.float64)
+    # One window for all: given alive, the expectation depends on (x, T) only, so
+    # evaluate it once per distinct pair (far fewer than customers), as in
+    # :func:`discounted_expected_purchases`.
+    x, t_x, T = _arrays(x, t_x, T)
     alive = probability_alive(params, x, t_x, T, modified=modified)
-    r_post, alpha_post, a, b_post = _alive_posterior(params, x, T, modified)
+    pairs, inverse = unique_rows(x, T)
+    r_post, alpha_post, a, b_post = _alive_posterior(params, pairs[:, 0], pairs[:, 1], modified)
     late = _expected_repeat_purchases(r_post, alpha_post, a, b_post, horizon)
     early = _expected_repeat_purchases(r_post, alpha_post, a, b_post, start)
-    return np.asarray(alive * (late - early), dtype=np.float64)
+    per_pair = np.asarray(late - early, dtype=np.float64)
+    return np.asarray(alive * per_pair[inverse].reshape(x.shape), dtype=np.float64)
 
 
 # --- probabilities of n purchases -------------------------------------------------------
