@@ -435,8 +435,14 @@ def _expected_repeat_hyp2f1(
     z = t / (alpha + t)
     with np.errstate(all="ignore"):
         hyp = special.hyp2f1(c - r, a - 1.0, c, z)
-        exponent = (a - 1.0) * log_1mz + np.log(np.where(hyp > 0, hyp, 1.0))
-        one_minus = np.where(hyp > 0, -np.expm1(exponent), 1.0 - np.exp((a - 1.0) * log_1mz) * hyp)
+        positive = hyp > 0
+        if positive.all():  # the usual case: no fallback to compute and discard
+            one_minus = -np.expm1((a - 1.0) * log_1mz + np.log(hyp))
+        else:
+            exponent = (a - 1.0) * log_1mz + np.log(np.where(positive, hyp, 1.0))
+            one_minus = np.where(
+                positive, -np.expm1(exponent), 1.0 - np.exp((a - 1.0) * log_1mz) * hyp
+            )
         value = c / (a - 1.0) * one_minus
     return np.asarray(value, dtype=np.float64)
 
@@ -598,13 +604,15 @@ def _expected_repeat_purchases(r: Any, alpha: Any, a: Any, b: Any, t: Any) -> Fl
         hi = _expected_repeat_hyp2f1(r[i], alpha[i], a[i], b_hi, t[i])
         value[i] = lo + (b[i] - b_lo) / (b_hi - b_lo) * (hi - lo)
 
-    with np.errstate(all="ignore"):
-        # Relative error of eq. (7) from its cancellation: eps (a + b - 1) / ((a - 1) E).
-        cancellation = 1e-16 * np.abs((a + b - 1.0) / ((a - 1.0) * value))
-    quadrature = ~series & (
-        ~np.isfinite(value)
-        | (large_b & ((1.0 / (1.0 + k) < _ONE_MINUS_Z_SMALL) | near_one | ~(cancellation < 1e-12)))
-    )
+    quadrature = ~series & ~np.isfinite(value)
+    if large_b.any():  # (only there: the terms below are evaluated for those elements)
+        i = large_b
+        with np.errstate(all="ignore"):
+            # Relative error of eq. (7) from its cancellation: eps (a + b - 1) / ((a - 1) E).
+            cancellation = 1e-16 * np.abs((a[i] + b[i] - 1.0) / ((a[i] - 1.0) * value[i]))
+        quadrature[i] |= ~series[i] & (
+            (1.0 / (1.0 + k[i]) < _ONE_MINUS_Z_SMALL) | near_one[i] | ~(cancellation < 1e-12)
+        )
     # A Beta(a, b) this concentrated (a degenerate fit, a and b running off together) is
     # a point mass at p = a / (a + b) to within its sd ~ 1 / sqrt(a + b): E[X(t)] is then
     # the Gamma mixture of (1 - exp(-lambda p t)) / p, in closed form.
