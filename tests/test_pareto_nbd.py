@@ -276,9 +276,9 @@ def test_tail_sums_equal_one_integral_per_history(params: Any, data: tuple[Any, 
     weights = np.linspace(0.5, 2.0, x.size)
 
     def scale_of(xs: Any) -> Any:
-        out = np.ones((xs.size, 4))
-        out[:, 1] = params[0] + xs
-        out[:, 3] = params[2] + 1.0
+        out = np.ones((4, xs.size))
+        out[1] = params[0] + xs
+        out[3] = params[2] + 1.0
         return out
 
     want = own.covariance_sum(weights, scale_of)

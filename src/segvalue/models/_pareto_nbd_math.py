@@ -286,18 +286,19 @@ class _Integrals:
     log((beta + tau) / (beta + t_x)), 1 / (beta + tau))``, whose f-weighted mean and
     covariance over (t_x, T] give the derivatives of log I (differentiation under the
     integral sign; ``-grad log f = (h0, (r + x) h1, h2, (s + 1) h3)`` up to constants).
-    ``log_integral`` is -inf and ``mean`` 0 for an empty interval (T = t_x).
+    ``log_integral`` is -inf and ``mean`` 0 for an empty interval (T = t_x). Arrays over
+    histories are laid out (4, n): numpy's loops run along the long axis.
     """
 
     x: FloatArray  # (n,) the histories' x
     log_integral: FloatArray  # (n,)
-    mean: FloatArray  # (n, 4)
+    mean: FloatArray  # (4, n)
     own: np.ndarray[Any, Any]  # histories integrated on their own ...
     own_cov: FloatArray  # ... and their covariances of h, (len(own), 4, 4)
     points: HistoryPoints | None  # the others (tail > 0) are differences of two tails:
     tail: FloatArray  # (n,) 1 where a history is, else 0
     after: FloatArray  # (n,) S(T) / S(t_x): the share of the tail from t_x lying after T
-    gap: FloatArray  # (n, 4) (mean over the tail from t_x) - (mean over the tail from T)
+    gap: FloatArray  # (4, n) (mean over the tail from t_x) - (mean over the tail from T)
     point_cov: FloatArray  # covariance of h over the tail from each point, (P, 4, 4)
 
     def variance(self, j: int) -> FloatArray:
@@ -308,10 +309,8 @@ class _Integrals:
             cov = self.point_cov[:, j, j]
             keep = 1.0 / (1.0 - self.after)
             start, end = self.points.start, self.points.end
-            tail = (cov[start] - self.after * cov[end]) * keep - self.after * (
-                self.gap[:, j] * keep
-            ) ** 2
-            out += self.tail * tail
+            gap = self.gap[j] * keep
+            out += self.tail * ((cov[start] - self.after * cov[end]) * keep - self.after * gap**2)
         return out
 
     def covariance_sum(
@@ -319,11 +318,11 @@ class _Integrals:
     ) -> FloatArray:
         """sum_i weights_i (s_i s_i') * Cov_i(h) (* elementwise) with s_i = scale_of(x_i).
 
-        ``scale_of`` maps an array of x to their scales (len(x), 4).
+        ``scale_of`` maps an array of m values of x to their scales, (4, m).
         """
         own = self.own
         scale = scale_of(self.x[own])
-        total = np.einsum("i,ij,ik,ijk->jk", weights[own], scale, scale, self.own_cov)
+        total = np.einsum("i,ji,ki,ijk->jk", weights[own], scale, scale, self.own_cov)
         if self.points is None:
             return np.asarray(total)
         # Cov over (t_x, T] from the covariances over the tails from t_x and from T:
@@ -336,10 +335,10 @@ class _Integrals:
         coef -= np.bincount(end, weights=w * self.after * keep, minlength=size)
         point_scale = scale_of(self.points.points[:, 0])
         total += np.einsum(
-            "pj,pk,pjk->jk", coef[:, None] * point_scale, point_scale, self.point_cov
+            "jp,kp,pjk->jk", coef * point_scale, point_scale, self.point_cov, optimize=True
         )
         spread = scale_of(self.x) * self.gap
-        total -= (spread * (w * self.after * keep**2)[:, None]).T @ spread
+        total -= (spread * (w * self.after * keep**2)) @ spread.T
         return np.asarray(total)
 
 
@@ -376,7 +375,7 @@ def _history_integrals(
     empty = ~(t_x < T)  # (recency may exceed T by 1e-9 relative: rounding)
     tail = np.zeros(n)
     after = np.zeros(n)
-    gap = np.zeros((n, 4))
+    gap = np.zeros((4, n))
     point_cov = np.zeros((0, 4, 4))
     if isinstance(points, HistoryPoints):
         log_tail, tail_mean, point_cov, base, offset = _tail_sums(
@@ -389,21 +388,22 @@ def _history_integrals(
             usable = ~empty & (after < 1.0 - 1.0 / _MAX_CANCELLATION)
             after = np.where(usable, after, 0.0)
             log_integral = base[start] + log_tail[start] + np.log(-np.expm1(difference))
-            mean = (tail_mean[start] - after[:, None] * tail_mean[end]) / (1.0 - after)[:, None]
+        mean_start, mean_end = np.take(tail_mean, start, axis=1), np.take(tail_mean, end, axis=1)
+        gap = mean_start - mean_end
+        mean = (mean_start - after * mean_end) / (1.0 - after)
         # From logarithms relative to the first point of x to those relative to t_x.
-        mean[:, (0, 2)] -= offset[start]
-        gap = tail_mean[start] - tail_mean[end]
+        mean[(0, 2),] -= np.take(offset, start, axis=1)
         tail = usable.astype(np.float64)
         own = np.flatnonzero(~empty & ~usable)
     else:
         points = None
         log_integral = np.empty(n)
-        mean = np.empty((n, 4))
+        mean = np.empty((4, n))
         own = np.flatnonzero(~empty)
     if empty.any():
         log_integral[empty] = -np.inf
-        mean[empty] = 0.0
-        gap[empty] = 0.0
+        mean[:, empty] = 0.0
+        gap[:, empty] = 0.0
     own_cov = np.zeros((own.size, 4, 4))
     if own.size:
         a = r + x[own]
@@ -411,8 +411,9 @@ def _history_integrals(
             a, alpha + t_x[own], s + 1.0, beta + t_x[own], T[own] - t_x[own], second=covariance
         )
         log_integral[own] = log_own
-        mean[own], own_cov = _to_h(first, second, a, s + 1.0)
-        gap[own] = 0.0
+        own_mean, own_cov = _to_h(first, second, a, s + 1.0)
+        mean[:, own] = own_mean.T
+        gap[:, own] = 0.0
     return _Integrals(x, log_integral, mean, own, own_cov, points, tail, after, gap, point_cov)
 
 
@@ -440,9 +441,10 @@ def _tail_sums(
     """The integrals of f and the moments of h over the tail from each (x, tau) point to
     the last point of its x (points sorted by x, then tau; the last point's tail is empty).
 
-    Returns per point: log S - base, the mean and covariance of h, base, and the offset
-    of the logarithms: S in units of f(tau_0) (``base = log f(tau_0)``) and h with
-    logarithms relative to tau_0, the first point of that x (``offset``: those of tau).
+    Returns per point: log S - base, the mean (4, P) and covariance (P, 4, 4) of h,
+    base, and the offsets of the logarithms (2, P): S in units of f(tau_0) (``base =
+    log f(tau_0)``) and h with logarithms relative to tau_0, the first point of that x
+    (``offset``: those of tau).
     """
     size = points.shape[0]
     px, tau = points[:, 0], points[:, 1]
@@ -450,7 +452,7 @@ def _tail_sums(
     group = np.cumsum(first_of_x) - 1
     group_start = np.flatnonzero(first_of_x)
     origin = tau[group_start][group]  # tau_0 of each point's x
-    offset = np.column_stack(
+    offset = np.stack(
         [np.log1p((tau - origin) / (alpha + origin)), np.log1p((tau - origin) / (beta + origin))]
     )
     a_all = r + px
@@ -467,9 +469,9 @@ def _tail_sums(
         relative=True,
     )
     # In units of f(tau_0): f(tau_p) / f(tau_0) from the offsets of tau_p.
-    log_piece -= a * offset[pieces, 0] + (s + 1.0) * offset[pieces, 1]
+    log_piece -= a * offset[0, pieces] + (s + 1.0) * offset[1, pieces]
     piece_mean, piece_cov = _to_h(first, second, a, s + 1.0)
-    piece_mean[:, (0, 2)] += offset[pieces]
+    piece_mean[:, (0, 2)] += offset[:, pieces].T
     # Lay the points of each x out in a row (columns: position among that x's points) and
     # accumulate the tails from the right, all x at once.
     column = np.arange(size) - group_start[group]
@@ -500,7 +502,7 @@ def _tail_sums(
                     + v[:, None, None] * cov_s[:, k + 1]
                     + (w * v)[:, None, None] * d[:, :, None] * d[:, None, :]
                 )
-    return log_s[group, column], mean_s[group, column], cov_s[group, column], base, offset
+    return log_s[group, column], mean_s[group, column].T, cov_s[group, column], base, offset
 
 
 def _terms(
@@ -513,14 +515,23 @@ def _terms(
     integrand of the dead term (:class:`_Integrals`).
     """
     r, alpha, s, beta = (np.float64(p) for p in params)
-    x_, t_, T_ = np.broadcast_arrays(_f(x), _f(t_x), _f(T))
+    log_alive, log_dead, mean, x_ = _alive_dead_terms(params, x, t_x, T)
     log_c = gammaln(r + x_) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
+    return log_c, log_alive, log_dead, mean, x_
+
+
+def _alive_dead_terms(
+    params: Params, x: ArrayLike, t_x: ArrayLike, T: ArrayLike
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """:func:`_terms` without log C (which P(alive) does not need)."""
+    r, alpha, s, beta = (np.float64(p) for p in params)
+    x_, t_, T_ = np.broadcast_arrays(_f(x), _f(t_x), _f(T))
     log_alive = -(r + x_) * np.log(alpha + T_) - s * np.log(beta + T_)
     integrals = _history_integrals(
         (r, alpha, s, beta), x_.ravel(), t_.ravel(), T_.ravel(), covariance=False
     )
     log_dead = np.log(s) + integrals.log_integral.reshape(x_.shape)
-    return log_c, log_alive, log_dead, integrals.mean.reshape((*x_.shape, 4)), x_
+    return log_alive, log_dead, integrals.mean.T.reshape((*x_.shape, 4)), x_
 
 
 def log_likelihood(params: Params, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> FloatArray:
@@ -667,23 +678,23 @@ def total_loglik_derivatives(
     )
     value += float(w @ log_sum)
 
-    # grad u and grad v per customer, columns (r, alpha, s, beta).
+    # grad u and grad v per customer, rows (r, alpha, s, beta): (4, n) keeps numpy's
+    # loops on the long axis.
     inv_at, inv_bt = 1.0 / (alpha + T_), 1.0 / (beta + T_)
-    grad_u = np.column_stack([-np.log(alpha + T_), -rx * inv_at, -np.log(beta + T_), -s * inv_bt])
+    grad_u = np.stack([-np.log(alpha + T_), -rx * inv_at, -np.log(beta + T_), -s * inv_bt])
 
     # grad v = -(the mean of grad of -log f) + (0, 0, 1/s, 0); -log f has the gradient
     # g = (log(alpha + tau), rx / (alpha + tau), log(beta + tau), (s + 1) / (beta + tau))
-    # = scale * h.
-    def scale_of(xs: FloatArray) -> FloatArray:  # g = scale * h
-        out = np.ones((xs.size, 4))
-        out[:, 1], out[:, 3] = r + xs, s + 1.0
+    # = scale * h + (log(alpha + t_x), 0, log(beta + t_x), 0).
+    def scale_of(xs: FloatArray) -> FloatArray:
+        out = np.ones((4, xs.size))
+        out[1], out[3] = r + xs, s + 1.0
         return out
 
-    shift = np.zeros((x_.size, 4))
-    shift[:, 0] = np.log(alpha + t_)
-    shift[:, 2] = np.log(beta + t_)
-    grad_v = -(scale_of(x_) * mean + shift)
-    grad_v[:, 2] += 1.0 / s
+    grad_v = -scale_of(x_) * mean
+    grad_v[0] -= np.log(alpha + t_)
+    grad_v[2] -= np.log(beta + t_)
+    grad_v[2] += 1.0 / s
     grad = np.array(
         [
             float(w_x @ digamma(r + counts)) - n * (float(digamma(r)) - np.log(alpha)),
@@ -692,7 +703,7 @@ def total_loglik_derivatives(
             n * s / beta,
         ]
     )
-    grad += wa @ grad_u + wd @ grad_v
+    grad += grad_u @ wa + grad_v @ wd
 
     hess = np.zeros((4, 4))
     hess[0, 0] = float(w_x @ polygamma(1, r + counts)) - n * float(polygamma(1, r))
@@ -700,24 +711,24 @@ def total_loglik_derivatives(
     hess[1, 1] = -n * r / alpha**2
     hess[2, 3] = n / beta
     hess[3, 3] = -n * s / beta**2
-    # (1 - pi) hess u
-    hess[0, 1] -= float(wa @ inv_at)
-    hess[1, 1] += float(wa @ (rx * inv_at**2))
-    hess[2, 3] -= float(wa @ inv_bt)
-    hess[3, 3] += float(wa @ (s * inv_bt**2))
-    # pi hess v: the covariance of g = scale * h over the integrand plus the mean of
-    # hess log f, whose non-zero entries are -1/(alpha + tau), rx/(alpha + tau)^2,
-    # -1/(beta + tau), (s + 1)/(beta + tau)^2 (and -1/s^2 from log s).
+    # (1 - pi) hess u and, for pi hess v, the mean of hess log f, whose non-zero entries
+    # are -1/(alpha + tau), rx/(alpha + tau)^2, -1/(beta + tau), (s + 1)/(beta + tau)^2
+    # (and -1/s^2 from log s); one matrix product for the eight sums.
+    alive_terms = np.stack([inv_at, rx * inv_at**2, inv_bt, s * inv_bt**2]) @ wa
+    second_h = np.stack([mean[1], rx * (integrals.variance(1) + mean[1] ** 2), mean[3]])
+    dead_terms = second_h @ wd
+    hess[0, 1] -= alive_terms[0] + dead_terms[0]
+    hess[1, 1] += alive_terms[1] + dead_terms[1]
+    hess[2, 3] -= alive_terms[2] + dead_terms[2]
+    hess[3, 3] += alive_terms[3]
+    # pi hess v: plus the covariance of g = scale * h over the integrand.
     cov_g = integrals.covariance_sum(wd, scale_of)
     hess += cov_g
-    hess[0, 1] -= float(wd @ mean[:, 1])
-    hess[1, 1] += float((wd * rx) @ (integrals.variance(1) + mean[:, 1] ** 2))
-    hess[2, 3] -= float(wd @ mean[:, 3])
-    hess[3, 3] += cov_g[3, 3] / (s + 1.0) + (s + 1.0) * float(wd @ mean[:, 3] ** 2)
+    hess[3, 3] += cov_g[3, 3] / (s + 1.0) + (s + 1.0) * float(wd @ mean[3] ** 2)
     hess[2, 2] -= float(wd.sum()) / s**2
     # pi (1 - pi) (grad v - grad u)(grad v - grad u)'
     diff = grad_v - grad_u
-    hess += (diff * (wa * dead)[:, None]).T @ diff
+    hess += (diff * (wa * dead)) @ diff.T
     upper = np.triu(hess)
     return value, grad, upper + np.triu(hess, 1).T
 
@@ -733,7 +744,7 @@ def probability_alive(params: Params, x: ArrayLike, t_x: ArrayLike, T: ArrayLike
     >>> p.round(4).tolist()
     [0.2953, 0.8692, 0.1302]
     """
-    _, log_alive, log_dead, _, _ = _terms(params, x, t_x, T)
+    log_alive, log_dead, _, _ = _alive_dead_terms(params, x, t_x, T)
     return np.asarray(np.exp(log_alive - np.logaddexp(log_alive, log_dead)))
 
 
