@@ -202,15 +202,15 @@ def customer_lifetime_value(
             var_total = 0.0
             for part in parts:
                 assert part is not None
-                grads, inverse, cov_log = part
-                var_rows = np.einsum("ni,ij,nj->n", grads, cov_log, grads)
+                grads, inverse, cov_log = part  # grads: (parameters, rows)
+                var_rows = np.sum((cov_log @ grads) * grads, axis=0)
                 # d total / d log theta = sum_i value_i d log(factor_i) / d log theta
                 if inverse is None:
                     var_log += var_rows
-                    g_total = value @ grads
+                    g_total = grads @ value
                 else:
                     var_log += var_rows[inverse]
-                    g_total = np.bincount(inverse, weights=value, minlength=grads.shape[0]) @ grads
+                    g_total = grads @ np.bincount(inverse, weights=value, minlength=grads.shape[1])
                 var_total += float(g_total @ cov_log @ g_total)
             se_log = np.sqrt(np.maximum(var_log, 0.0))
             # exp(2 z se) is the upper / lower ratio: beyond the limit (or not finite) the
@@ -252,7 +252,7 @@ def _relative_gradients(
     factor: FloatArray,
     inverse: np.ndarray[Any, Any] | None,
 ) -> tuple[FloatArray, np.ndarray[Any, Any] | None, FloatArray] | None:
-    """d log(factor) / d log(theta) per row of ``columns``, ``inverse``, cov(log theta).
+    """d log(factor) / d log(theta) (parameters x rows of ``columns``), ``inverse``, cov(log theta).
 
     ``factor`` (spend per purchase or discounted purchases, one per row of ``columns``)
     depends on one model's parameters: a forward difference in each log-parameter
@@ -264,11 +264,11 @@ def _relative_gradients(
     cov = np.asarray(model.covariance_, dtype=np.float64)
     if not np.all(np.isfinite(cov)):
         return None
-    grads = np.empty((factor.size, theta.size))
+    grads = np.empty((theta.size, factor.size))  # (parameters, rows): long rows for numpy
     for j in range(theta.size):
         up = theta.copy()
         up[j] *= np.exp(_STEP)
         moved = factor_of(model.with_params(up), columns)
         ratio = np.divide(moved, factor, out=np.ones_like(moved), where=factor != 0)
-        grads[:, j] = (ratio - 1.0) / _STEP
+        grads[j] = (ratio - 1.0) / _STEP
     return grads, inverse, np.diag(1 / theta) @ cov @ np.diag(1 / theta)
