@@ -576,21 +576,28 @@ def _expected_repeat_purchases(r: Any, alpha: Any, a: Any, b: Any, t: Any) -> Fl
     todo = t > 0
     if not todo.any():
         return out
-    r, alpha, a, b, t = (v[todo] for v in (r, alpha, a, b, t))
+    if todo.all():  # (a copy of each broadcast argument, cheaper than selecting)
+        r, alpha, a, b, t = (v.ravel() for v in (r, alpha, a, b, t))
+    else:
+        r, alpha, a, b, t = (v[todo] for v in (r, alpha, a, b, t))
     value = np.full(t.shape, np.nan)
     k = t / alpha
     large_b = b >= _B_LARGE
     near_one = np.abs(a - 1.0) < _A_NEAR_ONE
 
     series = (k <= 0.5) & ((r + 1.0) * k <= 0.5)
+    hyp = ~series & ~(near_one & large_b)
+    if np.count_nonzero(hyp) > 0.75 * hyp.size:
+        # Nearly everywhere: evaluate on every element (elementwise, the same values
+        # where it is used) rather than select the elements first.
+        value = _expected_repeat_hyp2f1(r, alpha, a, b, t)
+        value[~hyp] = np.nan
+    elif hyp.any():
+        i = hyp
+        value[i] = _expected_repeat_hyp2f1(r[i], alpha[i], a[i], b[i], t[i])
     if series.any():
         i = series
         value[i] = _expected_repeat_series(r[i], alpha[i], a[i], b[i], t[i])
-
-    hyp = ~series & ~(near_one & large_b)
-    if hyp.any():
-        i = hyp
-        value[i] = _expected_repeat_hyp2f1(r[i], alpha[i], a[i], b[i], t[i])
     small_b_near_one = ~series & near_one & ~large_b
     if small_b_near_one.any():
         i = small_b_near_one
@@ -625,6 +632,8 @@ def _expected_repeat_purchases(r: Any, alpha: Any, a: Any, b: Any, t: Any) -> Fl
     if quadrature.any():
         i = quadrature
         value[i] = _expected_repeat_quadrature(r[i], alpha[i], a[i], b[i], t[i])
+    if value.size == out.size:
+        return value.reshape(out.shape)
     out[todo] = value
     return out
 
@@ -868,8 +877,8 @@ def discounted_expected_purchases(
     # sum once per distinct (x, T) pair (far fewer than customers) and scale by P(alive).
     pairs, inverse = unique_rows(x, T)
     r_post, alpha_post, a, b_post = _alive_posterior(params, pairs[:, 0], pairs[:, 1], modified)
-    periods = np.arange(horizon + 1, dtype=np.float64)
-    factors = (1.0 + discount_rate) ** -periods[1:]
+    periods = np.arange(1, horizon + 1, dtype=np.float64)
+    factors = (1.0 + discount_rate) ** -periods
     flat = [np.asarray(v, dtype=np.float64).ravel() for v in (r_post, alpha_post, b_post)]
     total = np.zeros(flat[0].size)
     rows = max(1, _CHUNK_ELEMENTS // max(horizon + 1, 1))
@@ -877,5 +886,6 @@ def discounted_expected_purchases(
         part = slice(begin, begin + rows)
         r_k, alpha_k, b_k = (v[part, None] for v in flat)
         cumulative = _expected_repeat_purchases(r_k, alpha_k, a, b_k, periods[None, :])
-        total[part] = np.diff(cumulative, axis=1) @ factors
+        # E[Y(0)] = 0: the first period's purchases are E[Y(1)].
+        total[part] = np.diff(cumulative, axis=1, prepend=0.0) @ factors
     return np.asarray(alive * total[inverse.ravel()].reshape(x.shape), dtype=np.float64)
