@@ -338,12 +338,12 @@ def total_loglik_derivatives(
     sigma = np.where(z >= 0, 1.0, small) / (1.0 + small)
     p = data.weight * sigma
     d_inv = inv_t - inv_tx_rows
-    dz = np.empty((z.size, 4))
-    dz[:, 0] = log_ratio
-    dz[:, 1] = rx * d_inv
-    dz[:, 2] = 1.0 / a
-    dz[:, 3] = -inv_bd
-    grad += p @ dz
+    dz = np.empty((4, z.size))  # (parameters, rows): numpy's loops along the rows
+    dz[0] = log_ratio
+    dz[1] = rx * d_inv
+    dz[2] = 1.0 / a
+    dz[3] = -inv_bd
+    grad += dz @ p
     if not hessian:
         return value, grad, None
 
@@ -359,7 +359,7 @@ def total_loglik_derivatives(
     hess[3, 3] = float(w_x @ (special.polygamma(1, b_alive) - trigamma_alive)) + n * float(
         trigamma_ab - special.polygamma(1, b)
     )
-    hess += (dz * (p * (1.0 - sigma))[:, None]).T @ dz
+    hess += (dz * (p * (1.0 - sigma))) @ dz.T
     hess[0, 1] += float(p @ d_inv)
     hess[1, 1] += float(p @ (rx * (inv_tx_rows**2 - inv_t**2)))
     hess[2, 2] -= float(p.sum()) / a**2
