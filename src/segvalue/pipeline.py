@@ -1373,6 +1373,8 @@ def clv_from_file(
         ``n_customers``, ``spend_model``, ``holdout``, ``warnings``) plus the valuation
         settings, the total CLV with its interval, and the validation report.
     """
+    import math
+
     import pyarrow as pa
 
     from segvalue.data.writers import write_table
@@ -1393,9 +1395,10 @@ def clv_from_file(
     unit, as_of, table = report.time_unit, report.as_of, data.tables["orders"]
     keys = ("frequency", "recency", "T", "monetary_value")
     # One query; the customer ids stay in Arrow (a million of them would each become a
-    # Python string and back), only the models' inputs become numpy.
+    # Python string and back), only the models' inputs become numpy. Sorted by customer
+    # only for the output file: nothing else depends on the order of the customers.
     rfm = rfm_features(table, as_of=as_of, time_unit=unit).select("customer_id", *keys)
-    summary = to_arrow(rfm.order_by("customer_id"))
+    summary = to_arrow(rfm.order_by("customer_id") if out_file is not None else rfm)
     full = numpy_columns(summary, keys)
     # The customers' distinct histories, found once for fitting (without a holdout) and
     # scoring: the transaction models work on those, not on every customer.
@@ -1419,13 +1422,7 @@ def clv_from_file(
         margin=margin,
         histories=histories,
     )
-    predictions = pa.table(
-        {
-            "customer_id": summary.column("customer_id"),
-            **{k: full[k] for k in keys},
-            **scores,
-        }
-    )
+    customer_ids = summary.column("customer_id")
     summary = valuation.to_dict()
     clv = scores["clv"]
     summary.update(
@@ -1435,10 +1432,12 @@ def clv_from_file(
         discount_rate_per_period=rate,
         margin=margin,
         customers_scored=int(clv.size),
-        total_clv=float(clv.sum()),
+        total_clv=math.fsum(clv),  # exact: the same whatever the order of the customers
         report=report.to_dict(),
     )
     if out_file is not None:
+        columns = {"customer_id": customer_ids, **{k: full[k] for k in keys}, **scores}
+        predictions = pa.table(columns)
         write_table(predictions, out_file, protected=protected)
         summary["out"] = str(out_file)
     return summary
