@@ -475,34 +475,41 @@ def _tail_sums(
     # Lay the points of each x out in a row (columns: position among that x's points) and
     # accumulate the tails from the right, all x at once.
     column = np.arange(size) - group_start[group]
-    shape = (group_start.size, int(column.max()) + 1)
-    log_p = np.full(shape, -np.inf)
-    log_p[group[pieces], column[pieces]] = log_piece
-    mean_p = np.zeros((*shape, 4))
-    mean_p[group[pieces], column[pieces]] = piece_mean
-    cov_p = np.zeros((*shape, 4, 4))
+    # (position, x) so that each step of the loop reads contiguous memory; the mean and
+    # the covariance of h side by side (4 + 16 columns). An empty piece or tail has
+    # log -1e300 rather than -inf: the shares then come out as 1 and 1 of nothing, or 0,
+    # without a special case.
+    shape = (int(column.max()) + 1, group_start.size)
+    width = 20 if covariance else 4
+    log_p = np.full(shape, -1e300)
+    log_p[column[pieces], group[pieces]] = log_piece
+    stats_p = np.zeros((*shape, width))
+    stats_p[column[pieces], group[pieces], :4] = piece_mean
     if covariance:
-        cov_p[group[pieces], column[pieces]] = piece_cov
-    log_s = np.full(shape, -np.inf)
-    mean_s = np.zeros((*shape, 4))
-    cov_s = np.zeros((*shape, 4, 4))
-    with np.errstate(invalid="ignore"):
-        for k in range(shape[1] - 2, -1, -1):
-            log_total = np.logaddexp(log_p[:, k], log_s[:, k + 1])
-            live = np.isfinite(log_total)
-            # Shares of the piece and of the rest of the tail (0 where both are empty).
-            w = np.where(live, np.exp(log_p[:, k] - log_total), 0.0)
-            v = np.where(live, np.exp(log_s[:, k + 1] - log_total), 0.0)
-            log_s[:, k] = log_total
-            mean_s[:, k] = w[:, None] * mean_p[:, k] + v[:, None] * mean_s[:, k + 1]
-            if covariance:
-                d = mean_p[:, k] - mean_s[:, k + 1]
-                cov_s[:, k] = (
-                    w[:, None, None] * cov_p[:, k]
-                    + v[:, None, None] * cov_s[:, k + 1]
-                    + (w * v)[:, None, None] * d[:, :, None] * d[:, None, :]
-                )
-    return log_s[group, column], mean_s[group, column].T, cov_s[group, column], base, offset
+        stats_p[column[pieces], group[pieces], 4:] = piece_cov.reshape(-1, 16)
+    log_s = np.full(shape, -1e300)
+    stats_s = np.zeros((*shape, width))
+    for k in range(shape[0] - 2, -1, -1):
+        log_total = np.logaddexp(log_p[k], log_s[k + 1])
+        w = np.exp(log_p[k] - log_total)  # the shares of the piece and of the rest
+        v = np.exp(log_s[k + 1] - log_total)
+        log_s[k] = log_total
+        merged = stats_s[k]
+        np.multiply(w[:, None], stats_p[k], out=merged)
+        merged += v[:, None] * stats_s[k + 1]
+        if covariance:
+            d = stats_p[k, :, :4] - stats_s[k + 1, :, :4]
+            merged[:, 4:] += ((w * v)[:, None, None] * d[:, :, None] * d[:, None, :]).reshape(
+                -1, 16
+            )
+    stats = stats_s[column, group]
+    return (
+        log_s[column, group],
+        stats[:, :4].T,
+        stats[:, 4:].reshape(-1, 4, 4) if covariance else np.zeros((size, 4, 4)),
+        base,
+        offset,
+    )
 
 
 def _terms(
