@@ -6,7 +6,7 @@ CLV over a horizon of whole periods is
 
 with d the discount rate per period (see :func:`segvalue.units.per_period_rate`). Intervals
 come from parameter uncertainty by the delta method on log(CLV): the gradient with respect
-to the log-parameters of both models (central differences, a few model evaluations) and
+to the log-parameters of both models (forward differences, one model evaluation per parameter) and
 the models' covariance matrices, assumed independent between the two models.
 
 The transaction model is evaluated once per distinct (x, t_x, T) history (and evaluates its
