@@ -71,8 +71,11 @@ _B_LARGE = 50.0
 _ONE_MINUS_Z_SMALL = 1e-2
 # Terms of the power series of eq. (7) for small t/alpha (ratio <= 1/2: 2^-60 ~ 1e-18).
 _SERIES_TERMS = 60
-# Memory bound (elements) for the quadrature and discounting grids.
+# Memory bound (elements) for the quadrature grids.
 _CHUNK_ELEMENTS = 2_000_000
+# Elements per block of the discounting grid: each temporary stays in the cache (and a
+# process's first blocks fault in little fresh memory), ~2x faster than one big block.
+_GRID_BLOCK = 65_536
 
 
 def _unpack(params: Params) -> tuple[float, float, float, float]:
@@ -885,11 +888,14 @@ def discounted_expected_purchases(
     factors = (1.0 + discount_rate) ** -periods
     flat = [np.asarray(v, dtype=np.float64).ravel() for v in (r_post, alpha_post, b_post)]
     total = np.zeros(flat[0].size)
-    rows = max(1, _CHUNK_ELEMENTS // max(horizon + 1, 1))
+    rows = max(1, _GRID_BLOCK // max(horizon, 1))
     for begin in range(0, total.size, rows):
         part = slice(begin, begin + rows)
         r_k, alpha_k, b_k = (v[part, None] for v in flat)
         cumulative = _expected_repeat_purchases(r_k, alpha_k, a, b_k, periods[None, :])
-        # E[Y(0)] = 0: the first period's purchases are E[Y(1)].
-        total[part] = np.diff(cumulative, axis=1, prepend=0.0) @ factors
+        # E[Y(0)] = 0: the first period's purchases are E[Y(1)]. numpy's own sum (not
+        # BLAS, whose sums depend on the block's size) keeps each row's value the same
+        # whatever the blocks.
+        increments = np.diff(cumulative, axis=1, prepend=0.0)
+        total[part] = np.einsum("ij,j->i", increments, factors)
     return np.asarray(alive * total[inverse.ravel()].reshape(x.shape), dtype=np.float64)
