@@ -26,6 +26,7 @@ from segvalue.models.bgnbd import BetaGeoModel
 from segvalue.models.clv import customer_lifetime_value
 from segvalue.models.gamma_gamma import GammaGammaModel
 from segvalue.models.holdout import holdout_report
+from segvalue.valuation import Valuation, score_customers
 
 DATA = Path(__file__).parent / "data"
 SAMPLE = DATA / "CDNOW_sample.txt"
@@ -222,3 +223,38 @@ def test_free_repeat_purchases_get_the_population_mean_spend(
     population_mean = spend.params_["p"] * spend.params_["gamma"] / (spend.params_["q"] - 1)
     assert result.expected_spend == pytest.approx([population_mean, population_mean])
     assert np.all(result.clv > 0)
+
+
+# Histories (frequency, recency, T, monetary value) to draw customers from, with repeats:
+# two customers may share a history and differ in spend, or share everything.
+_POOL = [
+    (0, 0.0, 38.86, 0.0),
+    (0, 0.0, 10.0, 0.0),
+    (2, 30.43, 38.86, 20.0),
+    (2, 30.43, 38.86, 35.0),
+    (2, 5.0, 38.86, 20.0),
+    (7, 35.0, 38.86, 45.0),
+    (1, 2.0, 10.0, 8.0),
+    (3, 20.0, 38.0, 0.0),  # free repeat purchases
+]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.sampled_from(_POOL), min_size=1, max_size=12))
+def test_scoring_each_distinct_history_once_equals_scoring_each_customer_alone(
+    fitted: tuple[BetaGeoModel, GammaGammaModel], customers: list[tuple[float, ...]]
+) -> None:
+    """score_customers evaluates the transaction model once per distinct history and
+    scatters the results: every customer must get what she gets when scored alone."""
+    model, spend = fitted
+    valuation = Valuation("bgnbd", model, spend, None)
+    keys = ("frequency", "recency", "T", "monetary_value")
+    columns = zip(*customers, strict=True)
+    features = {k: np.array(c, dtype=float) for k, c in zip(keys, columns, strict=True)}
+    options = {"horizon": 52, "discount_rate": 0.002, "margin": 0.3}
+    together = score_customers(valuation, features, **options)
+    for i in range(len(customers)):
+        one = {k: v[i : i + 1] for k, v in features.items()}
+        alone = score_customers(valuation, one, **options)
+        for name, values in together.items():
+            np.testing.assert_allclose(values[i], alone[name][0], rtol=1e-10, err_msg=name)

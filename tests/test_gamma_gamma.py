@@ -159,8 +159,8 @@ def test_gradient_matches_central_differences(
     params: tuple[float, float, float], rows: list[tuple[int, float]]
 ) -> None:
     x, m = (np.array(c, dtype=float) for c in zip(*rows, strict=True))
-    data = {"x": x, "m": m, "weights": np.arange(1.0, x.size + 1)}
     model = GammaGammaModel()
+    data = model._prepare({"x": x, "m": m, "weights": np.arange(1.0, x.size + 1)})
     log_params = np.log(params)
     _, grad = model._negative_loglik(log_params, data)
     step = 1e-6
@@ -173,6 +173,20 @@ def test_gradient_matches_central_differences(
             model._negative_loglik(up, data)[0] - model._negative_loglik(down, data)[0]
         ) / (2 * step)
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=80, deadline=None)
+@given(params=st.tuples(positive, positive, positive), rows=spend_rows)
+def test_total_grouped_by_frequency_equals_sum_over_customers(
+    params: tuple[float, float, float], rows: list[tuple[int, float]]
+) -> None:
+    """The fit's objective (gamma functions once per distinct x) is the per-customer sum."""
+    x, m = (np.array(c, dtype=float) for c in zip(*rows, strict=True))
+    weights = np.arange(1.0, x.size + 1)
+    value, grad = gg.total_loglik_gradient(params, gg.prepare_fit_data(x, m, weights))
+    ll, per_customer = gg.log_likelihood_gradient(params, x, m)
+    assert value == pytest.approx(float(weights @ ll), rel=1e-12, abs=1e-9)
+    np.testing.assert_allclose(grad, weights @ per_customer, rtol=1e-10, atol=1e-9)
 
 
 @settings(max_examples=80, deadline=None)

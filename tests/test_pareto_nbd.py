@@ -34,6 +34,7 @@ from scipy import integrate, special
 from btyd_simulate import simulate_pareto_nbd
 from segvalue.errors import DataValidationError, NotFittedError
 from segvalue.models import _pareto_nbd_math as pnbd
+from segvalue.models._fit import compress_rows
 from segvalue.models.base import model_from_json
 from segvalue.models.pareto_nbd import ParetoNBDModel
 
@@ -235,6 +236,86 @@ def test_total_derivatives_match_the_per_customer_gradient_and_differences(
         numeric[:, j] = (up - down) / (2 * step[j])
     scale = np.abs(hess).max() + 1.0
     np.testing.assert_allclose(hess, numeric, rtol=1e-4, atol=1e-5 * scale)
+
+
+@st.composite
+def grid_histories(draw: Callable[..., Any]) -> tuple[Any, Any, Any]:
+    """Many customers on a daily grid (days / 7): few distinct (x, time) points, so that
+    the likelihood integrals go through the tail sums of ``_history_integrals``."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    size = 2000
+    x = rng.choice([0.0, 1.0, 2.0, 7.0, 40.0], size)
+    days = rng.integers(0, 40, size)
+    T = days / 7.0
+    t_x = np.where(x > 0, np.floor(rng.uniform(0.0, 1.0, size) * (days + 1)) / 7.0, 0.0)
+    return x, np.minimum(t_x, T), T
+
+
+@settings(max_examples=40, deadline=None)
+@given(params=log_params, data=grid_histories())
+def test_tail_sums_equal_one_integral_per_history(params: Any, data: tuple[Any, Any, Any]) -> None:
+    """The likelihood integral of many histories as differences of accumulated tails
+    equals integrating each history on its own: value, means and covariances of the
+    integrand's log-gradient (which give the exact gradient and Hessian)."""
+    x, t_x, T = data
+    points = pnbd.history_points(x, t_x, T)
+    assert points is not None
+    tails = pnbd._history_integrals(params, x, t_x, T, covariance=True, points=points)
+    own = pnbd._history_integrals(params, x, t_x, T, covariance=True, points=None)
+    assert tails.points is not None and tails.tail.sum() > 0
+    finite = np.isfinite(own.log_integral)
+    np.testing.assert_array_equal(finite, np.isfinite(tails.log_integral))
+    # log I to 1e-10: I to 1e-10 relative (each way is accurate to ~1e-12 in the log).
+    np.testing.assert_allclose(tails.log_integral[finite], own.log_integral[finite], atol=1e-10)
+    np.testing.assert_allclose(tails.mean, own.mean, rtol=1e-8, atol=1e-12)
+    for j in range(4):
+        np.testing.assert_allclose(
+            tails.variance(j), own.variance(j), rtol=1e-5, atol=1e-9 * own.variance(j).max()
+        )
+    weights = np.linspace(0.5, 2.0, x.size)
+
+    def scale_of(xs: Any) -> Any:
+        out = np.ones((4, xs.size))
+        out[1] = params[0] + xs
+        out[3] = params[2] + 1.0
+        return out
+
+    want = own.covariance_sum(weights, scale_of)
+    got = tails.covariance_sum(weights, scale_of)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9 * np.abs(want).max())
+
+
+@settings(max_examples=20, deadline=None)
+@given(params=log_params, data=grid_histories())
+def test_total_derivatives_through_tail_sums_equal_those_per_history(
+    params: Any, data: tuple[Any, Any, Any]
+) -> None:
+    x, t_x, T = data
+    rows = compress_rows(x, t_x, T)
+    value, grad, hess = pnbd.total_loglik_derivatives(params, *rows, points=True)
+    want_value, want_grad, want_hess = pnbd.total_loglik_derivatives(params, *rows, points=None)
+    # Each history's log-likelihood to 1e-10 (both ways accurate to ~1e-12 in log I).
+    assert value == pytest.approx(want_value, rel=1e-12, abs=1e-10 * x.size)
+    scale = np.abs(want_grad * params).max() + 1.0
+    np.testing.assert_allclose(grad * params, want_grad * params, rtol=1e-8, atol=1e-9 * scale)
+    hess_log = hess * np.outer(params, params)
+    want_log = want_hess * np.outer(params, params)
+    np.testing.assert_allclose(hess_log, want_log, rtol=1e-6, atol=1e-8 * np.abs(want_log).max())
+
+
+def test_histories_whose_tail_cancels_are_integrated_on_their_own() -> None:
+    """Customers who bought twice at the same times and are observed for one day up to
+    285 weeks more: for the shortest, S(t_x) - S(T) would cancel to a thousandth of
+    S(t_x) (a slowly decaying integrand), so that history is integrated directly."""
+    T = np.tile(10.0 + np.arange(1, 2001) / 7.0, 8)  # eight customers per day
+    x, t_x = np.ones_like(T), np.full_like(T, 10.0)
+    params = (0.01, 1000.0, 0.01, 1000.0)  # f falls by a fifth over the 285 weeks
+    tails = pnbd._history_integrals(params, x, t_x, T, covariance=True)
+    own = pnbd._history_integrals(params, x, t_x, T, covariance=True, points=None)
+    assert tails.points is not None
+    assert 0 in tails.own and tails.tail.sum() > 0  # T = t_x + 1 day: S(t_x) / I > 1,000
+    np.testing.assert_allclose(tails.log_integral, own.log_integral, rtol=0, atol=1e-12)
 
 
 @settings(max_examples=60, deadline=None)

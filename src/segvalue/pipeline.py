@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from segvalue.data.validation import ValidatedData, ValidationReport
+    from segvalue.models.base import Histories
     from segvalue.segments.segmentation import Segmentation
     from segvalue.valuation import Valuation
 
@@ -1334,8 +1335,13 @@ def _fit_valuation(
     model: str,
     spend_model: str,
     full: dict[str, Any] | None = None,
+    histories: Histories | None = None,
 ) -> Valuation:
-    """Fit the CLV models on orders in the engine, with a holdout report when asked."""
+    """Fit the CLV models on orders in the engine, with a holdout report when asked.
+
+    ``full`` (features at ``as_of``) and its ``histories`` are used when there is no
+    holdout: then the calibration period is the whole history.
+    """
     from segvalue.features.materialise import to_numpy
     from segvalue.features.rfm import calibration_holdout, repeat_purchases_by_period, rfm_features
     from segvalue.valuation import fit_valuation
@@ -1345,7 +1351,10 @@ def _fit_valuation(
         calibration = (
             full if full is not None else to_numpy(rfm_features(table, as_of=as_of, time_unit=unit))
         )
+        if full is None:
+            histories = None
     else:
+        histories = None
         if calibration_end >= as_of:
             raise ConfigError(
                 f"calibration end {calibration_end} is not before the observation end {as_of}",
@@ -1370,6 +1379,7 @@ def _fit_valuation(
         time_unit=unit,
         holdout=holdout,
         cumulative=cumulative,
+        histories=histories,
     )
 
 
@@ -1424,11 +1434,14 @@ def clv_from_file(
         ``n_customers``, ``spend_model``, ``holdout``, ``warnings``) plus the valuation
         settings, the total CLV with its interval, and the validation report.
     """
+    import math
+
     import pyarrow as pa
 
     from segvalue.data.writers import write_table
     from segvalue.features.materialise import numpy_columns, to_arrow
     from segvalue.features.rfm import rfm_features
+    from segvalue.models.base import Histories
     from segvalue.units import per_period_rate
     from segvalue.valuation import score_customers
 
@@ -1443,10 +1456,14 @@ def clv_from_file(
     unit, as_of, table = report.time_unit, report.as_of, data.tables["orders"]
     keys = ("frequency", "recency", "T", "monetary_value")
     # One query; the customer ids stay in Arrow (a million of them would each become a
-    # Python string and back), only the models' inputs become numpy.
+    # Python string and back), only the models' inputs become numpy. Sorted by customer
+    # only for the output file: nothing else depends on the order of the customers.
     rfm = rfm_features(table, as_of=as_of, time_unit=unit).select("customer_id", *keys)
-    summary = to_arrow(rfm.order_by("customer_id"))
+    summary = to_arrow(rfm.order_by("customer_id") if out_file is not None else rfm)
     full = numpy_columns(summary, keys)
+    # The customers' distinct histories, found once for fitting (without a holdout) and
+    # scoring: the transaction models work on those, not on every customer.
+    histories = Histories.of(full["frequency"], full["recency"], full["T"])
     valuation = _fit_valuation(
         table,
         as_of=as_of,
@@ -1455,10 +1472,16 @@ def clv_from_file(
         model=model,
         spend_model=spend_model,
         full=full,
+        histories=histories,
     )
     rate = per_period_rate(discount_rate, unit)
     scores = score_customers(
-        valuation, full, horizon=int(horizon), discount_rate=rate, margin=margin
+        valuation,
+        full,
+        horizon=int(horizon),
+        discount_rate=rate,
+        margin=margin,
+        histories=histories,
     )
     customer_ids = summary.column("customer_id")
     summary = valuation.to_dict()
@@ -1470,14 +1493,13 @@ def clv_from_file(
         discount_rate_per_period=rate,
         margin=margin,
         customers_scored=int(clv.size),
-        total_clv=float(clv.sum()),
+        total_clv=math.fsum(clv),  # exact: the same whatever the order of the customers
         report=report.to_dict(),
     )
     if out_file is not None:
         # Built only when written: Arrow from numpy imports pandas (pyarrow checks for it).
-        predictions = pa.table(
-            {"customer_id": customer_ids, **{k: full[k] for k in keys}, **scores}
-        )
+        columns = {"customer_id": customer_ids, **{k: full[k] for k in keys}, **scores}
+        predictions = pa.table(columns)
         write_table(predictions, out_file, protected=protected)
         summary["out"] = str(out_file)
     return summary

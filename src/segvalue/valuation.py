@@ -13,11 +13,12 @@ import importlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
 from segvalue.errors import ConfigError, DataValidationError
+from segvalue.models.base import Histories
 from segvalue.models.clv import MAX_INTERVAL_RATIO, customer_lifetime_value
 from segvalue.models.holdout import HoldoutReport, choose_model, holdout_report
 from segvalue.units import TimeUnit
@@ -34,6 +35,8 @@ __all__ = [
 ]
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 #: Command-line names of the transaction models and where they live.
 TRANSACTION_MODELS: dict[str, tuple[str, str]] = {
@@ -54,6 +57,25 @@ TINY_PARAMETER = 1e-4
 HUGE_PARAMETER = 1e6
 #: Holdout correlation of predicted and actual purchases below which the fit is doubtful.
 MIN_HOLDOUT_CORRELATION = 0.2
+
+
+def _one_blas_thread(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run ``function`` with BLAS on one thread.
+
+    The models make many short matrix products (sums over a million customers of a few
+    columns): a BLAS thread hand-off costs more than the product itself, fifty times so
+    for a dot product when the other core is busy. One thread also makes the fits
+    independent of the core count (the order of floating-point sums is fixed).
+    """
+
+    @functools.wraps(function)
+    def wrapped(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            return function(*args, **kwargs)
+
+    return wrapped
 
 
 def _model_class(name: str) -> Any:
@@ -238,6 +260,7 @@ def fit_warnings(name: str, model: Any, report: HoldoutReport | None = None) -> 
     return found
 
 
+@_one_blas_thread
 def fit_valuation(
     calibration: dict[str, FloatArray],
     *,
@@ -246,6 +269,7 @@ def fit_valuation(
     time_unit: TimeUnit | None = None,
     holdout: tuple[FloatArray, float] | None = None,
     cumulative: tuple[FloatArray, FloatArray] | None = None,
+    histories: Histories | None = None,
 ) -> Valuation:
     """Fit the transaction model(s) and the spend model on calibration features.
 
@@ -269,6 +293,10 @@ def fit_valuation(
     cumulative
         ``(periods, cumulative_actual)`` repeat purchases since the calibration start,
         for the tracking curve.
+    histories
+        ``Histories.of`` the calibration's frequency, recency and T, when the caller has
+        it already (computed otherwise). Every transaction model is fitted and validated
+        on the distinct histories, weighted by their customers.
 
     Returns
     -------
@@ -294,13 +322,16 @@ def fit_valuation(
     names = list(AUTO_CANDIDATES) if model == "auto" else [model]
     classes = {name: _model_class(name) for name in names}
     x, t_x, big_t = calibration["frequency"], calibration["recency"], calibration["T"]
+    if histories is None:
+        histories = Histories.of(x, t_x, big_t)
     notes: list[str] = []
     candidates: dict[str, Any] = {}
     for name, cls in classes.items():
+        fit = functools.partial(
+            cls().fit, *histories.columns, weights=histories.counts, time_unit=time_unit
+        )
         try:
-            candidates[name] = _collecting(
-                functools.partial(cls().fit, x, t_x, big_t, time_unit=time_unit), notes
-            )
+            candidates[name] = _collecting(fit, notes)
         except ConvergenceError as exc:
             if len(names) == 1:
                 raise
@@ -323,6 +354,7 @@ def fit_valuation(
                 holdout[1],
                 periods=periods,
                 cumulative_actual=actual,
+                histories=histories,
             )
     # auto chooses among the well-identified fits (no parameter at a boundary, finite
     # intervals) when there are any: a degenerate fit can have the better likelihood.
@@ -392,6 +424,7 @@ def _fit_spend(x: FloatArray, m: FloatArray, notes: list[str]) -> tuple[Any, int
         return None, excluded, fallback.format(why=exc.message)
 
 
+@_one_blas_thread
 def score_customers(
     valuation: Valuation,
     features: dict[str, FloatArray],
@@ -400,6 +433,7 @@ def score_customers(
     discount_rate: float,
     margin: float = 1.0,
     intervals: bool = True,
+    histories: Histories | None = None,
 ) -> dict[str, FloatArray]:
     """Per-customer scores from the fitted models.
 
@@ -417,6 +451,10 @@ def score_customers(
         Profit share of spend.
     intervals
         Add ``clv_lower`` / ``clv_upper`` from parameter uncertainty.
+    histories
+        ``Histories.of`` the features' frequency, recency and T, when the caller has it
+        already (computed otherwise): the transaction model scores each distinct history
+        once.
 
     Returns
     -------
@@ -426,8 +464,12 @@ def score_customers(
     """
     t = valuation.transactions
     x, t_x, big_t = features["frequency"], features["recency"], features["T"]
+    if histories is None:
+        histories = Histories.of(x, t_x, big_t)
     # Rounding may put P(alive) a hair outside [0, 1] ("-0.0 %" churn): clip.
-    alive = np.clip(np.asarray(t.probability_alive(x, t_x, big_t), dtype=np.float64), 0.0, 1.0)
+    alive = histories.per_customer(
+        np.clip(np.asarray(t.probability_alive(*histories.columns), dtype=np.float64), 0.0, 1.0)
+    )
     value = customer_lifetime_value(
         t,
         x,
@@ -439,6 +481,7 @@ def score_customers(
         spend=valuation.spend,
         monetary_value=features["monetary_value"],
         intervals=intervals,
+        histories=histories,
     )
     lower, upper = value.lower, value.upper
     unavailable = int(np.sum(np.isnan(lower) & np.isfinite(value.clv))) if intervals else 0
@@ -451,8 +494,8 @@ def score_customers(
     return {
         "probability_alive": alive,
         "churn_risk": 1.0 - alive,
-        "expected_purchases": np.asarray(
-            t.expected_purchases(x, t_x, big_t, horizon=float(horizon)), dtype=np.float64
+        "expected_purchases": histories.per_customer(
+            t.expected_purchases(*histories.columns, horizon=float(horizon))
         ),
         "expected_spend": value.expected_spend,
         "clv": value.clv,

@@ -36,13 +36,16 @@ Everything is computed in log space; inputs are assumed valid (the estimator in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import digamma, exprel, gammaln, polygamma, xlogy
+
+from segvalue.models._fit import factorize, unique_rows
 
 __all__ = [
     "conditional_probability_of_purchases",
@@ -173,13 +176,16 @@ def _integral(
     *,
     nodes: int | None = None,
     second: bool = False,
+    relative: bool = False,
 ) -> tuple[FloatArray, FloatArray, FloatArray | None]:
     """:func:`log_pareto_integral` with the moments of ``-grad log f`` in (a, A, b, B).
 
     For the integrand ``f = (A + D)^-a (B + D)^-b`` those derivatives are, up to the
     constants log A and log B, ``g = (log1p(D / A), a / (A + D), log1p(D / B), b / (B + D))``.
     Returns the log-integral, the integrand-weighted means of g (..., 4) and, with
-    ``second``, the means of g g' (..., 4, 4).
+    ``second``, the means of g g' (..., 4, 4). ``relative``: the log-integral of
+    ``f / f(0) = (1 + D / A)^-a (1 + D / B)^-b`` instead, free of the large logarithm
+    ``a log A + b log B``.
     """
     a_, big_a, b_, big_b, span = np.broadcast_arrays(
         _f(a), _f(start_a), _f(b), _f(start_b), _f(length)
@@ -216,7 +222,7 @@ def _integral(
             log_total, share = _normalise(
                 log_w - ea[:, None] * values[..., 0] - eb[:, None] * values[..., 2]
             )
-            log_out[sl] = log_total - ea * np.log(aa) - eb * np.log(bb)
+            log_out[sl] = log_total if relative else log_total - ea * np.log(aa) - eb * np.log(bb)
             moments[sl] = np.matmul(share[:, None, :], values)[:, 0, :]
             if seconds is not None:
                 seconds[sl] = np.matmul(values.transpose(0, 2, 1) * share[:, None, :], values)
@@ -227,19 +233,312 @@ def _integral(
     )
 
 
+# --- the likelihood integral of many histories at once ------------------------------------
+
+# Rows per distinct (x, time) point above which the integrals of many histories go through
+# the tail sums of :func:`_history_integrals` instead of one quadrature per history.
+_ROWS_PER_POINT = 4.0
+# Tail sums lose about log10(S / I) digits to cancellation (S the tail after t_x, I the
+# integral up to T): above this ratio a history's integral is evaluated on its own.
+_MAX_CANCELLATION = 1e3
+
+
+@dataclass(frozen=True)
+class HistoryPoints:
+    """Where many histories' times fall among the distinct (x, time) points.
+
+    ``points`` (P, 2): the distinct (x, t_x) and (x, T) pairs, sorted; ``start`` and
+    ``end``: each history's t_x and T among them. Depends on the data only: built once
+    per fit (:func:`history_points`) and reused at every evaluation.
+    """
+
+    points: FloatArray
+    start: np.ndarray[Any, Any]
+    end: np.ndarray[Any, Any]
+
+
+def history_points(x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> HistoryPoints | None:
+    """The :class:`HistoryPoints` of 1-d histories, or None when tail sums would not pay.
+
+    They pay when there are at least ``_ROWS_PER_POINT`` histories per point.
+
+    Examples
+    --------
+    >>> x, t_x, T = [1.0] * 8 + [0.0] * 8, [1.0] * 8 + [0.0] * 8, [3.0] * 16
+    >>> history_points(x, t_x, T).points.tolist()
+    [[0.0, 0.0], [0.0, 3.0], [1.0, 1.0], [1.0, 3.0]]
+    """
+    x_, t_, T_ = (_f(v).ravel() for v in (x, t_x, T))
+    n = x_.size
+    points, index = unique_rows(np.concatenate([x_, x_]), np.concatenate([t_, T_]))
+    if points.shape[0] * _ROWS_PER_POINT > n:
+        return None
+    return HistoryPoints(points, index[:n], index[n:])
+
+
+@dataclass(frozen=True)
+class _Integrals:
+    """The integrals I of many histories and moments of ``-grad log f`` over each.
+
+    For a history (x, t_x, T), ``I = int_{t_x}^T f(tau) d tau`` with the integrand of the
+    likelihood ``f(tau) = (alpha + tau)^-(r + x) (beta + tau)^-(s + 1)``, and
+    ``h(tau) = (log((alpha + tau) / (alpha + t_x)), 1 / (alpha + tau),
+    log((beta + tau) / (beta + t_x)), 1 / (beta + tau))``, whose f-weighted mean and
+    covariance over (t_x, T] give the derivatives of log I (differentiation under the
+    integral sign; ``-grad log f = (h0, (r + x) h1, h2, (s + 1) h3)`` up to constants).
+    ``log_integral`` is -inf and ``mean`` 0 for an empty interval (T = t_x). Arrays over
+    histories are laid out (4, n): numpy's loops run along the long axis.
+    """
+
+    x: FloatArray  # (n,) the histories' x
+    log_integral: FloatArray  # (n,)
+    mean: FloatArray  # (4, n)
+    own: np.ndarray[Any, Any]  # histories integrated on their own ...
+    own_cov: FloatArray  # ... and their covariances of h, (len(own), 4, 4)
+    points: HistoryPoints | None  # the others (tail > 0) are differences of two tails:
+    tail: FloatArray  # (n,) 1 where a history is, else 0
+    after: FloatArray  # (n,) S(T) / S(t_x): the share of the tail from t_x lying after T
+    gap: FloatArray  # (4, n) (mean over the tail from t_x) - (mean over the tail from T)
+    point_cov: FloatArray  # covariance of h over the tail from each point, (P, 4, 4)
+
+    def variance(self, j: int) -> FloatArray:
+        """The variance of h_j over each history's interval, (n,)."""
+        out = np.zeros(self.x.size)
+        out[self.own] = self.own_cov[:, j, j]
+        if self.points is not None:
+            cov = self.point_cov[:, j, j]
+            keep = 1.0 / (1.0 - self.after)
+            start, end = self.points.start, self.points.end
+            gap = self.gap[j] * keep
+            out += self.tail * ((cov[start] - self.after * cov[end]) * keep - self.after * gap**2)
+        return out
+
+    def covariance_sum(
+        self, weights: FloatArray, scale_of: Callable[[FloatArray], FloatArray]
+    ) -> FloatArray:
+        """sum_i weights_i (s_i s_i') * Cov_i(h) (* elementwise) with s_i = scale_of(x_i).
+
+        ``scale_of`` maps an array of m values of x to their scales, (4, m).
+        """
+        own = self.own
+        scale = scale_of(self.x[own])
+        total = np.einsum("i,ji,ki,ijk->jk", weights[own], scale, scale, self.own_cov)
+        if self.points is None:
+            return np.asarray(total)
+        # Cov over (t_x, T] from the covariances over the tails from t_x and from T:
+        # C_I = (C_start - after C_end) / (1 - after) - after / (1 - after)^2 gap gap'.
+        w = weights * self.tail
+        keep = 1.0 / (1.0 - self.after)
+        size = self.point_cov.shape[0]
+        start, end = self.points.start, self.points.end
+        coef = np.bincount(start, weights=w * keep, minlength=size)
+        coef -= np.bincount(end, weights=w * self.after * keep, minlength=size)
+        point_scale = scale_of(self.points.points[:, 0])
+        total += np.einsum(
+            "jp,kp,pjk->jk", coef * point_scale, point_scale, self.point_cov, optimize=True
+        )
+        spread = scale_of(self.x) * self.gap
+        total -= (spread * (w * self.after * keep**2)) @ spread.T
+        return np.asarray(total)
+
+
+def _history_integrals(
+    params: Params,
+    x: FloatArray,
+    t_x: FloatArray,
+    T: FloatArray,
+    *,
+    covariance: bool,
+    points: HistoryPoints | bool | None = True,
+) -> _Integrals:
+    """I, mean and covariance of h (:class:`_Integrals`) for 1-d histories (x, t_x, T).
+
+    I is additive over (t_x, T]: with the distinct times tau_0 < tau_1 < ... of the
+    histories that share x, ``I = S(t_x) - S(T)`` where ``S(tau_k)`` is the integral from
+    tau_k to the last of them, a sum of pieces over consecutive times. Many customers
+    share few (x, time) points (days / 7 over two years: 731 times), so the pieces are far
+    fewer than the histories: each piece is integrated by :func:`_integral`, the tails are
+    accumulated backwards in log space (means and covariances merged as for disjoint
+    samples), and each history takes the difference of two tails. Because f decreases,
+    ``S(t_x) / I`` is at most about the number of points after t_x; a history where it
+    exceeds ``_MAX_CANCELLATION`` is integrated on its own. Logarithms are kept relative
+    to each x's first point, so that the cancellation acts on small numbers.
+
+    ``points``: the histories' :class:`HistoryPoints` (from :func:`history_points`), True
+    to find them (and use the tail sums where they pay), None or False to integrate
+    every history on its own.
+    """
+    r, alpha, s, beta = (float(p) for p in params)
+    n = x.size
+    if points is True:
+        points = history_points(x, t_x, T) if n else None
+    empty = ~(t_x < T)  # (recency may exceed T by 1e-9 relative: rounding)
+    tail = np.zeros(n)
+    after = np.zeros(n)
+    gap = np.zeros((4, n))
+    point_cov = np.zeros((0, 4, 4))
+    if isinstance(points, HistoryPoints):
+        log_tail, tail_mean, point_cov, base, offset = _tail_sums(
+            r, alpha, s, beta, points.points, covariance=covariance
+        )
+        start, end = points.start, points.end
+        with np.errstate(divide="ignore", invalid="ignore"):
+            difference = log_tail[end] - log_tail[start]  # <= 0: S(T) <= S(t_x)
+            after = np.exp(difference)
+            usable = ~empty & (after < 1.0 - 1.0 / _MAX_CANCELLATION)
+            after = np.where(usable, after, 0.0)
+            log_integral = base[start] + log_tail[start] + np.log(-np.expm1(difference))
+        mean_start, mean_end = np.take(tail_mean, start, axis=1), np.take(tail_mean, end, axis=1)
+        gap = mean_start - mean_end
+        mean = (mean_start - after * mean_end) / (1.0 - after)
+        # From logarithms relative to the first point of x to those relative to t_x.
+        mean[(0, 2),] -= np.take(offset, start, axis=1)
+        tail = usable.astype(np.float64)
+        own = np.flatnonzero(~empty & ~usable)
+    else:
+        points = None
+        log_integral = np.empty(n)
+        mean = np.empty((4, n))
+        own = np.flatnonzero(~empty)
+    if empty.any():
+        log_integral[empty] = -np.inf
+        mean[:, empty] = 0.0
+        gap[:, empty] = 0.0
+    own_cov = np.zeros((own.size, 4, 4))
+    if own.size:
+        a = r + x[own]
+        log_own, first, second = _integral(
+            a, alpha + t_x[own], s + 1.0, beta + t_x[own], T[own] - t_x[own], second=covariance
+        )
+        log_integral[own] = log_own
+        own_mean, own_cov = _to_h(first, second, a, s + 1.0)
+        mean[:, own] = own_mean.T
+        gap[:, own] = 0.0
+    return _Integrals(x, log_integral, mean, own, own_cov, points, tail, after, gap, point_cov)
+
+
+def _to_h(
+    first: FloatArray, second: FloatArray | None, a: FloatArray, b: float
+) -> tuple[FloatArray, FloatArray]:
+    """Mean and covariance of h from :func:`_integral`'s moments of g (same start).
+
+    g = (h0, a h1, h2, b h3).
+    """
+    inverse = np.ones_like(first)
+    inverse[:, 1], inverse[:, 3] = 1.0 / a, 1.0 / b
+    mean = first * inverse
+    if second is None:
+        return mean, np.zeros((first.shape[0], 4, 4))
+    cov = (second - first[:, :, None] * first[:, None, :]) * (
+        inverse[:, :, None] * inverse[:, None, :]
+    )
+    return mean, cov
+
+
+def _tail_sums(
+    r: float, alpha: float, s: float, beta: float, points: FloatArray, *, covariance: bool
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """The integrals of f and the moments of h over the tail from each (x, tau) point to
+    the last point of its x (points sorted by x, then tau; the last point's tail is empty).
+
+    Returns per point: log S - base, the mean (4, P) and covariance (P, 4, 4) of h,
+    base, and the offsets of the logarithms (2, P): S in units of f(tau_0) (``base =
+    log f(tau_0)``) and h with logarithms relative to tau_0, the first point of that x
+    (``offset``: those of tau).
+    """
+    size = points.shape[0]
+    px, tau = points[:, 0], points[:, 1]
+    first_of_x = np.r_[True, px[1:] != px[:-1]]
+    group = np.cumsum(first_of_x) - 1
+    group_start = np.flatnonzero(first_of_x)
+    origin = tau[group_start][group]  # tau_0 of each point's x
+    offset = np.stack(
+        [np.log1p((tau - origin) / (alpha + origin)), np.log1p((tau - origin) / (beta + origin))]
+    )
+    a_all = r + px
+    base = -a_all * np.log(alpha + origin) - (s + 1.0) * np.log(beta + origin)
+    pieces = np.flatnonzero(np.r_[~first_of_x[1:], False])  # a next point of the same x
+    a = a_all[pieces]
+    log_piece, first, second = _integral(
+        a,
+        alpha + tau[pieces],
+        s + 1.0,
+        beta + tau[pieces],
+        tau[pieces + 1] - tau[pieces],
+        second=covariance,
+        relative=True,
+    )
+    # In units of f(tau_0): f(tau_p) / f(tau_0) from the offsets of tau_p.
+    log_piece -= a * offset[0, pieces] + (s + 1.0) * offset[1, pieces]
+    piece_mean, piece_cov = _to_h(first, second, a, s + 1.0)
+    piece_mean[:, (0, 2)] += offset[:, pieces].T
+    # Lay the points of each x out in a row (columns: position among that x's points) and
+    # accumulate the tails from the right, all x at once.
+    column = np.arange(size) - group_start[group]
+    # (position, x) so that each step of the loop reads contiguous memory; the mean and
+    # the covariance of h side by side (4 + 16 columns). An empty piece or tail has
+    # log -1e300 rather than -inf: the shares then come out as 1 and 1 of nothing, or 0,
+    # without a special case.
+    shape = (int(column.max()) + 1, group_start.size)
+    width = 20 if covariance else 4
+    log_p = np.full(shape, -1e300)
+    log_p[column[pieces], group[pieces]] = log_piece
+    stats_p = np.zeros((*shape, width))
+    stats_p[column[pieces], group[pieces], :4] = piece_mean
+    if covariance:
+        stats_p[column[pieces], group[pieces], 4:] = piece_cov.reshape(-1, 16)
+    log_s = np.full(shape, -1e300)
+    stats_s = np.zeros((*shape, width))
+    for k in range(shape[0] - 2, -1, -1):
+        log_total = np.logaddexp(log_p[k], log_s[k + 1])
+        w = np.exp(log_p[k] - log_total)  # the shares of the piece and of the rest
+        v = np.exp(log_s[k + 1] - log_total)
+        log_s[k] = log_total
+        merged = stats_s[k]
+        np.multiply(w[:, None], stats_p[k], out=merged)
+        merged += v[:, None] * stats_s[k + 1]
+        if covariance:
+            d = stats_p[k, :, :4] - stats_s[k + 1, :, :4]
+            merged[:, 4:] += ((w * v)[:, None, None] * d[:, :, None] * d[:, None, :]).reshape(
+                -1, 16
+            )
+    stats = stats_s[column, group]
+    return (
+        log_s[column, group],
+        stats[:, :4].T,
+        stats[:, 4:].reshape(-1, 4, 4) if covariance else np.zeros((size, 4, 4)),
+        base,
+        offset,
+    )
+
+
 def _terms(
     params: Params, x: ArrayLike, t_x: ArrayLike, T: ArrayLike
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
-    """log C, log(alive term), log(dead term) of the likelihood and the integral moments."""
+    """log C, log(alive term), log(dead term) of the likelihood and the means of h.
+
+    The means (..., 4) are those of ``h = (log((alpha + tau) / (alpha + t_x)),
+    1 / (alpha + tau), log((beta + tau) / (beta + t_x)), 1 / (beta + tau))`` over the
+    integrand of the dead term (:class:`_Integrals`).
+    """
+    r, alpha, s, beta = (np.float64(p) for p in params)
+    log_alive, log_dead, mean, x_ = _alive_dead_terms(params, x, t_x, T)
+    log_c = gammaln(r + x_) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
+    return log_c, log_alive, log_dead, mean, x_
+
+
+def _alive_dead_terms(
+    params: Params, x: ArrayLike, t_x: ArrayLike, T: ArrayLike
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """:func:`_terms` without log C (which P(alive) does not need)."""
     r, alpha, s, beta = (np.float64(p) for p in params)
     x_, t_, T_ = np.broadcast_arrays(_f(x), _f(t_x), _f(T))
-    log_c = gammaln(r + x_) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
     log_alive = -(r + x_) * np.log(alpha + T_) - s * np.log(beta + T_)
-    log_integral, moments = log_pareto_integral(
-        r + x_, alpha + t_, s + 1.0, beta + t_, np.maximum(T_ - t_, 0.0)
+    integrals = _history_integrals(
+        (r, alpha, s, beta), x_.ravel(), t_.ravel(), T_.ravel(), covariance=False
     )
-    log_dead = np.log(s) + log_integral
-    return log_c, log_alive, log_dead, moments, x_
+    log_dead = np.log(s) + integrals.log_integral.reshape(x_.shape)
+    return log_alive, log_dead, integrals.mean.T.reshape((*x_.shape, 4)), x_
 
 
 def log_likelihood(params: Params, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> FloatArray:
@@ -299,7 +598,7 @@ def log_likelihood_gradient(
     """
     r, alpha, s, beta = (np.float64(p) for p in params)
     x_, t_, T_ = (np.ravel(v) for v in np.broadcast_arrays(_f(x), _f(t_x), _f(T)))
-    log_c, log_alive, log_dead, moments, _ = _terms(params, x_, t_, T_)
+    log_c, log_alive, log_dead, mean, _ = _terms(params, x_, t_, T_)
     log_sum = np.logaddexp(log_alive, log_dead)
     p_alive = np.exp(log_alive - log_sum)
     p_dead = np.exp(log_dead - log_sum)
@@ -309,20 +608,26 @@ def log_likelihood_gradient(
         - digamma(r)
         + np.log(alpha)
         - p_alive * np.log(alpha + T_)
-        - p_dead * (np.log(alpha + t_) + moments[:, 0])
+        - p_dead * (np.log(alpha + t_) + mean[:, 0])
     )
-    grad[:, 1] = r / alpha - (r + x_) * (p_alive / (alpha + T_) + p_dead * moments[:, 2])
+    grad[:, 1] = r / alpha - (r + x_) * (p_alive / (alpha + T_) + p_dead * mean[:, 1])
     grad[:, 2] = (
         np.log(beta)
         - p_alive * np.log(beta + T_)
-        + p_dead * (1.0 / s - np.log(beta + t_) - moments[:, 1])
+        + p_dead * (1.0 / s - np.log(beta + t_) - mean[:, 2])
     )
-    grad[:, 3] = s / beta - p_alive * s / (beta + T_) - p_dead * (s + 1.0) * moments[:, 3]
+    grad[:, 3] = s / beta - p_alive * s / (beta + T_) - p_dead * (s + 1.0) * mean[:, 3]
     return np.asarray(log_c + log_sum), grad
 
 
 def total_loglik_derivatives(
-    params: Params, x: ArrayLike, t_x: ArrayLike, T: ArrayLike, weights: ArrayLike
+    params: Params,
+    x: ArrayLike,
+    t_x: ArrayLike,
+    T: ArrayLike,
+    weights: ArrayLike,
+    *,
+    points: HistoryPoints | bool | None = True,
 ) -> tuple[float, FloatArray, FloatArray]:
     """Weighted total log-likelihood, its gradient and exact Hessian in (r, alpha, s, beta).
 
@@ -343,6 +648,10 @@ def total_loglik_derivatives(
         (r, alpha, s, beta).
     x, t_x, T, weights
         Distinct histories and the customers having each (1-d arrays of equal length).
+    points
+        :func:`history_points` of the histories when the caller keeps them (a fit
+        evaluates this many times on the same data); True to find them, None to
+        integrate each history on its own.
 
     Returns
     -------
@@ -360,18 +669,15 @@ def total_loglik_derivatives(
     r, alpha, s, beta = (float(p) for p in params)
     x_, t_, T_, w = (np.ravel(_f(v)) for v in (x, t_x, T, weights))
     rx = r + x_
-    big_a, big_b = alpha + t_, beta + t_
-    log_integral, first, second = _integral(
-        rx, big_a, s + 1.0, big_b, np.maximum(T_ - t_, 0.0), second=True
-    )
-    assert second is not None
+    integrals = _history_integrals((r, alpha, s, beta), x_, t_, T_, covariance=True, points=points)
+    log_integral, mean = integrals.log_integral, integrals.mean
     log_alive = -rx * np.log(alpha + T_) - s * np.log(beta + T_)
     log_dead = np.log(s) + log_integral
     log_sum = np.logaddexp(log_alive, log_dead)
     dead = np.exp(log_dead - log_sum)
     wa, wd = w * (1.0 - dead), w * dead
     # Terms in x alone, once per distinct count: log C = lnG(r + x) - lnG(r) + ...
-    counts, index = np.unique(x_, return_inverse=True)
+    counts, index = factorize(x_)
     w_x = np.bincount(index, weights=w, minlength=counts.size)
     n = float(w.sum())
     value = float(w_x @ gammaln(r + counts)) + n * float(
@@ -379,14 +685,23 @@ def total_loglik_derivatives(
     )
     value += float(w @ log_sum)
 
-    # grad u and grad v per customer, columns (r, alpha, s, beta).
+    # grad u and grad v per customer, rows (r, alpha, s, beta): (4, n) keeps numpy's
+    # loops on the long axis.
     inv_at, inv_bt = 1.0 / (alpha + T_), 1.0 / (beta + T_)
-    grad_u = np.column_stack([-np.log(alpha + T_), -rx * inv_at, -np.log(beta + T_), -s * inv_bt])
-    shift = np.zeros((x_.size, 4))
-    shift[:, 0] = np.log(big_a)
-    shift[:, 2] = np.log(big_b)
-    grad_v = -(first + shift)
-    grad_v[:, 2] += 1.0 / s
+    grad_u = np.stack([-np.log(alpha + T_), -rx * inv_at, -np.log(beta + T_), -s * inv_bt])
+
+    # grad v = -(the mean of grad of -log f) + (0, 0, 1/s, 0); -log f has the gradient
+    # g = (log(alpha + tau), rx / (alpha + tau), log(beta + tau), (s + 1) / (beta + tau))
+    # = scale * h + (log(alpha + t_x), 0, log(beta + t_x), 0).
+    def scale_of(xs: FloatArray) -> FloatArray:
+        out = np.ones((4, xs.size))
+        out[1], out[3] = r + xs, s + 1.0
+        return out
+
+    grad_v = -scale_of(x_) * mean
+    grad_v[0] -= np.log(alpha + t_)
+    grad_v[2] -= np.log(beta + t_)
+    grad_v[2] += 1.0 / s
     grad = np.array(
         [
             float(w_x @ digamma(r + counts)) - n * (float(digamma(r)) - np.log(alpha)),
@@ -395,7 +710,7 @@ def total_loglik_derivatives(
             n * s / beta,
         ]
     )
-    grad += wa @ grad_u + wd @ grad_v
+    grad += grad_u @ wa + grad_v @ wd
 
     hess = np.zeros((4, 4))
     hess[0, 0] = float(w_x @ polygamma(1, r + counts)) - n * float(polygamma(1, r))
@@ -403,23 +718,24 @@ def total_loglik_derivatives(
     hess[1, 1] = -n * r / alpha**2
     hess[2, 3] = n / beta
     hess[3, 3] = -n * s / beta**2
-    # (1 - pi) hess u
-    hess[0, 1] -= float(wa @ inv_at)
-    hess[1, 1] += float(wa @ (rx * inv_at**2))
-    hess[2, 3] -= float(wa @ inv_bt)
-    hess[3, 3] += float(wa @ (s * inv_bt**2))
-    # pi hess v: the covariance of grad log f over the integrand (second moments minus
-    # the outer product of the means) plus the mean of hess log f, whose non-zero
-    # entries are -1/(A + D), a/(A + D)^2, -1/(B + D), b/(B + D)^2 (and -1/s^2 from log s).
-    hess += np.einsum("i,ijk->jk", wd, second) - (first * wd[:, None]).T @ first
-    hess[0, 1] -= float(wd @ (first[:, 1] / rx))
-    hess[1, 1] += float(wd @ (second[:, 1, 1] / rx))
-    hess[2, 3] -= float(wd @ first[:, 3]) / (s + 1.0)
-    hess[3, 3] += float(wd @ second[:, 3, 3]) / (s + 1.0)
+    # (1 - pi) hess u and, for pi hess v, the mean of hess log f, whose non-zero entries
+    # are -1/(alpha + tau), rx/(alpha + tau)^2, -1/(beta + tau), (s + 1)/(beta + tau)^2
+    # (and -1/s^2 from log s); one matrix product for the eight sums.
+    alive_terms = np.stack([inv_at, rx * inv_at**2, inv_bt, s * inv_bt**2]) @ wa
+    second_h = np.stack([mean[1], rx * (integrals.variance(1) + mean[1] ** 2), mean[3]])
+    dead_terms = second_h @ wd
+    hess[0, 1] -= alive_terms[0] + dead_terms[0]
+    hess[1, 1] += alive_terms[1] + dead_terms[1]
+    hess[2, 3] -= alive_terms[2] + dead_terms[2]
+    hess[3, 3] += alive_terms[3]
+    # pi hess v: plus the covariance of g = scale * h over the integrand.
+    cov_g = integrals.covariance_sum(wd, scale_of)
+    hess += cov_g
+    hess[3, 3] += cov_g[3, 3] / (s + 1.0) + (s + 1.0) * float(wd @ mean[3] ** 2)
     hess[2, 2] -= float(wd.sum()) / s**2
     # pi (1 - pi) (grad v - grad u)(grad v - grad u)'
     diff = grad_v - grad_u
-    hess += (diff * (wa * dead)[:, None]).T @ diff
+    hess += (diff * (wa * dead)) @ diff.T
     upper = np.triu(hess)
     return value, grad, upper + np.triu(hess, 1).T
 
@@ -435,7 +751,7 @@ def probability_alive(params: Params, x: ArrayLike, t_x: ArrayLike, T: ArrayLike
     >>> p.round(4).tolist()
     [0.2953, 0.8692, 0.1302]
     """
-    _, log_alive, log_dead, _, _ = _terms(params, x, t_x, T)
+    log_alive, log_dead, _, _ = _alive_dead_terms(params, x, t_x, T)
     return np.asarray(np.exp(log_alive - np.logaddexp(log_alive, log_dead)))
 
 

@@ -14,6 +14,7 @@ import copy
 import hashlib
 import importlib
 import json
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, ClassVar, Self
 
@@ -25,12 +26,14 @@ from segvalue.models._fit import (
     compress_rows,
     fit_log_params,
     log_wald_intervals,
+    unique_rows,
 )
 from segvalue.units import TimeUnit, parse_time_unit
 
 __all__ = [
     "MODEL_TYPES",
     "BTYDModel",
+    "Histories",
     "MLEModel",
     "check_rfm",
     "model_from_json",
@@ -356,6 +359,48 @@ def check_rfm(
                 fix="compute features with segvalue.features.rfm_features (recency <= T)",
             )
     return x, t_x, big_t, w
+
+
+@dataclass(frozen=True)
+class Histories:
+    """The distinct (frequency, recency, T) histories of many customers.
+
+    The transaction models see a customer only through her history, and a million
+    customers share a few hundred thousand: fit, predict and differentiate once per
+    distinct history (``frequency``, ``recency``, ``T``, with ``counts`` customers each),
+    and give each customer her history's result with :meth:`per_customer`.
+
+    Examples
+    --------
+    >>> h = Histories.of([2, 0, 2], [5.0, 0.0, 5.0], [9.0, 4.0, 9.0])
+    >>> h.frequency.tolist(), h.counts.tolist(), h.per_customer(np.array([0.1, 0.2])).tolist()
+    ([0.0, 2.0], [1.0, 2.0], [0.2, 0.1, 0.2])
+    """
+
+    frequency: FloatArray
+    recency: FloatArray
+    T: FloatArray
+    counts: FloatArray
+    inverse: np.ndarray[Any, np.dtype[np.intp]]
+
+    @classmethod
+    def of(cls, frequency: Any, recency: Any, T: Any) -> Histories:
+        """Validate per-customer arrays (:func:`check_rfm`) and find their distinct rows."""
+        columns = [np.asarray(v, dtype=np.float64).ravel() for v in (frequency, recency, T)]
+        if columns[0].size:  # no customers: nothing to check (a fit refuses them itself)
+            columns = list(check_rfm(*columns)[:3])
+        rows, inverse = unique_rows(*columns)
+        counts = np.bincount(inverse, minlength=rows.shape[0]).astype(np.float64)
+        return cls(rows[:, 0].copy(), rows[:, 1].copy(), rows[:, 2].copy(), counts, inverse)
+
+    @property
+    def columns(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """``(frequency, recency, T)`` of the distinct histories."""
+        return self.frequency, self.recency, self.T
+
+    def per_customer(self, values: Any) -> FloatArray:
+        """Values per distinct history, repeated for each customer (in the input order)."""
+        return np.asarray(np.asarray(values, dtype=np.float64)[self.inverse])
 
 
 class BTYDModel(MLEModel):

@@ -6,11 +6,12 @@ CLV over a horizon of whole periods is
 
 with d the discount rate per period (see :func:`segvalue.units.per_period_rate`). Intervals
 come from parameter uncertainty by the delta method on log(CLV): the gradient with respect
-to the log-parameters of both models (central differences, a few model evaluations) and
+to the log-parameters of both models (forward differences, one model evaluation per parameter) and
 the models' covariance matrices, assumed independent between the two models.
 
-The transaction models evaluate their expensive terms once per distinct (x, T) pair, so
-the cost grows with the number of distinct histories, not with the number of customers.
+The transaction model is evaluated once per distinct (x, t_x, T) history (and evaluates its
+expensive terms once per distinct (x, T) pair), so the cost grows with the number of
+distinct histories, not with the number of customers.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from scipy import special
 
 from segvalue.errors import DataValidationError
-from segvalue.models._fit import unique_rows
+from segvalue.models.base import Histories
 
 __all__ = ["CLVResult", "customer_lifetime_value"]
 
@@ -99,6 +100,7 @@ def customer_lifetime_value(
     monetary_value: Any = None,
     level: float = 0.95,
     intervals: bool = True,
+    histories: Histories | None = None,
 ) -> CLVResult:
     """Discounted, margin-adjusted CLV per customer with parameter-uncertainty intervals.
 
@@ -125,6 +127,9 @@ def customer_lifetime_value(
         Interval coverage.
     intervals
         Compute the delta-method intervals (a few extra model evaluations).
+    histories
+        ``Histories.of(frequency, recency, T)`` when the caller has it already (it is
+        computed otherwise).
 
     Returns
     -------
@@ -152,12 +157,13 @@ def customer_lifetime_value(
     if not 0 < margin <= 1:
         raise DataValidationError(f"margin {margin} is not in (0, 1]", fix="e.g. 0.3 for 30 %")
     ux = np.asarray(frequency, dtype=np.float64).ravel()
-    ut = np.asarray(recency, dtype=np.float64).ravel()
-    uT = np.asarray(T, dtype=np.float64).ravel()
     um = None if monetary_value is None else np.asarray(monetary_value, float).ravel()
     fallback = None if um is None or spend is not None else _mean_repeat(ux, um)
-    # No de-duplication for the values: the transaction models evaluate their costly
-    # terms once per distinct (x, T) pair themselves, and everything else is cheap.
+    # The transaction model's factor depends on the customer only through her history:
+    # evaluate it (and its gradient) once per distinct history. The spend factor is cheap
+    # per customer and depends on her own mean spend: evaluate it per customer.
+    if histories is None:
+        histories = Histories.of(ux, recency, T)
 
     def purchases_of(t_model: Any, rows: tuple[FloatArray, ...]) -> FloatArray:
         x, t_x, big_t = rows
@@ -172,7 +178,8 @@ def customer_lifetime_value(
         x, m = rows
         return _spend_values(s_model, x, m, fallback)
 
-    purchases = purchases_of(transactions, (ux, ut, uT))
+    per_history = purchases_of(transactions, histories.columns)
+    purchases = histories.per_customer(per_history)
     per_purchase = _spend_values(spend, ux, um, fallback)
     value = margin * per_purchase * purchases
     lower = np.full_like(value, np.nan)
@@ -181,20 +188,29 @@ def customer_lifetime_value(
     total_lower = total_upper = float("nan")
     if intervals:
         # log CLV = log(margin) + log(spend) + log(purchases): the two models' terms add,
-        # each a function of that model's parameters and of few distinct histories.
-        parts = [_relative_gradients(transactions, purchases_of, (ux, ut, uT), purchases)]
+        # each a function of that model's parameters: per history, and per customer.
+        parts = [
+            _relative_gradients(
+                transactions, purchases_of, histories.columns, per_history, histories.inverse
+            )
+        ]
         if spend is not None and um is not None:
-            parts.append(_relative_gradients(spend, spend_of, (ux, um), per_purchase))
+            parts.append(_relative_gradients(spend, spend_of, (ux, um), per_purchase, None))
         if all(p is not None for p in parts):
             z = special.ndtri(0.5 + level / 2)  # normal quantile (scipy.stats is slow to import)
             var_log = np.zeros_like(value)
             var_total = 0.0
             for part in parts:
                 assert part is not None
-                grads, inverse, cov_log = part
-                var_log += np.einsum("ni,ij,nj->n", grads, cov_log, grads)[inverse]
+                grads, inverse, cov_log = part  # grads: (parameters, rows)
+                var_rows = np.sum((cov_log @ grads) * grads, axis=0)
                 # d total / d log theta = sum_i value_i d log(factor_i) / d log theta
-                g_total = np.bincount(inverse, weights=value, minlength=grads.shape[0]) @ grads
+                if inverse is None:
+                    var_log += var_rows
+                    g_total = grads @ value
+                else:
+                    var_log += var_rows[inverse]
+                    g_total = grads @ np.bincount(inverse, weights=value, minlength=grads.shape[1])
                 var_total += float(g_total @ cov_log @ g_total)
             se_log = np.sqrt(np.maximum(var_log, 0.0))
             # exp(2 z se) is the upper / lower ratio: beyond the limit (or not finite) the
@@ -234,28 +250,25 @@ def _relative_gradients(
     factor_of: Any,
     columns: tuple[FloatArray, ...],
     factor: FloatArray,
-) -> tuple[FloatArray, np.ndarray[Any, Any], FloatArray] | None:
-    """d log(factor) / d log(theta) per distinct history, the history index, cov(log theta).
+    inverse: np.ndarray[Any, Any] | None,
+) -> tuple[FloatArray, np.ndarray[Any, Any] | None, FloatArray] | None:
+    """d log(factor) / d log(theta) (parameters x rows of ``columns``), ``inverse``, cov(log theta).
 
-    ``factor`` (spend per purchase or discounted purchases) depends on one model's
-    parameters and on the customer only through ``columns``: a forward difference in each
-    log-parameter re-evaluates the factor on the distinct rows of ``columns`` only.
-    None when the model's covariance is not available.
+    ``factor`` (spend per purchase or discounted purchases, one per row of ``columns``)
+    depends on one model's parameters: a forward difference in each log-parameter
+    re-evaluates it on those rows. ``inverse`` (each customer's row, or None when the rows
+    are the customers) is passed through. None when the model's covariance is not
+    available.
     """
     theta = np.array([model.params_[n] for n in model.param_names], dtype=np.float64)
     cov = np.asarray(model.covariance_, dtype=np.float64)
     if not np.all(np.isfinite(cov)):
         return None
-    rows, inverse = unique_rows(*columns)
-    first = np.empty(rows.shape[0], dtype=np.int64)
-    first[inverse] = np.arange(inverse.size)
-    base = factor[first]
-    distinct = tuple(rows[:, i] for i in range(rows.shape[1]))
-    grads = np.empty((rows.shape[0], theta.size))
+    grads = np.empty((theta.size, factor.size))  # (parameters, rows): long rows for numpy
     for j in range(theta.size):
         up = theta.copy()
         up[j] *= np.exp(_STEP)
-        moved = factor_of(model.with_params(up), distinct)
-        ratio = np.divide(moved, base, out=np.ones_like(moved), where=base != 0)
-        grads[:, j] = (ratio - 1.0) / _STEP
+        moved = factor_of(model.with_params(up), columns)
+        ratio = np.divide(moved, factor, out=np.ones_like(moved), where=factor != 0)
+        grads[j] = (ratio - 1.0) / _STEP
     return grads, inverse, np.diag(1 / theta) @ cov @ np.diag(1 / theta)

@@ -132,13 +132,15 @@ class GammaGammaModel(MLEModel):
     model_name = "Gamma-Gamma"
 
     # --- fitting -------------------------------------------------------------------
+    def _prepare(self, data: dict[str, FloatArray]) -> gg.FitData:
+        return gg.prepare_fit_data(data["x"], data["m"], data["weights"])
+
     def _negative_loglik(
-        self, log_params: FloatArray, data: dict[str, FloatArray]
+        self, log_params: FloatArray, data: gg.FitData
     ) -> tuple[float, FloatArray]:
         params = np.exp(log_params)
-        ll, grad = gg.log_likelihood_gradient(params, data["x"], data["m"])
-        weights = data["weights"]
-        return -float(weights @ ll), -(weights @ grad) * params
+        value, grad = gg.total_loglik_gradient(params, data)
+        return -value, -grad * params
 
     def _initial(self, data: dict[str, FloatArray]) -> FloatArray:
         # p = 1, q = 2 and gamma at the mean spend: the population mean p gamma / (q - 1)

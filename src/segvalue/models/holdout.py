@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from segvalue.errors import DataValidationError
+from segvalue.models.base import Histories
 
 __all__ = ["HoldoutReport", "choose_model", "holdout_report"]
 
@@ -65,9 +66,8 @@ class HoldoutReport:
 
 
 def _histogram(
-    model: Any, x: FloatArray, big_t: FloatArray, max_frequency: int
+    model: Any, x: FloatArray, ages: FloatArray, per_age: FloatArray, max_frequency: int
 ) -> list[dict[str, Any]]:
-    ages, per_age = np.unique(big_t, return_counts=True)
     expected = np.zeros(max_frequency + 1)
     for n in range(max_frequency):
         probabilities = np.asarray(model.probability_of_purchases_new(n, ages), dtype=float)
@@ -90,11 +90,11 @@ def _histogram(
 
 def _cumulative(
     model: Any,
-    first_purchase: FloatArray,
+    starts: FloatArray,
+    per_start: FloatArray,
     periods: FloatArray,
     actual: FloatArray,
 ) -> list[dict[str, float]]:
-    starts, per_start = np.unique(first_purchase, return_counts=True)
     rows = []
     for period, observed in zip(periods, actual, strict=True):
         ages = np.clip(period - starts, 0.0, None)
@@ -123,6 +123,7 @@ def holdout_report(
     max_frequency: int = 7,
     periods: Any = None,
     cumulative_actual: Any = None,
+    histories: Histories | None = None,
 ) -> HoldoutReport:
     """Compare a calibration-period fit with what customers did in the holdout period.
 
@@ -142,6 +143,9 @@ def holdout_report(
         Optional tracking: time points (periods since the calibration start) and the
         observed cumulative repeat purchases of the cohort at each; the expected values
         use each customer's first purchase time (calibration end minus T).
+    histories
+        ``Histories.of(frequency, recency, T)`` when the caller has it already (computed
+        otherwise): the model predicts once per distinct history.
 
     Returns
     -------
@@ -161,8 +165,10 @@ def holdout_report(
             f"holdout duration {duration_holdout} is not positive",
             fix="the observation end must be after the calibration end",
         )
-    predicted = np.asarray(
-        model.expected_purchases(x, t_x, big_t, horizon=duration_holdout), dtype=np.float64
+    if histories is None:
+        histories = Histories.of(x, t_x, big_t)
+    predicted = histories.per_customer(
+        model.expected_purchases(*histories.columns, horizon=duration_holdout)
     )
     error = predicted - actual
     correlation = (
@@ -170,17 +176,23 @@ def holdout_report(
         if predicted.std() > 0 and actual.std() > 0
         else float("nan")
     )
+    # Customers per distinct age T (the histogram and the tracking curve depend on no more).
+    ages, index = np.unique(histories.T, return_inverse=True)
+    per_age = np.asarray(
+        np.bincount(index.ravel(), weights=histories.counts, minlength=ages.size), dtype=np.float64
+    )
     cumulative: list[dict[str, float]] = []
     if periods is not None and cumulative_actual is not None:
-        calibration_end = float(np.max(big_t))
+        # Each customer's first purchase, in periods since the calibration start.
         cumulative = _cumulative(
             model,
-            calibration_end - big_t,
+            float(np.max(ages)) - ages,
+            per_age,
             np.asarray(periods, dtype=np.float64),
             np.asarray(cumulative_actual, dtype=np.float64),
         )
     return HoldoutReport(
-        frequency_histogram=_histogram(model, x, big_t, max_frequency),
+        frequency_histogram=_histogram(model, x, ages, per_age, max_frequency),
         actual_repeat=float(actual.sum()),
         predicted_repeat=float(predicted.sum()),
         mae=float(np.mean(np.abs(error))),

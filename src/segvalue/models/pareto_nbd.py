@@ -114,12 +114,17 @@ class ParetoNBDModel(BTYDModel):
 
     _exact_hessian = True
 
+    def _prepare(self, data: dict[str, FloatArray]) -> dict[str, Any]:
+        # Where the histories' times fall among the distinct (x, time) points depends on
+        # the data alone: found once, used by every evaluation of the likelihood.
+        return {**data, "points": pnbd.history_points(data["x"], data["t_x"], data["T"])}
+
     def _negative_loglik_hessian(
-        self, log_params: FloatArray, data: dict[str, FloatArray]
+        self, log_params: FloatArray, data: dict[str, Any]
     ) -> tuple[float, FloatArray, FloatArray]:
         theta = np.exp(log_params)
         value, grad, hess = pnbd.total_loglik_derivatives(
-            theta, data["x"], data["t_x"], data["T"], data["weights"]
+            theta, data["x"], data["t_x"], data["T"], data["weights"], points=data["points"]
         )
         grad_log, hess_log = log_scale_derivatives(theta, grad, hess)
         return -value, -grad_log, -hess_log
