@@ -4,7 +4,9 @@ Every model supplies ``negative_loglik(log_params) -> (value, gradient)`` with t
 gradient with respect to the log-parameters. This module minimises it, falls back to
 other optimisers when the first fails, and derives the covariance of the natural
 parameters from the Hessian (central differences of the exact gradient, then the delta
-method). Pure numpy/scipy; no I/O.
+method). Models with an exact Hessian are fitted by this module's own trust-region
+Newton method; ``scipy.optimize`` (half a second of start-up) is imported only when a
+fallback optimiser is needed. Pure numpy/scipy; no I/O.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import optimize, special
+from scipy import special
 
 from segvalue.errors import ConvergenceError, ConvergenceWarning
 
@@ -335,25 +337,147 @@ class _Evaluations:
         return self.last
 
 
-def _newton(evaluations: _Evaluations, start: FloatArray, tolerance: float) -> Any:
-    """Trust-region Newton (scipy's ``trust-exact``) on the exact Hessian.
+@dataclass(frozen=True)
+class _NewtonResult:
+    """What :func:`_newton` found: the attributes of scipy's result that are read."""
+
+    x: FloatArray
+    fun: float
+    nit: int
+    message: str
+    success: bool
+
+
+#: Trust-region constants as scipy's ``trust-exact`` uses them (Nocedal & Wright's
+#: Algorithm 4.1 leaves them to the implementer): start radius, largest radius, and the
+#: smallest ratio of actual to predicted reduction at which a step is taken.
+_INITIAL_RADIUS = 1.0
+_MAX_RADIUS = 1000.0
+_ETA = 0.15
+_NEWTON_MAX_ITERATIONS = 200
+
+
+def _newton(evaluations: _Evaluations, start: FloatArray, tolerance: float) -> _NewtonResult:
+    """Trust-region Newton on the exact Hessian, the subproblem solved exactly.
+
+    Nocedal & Wright, *Numerical Optimization*, 2nd ed. (2006), Algorithm 4.1: at x the
+    step p minimises the quadratic model m(p) = f + g'p + p'Hp/2 within ||p|| <= radius
+    (:func:`_trust_region_step`); the ratio rho of the actual to the predicted reduction
+    of f decides whether the step is taken (rho > eta) and how the radius changes
+    (quartered when rho < 1/4, doubled when rho > 3/4 and the step reached the boundary),
+    with eta = 0.15, the start radius 1 and the largest radius 1000 of scipy's
+    ``trust-exact``, which this replaces.
+    Stops when the gradient norm is below ``tolerance * 1e-3`` (success), after
+    ``_NEWTON_MAX_ITERATIONS``, or when the model predicts no reduction (rounding at the optimum).
 
     A non-finite Hessian (overflow far from the optimum) is replaced by the identity: a
     gradient step inside the trust region.
     """
+    gtol = tolerance * 1e-3
+    x = np.asarray(start, dtype=np.float64).copy()
+    value, grad, hess = evaluations(x)
+    radius = _INITIAL_RADIUS
+    iterations = 0
+    message = "Optimization terminated successfully."
+    success = True
+    while np.linalg.norm(grad) >= gtol:
+        if iterations >= _NEWTON_MAX_ITERATIONS:
+            message, success = "Maximum number of iterations has been exceeded.", False
+            break
+        curvature = hess if np.all(np.isfinite(hess)) else np.eye(x.size)
+        try:
+            step, on_boundary = _trust_region_step(grad, curvature, radius)
+        except np.linalg.LinAlgError:
+            message, success = "A linalg error occurred, such as a non-psd Hessian.", False
+            break
+        predicted = -float(grad @ step + 0.5 * step @ curvature @ step)
+        if not predicted > 0:
+            message = "A bad approximation caused failure to predict improvement."
+            success = False
+            break
+        proposed = x + step
+        new_value, new_grad, new_hess = evaluations(proposed)
+        # Near the optimum both reductions fall below the rounding of f (a log-likelihood
+        # of millions): rho would be noise and good steps refused until the radius
+        # collapses. Adding a few ulps of f to both makes rho -> 1 there and changes
+        # nothing elsewhere (Conn, Gould & Toint, Trust-Region Methods, 2000, sec. 17.4).
+        rounding = 10.0 * np.finfo(np.float64).eps * max(1.0, abs(value))
+        rho = (value - new_value + rounding) / (predicted + rounding)
+        if rho < 0.25:
+            radius *= 0.25
+        elif rho > 0.75 and on_boundary:
+            radius = min(2.0 * radius, _MAX_RADIUS)
+        if rho > _ETA:
+            x, value, grad, hess = proposed, new_value, new_grad, new_hess
+        iterations += 1
+    return _NewtonResult(x=x, fun=value, nit=iterations, message=message, success=success)
 
-    def hess(x: FloatArray) -> FloatArray:
-        h = evaluations(x)[2]
-        return h if np.all(np.isfinite(h)) else np.eye(x.size)
 
-    return optimize.minimize(
-        lambda x: evaluations(x)[:2],
-        start,
-        jac=True,
-        hess=hess,
-        method="trust-exact",
-        options={"gtol": tolerance * 1e-3, "maxiter": 200},
-    )
+def _trust_region_step(
+    grad: FloatArray, hess: FloatArray, radius: float
+) -> tuple[FloatArray, bool]:
+    """The exact minimiser of g'p + p'Hp/2 over ||p|| <= radius, and whether ||p|| = radius.
+
+    Nocedal & Wright (2006), section 4.3: p(lam) = -(H + lam I)^-1 g with lam >= 0,
+    H + lam I positive semidefinite and lam (radius - ||p||) = 0. With a handful of
+    parameters the eigendecomposition H = Q diag(e) Q' costs nothing and makes every
+    quantity explicit: in the eigenbasis (c = Q'g) ||p(lam)||^2 = sum c_i^2 / (e_i + lam)^2.
+
+    * H positive definite and the Newton step inside the region: that step.
+    * Otherwise lam > max(0, -e_min) solves the secular equation 1/radius - 1/||p(lam)||
+      = 0 by Newton's method as in their Algorithm 4.3, lam += (||p|| / ||q||)^2
+      (||p|| - radius) / radius with ||q||^2 = sum c_i^2 / (e_i + lam)^3. The function is
+      concave and increasing, so iterates started left of the root (where ||p|| >= radius)
+      increase monotonically to it.
+    * The hard case (their section 4.3, "The hard case"): g has no component along the
+      eigenvectors of e_min <= 0 and the step at lam = -e_min, taken over the other
+      eigenvectors, is shorter than the radius. Then p = p(-e_min) + tau z, z such an
+      eigenvector, tau making ||p|| = radius.
+    """
+    eigenvalues, vectors = np.linalg.eigh(hess)
+    coefficients = vectors.T @ grad
+    smallest = float(eigenvalues[0])
+    if smallest > 0:
+        newton = -coefficients / eigenvalues
+        if np.linalg.norm(newton) <= radius:
+            return vectors @ newton, False
+    # The eigenvalues equal to the smallest up to rounding, and g's part along them.
+    scale = max(float(np.max(np.abs(eigenvalues))), 1e-300)
+    lowest = eigenvalues <= smallest + 1e-12 * scale
+    along_lowest = float(np.linalg.norm(coefficients[lowest]))
+    floor = max(0.0, -smallest)
+    if along_lowest <= 1e-12 * max(float(np.linalg.norm(grad)), 1e-300) and smallest <= 0:
+        # (Below the threshold g's part along those eigenvectors is rounding: dropped,
+        # since it would put lam within rounding of -e_min.)
+        coefficients = np.where(lowest, 0.0, coefficients)
+        shifted = np.where(lowest, 1.0, eigenvalues + floor)
+        partial = -coefficients / shifted
+        length = float(np.linalg.norm(partial))
+        if length <= radius:  # the hard case
+            tau = np.sqrt(max(radius**2 - length**2, 0.0))
+            return vectors @ partial + tau * vectors[:, 0], True
+        lam = floor
+    else:
+        # Start where ||p|| >= radius: the lowest eigenvectors alone give that length.
+        lam = floor + along_lowest / radius if smallest <= 0 else 0.0
+    used = coefficients != 0
+    for _ in range(100):
+        shifted = eigenvalues[used] + lam
+        weights = coefficients[used] ** 2
+        norm_p = float(np.sqrt(np.sum(weights / shifted**2)))
+        if abs(norm_p - radius) <= 1e-12 * radius:
+            break
+        norm_q2 = float(np.sum(weights / shifted**3))
+        step = lam + (norm_p**2 / norm_q2) * (norm_p - radius) / radius
+        # Started right of the root (rounding), one update may overshoot past the pole
+        # at -e_min (or below 0): halve the distance to that bound instead.
+        if not step > floor:
+            step = 0.5 * (lam + floor)
+        if step == lam:  # converged to rounding
+            break
+        lam = step
+    shifted = np.where(used, eigenvalues + lam, 1.0)
+    return vectors @ (-coefficients / shifted), True
 
 
 def fit_log_params(
@@ -449,6 +573,9 @@ def fit_log_params(
 
 
 def _minimise(objective: Objective, start: FloatArray, method: str) -> Any:
+    # Imported here, for the fallbacks only: scipy.optimize takes half a second to import.
+    from scipy import optimize
+
     if method == "Nelder-Mead":
         rough = optimize.minimize(
             lambda x: objective(x)[0],
