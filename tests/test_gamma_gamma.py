@@ -177,6 +177,40 @@ def test_gradient_matches_central_differences(
 
 @settings(max_examples=80, deadline=None)
 @given(params=st.tuples(positive, positive, positive), rows=spend_rows)
+def test_hessian_matches_central_differences_of_the_gradient(
+    params: tuple[float, float, float], rows: list[tuple[int, float]]
+) -> None:
+    """The exact Hessian the fit's Newton method uses (log-parameters, as fitted)."""
+    x, m = (np.array(c, dtype=float) for c in zip(*rows, strict=True))
+    model = GammaGammaModel()
+    data = model._prepare({"x": x, "m": m, "weights": np.arange(1.0, x.size + 1)})
+    log_params = np.log(params)
+    value, grad, hess = model._negative_loglik_hessian(log_params, data)
+    plain_value, plain_grad = model._negative_loglik(log_params, data)
+    assert value == pytest.approx(plain_value, rel=1e-12, abs=1e-9)
+    np.testing.assert_allclose(grad, plain_grad, rtol=1e-12, atol=1e-9)
+    step = 1e-6
+    numeric = np.empty((3, 3))
+    for j in range(3):
+        up, down = log_params.copy(), log_params.copy()
+        up[j] += step
+        down[j] -= step
+        numeric[:, j] = (
+            model._negative_loglik(up, data)[1] - model._negative_loglik(down, data)[1]
+        ) / (2 * step)
+    np.testing.assert_allclose(hess, hess.T, rtol=1e-12)
+    scale = 1e-5 * (1.0 + np.abs(numeric).max())
+    np.testing.assert_allclose(hess, numeric, rtol=1e-5, atol=scale)
+
+
+def test_cdnow_fit_takes_the_newton_path(model: GammaGammaModel) -> None:
+    """With the exact Hessian the fit needs no fallback optimiser."""
+    assert model.fit_result_.method == "Newton"
+    assert model.converged_
+
+
+@settings(max_examples=80, deadline=None)
+@given(params=st.tuples(positive, positive, positive), rows=spend_rows)
 def test_total_grouped_by_frequency_equals_sum_over_customers(
     params: tuple[float, float, float], rows: list[tuple[int, float]]
 ) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import digamma, gammaln
+from scipy.special import digamma, gammaln, polygamma
 
 __all__ = [
     "expected_spend",
@@ -28,6 +28,7 @@ __all__ = [
     "log_likelihood_gradient",
     "prepare_fit_data",
     "spend_frequency_correlation",
+    "total_loglik_derivatives",
     "total_loglik_gradient",
 ]
 
@@ -158,13 +159,7 @@ def prepare_fit_data(x: ArrayLike, m: ArrayLike, weights: ArrayLike) -> FitData:
 def total_loglik_gradient(params: Params, data: FitData) -> tuple[float, FloatArray]:
     """Weighted total of :func:`log_likelihood` and its gradient in (p, q, gamma).
 
-    The same sums as :func:`log_likelihood_gradient` over the rows, grouped as
-
-        LL = sum_x W_x [lnG(px + q) - lnG(px) - lnG(q)] - q sum_i w_i log1p(m_i x_i / gamma)
-             - p sum_i w_i x_i log1p(gamma / (m_i x_i)) - sum_i w_i log m_i
-
-    (W_x: the weight of the customers with x repeat transactions), so that the gamma
-    and digamma functions are evaluated once per distinct x, not once per customer.
+    :func:`total_loglik_derivatives` without the Hessian.
 
     Parameters
     ----------
@@ -185,16 +180,65 @@ def total_loglik_gradient(params: Params, data: FitData) -> tuple[float, FloatAr
     >>> bool(np.isclose(value, log_likelihood(params, x, m).sum()))
     True
     """
+    value, grad, _ = total_loglik_derivatives(params, data, hessian=False)
+    return value, grad
+
+
+def total_loglik_derivatives(
+    params: Params, data: FitData, *, hessian: bool = True
+) -> tuple[float, FloatArray, FloatArray | None]:
+    """Weighted total of :func:`log_likelihood`, its gradient and exact Hessian in (p, q, gamma).
+
+    The same sums as :func:`log_likelihood_gradient` over the rows, grouped as
+
+        LL = sum_x W_x [lnG(px + q) - lnG(px) - lnG(q)] - q sum_i w_i log1p(m_i x_i / gamma)
+             - p sum_i w_i x_i log1p(gamma / (m_i x_i)) - sum_i w_i log m_i
+
+    (W_x: the weight of the customers with x repeat transactions), so that the gamma,
+    digamma and trigamma functions are evaluated once per distinct x, not once per
+    customer. With S_k = sum_i w_i / (gamma + m_i x_i)^k and S'_k the same sum weighted by
+    w_i x_i, the second derivatives are
+
+        d2/dp2 = sum_x W_x x^2 [psi'(px + q) - psi'(px)]
+        d2/dp dq = sum_x W_x x psi'(px + q)
+        d2/dq2 = sum_x W_x psi'(px + q) - W psi'(q)
+        d2/dp dgamma = -S'_1
+        d2/dq dgamma = W / gamma - S_1
+        d2/dgamma2 = -q W / gamma^2 + p S'_2 + q S_2
+
+    Parameters
+    ----------
+    params
+        ``(p, q, gamma)``.
+    data
+        From :func:`prepare_fit_data`.
+    hessian
+        False to skip the Hessian (returned as None).
+
+    Returns
+    -------
+    value : float
+    gradient : numpy.ndarray, shape (3,)
+    hessian : numpy.ndarray, shape (3, 3), or None
+
+    Examples
+    --------
+    >>> data = prepare_fit_data([2, 1], [22.345, 11.77], [1.0, 1.0])
+    >>> value, grad, hess = total_loglik_derivatives((6.25, 3.74, 15.44), data)
+    >>> grad.shape, hess.shape, bool(np.allclose(hess, hess.T))
+    ((3,), (3, 3), True)
+    """
     p, q, gamma = (float(v) for v in np.asarray(params, dtype=np.float64))
     xs, w_x = data.counts, data.weight_per_count
+    total_weight = float(w_x.sum())
     px = p * xs
-    value = float(w_x @ (gammaln(px + q) - gammaln(px))) - float(w_x.sum()) * float(gammaln(q))
+    value = float(w_x @ (gammaln(px + q) - gammaln(px))) - total_weight * float(gammaln(q))
     psi_sum = digamma(px + q)
     grad = np.array(
         [
             float((w_x * xs) @ (psi_sum - digamma(px))),
-            float(w_x @ psi_sum) - float(w_x.sum()) * float(digamma(q)),
-            q / gamma * float(w_x.sum()),
+            float(w_x @ psi_sum) - total_weight * float(digamma(q)),
+            q / gamma * total_weight,
         ]
     )
     mx, w, wx = data.mx, data.weight, data.weight_x
@@ -203,11 +247,23 @@ def total_loglik_gradient(params: Params, data: FitData) -> tuple[float, FloatAr
     inverse_total = 1.0 / (gamma + mx)
     sum_gamma_share = float(w @ log_gamma_share)
     sum_spend_share = float(wx @ log_spend_share)
+    inverse_sum, inverse_sum_x = float(w @ inverse_total), float(wx @ inverse_total)
     value -= q * sum_gamma_share + p * sum_spend_share + data.weighted_log_m
     grad[0] -= sum_spend_share
     grad[1] -= sum_gamma_share
-    grad[2] -= p * float(wx @ inverse_total) + q * float(w @ inverse_total)
-    return value, grad
+    grad[2] -= p * inverse_sum_x + q * inverse_sum
+    if not hessian:
+        return value, grad, None
+    trigamma_sum = polygamma(1, px + q)
+    squared = inverse_total * inverse_total
+    d_pp = float((w_x * xs * xs) @ (trigamma_sum - polygamma(1, px)))
+    d_pq = float((w_x * xs) @ trigamma_sum)
+    d_qq = float(w_x @ trigamma_sum) - total_weight * float(polygamma(1, q))
+    d_pg = -inverse_sum_x
+    d_qg = total_weight / gamma - inverse_sum
+    d_gg = -q * total_weight / gamma**2 + p * float(wx @ squared) + q * float(w @ squared)
+    hess = np.array([[d_pp, d_pq, d_pg], [d_pq, d_qq, d_qg], [d_pg, d_qg, d_gg]])
+    return value, grad, hess
 
 
 def expected_spend_new(params: Params) -> float:

@@ -15,7 +15,7 @@ from numpy.typing import ArrayLike
 
 from segvalue.errors import DataValidationError
 from segvalue.models import _gamma_gamma_math as gg
-from segvalue.models._fit import compress_rows
+from segvalue.models._fit import compress_rows, log_scale_derivatives
 from segvalue.models.base import FloatArray, MLEModel
 from segvalue.units import TimeUnit, parse_time_unit
 
@@ -141,6 +141,19 @@ class GammaGammaModel(MLEModel):
         params = np.exp(log_params)
         value, grad = gg.total_loglik_gradient(params, data)
         return -value, -grad * params
+
+    # Trust-region Newton on the exact Hessian: a handful of iterations where L-BFGS-B
+    # needs a dozen or more, and no scipy.optimize to import.
+    _exact_hessian = True
+
+    def _negative_loglik_hessian(
+        self, log_params: FloatArray, data: gg.FitData
+    ) -> tuple[float, FloatArray, FloatArray]:
+        params = np.exp(log_params)
+        value, grad, hess = gg.total_loglik_derivatives(params, data)
+        assert hess is not None
+        grad_log, hess_log = log_scale_derivatives(params, grad, hess)
+        return -value, -grad_log, -hess_log
 
     def _initial(self, data: dict[str, FloatArray]) -> FloatArray:
         # p = 1, q = 2 and gamma at the mean spend: the population mean p gamma / (q - 1)
