@@ -246,6 +246,38 @@ def test_expected_spend_shrinks_toward_population_mean(
     assert abs(more - m) <= abs(spend - m) * (1 + 1e-12)
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    params=st.tuples(positive, st.floats(1.05, 50.0), positive),
+    x=st.integers(0, 200),
+    m=st.floats(0.01, 1e4),
+)
+def test_expected_spend_log_gradient_matches_central_differences(
+    params: tuple[float, float, float], x: int, m: float
+) -> None:
+    """The closed-form gradient the CLV intervals use, against differences of eq. (5)."""
+    analytic = gg.expected_spend_log_gradient(params, [x], [m])[:, 0]
+    log_params = np.log(params)
+    step = 1e-6
+    numeric = np.empty(3)
+    for j in range(3):
+        up, down = log_params.copy(), log_params.copy()
+        up[j] += step
+        down[j] -= step
+        numeric[j] = (
+            np.log(gg.expected_spend(np.exp(up), x, m))
+            - np.log(gg.expected_spend(np.exp(down), x, m))
+        ) / (2 * step)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7)
+
+
+def test_expected_spend_log_gradient_is_nan_where_the_spend_is_infinite() -> None:
+    gradient = gg.expected_spend_log_gradient((1.0, 0.5, 10.0), [0, 2], [0.0, 20.0])
+    assert np.isinf(gg.expected_spend((1.0, 0.5, 10.0), 0, 0.0))
+    assert np.all(np.isnan(gradient[:, 0]))
+    assert np.all(np.isfinite(gradient[:, 1]))
+
+
 def test_density_integrates_to_one() -> None:
     """The mean-spend density of eqs. (3)-(4) integrates to 1 over m > 0 for each x."""
     from scipy import integrate

@@ -23,6 +23,7 @@ from scipy.special import digamma, gammaln, polygamma
 
 __all__ = [
     "expected_spend",
+    "expected_spend_log_gradient",
     "expected_spend_new",
     "log_likelihood",
     "log_likelihood_gradient",
@@ -320,6 +321,51 @@ def expected_spend(params: Params, x: ArrayLike, m: ArrayLike) -> FloatArray:
     finite = denominator > 0
     safe = np.where(finite, denominator, 1.0)
     return _f(np.where(finite, (gamma + mb * xb) * p / safe, np.inf))
+
+
+def expected_spend_log_gradient(params: Params, x: ArrayLike, m: ArrayLike) -> FloatArray:
+    """Gradient of log :func:`expected_spend` in the log-parameters (log p, log q, log gamma).
+
+    From log E = log p + log(gamma + m x) - log(p x + q - 1) (Hardie 2013, eq. 5):
+
+        d log E / d log p = (q - 1) / (p x + q - 1)
+        d log E / d log q = -q / (p x + q - 1)
+        d log E / d log gamma = gamma / (gamma + m x)
+
+    (m is ignored where x = 0, as in :func:`expected_spend`). NaN where the expected
+    spend is infinite (``p x + q <= 1``).
+
+    Parameters
+    ----------
+    params
+        ``(p, q, gamma)``.
+    x, m
+        Repeat transactions (>= 0) and their mean value (> 0 when x > 0).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(3, n)``: one row per parameter, one column per customer.
+
+    Examples
+    --------
+    >>> expected_spend_log_gradient((6.25, 3.74, 15.44), [0, 2], [0.0, 22.345]).round(4)
+    array([[ 1.    ,  0.1798],
+           [-1.365 , -0.2454],
+           [ 1.    ,  0.2568]])
+    """
+    p, q, gamma = np.asarray(params, dtype=np.float64)
+    xb, mb = (v.ravel() for v in np.broadcast_arrays(_f(x), _f(m)))
+    mb = np.where(xb > 0, mb, 0.0)
+    denominator = p * xb + q - 1.0
+    finite = denominator > 0
+    inverse = 1.0 / np.where(finite, denominator, 1.0)
+    gradient = np.empty((3, xb.size))
+    np.multiply(q - 1.0, inverse, out=gradient[0])
+    np.multiply(-q, inverse, out=gradient[1])
+    np.divide(gamma, gamma + mb * xb, out=gradient[2])
+    gradient[:, ~finite] = np.nan
+    return gradient
 
 
 def spend_frequency_correlation(

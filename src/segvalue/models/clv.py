@@ -6,8 +6,10 @@ CLV over a horizon of whole periods is
 
 with d the discount rate per period (see :func:`segvalue.units.per_period_rate`). Intervals
 come from parameter uncertainty by the delta method on log(CLV): the gradient with respect
-to the log-parameters of both models (forward differences, one model evaluation per parameter) and
-the models' covariance matrices, assumed independent between the two models.
+to the log-parameters of both models and the models' covariance matrices, assumed
+independent between the two models. The spend model's gradient is in closed form where
+the model has one (Gamma-Gamma); the transaction model's by forward differences, one
+model evaluation per parameter, run concurrently on the available cores.
 
 The transaction model is evaluated once per distinct (x, t_x, T) history (and evaluates its
 expensive terms once per distinct (x, T) pair), so the cost grows with the number of
@@ -16,8 +18,11 @@ distinct histories, not with the number of customers.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from scipy import special
@@ -28,6 +33,7 @@ from segvalue.models.base import Histories
 __all__ = ["CLVResult", "customer_lifetime_value"]
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+_T = TypeVar("_T")
 
 _STEP = 1e-4  # relative step in log-parameters for the delta method
 #: An interval whose upper / lower ratio exceeds this says nothing: reported as NaN.
@@ -63,6 +69,16 @@ class CLVResult:
     total_upper: float
 
 
+def _spend_inputs(x: FloatArray, m: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """(x, m) as the spend model sees them.
+
+    Repeat customers whose repeat purchases were all free are outside the spend model's
+    support (m > 0): they get the population mean, like new customers (x = 0).
+    """
+    free = (x > 0) & ~(m > 0)
+    return np.where(free, 0.0, x), np.where(free, 0.0, m)
+
+
 def _spend_values(
     spend: Any, x: FloatArray, m: FloatArray | None, fallback: float | None
 ) -> FloatArray:
@@ -71,13 +87,7 @@ def _spend_values(
             raise DataValidationError(
                 "a spend model needs monetary_value", fix="pass the mean repeat spend"
             )
-        # Repeat customers whose repeat purchases were all free are outside the spend
-        # model's support (m > 0): they get the population mean, like new customers.
-        free = (x > 0) & ~(m > 0)
-        return np.asarray(
-            spend.expected_spend(np.where(free, 0.0, x), np.where(free, 0.0, m)),
-            dtype=np.float64,
-        )
+        return np.asarray(spend.expected_spend(*_spend_inputs(x, m)), dtype=np.float64)
     if m is None:
         raise DataValidationError(
             "no spend model and no monetary_value", fix="pass a spend model or monetary_value"
@@ -195,7 +205,7 @@ def customer_lifetime_value(
             )
         ]
         if spend is not None and um is not None:
-            parts.append(_relative_gradients(spend, spend_of, (ux, um), per_purchase, None))
+            parts.append(_spend_gradients(spend, spend_of, (ux, um), per_purchase))
         if all(p is not None for p in parts):
             z = special.ndtri(0.5 + level / 2)  # normal quantile (scipy.stats is slow to import)
             var_log = np.zeros_like(value)
@@ -245,6 +255,49 @@ def _mean_repeat(x: FloatArray, m: FloatArray) -> float:
     return max(float(repeat.mean()), 0.0) if repeat.size else 0.0
 
 
+def _log_covariance(model: Any) -> FloatArray | None:
+    """Covariance of the log-parameters (delta method), or None when not available."""
+    theta = np.array([model.params_[n] for n in model.param_names], dtype=np.float64)
+    cov = np.asarray(model.covariance_, dtype=np.float64)
+    if not np.all(np.isfinite(cov)):
+        return None
+    return np.diag(1 / theta) @ cov @ np.diag(1 / theta)
+
+
+def _spend_gradients(
+    spend: Any, spend_of: Any, columns: tuple[FloatArray, FloatArray], factor: FloatArray
+) -> tuple[FloatArray, np.ndarray[Any, Any] | None, FloatArray] | None:
+    """d log(spend) / d log(theta) per customer: in closed form when the model has it."""
+    log_gradient = getattr(spend, "expected_spend_log_gradient", None)
+    if log_gradient is None:
+        return _relative_gradients(spend, spend_of, columns, factor, None)
+    cov_log = _log_covariance(spend)
+    if cov_log is None:
+        return None
+    return np.asarray(log_gradient(*_spend_inputs(*columns)), dtype=np.float64), None, cov_log
+
+
+def _available_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def _map_concurrently(function: Callable[[Any], _T], items: Sequence[Any]) -> list[_T]:
+    """``[function(item) for item in items]``, on up to one thread per core.
+
+    The model evaluations spend their time in numpy / scipy ufunc loops, which release
+    the GIL. Each result is computed by the same code as on one thread, so nothing
+    depends on the number of threads or their timing.
+    """
+    workers = min(len(items), _available_cores())
+    if workers <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(function, items))
+
+
 def _relative_gradients(
     model: Any,
     factor_of: Any,
@@ -256,19 +309,22 @@ def _relative_gradients(
 
     ``factor`` (spend per purchase or discounted purchases, one per row of ``columns``)
     depends on one model's parameters: a forward difference in each log-parameter
-    re-evaluates it on those rows. ``inverse`` (each customer's row, or None when the rows
-    are the customers) is passed through. None when the model's covariance is not
-    available.
+    re-evaluates it on those rows (the parameters concurrently). ``inverse`` (each
+    customer's row, or None when the rows are the customers) is passed through. None
+    when the model's covariance is not available.
     """
-    theta = np.array([model.params_[n] for n in model.param_names], dtype=np.float64)
-    cov = np.asarray(model.covariance_, dtype=np.float64)
-    if not np.all(np.isfinite(cov)):
+    cov_log = _log_covariance(model)
+    if cov_log is None:
         return None
-    grads = np.empty((theta.size, factor.size))  # (parameters, rows): long rows for numpy
+    theta = np.array([model.params_[n] for n in model.param_names], dtype=np.float64)
+    moved_models = []
     for j in range(theta.size):
         up = theta.copy()
         up[j] *= np.exp(_STEP)
-        moved = factor_of(model.with_params(up), columns)
-        ratio = np.divide(moved, factor, out=np.ones_like(moved), where=factor != 0)
+        moved_models.append(model.with_params(up))
+    moved = _map_concurrently(lambda moved_model: factor_of(moved_model, columns), moved_models)
+    grads = np.empty((theta.size, factor.size))  # (parameters, rows): long rows for numpy
+    for j, values in enumerate(moved):
+        ratio = np.divide(values, factor, out=np.ones_like(values), where=factor != 0)
         grads[j] = (ratio - 1.0) / _STEP
-    return grads, inverse, np.diag(1 / theta) @ cov @ np.diag(1 / theta)
+    return grads, inverse, cov_log

@@ -261,6 +261,37 @@ class GammaGammaModel(MLEModel):
         x, m, _ = check_spend(frequency, monetary_value)
         return gg.expected_spend(self._param_array(), x, m)
 
+    def expected_spend_log_gradient(
+        self, frequency: ArrayLike, monetary_value: ArrayLike
+    ) -> FloatArray:
+        """Gradient of log :meth:`expected_spend` in the log-parameters, in closed form.
+
+        What the delta-method intervals of CLV need (see
+        :func:`segvalue.models._gamma_gamma_math.expected_spend_log_gradient`).
+
+        Parameters
+        ----------
+        frequency, monetary_value
+            Repeat transactions and their mean value, one per customer.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(3, customers)``, rows in the order of ``param_names``.
+
+        Examples
+        --------
+        >>> model = GammaGammaModel().fit(
+        ...     [2, 1, 7, 1, 2, 5, 10, 1, 3, 2],
+        ...     [22.34, 11.77, 73.74, 11.77, 25.55, 29.44, 24.24, 9.99, 25.08, 32.30],
+        ... )
+        >>> model.expected_spend_log_gradient([0, 3], [0.0, 40.0]).shape
+        (3, 2)
+        """
+        self._check_fitted()
+        x, m, _ = check_spend(frequency, monetary_value)
+        return gg.expected_spend_log_gradient(self._param_array(), x, m)
+
     def expected_spend_new(self) -> float:
         """Population mean transaction value ``p gamma / (q - 1)`` (infinite when q <= 1).
 
