@@ -151,16 +151,26 @@ def test_run_json_records_timings_and_every_output(
     assert set(printed["timings_seconds"]) == set(stages) | {"write"}
 
 
-def test_clv_imports_the_engine_and_the_optimiser_but_not_pandas() -> None:
-    """`segvalue clv` reads with DuckDB and fits with scipy; pandas is never needed.
+@pytest.mark.parametrize(
+    "options",
+    [[], ["--model", "bgnbd", "--spend-model", "gamma-gamma"]],
+    ids=["default", "bgnbd-gamma-gamma"],
+)
+def test_clv_imports_the_engine_but_not_pandas_nor_scipy_optimize(options: list[str]) -> None:
+    """`segvalue clv` reads with DuckDB and fits with segvalue's own Newton method.
 
     pandas is installed (Ibis's DuckDB extra), and Ibis's DuckDB result converter and
     pyarrow's ``to_numpy`` each import it (0.3 s of a 1.5 s run on the CDNOW sample):
     results come to Arrow and numpy without them (features.materialise). scipy.stats and
-    scikit-learn are not needed either.
+    scikit-learn are not needed either, nor scipy.optimize (0.55 s to import): every
+    model on this path has an exact Hessian and is fitted by models._fit's trust-region
+    Newton method; scipy's optimisers are only the fallbacks.
     """
-    modules = _modules_loaded_by(["clv", str(CDNOW_SAMPLE), *CDNOW_COLUMNS, "--json"])
+    modules = _modules_loaded_by(["clv", str(CDNOW_SAMPLE), *CDNOW_COLUMNS, *options, "--json"])
     loaded = {name.split(".")[0] for name in modules}
     assert not loaded & {"pandas", "sklearn"}, loaded & {"pandas", "sklearn"}
     assert "scipy.stats" not in modules
-    assert {"duckdb", "scipy.optimize"} <= modules  # the probe did read and fit
+    assert "scipy.optimize" not in modules
+    # the probe did read, fit a transaction model and the spend model, and score
+    assert {"duckdb", "segvalue.models.gamma_gamma", "segvalue.models.clv"} <= modules
+    assert "segvalue.models.bgnbd" in modules
