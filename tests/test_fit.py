@@ -184,7 +184,7 @@ def _check_optimal_step(
     st.integers(1, 6),
     st.integers(0, 2**32 - 1),
     st.floats(1e-3, 1e3),
-    st.sampled_from(["random", "definite", "hard"]),
+    st.sampled_from(["random", "definite", "hard", "nearly hard"]),
 )
 def test_trust_region_step_satisfies_the_optimality_conditions(
     size: int, seed: int, radius: float, kind: str
@@ -195,8 +195,9 @@ def test_trust_region_step_satisfies_the_optimality_conditions(
     if kind == "definite":
         eigenvalues = np.abs(eigenvalues) + 0.1
     coefficients = rng.normal(0.0, 3.0, size)
-    if kind == "hard":  # no gradient along the lowest eigenvector, and a small rest
-        coefficients[0] = 0.0
+    if kind in ("hard", "nearly hard"):  # (almost) no gradient along the lowest
+        # eigenvector, and a small rest: lam at or just above -e_min
+        coefficients[0] = 0.0 if kind == "hard" else 1e-9 * coefficients[0]
         coefficients *= rng.uniform(0.0, 0.1)
     hess = basis @ np.diag(eigenvalues) @ basis.T
     hess = 0.5 * (hess + hess.T)

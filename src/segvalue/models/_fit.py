@@ -316,8 +316,8 @@ def _safe(objective: Objective) -> Objective:
 class _Evaluations:
     """Value, gradient and Hessian at the last point asked for (one evaluation per point).
 
-    trust-exact asks for the value and gradient, then the Hessian at the same point; the
-    convergence check and the covariance ask again at the optimum.
+    The convergence check and the covariance ask again for the point where Newton's
+    method stopped.
     """
 
     def __init__(self, hessian: HessianObjective) -> None:
@@ -441,42 +441,43 @@ def _trust_region_step(
         newton = -coefficients / eigenvalues
         if np.linalg.norm(newton) <= radius:
             return vectors @ newton, False
-    # The eigenvalues equal to the smallest up to rounding, and g's part along them.
+    # lam is carried as its distance above its bound max(0, -e_min), and the eigenvalues
+    # as their gaps above min(e_min, 0): then e_i + lam = gap_i + distance, exact at the
+    # pole, where lam itself would lose the digits that decide ||p||.
+    gaps = eigenvalues - min(smallest, 0.0)
     scale = max(float(np.max(np.abs(eigenvalues))), 1e-300)
-    lowest = eigenvalues <= smallest + 1e-12 * scale
+    lowest = eigenvalues <= smallest + 1e-12 * scale  # e_min's eigenvectors, to rounding
     along_lowest = float(np.linalg.norm(coefficients[lowest]))
-    floor = max(0.0, -smallest)
-    if along_lowest <= 1e-12 * max(float(np.linalg.norm(grad)), 1e-300) and smallest <= 0:
-        # (Below the threshold g's part along those eigenvectors is rounding: dropped,
-        # since it would put lam within rounding of -e_min.)
+    if smallest <= 0 and along_lowest <= 1e-12 * max(float(np.linalg.norm(grad)), 1e-300):
+        # g's part along those eigenvectors is rounding: dropped (it would put lam within
+        # rounding of -e_min), and the step at lam = -e_min over the others tried.
         coefficients = np.where(lowest, 0.0, coefficients)
-        shifted = np.where(lowest, 1.0, eigenvalues + floor)
-        partial = -coefficients / shifted
+        partial = -coefficients / np.where(lowest, 1.0, gaps)
         length = float(np.linalg.norm(partial))
         if length <= radius:  # the hard case
             tau = np.sqrt(max(radius**2 - length**2, 0.0))
             return vectors @ partial + tau * vectors[:, 0], True
-        lam = floor
+        distance = 0.0
     else:
         # Start where ||p|| >= radius: the lowest eigenvectors alone give that length.
-        lam = floor + along_lowest / radius if smallest <= 0 else 0.0
+        distance = along_lowest / radius if smallest <= 0 else 0.0
     used = coefficients != 0
+    weights = coefficients[used] ** 2
     for _ in range(100):
-        shifted = eigenvalues[used] + lam
-        weights = coefficients[used] ** 2
+        shifted = gaps[used] + distance
         norm_p = float(np.sqrt(np.sum(weights / shifted**2)))
         if abs(norm_p - radius) <= 1e-12 * radius:
             break
         norm_q2 = float(np.sum(weights / shifted**3))
-        step = lam + (norm_p**2 / norm_q2) * (norm_p - radius) / radius
-        # Started right of the root (rounding), one update may overshoot past the pole
-        # at -e_min (or below 0): halve the distance to that bound instead.
-        if not step > floor:
-            step = 0.5 * (lam + floor)
-        if step == lam:  # converged to rounding
+        step = distance + (norm_p**2 / norm_q2) * (norm_p - radius) / radius
+        # Started right of the root (rounding), one update may overshoot past the bound:
+        # halve the distance to it instead.
+        if not step > 0:
+            step = 0.5 * distance
+        if step == distance:  # converged to rounding
             break
-        lam = step
-    shifted = np.where(used, eigenvalues + lam, 1.0)
+        distance = step
+    shifted = np.where(used, gaps + distance, 1.0)
     return vectors @ (-coefficients / shifted), True
 
 
