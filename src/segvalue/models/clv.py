@@ -19,10 +19,9 @@ distinct histories, not with the number of customers.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from scipy import special
@@ -33,7 +32,6 @@ from segvalue.models.base import Histories
 __all__ = ["CLVResult", "customer_lifetime_value"]
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
-_T = TypeVar("_T")
 
 _STEP = 1e-4  # relative step in log-parameters for the delta method
 #: An interval whose upper / lower ratio exceeds this says nothing: reported as NaN.
@@ -188,7 +186,11 @@ def customer_lifetime_value(
         x, m = rows
         return _spend_values(s_model, x, m, fallback)
 
-    per_history = purchases_of(transactions, histories.columns)
+    # With intervals, the perturbed transaction models are evaluated on other threads
+    # meanwhile (the most expensive part of the intervals).
+    per_history, moved = _evaluations(
+        transactions, purchases_of, histories.columns, moved=intervals
+    )
     purchases = histories.per_customer(per_history)
     per_purchase = _spend_values(spend, ux, um, fallback)
     value = margin * per_purchase * purchases
@@ -199,11 +201,7 @@ def customer_lifetime_value(
     if intervals:
         # log CLV = log(margin) + log(spend) + log(purchases): the two models' terms add,
         # each a function of that model's parameters: per history, and per customer.
-        parts = [
-            _relative_gradients(
-                transactions, purchases_of, histories.columns, per_history, histories.inverse
-            )
-        ]
+        parts = [_relative_gradients(transactions, moved, per_history, histories.inverse)]
         if spend is not None and um is not None:
             parts.append(_spend_gradients(spend, spend_of, (ux, um), per_purchase))
         if all(p is not None for p in parts):
@@ -270,7 +268,10 @@ def _spend_gradients(
     """d log(spend) / d log(theta) per customer: in closed form when the model has it."""
     log_gradient = getattr(spend, "expected_spend_log_gradient", None)
     if log_gradient is None:
-        return _relative_gradients(spend, spend_of, columns, factor, None)
+        # (The fitted model's spend is evaluated again, on this thread while the moved
+        # ones run: cheap, and only for spend models without a closed form.)
+        moved = _evaluations(spend, spend_of, columns, moved=True)[1]
+        return _relative_gradients(spend, moved, factor, None)
     cov_log = _log_covariance(spend)
     if cov_log is None:
         return None
@@ -284,46 +285,54 @@ def _available_cores() -> int:
     return os.cpu_count() or 1
 
 
-def _map_concurrently(function: Callable[[Any], _T], items: Sequence[Any]) -> list[_T]:
-    """``[function(item) for item in items]``, on up to one thread per core.
+def _evaluations(
+    model: Any, factor_of: Any, columns: tuple[FloatArray, ...], *, moved: bool
+) -> tuple[FloatArray, list[FloatArray] | None]:
+    """``factor_of(model, columns)`` and, when ``moved``, the same at each log-parameter
+    moved by ``_STEP`` (None when the model's covariance is not available).
 
-    The model evaluations spend their time in numpy / scipy ufunc loops, which release
-    the GIL. Each result is computed by the same code as on one thread, so nothing
-    depends on the number of threads or their timing.
+    The moved models are evaluated on worker threads (one per core) while this thread
+    evaluates the fitted one: the evaluations spend their time in numpy / scipy ufunc
+    loops, which release the GIL. Each result is computed by the same code as on one
+    thread, so nothing depends on the number of threads or their timing.
     """
-    workers = min(len(items), _available_cores())
+    models = None
+    if moved and _log_covariance(model) is not None:
+        theta = np.array([model.params_[n] for n in model.param_names], dtype=np.float64)
+        models = []
+        for j in range(theta.size):
+            up = theta.copy()
+            up[j] *= np.exp(_STEP)
+            models.append(model.with_params(up))
+    if not models:
+        return factor_of(model, columns), None
+    workers = min(len(models), _available_cores())
     if workers <= 1:
-        return [function(item) for item in items]
+        return factor_of(model, columns), [factor_of(m, columns) for m in models]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(function, items))
+        futures = [pool.submit(factor_of, m, columns) for m in models]
+        base = factor_of(model, columns)
+        return base, [future.result() for future in futures]
 
 
 def _relative_gradients(
     model: Any,
-    factor_of: Any,
-    columns: tuple[FloatArray, ...],
+    moved: list[FloatArray] | None,
     factor: FloatArray,
     inverse: np.ndarray[Any, Any] | None,
 ) -> tuple[FloatArray, np.ndarray[Any, Any] | None, FloatArray] | None:
-    """d log(factor) / d log(theta) (parameters x rows of ``columns``), ``inverse``, cov(log theta).
+    """d log(factor) / d log(theta) (parameters x rows), ``inverse``, cov(log theta).
 
-    ``factor`` (spend per purchase or discounted purchases, one per row of ``columns``)
-    depends on one model's parameters: a forward difference in each log-parameter
-    re-evaluates it on those rows (the parameters concurrently). ``inverse`` (each
-    customer's row, or None when the rows are the customers) is passed through. None
-    when the model's covariance is not available.
+    ``factor`` (spend per purchase or discounted purchases, one per row) depends on one
+    model's parameters; ``moved`` holds it at each log-parameter moved by ``_STEP``
+    (:func:`_evaluations`): forward differences. ``inverse`` (each customer's row, or
+    None when the rows are the customers) is passed through. None when the model's
+    covariance is not available.
     """
     cov_log = _log_covariance(model)
-    if cov_log is None:
+    if cov_log is None or moved is None:
         return None
-    theta = np.array([model.params_[n] for n in model.param_names], dtype=np.float64)
-    moved_models = []
-    for j in range(theta.size):
-        up = theta.copy()
-        up[j] *= np.exp(_STEP)
-        moved_models.append(model.with_params(up))
-    moved = _map_concurrently(lambda moved_model: factor_of(moved_model, columns), moved_models)
-    grads = np.empty((theta.size, factor.size))  # (parameters, rows): long rows for numpy
+    grads = np.empty((len(moved), factor.size))  # (parameters, rows): long rows for numpy
     for j, values in enumerate(moved):
         ratio = np.divide(values, factor, out=np.ones_like(values), where=factor != 0)
         grads[j] = (ratio - 1.0) / _STEP
