@@ -331,3 +331,20 @@ def test_intervals_do_not_depend_on_the_number_of_threads(
             results[0].total_lower,
             results[0].total_upper,
         )
+
+
+def test_threads_see_the_callers_numpy_error_state(
+    fitted: tuple[BetaGeoModel, GammaGammaModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The moved models are evaluated on worker threads in the caller's context."""
+    model, _ = fitted
+    monkeypatch.setattr(clv_module, "_available_cores", lambda: 2)
+    seen = []
+
+    def factor_of(moved: object, columns: tuple[np.ndarray, ...]) -> np.ndarray:
+        seen.append(np.geterr()["divide"])
+        return columns[0]
+
+    with np.errstate(divide="ignore"):
+        clv_module._evaluations(model, factor_of, (np.ones(3),), moved=True)
+    assert seen == ["ignore"] * 5

@@ -18,6 +18,7 @@ distinct histories, not with the number of customers.
 
 from __future__ import annotations
 
+import contextvars
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -310,7 +311,11 @@ def _evaluations(
     if workers <= 1:
         return factor_of(model, columns), [factor_of(m, columns) for m in models]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(factor_of, m, columns) for m in models]
+        # Each in a copy of this thread's context: numpy's error state (np.errstate) is a
+        # context variable, and a worker should see the caller's, as on one thread.
+        futures = [
+            pool.submit(contextvars.copy_context().run, factor_of, m, columns) for m in models
+        ]
         base = factor_of(model, columns)
         return base, [future.result() for future in futures]
 
