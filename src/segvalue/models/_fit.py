@@ -366,9 +366,9 @@ def _newton(evaluations: _Evaluations, start: FloatArray, tolerance: float) -> _
     of f decides whether the step is taken (rho > eta) and how the radius changes
     (quartered when rho < 1/4, doubled when rho > 3/4 and the step reached the boundary),
     with eta = 0.15, the start radius 1 and the largest radius 1000 of scipy's
-    ``trust-exact``, which this replaces.
-    Stops when the gradient norm is below ``tolerance * 1e-3`` (success), after
-    ``_NEWTON_MAX_ITERATIONS``, or when the model predicts no reduction (rounding at the optimum).
+    ``trust-exact``, which this replaces. Stops when the gradient norm is below
+    ``tolerance * 1e-3`` (success), after ``_NEWTON_MAX_ITERATIONS`` iterations, or when
+    the model predicts no reduction (rounding at the optimum).
 
     A non-finite Hessian (overflow far from the optimum) is replaced by the identity: a
     gradient step inside the trust region.
@@ -426,9 +426,10 @@ def _trust_region_step(
     * H positive definite and the Newton step inside the region: that step.
     * Otherwise lam > max(0, -e_min) solves the secular equation 1/radius - 1/||p(lam)||
       = 0 by Newton's method as in their Algorithm 4.3, lam += (||p|| / ||q||)^2
-      (||p|| - radius) / radius with ||q||^2 = sum c_i^2 / (e_i + lam)^3. The function is
-      concave and increasing, so iterates started left of the root (where ||p|| >= radius)
-      increase monotonically to it.
+      (||p|| - radius) / radius with ||q||^2 = sum c_i^2 / (e_i + lam)^3 (their
+      Cholesky factor replaced by the eigenbasis). The function is concave and
+      increasing, so iterates started left of the root (where ||p|| >= radius) increase
+      monotonically to it.
     * The hard case (their section 4.3, "The hard case"): g has no component along the
       eigenvectors of e_min <= 0 and the step at lam = -e_min, taken over the other
       eigenvectors, is shorter than the radius. Then p = p(-e_min) + tau z, z such an

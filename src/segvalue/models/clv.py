@@ -254,9 +254,13 @@ def _mean_repeat(x: FloatArray, m: FloatArray) -> float:
     return max(float(repeat.mean()), 0.0) if repeat.size else 0.0
 
 
+def _parameters(model: Any) -> FloatArray:
+    return np.array([model.params_[n] for n in model.param_names], dtype=np.float64)
+
+
 def _log_covariance(model: Any) -> FloatArray | None:
     """Covariance of the log-parameters (delta method), or None when not available."""
-    theta = np.array([model.params_[n] for n in model.param_names], dtype=np.float64)
+    theta = _parameters(model)
     cov = np.asarray(model.covariance_, dtype=np.float64)
     if not np.all(np.isfinite(cov)):
         return None
@@ -299,7 +303,7 @@ def _evaluations(
     """
     models = None
     if moved and _log_covariance(model) is not None:
-        theta = np.array([model.params_[n] for n in model.param_names], dtype=np.float64)
+        theta = _parameters(model)
         models = []
         for j in range(theta.size):
             up = theta.copy()
