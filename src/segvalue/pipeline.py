@@ -245,13 +245,14 @@ def _scalar_of(expr: Any) -> Any:
 
 
 def _value_customers(
-    config: Config, data: ValidatedData, features: Any
+    config: Config, data: ValidatedData, features: Any, *, contacts: Sequence[str]
 ) -> tuple[Valuation | None, Any]:
     """Fit the CLV models, score each unique (x, t_x, T, m) pattern, join back in the engine.
 
     Models never see raw transactions: they are fitted on per-customer summaries and
     evaluated once per distinct pattern; the engine joins the scores to every customer.
-    Customers without a purchase (prospects) get null scores.
+    Customers without a purchase (prospects) get null scores. ``contacts``: the contact
+    columns of the customers table (:func:`_contacts`), never model inputs.
     """
 
     import pyarrow as pa
@@ -301,9 +302,7 @@ def _value_customers(
     if calibration_end is not None:
         # Scored from the materialised features (the classifier ignores the CLV scores),
         # so the join above runs once, when the caller materialises the result.
-        propensity = _add_propensity(
-            data, valuation, features, calibration_end, contacts=list(_contacts(config, data))
-        )
+        propensity = _add_propensity(data, valuation, features, calibration_end, contacts)
         joined = joined.left_join(propensity, "customer_id").drop("customer_id_right")
     return valuation, joined
 
@@ -338,8 +337,6 @@ def _feature_matrix(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from segvalue.models.propensity import encode_categories
-
     table = features
     if customers is not None:
         extra = [c for c in customers.column_names if c not in table.column_names]
@@ -366,7 +363,7 @@ def _feature_matrix(
                 learned[name] = distinct
             elif name not in fitted:
                 continue
-            values = encode_categories(column.to_pylist(), fitted.get(name, learned.get(name, [])))
+            values = _category_codes(column, fitted.get(name, learned.get(name, [])))
             categorical = True
         else:
             continue
@@ -379,6 +376,23 @@ def _feature_matrix(
         kinds = [kinds[i] for i in order]
         matrix = [matrix[i] for i in order]
     return np.column_stack(matrix), columns, kinds, (learned if categories is None else fitted)
+
+
+def _category_codes(column: pa.ChunkedArray, categories: list[str]) -> np.ndarray[Any, Any]:
+    """:func:`encode_categories` of a text column: each distinct value coded once.
+
+    A column holds a few distinct values in many rows; coding the distinct values and
+    mapping the rows to them gives the same codes without a Python object per row.
+    """
+    import pyarrow.compute as pc
+
+    from segvalue.models.propensity import encode_categories
+
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    # One code per distinct value, and NaN (index len(dictionary)) for a missing value.
+    codes = np.append(encode_categories(encoded.dictionary.to_pylist(), categories), np.nan)
+    index = pc.fill_null(encoded.indices, len(encoded.dictionary))
+    return np.asarray(codes[index.to_numpy(zero_copy_only=False)])
 
 
 def _add_propensity(
@@ -626,6 +640,10 @@ def _run_steps(
     _prefetch_imports(config)
     data = _load(config, steps, engine)
     report = data.report
+    # Found by a query on the customers table: once per run, for every step that needs it.
+    contacts = (
+        list(_contacts(config, data)) if config.clv.enabled or config.segments.enabled else []
+    )
     with steps.step("features", "computing customer features"):
         # Computed once, here: every later step reads the same values.
         features_expr = materialise(
@@ -637,10 +655,12 @@ def _run_steps(
     fitting: dict[str, Callable[[], Any]] = {}
     if config.clv.enabled:
         before = set(features_expr.columns)
-        fitting = _start_cluster_fits(config, data, features_expr, schemes)
+        fitting = _start_cluster_fits(config, data, features_expr, schemes, contacts)
         gc.freeze()  # scikit-learn and the loaded tables, here for the rest of the run
         with steps.step("clv", "fitting CLV models and scoring customers"):
-            valuation, features_expr = _value_customers(config, data, features_expr)
+            valuation, features_expr = _value_customers(
+                config, data, features_expr, contacts=contacts
+            )
         features_expr = materialise(data.con, features_expr, "features")
         # A customer attribute named like a column the CLV step added (a score) is
         # shadowed by that column from here on: such a scheme is fitted again.
@@ -653,7 +673,9 @@ def _run_steps(
     segmentation = None
     if config.segments.enabled:
         with steps.step("segments", "segmenting customers"):
-            segmentation = _segment(config, data, features_expr, schemes, fitted=fitting)
+            segmentation = _segment(
+                config, data, features_expr, schemes, fitted=fitting, contacts=contacts
+            )
     economics = None
     if segmentation is not None and segmentation.memberships.num_rows:
         with steps.step("kpis", "segment KPIs, targets and priorities"):
@@ -795,7 +817,11 @@ def _private_documents(config: Config, documents: dict[str, Any]) -> dict[str, A
 
 
 def _start_cluster_fits(
-    config: Config, data: ValidatedData, features: Any, only: list[str] | None
+    config: Config,
+    data: ValidatedData,
+    features: Any,
+    only: list[str] | None,
+    contacts: Sequence[str],
 ) -> dict[str, Callable[[], Any]]:
     """Fit the cluster schemes on background threads while the CLV step runs.
 
@@ -813,7 +839,7 @@ def _start_cluster_fits(
     if not config.segments.enabled:
         return {}
     table = customer_attributes(features, data.tables.get("customers"))
-    available, private = set(table.columns), set(_contacts(config, data))
+    available, private = set(table.columns), set(contacts)
     started: dict[str, Callable[[], Any]] = {}
     for scheme in config.segments.schemes:
         if not isinstance(scheme, ClusterConfig) or (only and scheme.name not in only):
@@ -834,6 +860,8 @@ def _segment(
     features: Any,
     only: list[str] | None = None,
     fitted: Mapping[str, Callable[[], Any]] | None = None,
+    *,
+    contacts: Sequence[str],
 ) -> Segmentation:
     from segvalue.data.readers import materialise
     from segvalue.segments.segmentation import segment_customers
@@ -847,7 +875,7 @@ def _segment(
         order_lines=data.tables.get("order_lines"),
         only=only,
         cache=lambda expr, prefix: materialise(data.con, expr, prefix),
-        pii=list(_contacts(config, data)),
+        pii=list(contacts),
         fitted=fitted,
     )
 
