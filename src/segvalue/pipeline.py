@@ -670,6 +670,16 @@ def _run_steps(
             for s in config.segments.schemes
             if s.name in fitting and not set(getattr(s, "features", ())) & added
         }
+    # Collected before the segments step, which may wait for a cluster fit meanwhile.
+    with steps.step("materialise", "collecting customer table"):
+        features = to_arrow(features_expr.order_by("customer_id"))
+    with steps.step("rejects", "collecting rejects"):
+        # The report counts every rejected row; with none, the empty table needs no query.
+        rejects = (
+            to_arrow(data.rejects.order_by(["table", "row"]))
+            if report.rows_rejected
+            else data.rejects.schema().to_pyarrow().empty_table()
+        )
     segmentation = None
     if config.segments.enabled:
         with steps.step("segments", "segmenting customers"):
@@ -680,15 +690,6 @@ def _run_steps(
     if segmentation is not None and segmentation.memberships.num_rows:
         with steps.step("kpis", "segment KPIs, targets and priorities"):
             economics = _economics(config, data, features_expr, segmentation)
-    with steps.step("materialise", "collecting customer table"):
-        features = to_arrow(features_expr.order_by("customer_id"))
-    with steps.step("rejects", "collecting rejects"):
-        # The report counts every rejected row; with none, the empty table needs no query.
-        rejects = (
-            to_arrow(data.rejects.order_by(["table", "row"]))
-            if report.rows_rejected
-            else data.rejects.schema().to_pyarrow().empty_table()
-        )
     result = RunResult(
         run_id=run_id,
         config_hash=config_hash(config),
@@ -756,12 +757,13 @@ def _prefetch_imports(config: Config) -> None:
     from segvalue.config import ClusterConfig
 
     modules = []
-    if config.clv.enabled and config.clv.holdout is not None:
-        modules += ["sklearn.ensemble", "sklearn.metrics"]
+    # The cluster fits start first (right after the features), the classifier later.
     if config.segments.enabled and any(
         isinstance(s, ClusterConfig) for s in config.segments.schemes
     ):
         modules.append("segvalue.segments.clusters")
+    if config.clv.enabled and config.clv.holdout is not None:
+        modules += ["sklearn.ensemble", "sklearn.metrics"]
     if not modules:
         return
 
