@@ -610,14 +610,24 @@ def _run(
     # A run creates a great many short-lived Ibis objects, and each full collection
     # would also walk every object of the libraries loaded (0.5 s of the 20,000-customer
     # demo). What is alive at the start (and after the imports, see _run_steps) lives as
-    # long as the run: it is kept out of the collections until the run ends.
-    gc.freeze()
+    # long as the run: it is kept out of the collections until the run ends. A process
+    # that froze objects itself (e.g. before forking workers) is left as it is.
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
     try:
         return _run_steps(
-            config, run_id, engine=engine, progress=progress, write=write, schemes=schemes
+            config,
+            run_id,
+            engine=engine,
+            progress=progress,
+            write=write,
+            schemes=schemes,
+            freeze=freeze,
         )
     finally:
-        gc.unfreeze()
+        if freeze:
+            gc.unfreeze()
 
 
 def _run_steps(
@@ -628,6 +638,7 @@ def _run_steps(
     progress: Progress | None,
     write: bool,
     schemes: list[str] | None,
+    freeze: bool = False,
 ) -> RunResult:
     from segvalue.data.readers import materialise
     from segvalue.data.store import save_snapshot
@@ -656,7 +667,8 @@ def _run_steps(
     if config.clv.enabled:
         before = set(features_expr.columns)
         fitting = _start_cluster_fits(config, data, features_expr, schemes, contacts)
-        gc.freeze()  # scikit-learn and the loaded tables, here for the rest of the run
+        if freeze:  # scikit-learn and the loaded tables, here for the rest of the run
+            gc.freeze()
         with steps.step("clv", "fitting CLV models and scoring customers"):
             valuation, features_expr = _value_customers(
                 config, data, features_expr, contacts=contacts
