@@ -12,7 +12,6 @@ import datetime as dt
 import gc
 import hashlib
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -648,7 +647,6 @@ def _run_steps(
 
     enabled = int(config.clv.enabled) + 2 * int(config.segments.enabled)
     steps = _Steps(len(config.sources) + 4 + enabled + 2 * int(write), progress)
-    _prefetch_imports(config)
     data = _load(config, steps, engine)
     report = data.report
     # Found by a query on the customers table: once per run, for every step that needs it.
@@ -756,39 +754,6 @@ def _run_steps(
                 )
     result.timings = steps.timings
     return result
-
-
-def _prefetch_imports(config: Config) -> None:
-    """Import scikit-learn (for the classifier and the clusters) on a background thread.
-
-    It takes a second or more to import (with scipy.stats and pandas) and is first needed
-    after the load; meanwhile the engine reads and validates the sources with the GIL
-    released, so the import mostly runs on the second core. Failures are left to the
-    steps that import the same modules.
-    """
-    from segvalue.config import ClusterConfig
-
-    modules = []
-    # The cluster fits start first (right after the features), the classifier later.
-    if config.segments.enabled and any(
-        isinstance(s, ClusterConfig) for s in config.segments.schemes
-    ):
-        modules.append("segvalue.segments.clusters")
-    if config.clv.enabled and config.clv.holdout is not None:
-        modules += ["sklearn.ensemble", "sklearn.metrics"]
-    if not modules:
-        return
-
-    def load() -> None:
-        import importlib
-
-        for name in modules:
-            try:
-                importlib.import_module(name)
-            except Exception:  # the step that needs it imports it again and reports
-                return
-
-    threading.Thread(target=load, name="import scikit-learn", daemon=True).start()
 
 
 def _contacts(config: Config, data: ValidatedData) -> dict[str, str]:
