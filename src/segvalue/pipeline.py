@@ -9,6 +9,7 @@ further steps on the same path.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import hashlib
 import json
 import time
@@ -243,13 +244,14 @@ def _scalar_of(expr: Any) -> Any:
 
 
 def _value_customers(
-    config: Config, data: ValidatedData, features: Any
+    config: Config, data: ValidatedData, features: Any, *, contacts: Sequence[str]
 ) -> tuple[Valuation | None, Any]:
     """Fit the CLV models, score each unique (x, t_x, T, m) pattern, join back in the engine.
 
     Models never see raw transactions: they are fitted on per-customer summaries and
     evaluated once per distinct pattern; the engine joins the scores to every customer.
-    Customers without a purchase (prospects) get null scores.
+    Customers without a purchase (prospects) get null scores. ``contacts``: the contact
+    columns of the customers table (:func:`_contacts`), never model inputs.
     """
 
     import pyarrow as pa
@@ -299,9 +301,7 @@ def _value_customers(
     if calibration_end is not None:
         # Scored from the materialised features (the classifier ignores the CLV scores),
         # so the join above runs once, when the caller materialises the result.
-        propensity = _add_propensity(
-            data, valuation, features, calibration_end, contacts=list(_contacts(config, data))
-        )
+        propensity = _add_propensity(data, valuation, features, calibration_end, contacts)
         joined = joined.left_join(propensity, "customer_id").drop("customer_id_right")
     return valuation, joined
 
@@ -336,8 +336,6 @@ def _feature_matrix(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from segvalue.models.propensity import encode_categories
-
     table = features
     if customers is not None:
         extra = [c for c in customers.column_names if c not in table.column_names]
@@ -364,7 +362,7 @@ def _feature_matrix(
                 learned[name] = distinct
             elif name not in fitted:
                 continue
-            values = encode_categories(column.to_pylist(), fitted.get(name, learned.get(name, [])))
+            values = _category_codes(column, fitted.get(name, learned.get(name, [])))
             categorical = True
         else:
             continue
@@ -377,6 +375,23 @@ def _feature_matrix(
         kinds = [kinds[i] for i in order]
         matrix = [matrix[i] for i in order]
     return np.column_stack(matrix), columns, kinds, (learned if categories is None else fitted)
+
+
+def _category_codes(column: pa.ChunkedArray, categories: list[str]) -> np.ndarray[Any, Any]:
+    """:func:`encode_categories` of a text column: each distinct value coded once.
+
+    A column holds a few distinct values in many rows; coding the distinct values and
+    mapping the rows to them gives the same codes without a Python object per row.
+    """
+    import pyarrow.compute as pc
+
+    from segvalue.models.propensity import encode_categories
+
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    # One code per distinct value, and NaN (index len(dictionary)) for a missing value.
+    codes = np.append(encode_categories(encoded.dictionary.to_pylist(), categories), np.nan)
+    index = pc.fill_null(encoded.indices, len(encoded.dictionary))
+    return np.asarray(codes[index.to_numpy(zero_copy_only=False)])
 
 
 def _add_propensity(
@@ -591,6 +606,39 @@ def _run(
     write: bool,
     schemes: list[str] | None,
 ) -> RunResult:
+    # A run creates a great many short-lived Ibis objects, and each full collection
+    # would also walk every object of the libraries loaded (0.5 s of the 20,000-customer
+    # demo). What is alive at the start (and after the imports, see _run_steps) lives as
+    # long as the run: it is kept out of the collections until the run ends. A process
+    # that froze objects itself (e.g. before forking workers) is left as it is.
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
+    try:
+        return _run_steps(
+            config,
+            run_id,
+            engine=engine,
+            progress=progress,
+            write=write,
+            schemes=schemes,
+            freeze=freeze,
+        )
+    finally:
+        if freeze:
+            gc.unfreeze()
+
+
+def _run_steps(
+    config: Config,
+    run_id: str,
+    *,
+    engine: Any,
+    progress: Progress | None,
+    write: bool,
+    schemes: list[str] | None,
+    freeze: bool = False,
+) -> RunResult:
     from segvalue.data.readers import materialise
     from segvalue.data.store import save_snapshot
     from segvalue.data.writers import write_outputs
@@ -601,6 +649,10 @@ def _run(
     steps = _Steps(len(config.sources) + 4 + enabled + 2 * int(write), progress)
     data = _load(config, steps, engine)
     report = data.report
+    # Found by a query on the customers table: once per run, for every step that needs it.
+    contacts = (
+        list(_contacts(config, data)) if config.clv.enabled or config.segments.enabled else []
+    )
     with steps.step("features", "computing customer features"):
         # Computed once, here: every later step reads the same values.
         features_expr = materialise(
@@ -612,9 +664,13 @@ def _run(
     fitting: dict[str, Callable[[], Any]] = {}
     if config.clv.enabled:
         before = set(features_expr.columns)
-        fitting = _start_cluster_fits(config, data, features_expr, schemes)
+        fitting = _start_cluster_fits(config, data, features_expr, schemes, contacts)
+        if freeze:  # scikit-learn and the loaded tables, here for the rest of the run
+            gc.freeze()
         with steps.step("clv", "fitting CLV models and scoring customers"):
-            valuation, features_expr = _value_customers(config, data, features_expr)
+            valuation, features_expr = _value_customers(
+                config, data, features_expr, contacts=contacts
+            )
         features_expr = materialise(data.con, features_expr, "features")
         # A customer attribute named like a column the CLV step added (a score) is
         # shadowed by that column from here on: such a scheme is fitted again.
@@ -624,14 +680,7 @@ def _run(
             for s in config.segments.schemes
             if s.name in fitting and not set(getattr(s, "features", ())) & added
         }
-    segmentation = None
-    if config.segments.enabled:
-        with steps.step("segments", "segmenting customers"):
-            segmentation = _segment(config, data, features_expr, schemes, fitted=fitting)
-    economics = None
-    if segmentation is not None and segmentation.memberships.num_rows:
-        with steps.step("kpis", "segment KPIs, targets and priorities"):
-            economics = _economics(config, data, features_expr, segmentation)
+    # Collected before the segments step, which may wait for a cluster fit meanwhile.
     with steps.step("materialise", "collecting customer table"):
         features = to_arrow(features_expr.order_by("customer_id"))
     with steps.step("rejects", "collecting rejects"):
@@ -641,6 +690,16 @@ def _run(
             if report.rows_rejected
             else data.rejects.schema().to_pyarrow().empty_table()
         )
+    segmentation = None
+    if config.segments.enabled:
+        with steps.step("segments", "segmenting customers"):
+            segmentation = _segment(
+                config, data, features_expr, schemes, fitted=fitting, contacts=contacts
+            )
+    economics = None
+    if segmentation is not None and segmentation.memberships.num_rows:
+        with steps.step("kpis", "segment KPIs, targets and priorities"):
+            economics = _economics(config, data, features_expr, segmentation)
     result = RunResult(
         run_id=run_id,
         config_hash=config_hash(config),
@@ -737,7 +796,11 @@ def _private_documents(config: Config, documents: dict[str, Any]) -> dict[str, A
 
 
 def _start_cluster_fits(
-    config: Config, data: ValidatedData, features: Any, only: list[str] | None
+    config: Config,
+    data: ValidatedData,
+    features: Any,
+    only: list[str] | None,
+    contacts: Sequence[str],
 ) -> dict[str, Callable[[], Any]]:
     """Fit the cluster schemes on background threads while the CLV step runs.
 
@@ -755,7 +818,7 @@ def _start_cluster_fits(
     if not config.segments.enabled:
         return {}
     table = customer_attributes(features, data.tables.get("customers"))
-    available, private = set(table.columns), set(_contacts(config, data))
+    available, private = set(table.columns), set(contacts)
     started: dict[str, Callable[[], Any]] = {}
     for scheme in config.segments.schemes:
         if not isinstance(scheme, ClusterConfig) or (only and scheme.name not in only):
@@ -776,6 +839,8 @@ def _segment(
     features: Any,
     only: list[str] | None = None,
     fitted: Mapping[str, Callable[[], Any]] | None = None,
+    *,
+    contacts: Sequence[str],
 ) -> Segmentation:
     from segvalue.data.readers import materialise
     from segvalue.segments.segmentation import segment_customers
@@ -789,7 +854,7 @@ def _segment(
         order_lines=data.tables.get("order_lines"),
         only=only,
         cache=lambda expr, prefix: materialise(data.con, expr, prefix),
-        pii=list(_contacts(config, data)),
+        pii=list(contacts),
         fitted=fitted,
     )
 

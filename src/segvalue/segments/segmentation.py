@@ -243,18 +243,32 @@ def segment_customers(
                     "data, list it under privacy.not_pii)",
                 )
     table = cache(customer_attributes(features, customers), "segment_input")
-    parts: list[ir.Table] = []
+    fitted = fitted or {}
     details: dict[str, dict[str, Any]] = {}
-    for index, scheme in schemes:
-        members, info = _assign(scheme, index, table, orders, as_of, cache, fitted or {})
-        details[scheme.name] = info
-        parts.append(
-            members.select(
-                "customer_id",
-                scheme=ibis.literal(scheme.name, type="string"),
-                segment=members.segment.cast("string"),
+
+    def assigned(group: Sequence[tuple[int, SchemeConfig]]) -> list[ir.Table]:
+        parts = []
+        for index, scheme in group:
+            members, info = _assign(scheme, index, table, orders, as_of, cache, fitted)
+            details[scheme.name] = info
+            parts.append(
+                members.select(
+                    "customer_id",
+                    scheme=ibis.literal(scheme.name, type="string"),
+                    segment=members.segment.cast("string"),
+                )
             )
-        )
+        return parts
+
+    # Schemes whose cluster model is still being fitted come last: the memberships of the
+    # others are stored in the engine while that fit finishes.
+    late = {i for i, s in schemes if isinstance(s, ClusterConfig) and s.name in fitted}
+    pending = [(i, s) for i, s in schemes if i in late]
+    ready = assigned([(i, s) for i, s in schemes if i not in late])
+    if ready and pending:
+        ready = [cache(ibis.union(*ready) if len(ready) > 1 else ready[0], "memberships")]
+    parts = ready + assigned(pending)
+    details = {s.name: details[s.name] for _, s in schemes}  # in the configured order
     if not parts:
         strings = pa.array([], pa.string())
         empty = pa.table({"customer_id": strings, "scheme": strings, "segment": strings})
