@@ -348,3 +348,35 @@ def test_threads_see_the_callers_numpy_error_state(
     with np.errstate(divide="ignore"):
         clv_module._evaluations(model, factor_of, (np.ones(3),), moved=True)
     assert seen == ["ignore"] * 5
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.floats(allow_nan=False, allow_infinity=False, min_value=-1e300, max_value=1e300),
+        max_size=50,
+    ),
+    st.integers(0, 3),
+)
+def test_total_clv_sum_is_math_fsum(values: list[float], repeat: int) -> None:
+    """The total CLV is the exact sum correctly rounded, as math.fsum gives it."""
+    import math
+
+    from segvalue.pipeline import _exact_sum
+
+    x = np.array(values * (10**repeat), dtype=np.float64)
+    assert repr(_exact_sum(x)) == repr(math.fsum(x))
+
+
+def test_total_clv_sum_of_a_million_customers_is_math_fsum() -> None:
+    import math
+
+    from segvalue.pipeline import _exact_sum
+
+    rng = np.random.default_rng(7)
+    for x in (
+        rng.gamma(0.3, 100.0, 1_000_000),
+        rng.normal(0.0, 1.0, 1_000_000) * 10.0 ** rng.integers(-300, 300, 1_000_000),
+        np.full(1_000_000, 0.1),
+    ):
+        assert _exact_sum(x) == math.fsum(x)
