@@ -934,10 +934,9 @@ def _migration(config: Config, segmentation: Segmentation) -> Migration | None:
     def only(table: pa.Table, names: list[str]) -> pa.Table:
         return table.filter(pc.is_in(table.column("scheme"), pa.array(names, pa.string())))
 
-    matrix = transition_matrix(only(before, exclusive), only(after, exclusive))
-    alerts = drift_alerts(
-        only(before, exclusive), only(after, exclusive), config.segments.drift_threshold
-    )
+    before_exclusive, after_exclusive = only(before, exclusive), only(after, exclusive)
+    matrix = transition_matrix(before_exclusive, after_exclusive)
+    alerts = drift_alerts(before_exclusive, after_exclusive, config.segments.drift_threshold)
     events = to_arrow(
         membership_events(only(before, common), only(after, common), tag_schemes=tags)
     )
