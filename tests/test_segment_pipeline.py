@@ -221,3 +221,28 @@ def test_clusters_fitted_during_the_clv_step_equal_those_fitted_in_the_segments_
     assert model == in_place.segmentation.details["clusters"]["model"]
     assert model["k"] == 6
     assert overlapped.segmentation.memberships.equals(in_place.segmentation.memberships)
+
+
+def test_duckdb_leaves_the_background_fits_their_cores_and_gets_them_back() -> None:
+    import ibis
+
+    from segvalue.pipeline import _leave_cores
+
+    con = ibis.duckdb.connect()
+
+    def threads() -> int:
+        return int(con.raw_sql("SELECT current_setting('threads')").fetchone()[0])
+
+    con.raw_sql("SET threads = 4")
+    restore = _leave_cores(con, 1)
+    assert threads() == 3
+    restore()
+    assert threads() == 4
+    _leave_cores(con, 0)()  # no fit running: nothing changes
+    restore = _leave_cores(con, 9)  # at least one thread stays
+    assert threads() == 1
+    restore()
+    assert threads() == 4
+    con.raw_sql("SET threads = 1")
+    _leave_cores(con, 1)()
+    assert threads() == 1

@@ -24,7 +24,12 @@ from segvalue.segments.personas import (
     personas_markdown,
 )
 from segvalue.segments.potential import market_potential
-from segvalue.segments.profiles import SegmentProfiles, as_memberships, segment_profiles
+from segvalue.segments.profiles import (
+    SegmentProfiler,
+    SegmentProfiles,
+    as_memberships,
+    segment_profiles,
+)
 from segvalue.segments.quality import (
     default_max_segments,
     raise_for_errors,
@@ -541,3 +546,24 @@ def test_same_profiles_quality_and_potential_on_postgres(postgres_url: str) -> N
             assert on_pg[key] == rows, key
         else:
             assert_same_rows(on_pg[key], rows)
+
+
+def test_profiler_in_parts_equals_profiles_of_all_schemes_at_once() -> None:
+    # The pipeline profiles the schemes it has while a cluster fit finishes, then adds
+    # that scheme: the result must be segment_profiles of every membership at once
+    # (same rows, same order), whichever part comes first.
+    def scheme(name: str, segments: list[str]) -> pa.Table:
+        return pa.table({"customer_id": IDS, "scheme": [name] * 6, "segment": segments})
+
+    zeta = scheme("zeta", ["L", "L", "L", "L", "H", "H"])
+    alpha = scheme("alpha", ["x", "y", "y", "x", "y", "y"])
+    mid = scheme("mid", ["p", "q", "q", "q", "r", "r"])
+    whole = segment_profiles(pa.concat_tables([zeta, alpha, mid]), ibis.memtable(FEATURES))
+    for first, later in (([zeta, mid], [alpha]), ([alpha], [zeta, mid])):
+        profiler = SegmentProfiler(ibis.memtable(FEATURES))
+        profiler.add(pa.concat_tables(first))
+        profiler.add(pa.concat_tables(later))
+        parts = profiler.result()
+        for name in ("segments", "numeric", "attributes"):
+            assert getattr(parts, name).equals(getattr(whole, name)), name
+        assert parts.population == whole.population == 6

@@ -682,6 +682,7 @@ def _run_steps(
     contacts = (
         list(_contacts(config, data)) if config.clv.enabled or config.segments.enabled else []
     )
+    restore_threads = _leave_cores(data.con, 0)  # nothing to give back yet
     with steps.step("features", "computing customer features"):
         # Computed once, here: every later step reads the same values.
         features_expr = materialise(
@@ -694,6 +695,8 @@ def _run_steps(
     if config.clv.enabled:
         before = set(features_expr.columns)
         fitting = _start_cluster_fits(config, data, features_expr, schemes, contacts)
+        if engine is None:  # our own connection: its settings are ours to change
+            restore_threads = _leave_cores(data.con, len(fitting))
         if freeze:  # scikit-learn and the loaded tables, here for the rest of the run
             gc.freeze()
         with steps.step("clv", "fitting CLV models and scoring customers"):
@@ -725,6 +728,7 @@ def _run_steps(
             segmentation = _segment(
                 config, data, features_expr, schemes, fitted=fitting, contacts=contacts
             )
+    restore_threads()  # the cluster fits are done
     economics = None
     if segmentation is not None and segmentation.memberships.num_rows:
         with steps.step("kpis", "segment KPIs, targets and priorities"):
@@ -783,6 +787,23 @@ def _run_steps(
                 )
     result.timings = steps.timings
     return result
+
+
+def _leave_cores(con: Any, busy: int) -> Callable[[], None]:
+    """Run DuckDB on the cores that ``busy`` background fits leave free (at least one).
+
+    Each cluster fit keeps a core busy until the segments step; DuckDB's own worker
+    threads on that core only take turns with it (and with the main thread, which waits
+    for their queries). Returns the function that gives DuckDB its threads back.
+    Other engines, and a run without background fits, are left as they are.
+    """
+    if busy == 0 or getattr(con, "name", "") != "duckdb":
+        return lambda: None
+    threads = int(con.raw_sql("SELECT current_setting('threads')").fetchone()[0])
+    if threads <= 1:
+        return lambda: None
+    con.raw_sql(f"SET threads = {max(1, threads - busy)}")
+    return lambda: con.raw_sql(f"SET threads = {threads}")
 
 
 def _contacts(config: Config, data: ValidatedData) -> dict[str, str]:
@@ -942,10 +963,9 @@ def _migration(config: Config, segmentation: Segmentation) -> Migration | None:
     def only(table: pa.Table, names: list[str]) -> pa.Table:
         return table.filter(pc.is_in(table.column("scheme"), pa.array(names, pa.string())))
 
-    matrix = transition_matrix(only(before, exclusive), only(after, exclusive))
-    alerts = drift_alerts(
-        only(before, exclusive), only(after, exclusive), config.segments.drift_threshold
-    )
+    before_exclusive, after_exclusive = only(before, exclusive), only(after, exclusive)
+    matrix = transition_matrix(before_exclusive, after_exclusive)
+    alerts = drift_alerts(before_exclusive, after_exclusive, config.segments.drift_threshold)
     events = to_arrow(
         membership_events(only(before, common), only(after, common), tag_schemes=tags)
     )

@@ -39,6 +39,7 @@ from segvalue.segments.rules import customer_attributes
 
 __all__ = [
     "SCORE_COLUMNS",
+    "SegmentProfiler",
     "SegmentProfiles",
     "as_memberships",
     "segment_profiles",
@@ -296,142 +297,214 @@ def segment_profiles(
     >>> row["segment"], row["feature"], row["segment_mean"], row["index"]
     ('H', 'income', 35.0, 140.0)
     """
-    features = customer_attributes(features, customers)
-    members = as_memberships(memberships, scheme=scheme)
-    private = list(contact_columns(features) if pii is None else pii)
-    for what, names in (("numeric", numeric), ("categorical", categorical)):
-        _refuse_contacts(names or (), private, what)
-    if numeric is None:
-        numeric = _numeric_columns(features, private)
-    else:
-        check_columns(features, numeric, "numeric profile features")
-        for name in numeric:
-            dtype = features.schema()[name]
-            if not (dtype.is_numeric() or dtype.is_boolean()):
-                raise DataValidationError(
-                    f"numeric profile features: column {name!r} is {dtype}, not numeric",
-                    fix="list it under 'categorical' instead",
-                )
-    if categorical is None:
-        categorical = _string_columns(features, max_levels, private)
-    else:
-        check_columns(features, categorical, "categorical profile attributes")
-    columns = list(features.columns)
-    categories = [c for c in columns if c.startswith("share_")]
-    channels = [c for c in columns if c.startswith("engaged_")]
-    if not channels:
-        channels = [c for c in columns if c.startswith("touches_")]
-    scores = [c for c in ("clv", "probability_alive", "churn_risk") if c in columns]
-    revenue = "revenue" if "revenue" in columns else None
+    profiler = SegmentProfiler(
+        features,
+        numeric=numeric,
+        categorical=categorical,
+        customers=customers,
+        max_levels=max_levels,
+        pii=pii,
+    )
+    profiler.add(memberships, scheme=scheme)
+    return profiler.result()
 
-    def feature(t: ir.Table, name: str) -> ir.FloatingValue:
+
+class SegmentProfiler:
+    """:func:`segment_profiles` in two phases: memberships added in parts, one result.
+
+    The population is aggregated once, when the profiler is made; each :meth:`add` runs
+    the per-segment queries of the schemes it is given. So a caller can profile the
+    schemes it has while another is still being computed (a cluster fit) and add that
+    one later; :meth:`result` is what :func:`segment_profiles` of all the memberships at
+    once returns (same rows, same order). A scheme must come in one part only.
+
+    Parameters
+    ----------
+    features, numeric, categorical, customers, max_levels, pii
+        As in :func:`segment_profiles`.
+
+    Examples
+    --------
+    >>> import ibis
+    >>> f = ibis.memtable({"customer_id": ["a", "b", "c", "d"], "income": [1.0, 2.0, 3.0, 4.0]})
+    >>> profiler = SegmentProfiler(f)
+    >>> profiler.add(ibis.memtable({"customer_id": ["a", "b", "c", "d"],
+    ...                             "segment": ["L", "L", "H", "H"]}), scheme="s1")
+    >>> profiler.add(ibis.memtable({"customer_id": ["a", "b", "c", "d"],
+    ...                             "segment": ["x", "y", "y", "y"]}), scheme="s2")
+    >>> profiler.result().segments.select(["scheme", "segment", "customers"]).to_pylist()[-1]
+    {'scheme': 's2', 'segment': 'x', 'customers': 1}
+    """
+
+    def __init__(
+        self,
+        features: ir.Table,
+        *,
+        numeric: Sequence[str] | None = None,
+        categorical: Sequence[str] | None = None,
+        customers: ir.Table | None = None,
+        max_levels: int = MAX_LEVELS,
+        pii: Sequence[str] | None = None,
+    ) -> None:
+        features = customer_attributes(features, customers)
+        private = list(contact_columns(features) if pii is None else pii)
+        for what, names in (("numeric", numeric), ("categorical", categorical)):
+            _refuse_contacts(names or (), private, what)
+        if numeric is None:
+            numeric = _numeric_columns(features, private)
+        else:
+            check_columns(features, numeric, "numeric profile features")
+            for name in numeric:
+                dtype = features.schema()[name]
+                if not (dtype.is_numeric() or dtype.is_boolean()):
+                    raise DataValidationError(
+                        f"numeric profile features: column {name!r} is {dtype}, not numeric",
+                        fix="list it under 'categorical' instead",
+                    )
+        if categorical is None:
+            categorical = _string_columns(features, max_levels, private)
+        else:
+            check_columns(features, categorical, "categorical profile attributes")
+        columns = list(features.columns)
+        channels = [c for c in columns if c.startswith("engaged_")]
+        self._features = features
+        self._numeric = list(numeric)
+        self._categorical = list(categorical)
+        self._categories = [c for c in columns if c.startswith("share_")]
+        self._channels = channels or [c for c in columns if c.startswith("touches_")]
+        self._scores = [c for c in ("clv", "probability_alive", "churn_risk") if c in columns]
+        self._revenue = "revenue" if "revenue" in columns else None
+        self._spend_check = {"average_order_value", "orders"} <= set(columns)
+        self._pop = features.aggregate(**self._aggregates(features, True)).to_pyarrow()
+        self._pop_counts = (
+            _value_counts(features.select("customer_id", *self._categorical), [], self._categorical)
+            if self._categorical
+            else []
+        )
+        self._rows: list[dict[str, Any]] = []
+        self._counts: list[dict[str, Any]] = []
+
+    def _feature(self, t: ir.Table, name: str) -> ir.FloatingValue:
         col = as_float(t[name])
         if name in REPEAT_ONLY and "frequency" in t.columns:
             return ibis.cases((t.frequency > 0, col), else_=ibis.null("float64"))
         return col
 
-    spend_check = {"average_order_value", "orders"} <= set(columns)
-
-    def aggregates(t: ir.Table, population: bool) -> dict[str, Any]:
+    def _aggregates(self, t: ir.Table, population: bool) -> dict[str, Any]:
         aggs: dict[str, Any] = {"customers": t.customer_id.count()}
-        if revenue is not None:
-            aggs["revenue"] = t[revenue].cast("float64").sum()
-        if population and spend_check:
+        if self._revenue is not None:
+            aggs["revenue"] = t[self._revenue].cast("float64").sum()
+        if population and self._spend_check:
             buyers = t.orders > 0
             aggs["_aov_min"] = t.average_order_value.cast("float64").min(where=buyers)
             aggs["_aov_max"] = t.average_order_value.cast("float64").max(where=buyers)
-        for i, name in enumerate(numeric):
-            col = feature(t, name)
+        for i, name in enumerate(self._numeric):
+            col = self._feature(t, name)
             aggs[f"mean{i}"] = col.mean()
             aggs[f"median{i}"] = col.median()
             aggs[f"n{i}"] = col.count()
             if population:
                 aggs[f"sd{i}"] = col.std()
-        for i, name in enumerate(categories):
+        for i, name in enumerate(self._categories):
             aggs[f"cat{i}"] = t[name].cast("float64").mean()
             if population:
                 aggs[f"catsd{i}"] = t[name].cast("float64").std()
-        for i, name in enumerate(channels):
+        for i, name in enumerate(self._channels):
             aggs[f"chan{i}"] = as_float(t[name] > 0).mean()
-        for name in scores:
+        for name in self._scores:
             aggs[f"{name}_mean"] = t[name].cast("float64").mean()
             if name == "clv":
                 aggs["clv_total"] = t[name].cast("float64").sum()
         return aggs
 
-    pop = features.aggregate(**aggregates(features, True)).to_pyarrow().to_pylist()[0]
-    joined = members.join(features, "customer_id")
-    grouped = joined.group_by(["scheme", "segment"]).aggregate(**aggregates(joined, False))
-    rows = sorted(
-        grouped.to_pyarrow().to_pylist(),
-        key=lambda r: (r["scheme"], -r["customers"], r["segment"]),
-    )
-    population = int(pop["customers"])
+    def add(self, memberships: ir.Table | pa.Table, *, scheme: str | None = None) -> None:
+        """Run the per-segment queries of ``memberships`` (see :func:`segment_profiles`)."""
+        members = as_memberships(memberships, scheme=scheme)
+        joined = members.join(self._features, "customer_id")
+        grouped = joined.group_by(["scheme", "segment"]).aggregate(
+            **self._aggregates(joined, False)
+        )
+        self._rows.extend(grouped.to_pyarrow().to_pylist())
+        if self._categorical:
+            narrow = self._features.select("customer_id", *self._categorical)
+            both = joined.select("scheme", "segment", "customer_id").join(narrow, "customer_id")
+            self._counts.extend(_value_counts(both, ["scheme", "segment"], self._categorical))
 
-    seg_rows, num_rows, attr_rows = [], [], []
-    for r in rows:
-        key = {"scheme": r["scheme"], "segment": r["segment"]}
-        seg: dict[str, Any] = {
-            **key,
-            "customers": int(r["customers"]),
-            "share": _ratio(r["customers"], population),
-        }
-        if revenue is not None:
-            seg["revenue"] = r["revenue"]
-            seg["revenue_share"] = _ratio(r["revenue"], pop["revenue"])
-        if "clv" in scores:
-            seg["clv_mean"], seg["clv_total"] = r["clv_mean"], r["clv_total"]
-        for name in ("probability_alive", "churn_risk"):
-            if name in scores:
-                seg[f"{name}_mean"] = r[f"{name}_mean"]
-        seg_rows.append(seg)
-        for i, name in enumerate(numeric):
-            n = int(r[f"n{i}"] or 0)
-            num_rows.append(
-                {
-                    **key,
-                    "feature": name,
-                    "segment_mean": r[f"mean{i}"],
-                    "segment_median": r[f"median{i}"],
-                    "n": n,
-                    "population_mean": pop[f"mean{i}"],
-                    "population_median": pop[f"median{i}"],
-                    "population_sd": pop[f"sd{i}"],
-                    "index": _index(r[f"mean{i}"], pop[f"mean{i}"]),
-                    "z": _z(r[f"mean{i}"], pop[f"mean{i}"], pop[f"sd{i}"], n),
-                }
-            )
-        customers = int(r["customers"])
-        for kind, names, alias in (("category", categories, "cat"), ("channel", channels, "chan")):
-            for i, name in enumerate(names):
-                value = name.split("_", 1)[1]
-                rate, base = r[f"{alias}{i}"], pop[f"{alias}{i}"]
-                sd = pop[f"catsd{i}"] if kind == "category" else _binomial_sd(base)
-                attr_rows.append(
+    def result(self) -> SegmentProfiles:
+        """The profiles of every segment added so far."""
+        pop = self._pop.to_pylist()[0]
+        rows = sorted(self._rows, key=lambda r: (r["scheme"], -r["customers"], r["segment"]))
+        numeric, categories, channels = self._numeric, self._categories, self._channels
+        scores, revenue = self._scores, self._revenue
+        population = int(pop["customers"])
+
+        seg_rows, num_rows, attr_rows = [], [], []
+        for r in rows:
+            key = {"scheme": r["scheme"], "segment": r["segment"]}
+            seg: dict[str, Any] = {
+                **key,
+                "customers": int(r["customers"]),
+                "share": _ratio(r["customers"], population),
+            }
+            if revenue is not None:
+                seg["revenue"] = r["revenue"]
+                seg["revenue_share"] = _ratio(r["revenue"], pop["revenue"])
+            if "clv" in scores:
+                seg["clv_mean"], seg["clv_total"] = r["clv_mean"], r["clv_total"]
+            for name in ("probability_alive", "churn_risk"):
+                if name in scores:
+                    seg[f"{name}_mean"] = r[f"{name}_mean"]
+            seg_rows.append(seg)
+            for i, name in enumerate(numeric):
+                n = int(r[f"n{i}"] or 0)
+                num_rows.append(
                     {
                         **key,
-                        "kind": kind,
-                        "attribute": kind,
-                        "value": value,
-                        "members": None,
-                        "segment_rate": rate,
-                        "population_rate": base,
-                        "population_sd": sd,
-                        "index": _index(rate, base),
-                        "z": _z(rate, base, sd, customers),
+                        "feature": name,
+                        "segment_mean": r[f"mean{i}"],
+                        "segment_median": r[f"median{i}"],
+                        "n": n,
+                        "population_mean": pop[f"mean{i}"],
+                        "population_median": pop[f"median{i}"],
+                        "population_sd": pop[f"sd{i}"],
+                        "index": _index(r[f"mean{i}"], pop[f"mean{i}"]),
+                        "z": _z(r[f"mean{i}"], pop[f"mean{i}"], pop[f"sd{i}"], n),
                     }
                 )
-    attr_rows.extend(_categorical_rows(joined, features, categorical))
+            customers = int(r["customers"])
+            for kind, names, alias in (
+                ("category", categories, "cat"),
+                ("channel", channels, "chan"),
+            ):
+                for i, name in enumerate(names):
+                    value = name.split("_", 1)[1]
+                    rate, base = r[f"{alias}{i}"], pop[f"{alias}{i}"]
+                    sd = pop[f"catsd{i}"] if kind == "category" else _binomial_sd(base)
+                    attr_rows.append(
+                        {
+                            **key,
+                            "kind": kind,
+                            "attribute": kind,
+                            "value": value,
+                            "members": None,
+                            "segment_rate": rate,
+                            "population_rate": base,
+                            "population_sd": sd,
+                            "index": _index(rate, base),
+                            "z": _z(rate, base, sd, customers),
+                        }
+                    )
+        attr_rows.extend(_categorical_rows(self._counts, self._pop_counts))
 
-    return SegmentProfiles(
-        segments=_table(seg_rows, _SEGMENT_SCHEMA, float_extras=True),
-        numeric=_table(num_rows, _NUMERIC_SCHEMA),
-        attributes=_table(attr_rows, _ATTRIBUTE_SCHEMA),
-        population=population,
-        constant_amounts=spend_check
-        and pop["_aov_min"] is not None
-        and pop["_aov_min"] == pop["_aov_max"],
-    )
+        return SegmentProfiles(
+            segments=_table(seg_rows, _SEGMENT_SCHEMA, float_extras=True),
+            numeric=_table(num_rows, _NUMERIC_SCHEMA),
+            attributes=_table(attr_rows, _ATTRIBUTE_SCHEMA),
+            population=population,
+            constant_amounts=self._spend_check
+            and pop["_aov_min"] is not None
+            and pop["_aov_min"] == pop["_aov_max"],
+        )
 
 
 def _refuse_contacts(names: Sequence[str], private: Sequence[str], what: str) -> None:
@@ -469,15 +542,13 @@ def _value_counts(
 
 
 def _categorical_rows(
-    joined: ir.Table, features: ir.Table, categorical: Sequence[str]
+    seg: Sequence[dict[str, Any]], pop: Sequence[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Member shares of each value of each categorical attribute, segment vs population."""
-    if not categorical:
-        return []
-    narrow = features.select("customer_id", *categorical)
-    members = joined.select("scheme", "segment", "customer_id").join(narrow, "customer_id")
-    seg = _value_counts(members, ["scheme", "segment"], categorical)
-    pop = _value_counts(narrow, [], categorical)
+    """Member shares of each value of each categorical attribute, segment vs population.
+
+    ``seg`` and ``pop``: :func:`_value_counts` of the members by (scheme, segment) and of
+    the whole base.
+    """
     pop_known: dict[str, int] = {}
     pop_count: dict[tuple[str, str], int] = {}
     for r in pop:

@@ -30,7 +30,7 @@ from segvalue.features.materialise import to_arrow
 from segvalue.segments.lifecycle import assign_lifecycle, purchase_gaps
 from segvalue.segments.personas import Persona, build_personas
 from segvalue.segments.potential import market_potential
-from segvalue.segments.profiles import SegmentProfiles, segment_profiles
+from segvalue.segments.profiles import SegmentProfiler, SegmentProfiles
 from segvalue.segments.quality import QualityWarning, raise_for_errors, segment_quality
 from segvalue.segments.rfm import assign_rfm
 from segvalue.segments.rules import assign_rule_scheme, customer_attributes
@@ -242,6 +242,18 @@ def segment_customers(
                     fix=f"remove {listed[0]!r} from the features (or, if it is not personal "
                     "data, list it under privacy.not_pii)",
                 )
+    if not schemes:
+        strings = pa.array([], pa.string())
+        empty = pa.table({"customer_id": strings, "scheme": strings, "segment": strings})
+        sizes = pa.table(
+            {
+                "scheme": strings,
+                "segment": strings,
+                "customers": pa.array([], pa.int64()),
+                "share": pa.array([], pa.float64()),
+            }
+        )
+        return Segmentation(empty, sizes, None, [], [], None, {})
     table = cache(customer_attributes(features, customers), "segment_input")
     fitted = fitted or {}
     details: dict[str, dict[str, Any]] = {}
@@ -265,24 +277,17 @@ def segment_customers(
     late = {i for i, s in schemes if isinstance(s, ClusterConfig) and s.name in fitted}
     pending = [(i, s) for i, s in schemes if i in late]
     ready = assigned([(i, s) for i, s in schemes if i not in late])
-    if ready and pending:
+    # The population's profile, and the other schemes' segment profiles, are computed
+    # while that fit finishes too.
+    profiler = SegmentProfiler(table, pii=pii)
+    n_customers = int(to_arrow(table.aggregate(n=table.count())).column("n")[0].as_py())
+    early = bool(ready and pending)
+    if early:
         ready = [cache(ibis.union(*ready) if len(ready) > 1 else ready[0], "memberships")]
+        profiler.add(ready[0])
     parts = ready + assigned(pending)
     details = {s.name: details[s.name] for _, s in schemes}  # in the configured order
-    if not parts:
-        strings = pa.array([], pa.string())
-        empty = pa.table({"customer_id": strings, "scheme": strings, "segment": strings})
-        sizes = pa.table(
-            {
-                "scheme": strings,
-                "segment": strings,
-                "customers": pa.array([], pa.int64()),
-                "share": pa.array([], pa.float64()),
-            }
-        )
-        return Segmentation(empty, sizes, None, [], [], None, details)
     stacked = cache(ibis.union(*parts) if len(parts) > 1 else parts[0], "memberships")
-    n_customers = int(to_arrow(table.aggregate(n=table.count())).column("n")[0].as_py())
     counts = stacked.group_by(["scheme", "segment"]).aggregate(customers=stacked.count())
     sizes = to_arrow(
         counts.mutate(share=counts.customers.cast("float64") / max(n_customers, 1)).order_by(
@@ -301,7 +306,12 @@ def segment_customers(
         ],
         "unassigned": sorted({unassigned_name(s) for s in used}),
     }
-    profiles = segment_profiles(stacked, table, pii=pii)
+    if early:
+        late_names = [s.name for _, s in pending]
+        profiler.add(stacked.filter(stacked.scheme.isin(late_names)))
+    else:
+        profiler.add(stacked)
+    profiles = profiler.result()
     # Near-duplicate segments are found from the profiles; a customer missing from an
     # exclusive scheme, or in it twice, is an error.
     warnings = segment_quality(stacked, profiles=profiles, **checks)
