@@ -314,13 +314,20 @@ def expected_spend(params: Params, x: ArrayLike, m: ArrayLike) -> FloatArray:
     >>> expected_spend((6.25, 3.74, 15.44), [2, 1, 0], [22.345, 11.77, 0.0]).round(2)
     array([24.66, 18.92, 35.22])
     """
-    p, q, gamma = np.asarray(params, dtype=np.float64)
+    p, _, gamma, xb, mb, denominator, finite = _spend_terms(params, x, m)
+    safe = np.where(finite, denominator, 1.0)
+    return _f(np.where(finite, (gamma + mb * xb) * p / safe, np.inf))
+
+
+def _spend_terms(
+    params: Params, x: ArrayLike, m: ArrayLike
+) -> tuple[float, float, float, FloatArray, FloatArray, FloatArray, np.ndarray[Any, Any]]:
+    """p, q, gamma, x and m broadcast (m zero where x = 0), p x + q - 1 and where it is > 0."""
+    p, q, gamma = (float(v) for v in np.asarray(params, dtype=np.float64))
     xb, mb = np.broadcast_arrays(_f(x), _f(m))
     mb = np.where(xb > 0, mb, 0.0)
     denominator = p * xb + q - 1.0
-    finite = denominator > 0
-    safe = np.where(finite, denominator, 1.0)
-    return _f(np.where(finite, (gamma + mb * xb) * p / safe, np.inf))
+    return p, q, gamma, xb, mb, denominator, denominator > 0
 
 
 def expected_spend_log_gradient(params: Params, x: ArrayLike, m: ArrayLike) -> FloatArray:
@@ -354,11 +361,9 @@ def expected_spend_log_gradient(params: Params, x: ArrayLike, m: ArrayLike) -> F
            [-1.365 , -0.2454],
            [ 1.    ,  0.2568]])
     """
-    p, q, gamma = np.asarray(params, dtype=np.float64)
-    xb, mb = (v.ravel() for v in np.broadcast_arrays(_f(x), _f(m)))
-    mb = np.where(xb > 0, mb, 0.0)
-    denominator = p * xb + q - 1.0
-    finite = denominator > 0
+    _, q, gamma, xb, mb, denominator, finite = _spend_terms(params, x, m)
+    xb, mb, denominator = (v.ravel() for v in (xb, mb, denominator))
+    finite = finite.ravel()
     inverse = 1.0 / np.where(finite, denominator, 1.0)
     gradient = np.empty((3, xb.size))
     np.multiply(q - 1.0, inverse, out=gradient[0])
