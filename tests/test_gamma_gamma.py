@@ -153,15 +153,22 @@ spend_rows = st.lists(
 )
 
 
+def _objective_at(
+    params: tuple[float, float, float], rows: list[tuple[int, float]]
+) -> tuple[GammaGammaModel, Any, np.ndarray]:
+    """A model, its prepared fit data for weighted (x, m) rows, and log(params)."""
+    x, m = (np.array(c, dtype=float) for c in zip(*rows, strict=True))
+    model = GammaGammaModel()
+    data = model._prepare({"x": x, "m": m, "weights": np.arange(1.0, x.size + 1)})
+    return model, data, np.log(params)
+
+
 @settings(max_examples=80, deadline=None)
 @given(params=st.tuples(positive, positive, positive), rows=spend_rows)
 def test_gradient_matches_central_differences(
     params: tuple[float, float, float], rows: list[tuple[int, float]]
 ) -> None:
-    x, m = (np.array(c, dtype=float) for c in zip(*rows, strict=True))
-    model = GammaGammaModel()
-    data = model._prepare({"x": x, "m": m, "weights": np.arange(1.0, x.size + 1)})
-    log_params = np.log(params)
+    model, data, log_params = _objective_at(params, rows)
     _, grad = model._negative_loglik(log_params, data)
     step = 1e-6
     numeric = np.empty(3)
@@ -181,10 +188,7 @@ def test_hessian_matches_central_differences_of_the_gradient(
     params: tuple[float, float, float], rows: list[tuple[int, float]]
 ) -> None:
     """The exact Hessian the fit's Newton method uses (log-parameters, as fitted)."""
-    x, m = (np.array(c, dtype=float) for c in zip(*rows, strict=True))
-    model = GammaGammaModel()
-    data = model._prepare({"x": x, "m": m, "weights": np.arange(1.0, x.size + 1)})
-    log_params = np.log(params)
+    model, data, log_params = _objective_at(params, rows)
     value, grad, hess = model._negative_loglik_hessian(log_params, data)
     plain_value, plain_grad = model._negative_loglik(log_params, data)
     assert value == pytest.approx(plain_value, rel=1e-12, abs=1e-9)
