@@ -26,6 +26,7 @@ from ibis.common.exceptions import TableNotFound
 from segvalue.config import Config, CsvOptions, SourceConfig
 from segvalue.data.contract import CONTRACT
 from segvalue.data.documents import read_document  # kept here for callers of readers
+from segvalue.data.ibis_imports import defer_sql_compilers
 from segvalue.data.parse import check_date_format
 from segvalue.errors import (
     ConfigError,
@@ -34,6 +35,9 @@ from segvalue.errors import (
     did_you_mean,
     redact_secrets,
 )
+
+# Before any backend is loaded: only the compilers of the engines in use are imported.
+defer_sql_compilers()
 
 __all__ = [
     "FileRows",
