@@ -31,6 +31,25 @@ __all__ = ["Granularity", "calibration_holdout", "repeat_purchases_by_period", "
 Granularity = Literal["day", "unit"]
 
 
+@ibis.udf.agg.builtin(name="arg_min")  # type: ignore[untyped-decorator]
+def _duckdb_arg_min(arg: float, val) -> float:  # type: ignore[no-untyped-def,empty-body]
+    """DuckDB's ``arg_min(arg, val)``: ``arg`` of the row with the smallest ``val``."""
+
+
+def _value_at_first(value: Any, key: Any, orders: ir.Table) -> Any:
+    """``value`` at the smallest ``key`` of each group (keys are unique within a group).
+
+    Ibis compiles ``argmin`` for DuckDB to ``first(value ORDER BY key)``, an ordered
+    aggregate that sorts every group: at 1M customers the summary query takes 0.66 s with
+    DuckDB's own ``arg_min`` against 0.78 s. Other engines, and tables bound to no engine
+    (in-memory tables, which any engine may execute), keep Ibis's translation.
+    """
+    backend = ibis.get_backend(orders)
+    if backend.name == "duckdb" and backend is not ibis.get_backend():
+        return _duckdb_arg_min(value, key)
+    return value.argmin(key)
+
+
 def _period_index(day: Any, unit: TimeUnit, granularity: Granularity) -> Any:
     """An integer per date whose differences, divided by :func:`_scale`, are durations."""
     if granularity == "day" or unit is TimeUnit.DAY:
@@ -123,7 +142,7 @@ def rfm_features(
         "first_key": key.min(),
         "last_key": key.max(),
         "total": tx.value.sum(),
-        "first_value": tx.value.argmin(key),
+        "first_value": _value_at_first(tx.value, key, orders),
     }
     if per_unit:
         aggs.update(first_purchase=tx.day.min(), last_purchase=tx.day.max())
