@@ -58,6 +58,7 @@ __all__ = [
     "MarketPotentialConfig",
     "NotOf",
     "OutputConfig",
+    "StoreConfig",
     "PrivacyConfig",
     "RFMConfig",
     "RFMSegmentRule",
@@ -906,10 +907,18 @@ class OutputConfig(_Strict):
 
     dir: str = "segvalue-output"
     format: Literal["parquet", "csv"] = "parquet"
-    store: str | None = Field(
+
+
+class StoreConfig(_Strict):
+    """The results store: every run's scores, memberships, KPIs and models, in a database."""
+
+    url: str | None = Field(
         None,
-        description="run store: one membership snapshot per run, for migration and drift "
-        "(default: segvalue-store next to the output folder)",
+        description="database of the results store: duckdb:///path/file.duckdb or "
+        "postgresql://user@host:port/db (default: segvalue-store.duckdb beside the config)",
+    )
+    keep_runs: int | None = Field(
+        30, ge=1, description="complete runs kept (older ones are removed); null keeps all"
     )
 
 
@@ -977,6 +986,7 @@ class Config(_Strict):
     kpis: KPIConfig = KPIConfig()
     budget: BudgetConfig = BudgetConfig()
     output: OutputConfig = OutputConfig()
+    store: StoreConfig = StoreConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     base_dir: Path = Field(Path("."), exclude=True)
 
@@ -1015,12 +1025,31 @@ class Config(_Strict):
         return path if path.is_absolute() else (self.base_dir / path)
 
     @property
-    def store_dir(self) -> Path:
-        """Absolute run-store folder (default: ``segvalue-store`` beside the output folder)."""
-        if self.output.store is None:
-            return self.output_dir.parent / "segvalue-store"
-        path = Path(self.output.store).expanduser()
-        return path if path.is_absolute() else (self.base_dir / path)
+    def store_url(self) -> str:
+        """The results store's URL (default: ``segvalue-store.duckdb`` beside the config).
+
+        A relative DuckDB path is resolved against the config's folder.
+
+        Examples
+        --------
+        >>> cfg = parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=Path("/p"))
+        >>> cfg.store_url
+        'duckdb:///p/segvalue-store.duckdb'
+        """
+        url = self.store.url
+        if url is None:
+            return f"duckdb://{(self.base_dir / 'segvalue-store.duckdb').absolute()}"
+        if url.startswith("duckdb://") and not url.startswith("duckdb:///"):
+            relative = Path(url.removeprefix("duckdb://")).expanduser()
+            path = relative if relative.is_absolute() else self.base_dir / relative
+            return f"duckdb://{path.absolute()}"
+        return url
+
+    @property
+    def store_path(self) -> Path | None:
+        """The store's DuckDB file, or None for a database server."""
+        url = self.store_url
+        return Path(url.removeprefix("duckdb://")) if url.startswith("duckdb:///") else None
 
 
 def _timezone_name(value: str) -> str:
@@ -1598,6 +1627,11 @@ clv:
 output:
   dir: segvalue-output          # relative to this file
   format: parquet               # parquet or csv
+
+# The results store: every run's scores, memberships, KPIs and models (docs/store.md).
+# store:
+#   url: duckdb://segvalue-store.duckdb   # relative to this file; or postgresql://...
+#   keep_runs: 30               # complete runs kept; null keeps all
 
 # Contact details (e-mail, phone, names, street address, postal code; found by column name
 # and by content) are never profiled, shown in personas or written (docs/privacy.md).
