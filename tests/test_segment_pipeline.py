@@ -109,17 +109,17 @@ def test_outputs_hold_memberships_profiles_personas_and_potential(
 def test_runs_are_recorded_and_migration_compares_with_the_previous_run(tmp_path: Path) -> None:
     _, config_path = run_demo(n_customers=600, seed=5, out_dir=tmp_path / "shop")
     config = load_config(config_path)
-    first = list_runs(config.store_dir)
+    first = list_runs(config.output_dir.parent / "segvalue-store")
     assert len(first) == 1
     # The same data two months later: customers drift towards lapsing.
     assert config.as_of is not None
     later = config.model_copy(update={"as_of": config.as_of + dt.timedelta(days=60)})
     second = run(later)
-    assert list_runs(config.store_dir) == [first[0], second.run_id]
+    assert list_runs(config.output_dir.parent / "segvalue-store") == [first[0], second.run_id]
     assert second.migration is not None
     assert second.migration.previous_run == first[0]
     matrix = second.migration.matrix.to_pylist()
-    before = load_snapshot(config.store_dir, first[0])
+    before = load_snapshot(config.output_dir.parent / "segvalue-store", first[0])
     lifecycle_before = pc.sum(pc.equal(before.column("scheme"), "lifecycle")).as_py()
     moved = sum(r["customers"] for r in matrix if r["scheme"] == "lifecycle")
     assert moved == lifecycle_before == 600

@@ -534,7 +534,7 @@ def run(
         Optional callback ``(description, index, total)`` for a progress bar.
     write
         Write outputs to ``config.output_dir`` (features, rejects, run report, CLV models,
-        segments) and record the run's memberships in ``config.store_dir``.
+        segments) and record the run's memberships in ``_legacy_store_dir(config)``.
     schemes
         Run only these segmentation schemes (default: all configured).
     wait
@@ -574,6 +574,10 @@ def run(
         return _run(config, run_id, engine=engine, progress=progress, write=write, schemes=schemes)
 
 
+def _legacy_store_dir(config: Config) -> Path:
+    return config.output_dir.parent / "segvalue-store"
+
+
 def _protected(config: Config) -> dict[Path, str]:
     """What a run reads, which no output may be, contain or lie inside."""
     protected: dict[Path, str] = {}
@@ -596,16 +600,16 @@ def _claim_outputs(config: Config, run_id: str, *, wait: float = 0) -> Iterator[
     either refuses at once (or after ``wait`` seconds), naming the running one.
     """
     protected = _protected(config)
-    store_key = "output.store" if config.output.store else "the default output.store"
+    store_key = "store.url"
     targets: list[tuple[Path, TargetKind, dict[Path, str], str]] = [
         (
             config.output_dir,
             "output",
-            {**protected, config.store_dir: "the run store"},
+            {**protected, _legacy_store_dir(config): "the run store"},
             "output.dir",
         ),
         (
-            config.store_dir,
+            _legacy_store_dir(config),
             "store",
             {**protected, config.output_dir: "the output folder"},
             store_key,
@@ -773,12 +777,12 @@ def _run_steps(
                 _private_documents(config, documents),
                 fmt=fmt,
                 texts=texts,
-                protected={**_protected(config), config.store_dir: "the run store"},
+                protected={**_protected(config), _legacy_store_dir(config): "the run store"},
                 config_dir=config.base_dir,
             )
             if segmentation is not None:
                 save_snapshot(
-                    config.store_dir,
+                    _legacy_store_dir(config),
                     result.run_id,
                     segmentation.memberships,
                     result.summary(),
@@ -950,10 +954,10 @@ def _migration(config: Config, segmentation: Segmentation) -> Migration | None:
     from segvalue.features.materialise import to_arrow
     from segvalue.segments.migration import drift_alerts, membership_events, transition_matrix
 
-    previous = previous_run(config.store_dir)
+    previous = previous_run(_legacy_store_dir(config))
     if previous is None:
         return None
-    before = load_snapshot(config.store_dir, previous)
+    before = load_snapshot(_legacy_store_dir(config), previous)
     after = segmentation.memberships
     kinds = {name: info.get("mode", "exclusive") for name, info in segmentation.details.items()}
     common = sorted(set(kinds) & set(before.column("scheme").to_pylist()))
