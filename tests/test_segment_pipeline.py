@@ -155,9 +155,7 @@ def test_segment_command_prints_schemes_and_filters(
     schemes = doc["segments"]["schemes"]
     assert set(schemes) == {s.name for s in load_config(config_path).segments.schemes}
     assert "carried_from" not in schemes["rfm"]
-    assert {schemes[n].get("carried_from") for n in schemes if n != "rfm"} == {
-        demo[0].run_id
-    }
+    assert {schemes[n].get("carried_from") for n in schemes if n != "rfm"} == {demo[0].run_id}
     assert sum(s["customers"] for s in schemes["rfm"]["segments"]) == 1500
     assert doc["migration"] is None  # the same as-of date: no earlier run to compare with
     assert cli(["segment", "-c", str(config_path), "--scheme", "rmf"]) == 2
