@@ -150,13 +150,20 @@ class RunResult:
 def config_hash(config: Config) -> str:
     """A stable hash of the configuration, recorded with every run.
 
+    Everything that shapes the results counts; where they are written (``output.dir``,
+    ``store``) does not.
+
     Examples
     --------
     >>> from segvalue.config import parse_config
     >>> len(config_hash(parse_config({"sources": {"orders": {"path": "o.csv"}}})))
     16
     """
-    payload = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    # Where results go (the output folder, the store) does not change them.
+    payload = json.dumps(
+        config.model_dump(mode="json", exclude={"output": {"dir"}, "store": True}),
+        sort_keys=True,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
