@@ -36,6 +36,7 @@ from segvalue.errors import DataValidationError
 from segvalue.features.customer import BROWSE_EVENTS, ENGAGED_EVENTS, column_slug
 from segvalue.models.base import model_from_json
 from segvalue.models.clv import customer_lifetime_value
+from segvalue.models.propensity import PurchasePropensityModel, encode_categories
 from segvalue.segments.scoring import PURCHASE_DAYS, assign, scheme_state
 from segvalue.units import parse_time_unit, per_period_rate
 
@@ -152,6 +153,9 @@ def scorer_state(result: _Run, config: Config) -> dict[str, Any]:
             "model": valuation.model,
             "transaction_model": _model_document(valuation.transactions),
             "spend_model": None if valuation.spend is None else _model_document(valuation.spend),
+            "propensity_model": None
+            if valuation.propensity_model is None
+            else json.loads(json.dumps(valuation.propensity_model.to_dict())),
             "mean_repeat_spend": None
             if valuation.spend is not None
             else _mean_repeat_spend(features),
@@ -433,10 +437,13 @@ class Scorer:
         models = self._state["models"]
         self._transactions: Any = None
         self._spend: Any = None
+        self._propensity: PurchasePropensityModel | None = None
         if models is not None:
             self._transactions = model_from_json(json.dumps(models["transaction_model"]))
             if models["spend_model"] is not None:
                 self._spend = model_from_json(json.dumps(models["spend_model"]))
+            if models.get("propensity_model") is not None:
+                self._propensity = PurchasePropensityModel.from_dict(models["propensity_model"])
 
     @property
     def schemes(self) -> list[str]:
@@ -536,7 +543,8 @@ class Scorer:
             -> segment; a tag scheme -> list of tags), ``probability_alive``,
             ``churn_risk``, ``expected_purchases``, ``expected_spend``, ``clv``,
             ``clv_lower``, ``clv_upper`` (None without a purchase, or when the run
-            fitted no models or has no interval).
+            fitted no models or has no interval) and ``purchase_propensity`` (None
+            without a purchase or without the run's classifier, fitted with a holdout).
 
         Raises
         ------
@@ -557,6 +565,10 @@ class Scorer:
             k: v for k, v in attributes.items() if not str(k).startswith("_")
         }
         segment_row.update(row)
+        propensity = None
+        if self._propensity is not None:
+            propensity = self.purchase_propensity(segment_row)
+            row["purchase_propensity"] = segment_row["purchase_propensity"] = propensity
         segment_row.update({"customer_id": customer_id, PURCHASE_DAYS: days})
         memberships = {
             name: assign(scheme, segment_row) for name, scheme in self._state["schemes"].items()
@@ -567,4 +579,31 @@ class Scorer:
             "features": row,
             "memberships": memberships,
             **predictions,
+            "purchase_propensity": propensity,
         }
+
+    def purchase_propensity(self, row: Mapping[str, Any]) -> float | None:
+        """P(buys within the run's holdout length) by the run's classifier; None without one.
+
+        ``row`` holds the customer's features and attributes; a customer without a
+        purchase (``frequency`` None) gets None, as in the run. Text attributes are coded
+        by the category lists fixed at fit time (unknown or missing: the missing branch).
+
+        Examples
+        --------
+        >>> Scorer({"features": {}, "schemes": {}, "models": None}).purchase_propensity({})
+        """
+        model = self._propensity
+        if model is None or row.get("frequency") is None:
+            return None
+        values = []
+        for name, categorical in zip(model.feature_names_, model.categorical_, strict=True):
+            value = row.get(name)
+            if categorical:
+                code = encode_categories([value], model.categories_.get(name, []))[0]
+                values.append(float(code))
+            elif value is None:
+                values.append(math.nan)
+            else:
+                values.append(float(value))
+        return float(model.predict_proba(np.array([values], dtype=np.float64))[0])
