@@ -21,6 +21,8 @@ ALLOWED: dict[str, set[str]] = {
     "valuation": {"errors", "units", "models"},
     "segments": {"errors", "units", "config", "features", "segments"},
     "economics": {"errors", "units", "config", "features", "segments", "economics"},
+    # The scorer of one customer: the run's feature conventions, assigners and models.
+    "scoring": {"errors", "units", "config", "models", "segments", "features"},
     "pipeline": {
         "errors",
         "units",
