@@ -115,8 +115,8 @@ def rfm_boundaries(features: pa.Table, config: RFMConfig) -> dict[str, Any]:
     --------
     >>> t = pa.table({"customer_id": ["a", "b", "c"], "days_since_last_order": [3, 40, 40],
     ...               "orders": [4, 1, 2], "revenue": [90.0, 10.0, 30.0]})
-    >>> rfm_boundaries(t, RFMConfig(type="rfm", bins=2, ties="split"))["r"]
-    [[40, 'b']]
+    >>> rfm_boundaries(t, RFMConfig(type="rfm", bins=2, ties="split"))["r"]  # b, c: R = 1
+    [[40, 'c']]
     """
     ids = features.column("customer_id")
     recency = features.column(RECENCY_COLUMN).cast(pa.int64())
