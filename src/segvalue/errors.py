@@ -35,6 +35,9 @@ class SegvalueError(Exception):
         What went wrong, naming the input (file, key, row or column).
     fix
         What the user should do about it, appended to the message.
+    parameter
+        The config key or parameter the error is about (``store.url``, ``wait``), so a
+        face can word it (a command-line option, a JSON field); never a CLI flag here.
 
     Examples
     --------
@@ -42,12 +45,15 @@ class SegvalueError(Exception):
     "orders.csv: column 'amount' is missing. Fix: map it in segvalue.yaml"
     """
 
-    def __init__(self, message: str, *, fix: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, fix: str | None = None, parameter: str | None = None
+    ) -> None:
         # Every message reaches a terminal or a log: no raw control characters, no secrets.
         message = safe_text(message)
         fix = None if fix is None else safe_text(fix)
         self.message = message
         self.fix = fix
+        self.parameter = parameter
         super().__init__(message if fix is None else f"{message}. Fix: {fix}")
 
 
