@@ -181,8 +181,9 @@ def test_a_bad_order_is_refused_with_its_position(
     _, state, _ = demo
     with pytest.raises(DataValidationError, match=r"orders\[1\]\.order_ts"):
         Scorer(state).score({}, [{"order_ts": "2024-01-01", "amount": 1.0}, {"amount": 2.0}])
-    with pytest.raises(DataValidationError, match=r"orders\[0\]\.amount"):
+    with pytest.raises(DataValidationError, match=r"orders\[0\]\.amount") as caught:
         Scorer(state).score({}, [{"order_ts": "2024-01-01", "amount": "12"}])
+    assert caught.value.parameter == "orders[0].amount"
 
 
 # --------------------------------------------------------------------------- schemes

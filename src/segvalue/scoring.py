@@ -186,6 +186,7 @@ def _timestamp(value: Any, key: str) -> dt.datetime:
             raise DataValidationError(
                 f"{key} {value!r} is not an ISO date or timestamp",
                 fix="give e.g. '2024-05-01T14:30:00'",
+                parameter=key,
             ) from None
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
@@ -194,13 +195,17 @@ def _timestamp(value: Any, key: str) -> dt.datetime:
     if isinstance(value, dt.date):
         return dt.datetime.combine(value, dt.time())
     raise DataValidationError(
-        f"{key} {value!r} is not a date or timestamp", fix="give a datetime, a date or ISO text"
+        f"{key} {value!r} is not a date or timestamp",
+        fix="give a datetime, a date or ISO text",
+        parameter=key,
     )
 
 
 def _number(value: Any, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise DataValidationError(f"{key} {value!r} is not a number", fix="give a number")
+        raise DataValidationError(
+            f"{key} {value!r} is not a number", fix="give a number", parameter=key
+        )
     return float(value)
 
 
