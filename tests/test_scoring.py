@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 
 from segvalue.config import (
+    ClusterConfig,
     LifecycleConfig,
     RFMConfig,
     RuleSchemeConfig,
@@ -23,6 +24,7 @@ from segvalue.errors import DataValidationError
 from segvalue.features.materialise import to_arrow
 from segvalue.pipeline import RunResult, load, run_demo
 from segvalue.scoring import PREDICTIONS, Scorer, scorer_state
+from segvalue.segments.clusters import assign_clusters, fit_clusters
 from segvalue.segments.lifecycle import assign_lifecycle
 from segvalue.segments.rfm import assign_rfm
 from segvalue.segments.rules import assign_rule_scheme
@@ -85,7 +87,7 @@ def test_the_scorer_equals_the_run_for_1000_random_customers(
     demo: tuple[RunResult, dict[str, Any], History],
 ) -> None:
     result, state, history = demo
-    scorer = Scorer(json.loads(json.dumps(state)))  # as the store will hand it back
+    scorer = Scorer(json.loads(json.dumps(state, allow_nan=False)))  # as a store returns it
     assert result.segmentation is not None
     stored = {r["customer_id"]: r for r in result.features.to_pylist()}
     segments: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
@@ -345,3 +347,38 @@ def test_scheme_state_says_what_is_missing() -> None:
 def test_the_scorer_refuses_a_state_that_is_not_one() -> None:
     with pytest.raises(DataValidationError, match="scorer state lacks"):
         Scorer({"schemes": {}})
+
+
+@pytest.mark.parametrize("algorithm", ["kmeans", "dbscan"])
+def test_cluster_state_assigns_as_the_engine(algorithm: str) -> None:
+    """Missing values (median), booleans, log1p and, for DBSCAN, the radius (noise)."""
+    rng = np.random.default_rng(4)
+    n = 400
+    spend = np.concatenate([rng.gamma(2.0, 10.0, n // 2), rng.gamma(8.0, 40.0, n // 2)])
+    visits = rng.poisson(np.where(np.arange(n) < n // 2, 2.0, 9.0)).astype(float)
+    spend[rng.choice(n, 20, replace=False)] = np.nan
+    table = pa.table(
+        {
+            "customer_id": [f"c{i:03d}" for i in range(n)],
+            "spend": pa.array(spend, from_pandas=True),  # NaN becomes null, as in the engine
+            "visits": visits,
+            "member": rng.random(n) < 0.3,
+        }
+    )
+    config = ClusterConfig(
+        type="cluster",
+        features=["spend", "visits", "member"],
+        transform={"spend": "log1p"},
+        algorithm=algorithm,  # type: ignore[arg-type]
+        k=2 if algorithm == "kmeans" else "auto",
+        eps=0.5,
+        stability_resamples=0,
+    )
+    model = fit_clusters(ibis.memtable(table), config)
+    engine = to_arrow(assign_clusters(ibis.memtable(table), model))
+    want = dict(zip(engine["customer_id"].to_pylist(), engine["segment"].to_pylist(), strict=True))
+    state = json.loads(json.dumps(scheme_state(config, {"model": model.to_dict()})))
+    got = {row["customer_id"]: assign(state, row) for row in table.to_pylist()}
+    assert got == want
+    if algorithm == "dbscan":
+        assert config.unassigned in set(got.values())

@@ -75,6 +75,23 @@ def _model_document(model: Any) -> dict[str, Any]:
     return doc
 
 
+def _finite_json(data: Any) -> Any:
+    """``data`` with NaN and infinities as null, so it is strict JSON.
+
+    The propensity model's ``seen_categories`` hold NaN for "missing"; the model reads
+    its lists back as float arrays, where null becomes NaN again.
+    """
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite_json(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite_json(v) for v in data]
+    if isinstance(data, np.generic):
+        return _finite_json(data.item())
+    return data
+
+
 def _mean_repeat_spend(features: Any) -> float:
     """The run's fallback spend without a spend model (see ``models.clv``).
 
@@ -155,7 +172,7 @@ def scorer_state(result: _Run, config: Config) -> dict[str, Any]:
             "spend_model": None if valuation.spend is None else _model_document(valuation.spend),
             "propensity_model": None
             if valuation.propensity_model is None
-            else json.loads(json.dumps(valuation.propensity_model.to_dict())),
+            else _finite_json(valuation.propensity_model.to_dict()),
             "mean_repeat_spend": None
             if valuation.spend is not None
             else _mean_repeat_spend(features),
