@@ -21,9 +21,10 @@ from segvalue.config import (
     load_config,
 )
 from segvalue.errors import DataValidationError
+from segvalue.features.customer import customer_features
 from segvalue.features.materialise import to_arrow
 from segvalue.pipeline import RunResult, load, run_demo
-from segvalue.scoring import PREDICTIONS, Scorer, scorer_state
+from segvalue.scoring import PREDICTIONS, Scorer, customer_features_of, scorer_state
 from segvalue.segments.clusters import assign_clusters, fit_clusters
 from segvalue.segments.lifecycle import assign_lifecycle
 from segvalue.segments.rfm import assign_rfm
@@ -382,3 +383,92 @@ def test_cluster_state_assigns_as_the_engine(algorithm: str) -> None:
     assert got == want
     if algorithm == "dbscan":
         assert config.unassigned in set(got.values())
+
+
+def test_features_follow_the_engine_on_awkward_histories() -> None:
+    """Returns only, zero amounts, same-day orders, null discounts, lines and touches."""
+    rng = np.random.default_rng(12)
+    as_of = dt.date(2024, 6, 30)
+    start = dt.datetime(2023, 1, 1)
+    customers, orders, lines, touches = [], [], [], []
+    for i in range(150):
+        cid = f"c{i:03d}"
+        signup = None if i % 4 == 0 else as_of - dt.timedelta(days=int(rng.integers(30, 900)))
+        customers.append({"customer_id": cid, "signup_date": signup})
+        for j in range(int(rng.integers(0, 6))):
+            ts = start + dt.timedelta(hours=int(rng.integers(0, 13000)))
+            if j and rng.random() < 0.3:  # a second order on the same day
+                ts = orders[-1]["order_ts"] + dt.timedelta(minutes=5)
+            amount = float(rng.choice([-12.5, 0.0, 9.99, 20.0, 31.1]))
+            discount = None if rng.random() < 0.3 else float(rng.choice([0.0, 2.5]))
+            order_id = f"{cid}-{j}"
+            orders.append(
+                {
+                    "order_id": order_id,
+                    "customer_id": cid,
+                    "order_ts": min(ts, dt.datetime.combine(as_of, dt.time(23))),
+                    "amount": amount,
+                    "discount": discount,
+                }
+            )
+            for _ in range(int(rng.integers(0, 3))):
+                category = str(rng.choice(["Home & Garden", "toys", "books"]))
+                lines.append(
+                    {"order_id": order_id, "category": category, "line_amount": abs(amount) / 2}
+                )
+        if i % 5 == 0 and orders and orders[-1]["customer_id"] == cid:
+            # A click at the time of the customer's last order is not browsing after it.
+            touches.append(
+                {
+                    "customer_id": cid,
+                    "ts": orders[-1]["order_ts"],
+                    "channel": "email",
+                    "event": "click",
+                }
+            )
+        for _ in range(int(rng.integers(0, 5))):
+            touches.append(
+                {
+                    "customer_id": cid,
+                    "ts": start + dt.timedelta(hours=int(rng.integers(0, 13000))),
+                    "channel": str(rng.choice(["email", "Paid Social"])),
+                    "event": rng.choice(["impression", "click", "open", None]),
+                }
+            )
+    tables = {
+        "customers": pa.Table.from_pylist(customers),
+        "orders": pa.Table.from_pylist(orders),
+        "order_lines": pa.Table.from_pylist(lines),
+        "touchpoints": pa.Table.from_pylist(touches),
+    }
+    engine = to_arrow(
+        customer_features({n: ibis.memtable(t) for n, t in tables.items()}, as_of=as_of)
+    )
+    columns = engine.column_names
+    state = {
+        "as_of": as_of.isoformat(),
+        "time_unit": "week",
+        "lookback_start": None,
+        "customers": True,
+        "discount": True,
+        "categories": [c.removeprefix("share_") for c in columns if c.startswith("share_")],
+        "channels": [c.removeprefix("touches_") for c in columns if c.startswith("touches_")],
+    }
+    assert sorted(state["categories"]) == ["books", "home_garden", "toys"]
+    by_customer: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for row in orders:
+        by_customer[row["customer_id"]].append(row)
+    for want in engine.to_pylist():
+        cid = want["customer_id"]
+        own = by_customer.get(cid, [])
+        ids = {o["order_id"] for o in own}
+        got, _ = customer_features_of(
+            state,
+            next(c for c in customers if c["customer_id"] == cid),
+            own,
+            order_lines=[line for line in lines if line["order_id"] in ids],
+            touchpoints=[t for t in touches if t["customer_id"] == cid],
+        )
+        for column in columns:
+            if column != "customer_id":
+                assert _same(want[column], got[column]), (cid, column, want[column], got[column])
