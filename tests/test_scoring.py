@@ -30,6 +30,7 @@ from segvalue.segments.lifecycle import assign_lifecycle
 from segvalue.segments.rfm import assign_rfm
 from segvalue.segments.rules import assign_rule_scheme
 from segvalue.segments.scoring import PURCHASE_DAYS, assign, ntile_ends, scheme_state
+from segvalue.store import open_store
 
 SAMPLED = 1000
 
@@ -65,7 +66,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, dict[str,
     out = tmp_path_factory.mktemp("scoring") / "shop"
     result, config_path = run_demo(n_customers=2000, seed=5, out_dir=out)
     config = load_config(config_path)
-    state = scorer_state(result, config)
+    # The scorer the run saved in the store, as later reads get it.
+    with open_store(config.store_url) as store:
+        state = store.document(result.run_id, "scorer")
+    assert state == json.loads(json.dumps(scorer_state(result, config), allow_nan=False))
     data = load(config)  # the clean tables the run read, for the customers' histories
     try:
         tables = {n: to_arrow(data.tables[n]) for n in ("customers", "orders", "order_lines")}

@@ -1180,6 +1180,7 @@ def _persist(
     in, so the output folder never names a run the store does not hold.
     """
     from segvalue.data.writers import write_outputs
+    from segvalue.scoring import scorer_state
     from segvalue.store import open_store
 
     segmentation, economics, report = result.segmentation, result.economics, result.report
@@ -1214,6 +1215,9 @@ def _persist(
             renamed = {"customer_features": "customer_scores", "segment_memberships": "memberships"}
             stored = {renamed.get(n, n): t for n, t in tables.items()}
             stored_documents = {**documents, **{Path(f).stem: body for f, body in texts.items()}}
+            # What scoring one customer later needs (Project.scorer), raw ids kept: the
+            # store is working state, never pseudonymised.
+            stored_documents["scorer"] = scorer_state(result, config)
 
             def finished(running: RunRecord) -> RunRecord:
                 return replace(
