@@ -262,6 +262,21 @@ class _Dialect:
             for row in zip(*(c.to_pylist() for c in table.columns), strict=True):
                 copy.write_row(row)
 
+    def select(self, text: str, params: Sequence[Any], types: Sequence[pa.DataType]) -> pa.Table:
+        """Rows of a query as an Arrow table of the given column types."""
+        if self.name == "duckdb":
+            read = self.raw.execute(text, list(params)).to_arrow_table()
+            return pa.Table.from_arrays(
+                [c.cast(t) for c, t in zip(read.columns, types, strict=True)],
+                names=[f"c{i}" for i in range(len(types))],
+            )
+        rows = self.execute(text, params)
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in types]
+        return pa.Table.from_arrays(
+            [pa.array(list(c), t) for c, t in zip(columns, types, strict=True)],
+            names=[f"c{i}" for i in range(len(types))],
+        )
+
     def tables(self) -> set[str]:
         if self.name == "duckdb":
             rows = self.execute("SELECT table_name FROM duckdb_tables()")
@@ -273,27 +288,62 @@ class _Dialect:
         return {r[0] for r in rows}
 
 
+class _Reader:
+    """A read-only connection without Ibis: what read commands need, and they start fast.
+
+    Reads are a few parameterised SELECTs on the store's own tables; Ibis and pandas
+    (imported by Ibis's backends) would be 0.4-0.7 s of every read command's start-up,
+    most of ``segvalue kpis``' time. Writers connect through Ibis.
+    """
+
+    def __init__(self, con: Any, name: str) -> None:
+        self.con, self.name = con, name
+
+    def disconnect(self) -> None:
+        self.con.close()
+
+
+def _duckdb_file(path: str, read_only: bool) -> Any:
+    """The DuckDB file, waiting while another process holds it (a writer, briefly)."""
+    deadline = time.monotonic() + READ_WAIT
+    while True:
+        try:
+            if read_only:
+                import duckdb
+
+                return _Reader(duckdb.connect(path, read_only=True), "duckdb")
+            from segvalue.data.ibis_imports import defer_sql_compilers
+
+            defer_sql_compilers()
+            import ibis
+
+            return ibis.duckdb.connect(path, read_only=False)
+        except Exception as exc:  # duckdb.IOException: another process holds the file
+            if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise ConfigError(
+                    f"cannot open the results store {path}: {str(exc).splitlines()[0]}",
+                    fix="point store.url at a segvalue results store or a new file "
+                    "(if it is one, another program may hold it open)",
+                    parameter="store.url",
+                ) from None
+            time.sleep(0.05)
+
+
 def _connect(url: str, *, read_only: bool) -> Any:
-    from segvalue.data.ibis_imports import defer_sql_compilers
-
-    defer_sql_compilers()
-    import ibis
-
     if url.startswith("duckdb://"):
-        path = url.removeprefix("duckdb://")
-        deadline = time.monotonic() + READ_WAIT
-        while True:
-            try:
-                return ibis.duckdb.connect(path, read_only=read_only)
-            except Exception as exc:  # duckdb.IOException: another process holds the file
-                if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
-                    raise ConfigError(
-                        f"cannot open the results store {path}: {str(exc).splitlines()[0]}",
-                        fix="point store.url at a segvalue results store or a new file "
-                        "(if it is one, another program may hold it open)",
-                        parameter="store.url",
-                    ) from None
-                time.sleep(0.05)
+        return _duckdb_file(url.removeprefix("duckdb://"), read_only)
+    if read_only and url.startswith(("postgres://", "postgresql://")):
+        import psycopg
+
+        try:
+            return _Reader(psycopg.connect(url, autocommit=True), "postgres")
+        except psycopg.Error as exc:
+            raise ConfigError(
+                f"cannot connect to the results store {redact_secrets(url)}: "
+                f"{redact_secrets(str(exc).strip().splitlines()[0] if str(exc).strip() else '')}",
+                fix="check store.url, the credentials and that the server is running",
+                parameter="store.url",
+            ) from None
     from segvalue.data.readers import connect
 
     return connect(url)
@@ -691,14 +741,16 @@ class ResultsStore:
                     parameter="columns",
                 )
             wanted = [schema.get_field_index(c) for c in columns]
-        expr = self._backend.table(physical)
-        expr = expr.filter(expr.run_id == run_id).order_by("_row")
-        read = expr.select(*(f"c{i}" for i in wanted)).to_pyarrow() if wanted else None
         picked = pa.schema([schema.field(i) for i in wanted])
-        if read is None:
+        if not wanted:
             return picked.empty_table()
-        renamed = read.rename_columns([f"c{j}" for j in range(len(wanted))])
-        return _restored(renamed, picked)
+        read = self._db.select(
+            f"SELECT {', '.join(f'c{i}' for i in wanted)} FROM {physical} "
+            "WHERE run_id = ? ORDER BY _row",
+            [run_id],
+            [_stored_type(f.type)[0] or pa.string() for f in picked],
+        )
+        return _restored(read, picked)
 
     def document_names(self, run_id: str) -> list[str]:
         """Names of a complete run's documents."""
