@@ -35,19 +35,29 @@ class SegvalueError(Exception):
         What went wrong, naming the input (file, key, row or column).
     fix
         What the user should do about it, appended to the message.
+    parameter
+        The function parameter the error is about, when it is one (``horizon``,
+        ``force``). The message and fix name it in backticks (`` `horizon` ``,
+        `` `force=True` ``), never as a command-line option: each face words it its way
+        (the CLI as ``--horizon``, ``--force``; see ``segvalue.cli.main.as_options``).
 
     Examples
     --------
     >>> str(SegvalueError("orders.csv: column 'amount' is missing", fix="map it in segvalue.yaml"))
     "orders.csv: column 'amount' is missing. Fix: map it in segvalue.yaml"
+    >>> SegvalueError("`horizon` 0 is not a whole number >= 1", parameter="horizon").parameter
+    'horizon'
     """
 
-    def __init__(self, message: str, *, fix: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, fix: str | None = None, parameter: str | None = None
+    ) -> None:
         # Every message reaches a terminal or a log: no raw control characters, no secrets.
         message = safe_text(message)
         fix = None if fix is None else safe_text(fix)
         self.message = message
         self.fix = fix
+        self.parameter = parameter
         super().__init__(message if fix is None else f"{message}. Fix: {fix}")
 
 
@@ -82,11 +92,12 @@ class ConvergenceError(SegvalueError, RuntimeError):
         iterations: int | None = None,
         gradient_norm: float | None = None,
         fix: str | None = None,
+        parameter: str | None = None,
     ) -> None:
         self.optimizer_message = optimizer_message
         self.iterations = iterations
         self.gradient_norm = gradient_norm
-        super().__init__(message, fix=fix)
+        super().__init__(message, fix=fix, parameter=parameter)
 
 
 class ConvergenceWarning(UserWarning):
