@@ -36,10 +36,11 @@ class SegvalueError(Exception):
     fix
         What the user should do about it, appended to the message.
     parameter
-        The function parameter the error is about, when it is one (``horizon``,
-        ``force``). The message and fix name it in backticks (`` `horizon` ``,
-        `` `force=True` ``), never as a command-line option: each face words it its way
-        (the CLI as ``--horizon``, ``--force``; see ``segvalue.cli.main.as_options``).
+        The config key or parameter the error is about (``store.url``, ``wait``), so a
+        face can word it (a command-line option, a JSON field); never a CLI flag here.
+        A parameter named in the message or fix is in backticks (`` `horizon` ``,
+        `` `force=True` ``): the CLI words it ``--horizon``, ``--force``
+        (``segvalue.cli.main.as_options``).
 
     Examples
     --------

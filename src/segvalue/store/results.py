@@ -1,0 +1,836 @@
+"""The results store on Ibis: runs, their tables and documents, atomically, in a database.
+
+Layout (schema version :data:`SCHEMA_VERSION`, the same on DuckDB and PostgreSQL):
+
+``segvalue_meta``
+    ``key``, ``value``: the schema version, when and by which segvalue it was created.
+``segvalue_runs``
+    One row per run: ``run_id``, ``status`` (``running``, ``complete``, ``failed``),
+    ``started_at``, ``finished_at``, ``as_of``, ``config_hash``, ``data_fingerprint`` and
+    JSON columns ``schemes``, ``row_counts``, ``rejects`` (per rule), ``freshness`` (per
+    table), ``timings`` (per stage), ``versions``; ``error`` for a failed run.
+``segvalue_tables``
+    Which tables a run holds: ``run_id``, ``name`` (``customer_scores``, ``memberships``,
+    ``segment_kpis``, ...), the physical table, the Arrow schema, the row count.
+``segvalue_documents``
+    JSON documents per run: the run report, personas, the CLV models, budget guidance.
+``sv_<name>_<hash>``
+    The rows of every run's tables of one name and Arrow schema: ``run_id``, ``_row``
+    (the row's position) and columns ``c0``, ``c1``, ... (names and exact types live in
+    ``segvalue_tables``, so any column name and type round-trips on both databases).
+
+A run is written in two steps: :meth:`ResultsStore.begin_run` records it as
+``running``; :meth:`ResultsStore.commit_run` inserts all of its rows and documents and
+sets it ``complete`` in one transaction. Readers see complete runs only, so a run is
+visible whole or not at all; a killed run leaves a ``running`` row, which the next
+writer marks ``failed`` (:meth:`ResultsStore.remove_debris`). One writer at a time:
+:func:`store_lock`.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from segvalue.data.safety import target_lock, writing
+from segvalue.data.writers import json_safe
+from segvalue.errors import ConfigError, DataValidationError, redact_secrets
+
+__all__ = ["SCHEMA_VERSION", "ResultsStore", "RunRecord", "open_store", "store_lock"]
+
+#: Version of the store's layout; older stores are migrated when opened for writing.
+SCHEMA_VERSION = 1
+
+META, RUNS, TABLES, DOCUMENTS = (
+    "segvalue_meta",
+    "segvalue_runs",
+    "segvalue_tables",
+    "segvalue_documents",
+)
+STATUSES = ("running", "complete", "failed")
+_JSON_FIELDS = ("schemes", "row_counts", "rejects", "freshness", "timings", "versions")
+_RUN_COLUMNS = (
+    "run_id",
+    "status",
+    "started_at",
+    "finished_at",
+    "as_of",
+    "config_hash",
+    "data_fingerprint",
+    *_JSON_FIELDS,
+    "error",
+)
+#: Statements that bring a store of version ``v - 1`` to version ``v``, by ``v``.
+MIGRATIONS: dict[int, list[str]] = {}
+#: A reader waits this long for a DuckDB store a writer holds open (seconds).
+READ_WAIT = 30.0
+_ADVISORY_KEY = 7_300_451_227  # PostgreSQL advisory lock of the store's writer
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as the store records it.
+
+    Examples
+    --------
+    >>> r = RunRecord("20240101T000000Z-abc", "complete", dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
+    >>> r.to_dict()["started_at"], r.to_dict()["schemes"]
+    ('2024-01-01T00:00:00+00:00', [])
+    """
+
+    run_id: str
+    status: str
+    started_at: dt.datetime
+    finished_at: dt.datetime | None = None
+    as_of: dt.date | None = None
+    config_hash: str = ""
+    data_fingerprint: str = ""
+    schemes: list[str] = field(default_factory=list)
+    row_counts: dict[str, int] = field(default_factory=dict)
+    rejects: dict[str, int] = field(default_factory=dict)
+    freshness: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (times and dates as ISO strings)."""
+        out: dict[str, Any] = {}
+        for name in _RUN_COLUMNS:
+            value = getattr(self, name)
+            out[name] = value.isoformat() if isinstance(value, dt.date) else value
+        return out
+
+
+def _utc(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    moment = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    assert isinstance(moment, dt.datetime)
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def _record(row: Sequence[Any]) -> RunRecord:
+    values = dict(zip(_RUN_COLUMNS, row, strict=True))
+    for name in _JSON_FIELDS:
+        values[name] = (
+            json.loads(values[name]) if values[name] else ([] if name == "schemes" else {})
+        )
+    values["started_at"] = _utc(values["started_at"])
+    values["finished_at"] = _utc(values["finished_at"])
+    as_of = values["as_of"]
+    if isinstance(as_of, dt.datetime):
+        values["as_of"] = as_of.date()
+    elif isinstance(as_of, str):
+        values["as_of"] = dt.date.fromisoformat(as_of)
+    return RunRecord(**values)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _stored_type(kind: pa.DataType) -> tuple[pa.DataType | None, str]:
+    """The Arrow type a column is stored as (None: as JSON text) and its SQL type name."""
+    if pa.types.is_dictionary(kind):
+        return _stored_type(kind.value_type)
+    if pa.types.is_boolean(kind):
+        return pa.bool_(), "BOOLEAN"
+    if pa.types.is_integer(kind) and not (pa.types.is_uint64(kind)):
+        return pa.int64(), "BIGINT"
+    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return pa.float64(), "DOUBLE PRECISION"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return pa.string(), "TEXT"
+    if pa.types.is_date(kind):
+        return pa.date32(), "DATE"
+    if pa.types.is_timestamp(kind):
+        if kind.tz is None:
+            return pa.timestamp("us"), "TIMESTAMP"
+        return pa.timestamp("us", tz="UTC"), "TIMESTAMPTZ"
+    return None, "TEXT"  # lists, structs, maps, ...: JSON text, decoded on read
+
+
+def _plain_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([pa.field(f.name, f.type, f.nullable) for f in schema])
+
+
+def _schema_text(schema: pa.Schema) -> str:
+    return base64.b64encode(_plain_schema(schema).serialize().to_pybytes()).decode()
+
+
+def _schema_of(text: str) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+
+
+def _physical_name(name: str, schema: pa.Schema) -> str:
+    digest = hashlib.sha256(f"{name}\0{_schema_text(schema)}".encode()).hexdigest()[:12]
+    base = re.sub(r"[^a-z0-9_]", "_", name.lower())[:32]
+    return f"sv_{base}_{digest}"
+
+
+def _stored_columns(table: pa.Table) -> list[pa.Array | pa.ChunkedArray]:
+    """The table's columns as stored: dictionaries decoded, the rest as JSON text."""
+    out: list[pa.Array | pa.ChunkedArray] = []
+    for column in table.columns:
+        stored, _ = _stored_type(column.type)
+        if stored is None:
+            texts = [
+                None if v is None else json.dumps(json_safe(v), default=str, allow_nan=False)
+                for v in column.to_pylist()
+            ]
+            out.append(pa.array(texts, pa.string()))
+        else:
+            out.append(column.cast(stored))
+    return out
+
+
+def _restored(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Columns read back (c0, c1, ...) with their names and exact types."""
+    arrays = []
+    for i, target in enumerate(schema):
+        column = table.column(f"c{i}")
+        stored, _ = _stored_type(target.type)
+        if stored is None:
+            values = [None if v is None else json.loads(v) for v in column.to_pylist()]
+            arrays.append(pa.array(values, target.type))
+        else:
+            arrays.append(column.cast(stored).cast(target.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+class _Dialect:
+    """What differs between the databases: parameters, transactions, bulk inserts."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.raw = backend.con
+        self.name = backend.name
+        self.mark = "?" if self.name == "duckdb" else "%s"
+
+    def sql(self, text: str) -> str:
+        return text.replace("?", self.mark)
+
+    def execute(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if self.name == "duckdb":
+            cursor = self.raw.execute(text, list(params))
+            return list(cursor.fetchall()) if cursor.description else []
+        with self.raw.cursor() as cursor:
+            cursor.execute(self.sql(text), list(params))
+            return list(cursor.fetchall()) if cursor.description else []
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self.name == "duckdb":
+            self.raw.begin()
+            try:
+                yield
+            except BaseException:
+                self.raw.rollback()
+                raise
+            self.raw.commit()
+        else:
+            with self.raw.transaction():
+                yield
+
+    def insert(self, physical: str, columns: list[str], table: pa.Table) -> None:
+        if self.name == "duckdb":
+            view = "_segvalue_insert"
+            self.raw.register(view, table)
+            try:
+                self.raw.execute(f"INSERT INTO {physical} SELECT * FROM {view}")
+            finally:
+                self.raw.unregister(view)
+            return
+        names = ", ".join(_quote(c) for c in columns)
+        with (
+            self.raw.cursor() as cursor,
+            cursor.copy(f"COPY {physical} ({names}) FROM STDIN") as copy,
+        ):
+            for row in zip(*(c.to_pylist() for c in table.columns), strict=True):
+                copy.write_row(row)
+
+    def tables(self) -> set[str]:
+        if self.name == "duckdb":
+            rows = self.execute("SELECT table_name FROM duckdb_tables()")
+        else:
+            rows = self.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema()"
+            )
+        return {r[0] for r in rows}
+
+
+def _connect(url: str, *, read_only: bool) -> Any:
+    from segvalue.data.ibis_imports import defer_sql_compilers
+
+    defer_sql_compilers()
+    import ibis
+
+    if url.startswith("duckdb://"):
+        path = url.removeprefix("duckdb://")
+        deadline = time.monotonic() + READ_WAIT
+        while True:
+            try:
+                return ibis.duckdb.connect(path, read_only=read_only)
+            except Exception as exc:  # duckdb.IOException: another process holds the file
+                if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                    raise ConfigError(
+                        f"cannot open the results store {path}: {str(exc).splitlines()[0]}",
+                        fix="check the file; another program may hold it open",
+                        parameter="store.url",
+                    ) from None
+                time.sleep(0.05)
+    from segvalue.data.readers import connect
+
+    return connect(url)
+
+
+def _is_duckdb(url: str) -> bool:
+    return url.startswith("duckdb://")
+
+
+class ResultsStore:
+    """An open results store (see the module's docstring for its layout).
+
+    Open it with :func:`open_store`; use it as a context manager to close it.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> url = f"duckdb://{pathlib.Path(tempfile.mkdtemp()) / 's.duckdb'}"
+    >>> t0 = dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
+    >>> with open_store(url, create=True) as store:
+    ...     store.begin_run(RunRecord("r1", "running", t0, as_of=dt.date(2024, 1, 1)))
+    ...     members = pa.table({"customer_id": ["a"]})
+    ...     _ = store.commit_run("r1", {"memberships": members}, {"run": {}})
+    ...     [r.status for r in store.runs()], store.table("r1", "memberships").num_rows
+    (['complete'], 1)
+    """
+
+    def __init__(self, backend: Any, url: str, *, read_only: bool) -> None:
+        self._backend = backend
+        self._db = _Dialect(backend)
+        self.url = url
+        self.read_only = read_only
+
+    # ------------------------------------------------------------------ life cycle
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        if self._backend is not None:
+            try:
+                self._backend.disconnect()
+            finally:
+                self._backend = None
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def shown(self) -> str:
+        """The store's URL with secrets hidden, for messages."""
+        return redact_secrets(self.url)
+
+    def _schema_version(self) -> int | None:
+        if META not in self._db.tables():
+            return None
+        rows = self._db.execute(f"SELECT value FROM {META} WHERE key = ?", ["schema_version"])
+        return int(rows[0][0]) if rows else None
+
+    def _create(self) -> None:
+        from segvalue import __version__
+
+        with self._db.transaction():
+            self._db.execute(f"CREATE TABLE {META} (key TEXT PRIMARY KEY, value TEXT)")
+            self._db.execute(
+                f"CREATE TABLE {RUNS} (run_id TEXT PRIMARY KEY, status TEXT NOT NULL, "
+                "started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP, as_of DATE, "
+                "config_hash TEXT, data_fingerprint TEXT, schemes TEXT, row_counts TEXT, "
+                "rejects TEXT, freshness TEXT, timings TEXT, versions TEXT, error TEXT)"
+            )
+            self._db.execute(
+                f"CREATE TABLE {TABLES} (run_id TEXT NOT NULL, name TEXT NOT NULL, "
+                "physical TEXT NOT NULL, arrow_schema TEXT NOT NULL, n_rows BIGINT NOT NULL, "
+                "PRIMARY KEY (run_id, name))"
+            )
+            self._db.execute(
+                f"CREATE TABLE {DOCUMENTS} (run_id TEXT NOT NULL, name TEXT NOT NULL, "
+                "body TEXT NOT NULL, PRIMARY KEY (run_id, name))"
+            )
+            now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            for key, value in (
+                ("schema_version", str(SCHEMA_VERSION)),
+                ("created_at", now),
+                ("created_by", f"segvalue {__version__}"),
+            ):
+                self._db.execute(f"INSERT INTO {META} VALUES (?, ?)", [key, value])
+
+    def _prepare(self, *, create: bool) -> None:
+        """Check the schema version; create or migrate the schema (writers only)."""
+        version = self._schema_version()
+        if version is None:
+            ours = {t for t in self._db.tables() if t.startswith(("segvalue_", "sv_"))}
+            if not create or self.read_only:
+                raise ConfigError(
+                    f"no results store at {self.shown} yet: no run has been recorded",
+                    fix="run the main job first (it creates the store)",
+                    parameter="store.url",
+                )
+            if ours:
+                raise ConfigError(
+                    f"{self.shown} holds segvalue tables without a schema version",
+                    fix="point store.url at a new database file or an empty schema",
+                    parameter="store.url",
+                )
+            self._create()
+            return
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"the results store {self.shown} has schema version {version}; this segvalue "
+                f"reads up to {SCHEMA_VERSION}",
+                fix="upgrade segvalue, or point store.url at another store",
+                parameter="store.url",
+            )
+        if version < SCHEMA_VERSION and not self.read_only:
+            with self._db.transaction():
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in MIGRATIONS.get(step, []):
+                        self._db.execute(statement)
+                self._db.execute(
+                    f"UPDATE {META} SET value = ? WHERE key = ?",
+                    [str(SCHEMA_VERSION), "schema_version"],
+                )
+        elif version < SCHEMA_VERSION:
+            raise ConfigError(
+                f"the results store {self.shown} has schema version {version} and needs a "
+                f"migration to {SCHEMA_VERSION}",
+                fix="run the main job once with this segvalue (it migrates the store)",
+                parameter="store.url",
+            )
+
+    # ------------------------------------------------------------------ writers
+    def _require_writer(self) -> None:
+        if self.read_only:
+            raise ConfigError(f"the results store {self.shown} is open read-only", fix="")
+
+    def begin_run(self, record: RunRecord) -> None:
+        """Record a run as ``running`` (committed at once; readers do not list its data)."""
+        self._require_writer()
+        self._write_record(record, insert=True)
+
+    def _write_record(self, record: RunRecord, *, insert: bool) -> None:
+        values = record.to_dict()
+        for name in _JSON_FIELDS:
+            values[name] = json.dumps(json_safe(values[name]), sort_keys=True, allow_nan=False)
+        values["started_at"] = record.started_at.astimezone(dt.UTC).replace(tzinfo=None)
+        values["finished_at"] = (
+            None
+            if record.finished_at is None
+            else record.finished_at.astimezone(dt.UTC).replace(tzinfo=None)
+        )
+        values["as_of"] = record.as_of
+        if insert:
+            marks = ", ".join("?" for _ in _RUN_COLUMNS)
+            sql = f"INSERT INTO {RUNS} ({', '.join(_RUN_COLUMNS)}) VALUES ({marks})"
+            self._db.execute(sql, [values[c] for c in _RUN_COLUMNS])
+        else:
+            sets = ", ".join(f"{c} = ?" for c in _RUN_COLUMNS[1:])
+            sql = f"UPDATE {RUNS} SET {sets} WHERE run_id = ?"
+            self._db.execute(sql, [values[c] for c in _RUN_COLUMNS[1:]] + [record.run_id])
+
+    def commit_run(
+        self,
+        run_id: str,
+        tables: Mapping[str, pa.Table],
+        documents: Mapping[str, Any],
+        *,
+        update: Callable[[RunRecord], RunRecord] | None = None,
+        before_commit: Callable[[], None] | None = None,
+    ) -> RunRecord:
+        """Insert a run's tables and documents and mark it ``complete``, in one transaction.
+
+        Parameters
+        ----------
+        run_id
+            A run recorded by :meth:`begin_run`, still ``running``.
+        tables
+            Arrow tables by name.
+        documents
+            JSON-ready documents by name.
+        update
+            Gives the final record from the running one (finish time, counts, timings);
+            default: the running record with ``finished_at`` now.
+        before_commit
+            Called inside the transaction after every insert, before the commit (a
+            failure there rolls everything back).
+
+        Returns
+        -------
+        RunRecord
+            The complete run.
+        """
+        self._require_writer()
+        running = self.run(run_id, status="running")
+        record = (update or (lambda r: r))(running)
+        record = RunRecord(
+            **{
+                **{c: getattr(record, c) for c in _RUN_COLUMNS},
+                "status": "complete",
+                "finished_at": record.finished_at or dt.datetime.now(dt.UTC),
+            }
+        )
+        existing = self._db.tables()
+        with self._db.transaction():
+            for name, table in tables.items():
+                self._insert_table(run_id, name, table, existing)
+            for name, doc in documents.items():
+                body = json.dumps(json_safe(doc), default=str, allow_nan=False, sort_keys=True)
+                self._db.execute(f"INSERT INTO {DOCUMENTS} VALUES (?, ?, ?)", [run_id, name, body])
+            self._write_record(record, insert=False)
+            if before_commit is not None:
+                before_commit()
+        return record
+
+    def _insert_table(self, run_id: str, name: str, table: pa.Table, existing: set[str]) -> None:
+        schema = _plain_schema(table.schema)
+        physical = _physical_name(name, schema)
+        if physical not in existing:
+            columns = ", ".join(f"c{i} {_stored_type(f.type)[1]}" for i, f in enumerate(schema))
+            sep = ", " if columns else ""
+            self._db.execute(
+                f"CREATE TABLE IF NOT EXISTS {physical} "
+                f"(run_id TEXT NOT NULL, _row BIGINT NOT NULL{sep}{columns})"
+            )
+            existing.add(physical)
+        rows = table.num_rows
+        if rows:
+            stored = pa.Table.from_arrays(
+                [
+                    pa.array([run_id] * rows, pa.string()),
+                    pa.array(range(rows), pa.int64()),
+                    *_stored_columns(table),
+                ],
+                names=["run_id", "_row", *(f"c{i}" for i in range(len(schema)))],
+            )
+            self._db.insert(physical, stored.column_names, stored)
+        self._db.execute(
+            f"INSERT INTO {TABLES} VALUES (?, ?, ?, ?, ?)",
+            [run_id, name, physical, _schema_text(schema), rows],
+        )
+
+    def fail_run(self, run_id: str, error: str) -> None:
+        """Mark a running run ``failed`` with its error (its data was never committed)."""
+        self._require_writer()
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        self._db.execute(
+            f"UPDATE {RUNS} SET status = 'failed', finished_at = ?, error = ? "
+            "WHERE run_id = ? AND status = 'running'",
+            [now, error[:2000], run_id],
+        )
+
+    def remove_debris(self) -> list[str]:
+        """Mark runs left ``running`` by a killed writer ``failed``; return their ids.
+
+        Call it holding :func:`store_lock`: then no other run is writing.
+        """
+        self._require_writer()
+        stale = [r.run_id for r in self.runs(status="running")]
+        for run_id in stale:
+            with self._db.transaction():
+                self._delete_rows(run_id)
+                self.fail_run(run_id, "stopped before it completed (killed or interrupted)")
+        return stale
+
+    def _delete_rows(self, run_id: str) -> None:
+        physical = {
+            r[0]
+            for r in self._db.execute(f"SELECT physical FROM {TABLES} WHERE run_id = ?", [run_id])
+        }
+        for name in sorted(physical):
+            self._db.execute(f"DELETE FROM {name} WHERE run_id = ?", [run_id])
+        self._db.execute(f"DELETE FROM {TABLES} WHERE run_id = ?", [run_id])
+        self._db.execute(f"DELETE FROM {DOCUMENTS} WHERE run_id = ?", [run_id])
+
+    def apply_retention(self, keep: int | None) -> list[str]:
+        """Remove all but the ``keep`` latest complete runs (and failed runs before them).
+
+        Returns the removed run ids; ``None`` keeps everything.
+        """
+        self._require_writer()
+        if keep is None:
+            return []
+        complete = self.runs(status="complete")
+        if len(complete) <= keep:
+            return []
+        oldest_kept = complete[keep - 1].started_at
+        removed = [
+            r.run_id for r in self.runs() if r.status != "running" and r.started_at < oldest_kept
+        ]
+        for run_id in removed:
+            with self._db.transaction():
+                self._delete_rows(run_id)
+                self._db.execute(f"DELETE FROM {RUNS} WHERE run_id = ?", [run_id])
+        return removed
+
+    # ------------------------------------------------------------------ readers
+    def runs(self, status: str | None = None) -> list[RunRecord]:
+        """Recorded runs, newest first (optionally of one status)."""
+        if status is not None and status not in STATUSES:
+            raise DataValidationError(
+                f"unknown run status {status!r}",
+                fix=f"use one of {', '.join(STATUSES)}",
+                parameter="status",
+            )
+        where, params = ("WHERE status = ?", [status]) if status else ("", [])
+        rows = self._db.execute(
+            f"SELECT {', '.join(_RUN_COLUMNS)} FROM {RUNS} {where} "
+            "ORDER BY started_at DESC, run_id DESC",
+            params,
+        )
+        return [_record(row) for row in rows]
+
+    def run(self, run_id: str, *, status: str | None = None) -> RunRecord:
+        """One run (of the given status, when given).
+
+        Raises
+        ------
+        DataValidationError
+            When the store has no such run, listing the latest ones.
+        """
+        rows = self._db.execute(
+            f"SELECT {', '.join(_RUN_COLUMNS)} FROM {RUNS} WHERE run_id = ?", [run_id]
+        )
+        record = _record(rows[0]) if rows else None
+        if record is None or (status is not None and record.status != status):
+            recent = [r.run_id for r in self.runs(status="complete")[:5]]
+            if record is None:
+                what = f"no run {run_id!r}"
+            else:
+                what = f"run {run_id!r} is {record.status}, not a {status} run,"
+            raise DataValidationError(
+                f"{what} in the results store {self.shown}",
+                fix=f"pick a complete run (latest: {', '.join(recent) or 'none yet'})",
+                parameter="run_id",
+            )
+        return record
+
+    def latest(self, before_as_of: dt.date | None = None) -> RunRecord | None:
+        """The latest complete run: greatest as-of date, then latest finish.
+
+        With ``before_as_of``, only runs whose as-of date is earlier count.
+        """
+        complete = [
+            r
+            for r in self.runs(status="complete")
+            if before_as_of is None or (r.as_of is not None and r.as_of < before_as_of)
+        ]
+        if not complete:
+            return None
+        epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
+        return max(complete, key=lambda r: (r.as_of or dt.date.min, r.finished_at or epoch))
+
+    def _complete(self, run_id: str) -> None:
+        self.run(run_id, status="complete")
+
+    def table_names(self, run_id: str) -> list[str]:
+        """Names of a complete run's tables."""
+        self._complete(run_id)
+        rows = self._db.execute(
+            f"SELECT name FROM {TABLES} WHERE run_id = ? ORDER BY name", [run_id]
+        )
+        return [r[0] for r in rows]
+
+    def table(self, run_id: str, name: str, columns: Sequence[str] | None = None) -> pa.Table:
+        """A table of a complete run, exactly as it was committed (order, names, types).
+
+        Parameters
+        ----------
+        run_id, name
+            The run and the table (see :meth:`table_names`).
+        columns
+            Only these columns (default: all).
+        """
+        self._complete(run_id)
+        rows = self._db.execute(
+            f"SELECT physical, arrow_schema FROM {TABLES} WHERE run_id = ? AND name = ?",
+            [run_id, name],
+        )
+        if not rows:
+            held = ", ".join(self.table_names(run_id)) or "no tables"
+            raise DataValidationError(
+                f"run {run_id!r} has no table {name!r} (it holds {held})",
+                fix="pick one of the tables the run holds",
+                parameter="name",
+            )
+        physical, text = rows[0]
+        schema = _schema_of(text)
+        wanted = list(range(len(schema)))
+        if columns is not None:
+            missing = [c for c in columns if c not in schema.names]
+            if missing:
+                raise DataValidationError(
+                    f"table {name!r} of run {run_id!r} has no columns {missing}",
+                    fix=f"pick from {', '.join(schema.names)}",
+                    parameter="columns",
+                )
+            wanted = [schema.get_field_index(c) for c in columns]
+        expr = self._backend.table(physical)
+        expr = expr.filter(expr.run_id == run_id).order_by("_row")
+        read = expr.select(*(f"c{i}" for i in wanted)).to_pyarrow() if wanted else None
+        picked = pa.schema([schema.field(i) for i in wanted])
+        if read is None:
+            return picked.empty_table()
+        renamed = read.rename_columns([f"c{j}" for j in range(len(wanted))])
+        return _restored(renamed, picked)
+
+    def document_names(self, run_id: str) -> list[str]:
+        """Names of a complete run's documents."""
+        self._complete(run_id)
+        rows = self._db.execute(
+            f"SELECT name FROM {DOCUMENTS} WHERE run_id = ? ORDER BY name", [run_id]
+        )
+        return [r[0] for r in rows]
+
+    def document(self, run_id: str, name: str) -> Any:
+        """A JSON document of a complete run."""
+        self._complete(run_id)
+        rows = self._db.execute(
+            f"SELECT body FROM {DOCUMENTS} WHERE run_id = ? AND name = ?", [run_id, name]
+        )
+        if not rows:
+            held = ", ".join(self.document_names(run_id)) or "no documents"
+            raise DataValidationError(
+                f"run {run_id!r} has no document {name!r} (it holds {held})",
+                fix="pick one of the documents the run holds",
+                parameter="name",
+            )
+        return json.loads(rows[0][0])
+
+
+def open_store(url: str, *, create: bool = False, read_only: bool | None = None) -> ResultsStore:
+    """Open the results store at ``url`` (``duckdb:///path`` or ``postgresql://...``).
+
+    Parameters
+    ----------
+    url
+        The store's URL (:attr:`segvalue.config.Config.store_url`).
+    create
+        Create the store (file and schema) when it does not exist, and open it for
+        writing; otherwise open it read-only (a DuckDB file that a writer holds open is
+        waited for, up to :data:`READ_WAIT` seconds).
+    read_only
+        Override the mode (default: read-only unless ``create``).
+
+    Raises
+    ------
+    ConfigError
+        When there is no store yet (and ``create`` is false), when the file is not a
+        segvalue store, or when its schema is newer than this segvalue reads.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> url = f"duckdb://{pathlib.Path(tempfile.mkdtemp()) / 's.duckdb'}"
+    >>> open_store(url)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    segvalue.errors.ConfigError: no results store at ... yet: no run has been recorded...
+    >>> with open_store(url, create=True) as store:
+    ...     store.runs()
+    []
+    """
+    ro = (not create) if read_only is None else read_only
+    if _is_duckdb(url):
+        path = Path(url.removeprefix("duckdb://"))
+        if not path.exists():
+            if not create:
+                raise ConfigError(
+                    f"no results store at {path} yet: no run has been recorded",
+                    fix="run the main job first (it creates the store)",
+                    parameter="store.url",
+                )
+            with writing(path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+        elif path.is_dir():
+            raise ConfigError(
+                f"the results store {path} is a folder",
+                fix="point store.url at a DuckDB file (e.g. duckdb://segvalue-store.duckdb)",
+                parameter="store.url",
+            )
+    backend = _connect(url, read_only=ro)
+    store = ResultsStore(backend, url, read_only=ro)
+    try:
+        store._prepare(create=create)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+@contextmanager
+def store_lock(url: str, *, wait: float = 0, run_id: str | None = None) -> Iterator[None]:
+    """Hold the store's writer lock for a whole run: a second writer refuses or waits.
+
+    DuckDB: a lock file beside the store file (released by the system when the holder
+    ends, also when it is killed). PostgreSQL: a session advisory lock on a connection
+    held open for the run (released when that connection ends).
+
+    Raises
+    ------
+    ConfigError
+        When another run holds the lock (still, after ``wait`` seconds), naming it.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> url = f"duckdb://{pathlib.Path(tempfile.mkdtemp()) / 's.duckdb'}"
+    >>> with store_lock(url, run_id="r1"):
+    ...     with store_lock(url, run_id="r2"):  # doctest: +ELLIPSIS
+    ...         pass
+    Traceback (most recent call last):
+    ...
+    segvalue.errors.ConfigError: run store ... is in use by another segvalue run (pid ...
+    """
+    if _is_duckdb(url):
+        with target_lock(Path(url.removeprefix("duckdb://")), "store", wait=wait, run_id=run_id):
+            yield
+        return
+    backend = _connect(url, read_only=False)
+    db = _Dialect(backend)
+    try:
+        deadline = time.monotonic() + max(float(wait), 0.0)
+        while not db.execute("SELECT pg_try_advisory_lock(?)", [_ADVISORY_KEY])[0][0]:
+            if time.monotonic() >= deadline:
+                holder = "another segvalue run"
+                if RUNS in db.tables():
+                    rows = db.execute(
+                        f"SELECT run_id, started_at FROM {RUNS} WHERE status = 'running' "
+                        "ORDER BY started_at DESC LIMIT 1"
+                    )
+                    if rows:
+                        holder = f"run {rows[0][0]} (started {rows[0][1]:%Y-%m-%d %H:%M:%S} UTC)"
+                waited = f" (waited {wait:g} s)" if wait > 0 else ""
+                raise ConfigError(
+                    f"results store {redact_secrets(url)} is in use by {holder}{waited}",
+                    fix="let that run finish, or let this one wait for it "
+                    "(wait=SECONDS; on the command line --wait SECONDS)",
+                    parameter="wait",
+                )
+            time.sleep(min(0.1, max(deadline - time.monotonic(), 0.01)))
+        yield
+    finally:
+        backend.disconnect()  # ends the session: the advisory lock goes with it

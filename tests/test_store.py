@@ -1,0 +1,239 @@
+"""The results store: exact round trips, atomic runs, debris, retention, locks, schema versions.
+
+Every behaviour is checked on DuckDB (a file) and on a real PostgreSQL server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from segvalue.errors import ConfigError, DataValidationError
+from segvalue.store import RunRecord, open_store, store_lock
+from segvalue.store import results as store_results
+
+T0 = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "duckdb":
+        yield f"duckdb://{tmp_path / 'store.duckdb'}"
+        return
+    server = request.getfixturevalue("postgres_url")
+    import psycopg
+
+    schema = f"s_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server, autocommit=True) as con:
+        con.execute(f"CREATE SCHEMA {schema}")
+    # Each test gets its own schema: the store's tables live in the connection's schema.
+    sep = "&" if "?" in server else "?"
+    yield f"{server}{sep}options=-csearch_path%3D{schema}"
+    with psycopg.connect(server, autocommit=True) as con:
+        con.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def _record(run_id: str, *, as_of: dt.date = dt.date(2024, 5, 31), minutes: int = 0) -> RunRecord:
+    return RunRecord(
+        run_id,
+        "running",
+        T0 + dt.timedelta(minutes=minutes),
+        as_of=as_of,
+        config_hash="c0ffee",
+        data_fingerprint="f00d",
+        schemes=["rfm", "lifecycle"],
+        row_counts={"orders": 10},
+        rejects={"orders.negative_amount": 2},
+        freshness={"orders": "2024-05-31T10:00:00"},
+        timings={"features": 0.25},
+        versions={"segvalue": "0.1.0"},
+    )
+
+
+def _awkward() -> pa.Table:
+    long_name = "a_column_name_much_longer_than_sixty_three_characters_which_postgres_truncates"
+    return pa.table(
+        {
+            "customer_id": ["C1", "C2", "Ωmega", None],
+            "orders": pa.array([1, 2, None, 4], pa.int64()),
+            "small": pa.array([1, -2, 3, 4], pa.int32()),
+            "clv": [0.1, 1e-300, 123456.789012345678, None],
+            "flag": [True, False, None, True],
+            "first": pa.array([dt.date(2024, 1, 1), None, dt.date(1999, 12, 31), dt.date.today()]),
+            "seen": pa.array(
+                [T0, None, T0 - dt.timedelta(microseconds=1), T0], pa.timestamp("us", tz="UTC")
+            ),
+            "naive": pa.array([dt.datetime(2024, 1, 1, 1, 2, 3)] * 4, pa.timestamp("us")),
+            "reasons": pa.array([["a", "b"], [], None, ["c"]], pa.list_(pa.string())),
+            "segment": pa.array(["x", "y", "x", None]).dictionary_encode(),
+            "Mixed Case & spaces": ["1", "2", "3", "4"],
+            long_name: [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+
+
+def test_tables_and_documents_round_trip_exactly(url: str) -> None:
+    table = _awkward()
+    documents = {"run": {"a": [1, 2.5, None], "nested": {"x": "é"}}, "personas": [{"name": "p"}]}
+    with open_store(url, create=True) as store:
+        store.begin_run(_record("r1"))
+        tables = {"customer_scores": table, "empty": table.slice(0, 0)}
+        done = store.commit_run("r1", tables, documents)
+    assert done.status == "complete" and done.finished_at is not None
+    with open_store(url) as store:
+        assert store.read_only
+        got = store.table("r1", "customer_scores")
+        assert got.schema == table.schema
+        assert got.to_pylist() == table.to_pylist()
+        assert store.table("r1", "empty").schema == table.schema
+        assert store.table("r1", "empty").num_rows == 0
+        picked = store.table("r1", "customer_scores", columns=["clv", "customer_id"])
+        assert picked.column_names == ["clv", "customer_id"]
+        assert picked.column("clv").to_pylist() == table.column("clv").to_pylist()
+        assert store.document("r1", "run") == documents["run"]
+        assert store.document_names("r1") == ["personas", "run"]
+        assert store.table_names("r1") == ["customer_scores", "empty"]
+        record = store.run("r1")
+        assert record.to_dict() | {"finished_at": None} == {
+            **_record("r1").to_dict(),
+            "status": "complete",
+            "finished_at": None,
+        }
+
+
+def test_run_is_invisible_until_committed_and_rolled_back_on_failure(url: str) -> None:
+    with open_store(url, create=True) as store:
+        store.begin_run(_record("r1"))
+        assert store.runs(status="complete") == [] and store.latest() is None
+
+        def boom() -> None:
+            raise RuntimeError("killed between the inserts and the commit")
+
+        with pytest.raises(RuntimeError):
+            store.commit_run("r1", {"memberships": _awkward()}, {"run": {}}, before_commit=boom)
+        assert [r.status for r in store.runs()] == ["running"]
+        with pytest.raises(DataValidationError, match="is running, not a complete run"):
+            store.table("r1", "memberships")
+        # The next writer (holding the lock) turns the leftover into a failed run.
+        assert store.remove_debris() == ["r1"]
+        failed = store.run("r1")
+        assert failed.status == "failed" and "stopped before it completed" in (failed.error or "")
+        store.begin_run(_record("r2", minutes=1))
+        store.commit_run("r2", {"memberships": _awkward()}, {"run": {}})
+        assert store.table("r2", "memberships").num_rows == 4
+        assert [r.run_id for r in store.runs()] == ["r2", "r1"]
+        assert [r.run_id for r in store.runs(status="failed")] == ["r1"]
+
+
+def test_latest_goes_by_as_of_date_not_by_clock(url: str) -> None:
+    with open_store(url, create=True) as store:
+        for run_id, as_of, minutes in (
+            ("june", dt.date(2024, 6, 30), 0),
+            ("march", dt.date(2024, 3, 31), 1),  # recorded later, as of an earlier date
+            ("may", dt.date(2024, 5, 31), 2),
+        ):
+            store.begin_run(_record(run_id, as_of=as_of, minutes=minutes))
+            store.commit_run(run_id, {}, {})
+        assert store.latest().run_id == "june"
+        assert store.latest(before_as_of=dt.date(2024, 6, 30)).run_id == "may"
+        assert store.latest(before_as_of=dt.date(2024, 5, 31)).run_id == "march"
+        assert store.latest(before_as_of=dt.date(2024, 3, 31)) is None
+
+
+def test_retention_keeps_the_latest_complete_runs(url: str) -> None:
+    with open_store(url, create=True) as store:
+        for i in range(5):
+            store.begin_run(_record(f"r{i}", minutes=i))
+            if i == 1:
+                store.fail_run("r1", "bad data")
+                continue
+            store.commit_run(f"r{i}", {"memberships": _awkward()}, {"run": {"i": i}})
+        assert store.apply_retention(None) == []
+        assert sorted(store.apply_retention(2)) == ["r0", "r1", "r2"]
+        assert [r.run_id for r in store.runs()] == ["r4", "r3"]
+        assert store.table("r3", "memberships").num_rows == 4
+        with pytest.raises(DataValidationError, match="no run"):
+            store.table("r0", "memberships")
+
+
+def test_unknown_names_are_clear_errors(url: str) -> None:
+    with open_store(url, create=True) as store:
+        store.begin_run(_record("r1"))
+        store.commit_run("r1", {"memberships": _awkward()}, {"run": {}})
+        with pytest.raises(DataValidationError, match=r"no run 'nope'.*latest: r1"):
+            store.run("nope")
+        with pytest.raises(DataValidationError, match=r"no table 'kpis' \(it holds memberships"):
+            store.table("r1", "kpis")
+        with pytest.raises(DataValidationError, match=r"no columns \['x'\]"):
+            store.table("r1", "memberships", columns=["x"])
+        with pytest.raises(DataValidationError, match="no document 'models'"):
+            store.document("r1", "models")
+        with pytest.raises(DataValidationError, match="unknown run status"):
+            store.runs(status="done")
+
+
+def test_one_writer_at_a_time_naming_the_holder(url: str) -> None:
+    with open_store(url, create=True) as store:
+        store.begin_run(_record("r-first"))
+    with store_lock(url, run_id="r-first"):
+        with (
+            pytest.raises(ConfigError, match="in use by") as refused,
+            store_lock(url, run_id="r-second"),
+        ):
+            pass
+        assert "r-first" in str(refused.value)
+        assert refused.value.parameter == "wait" or "wait" in (refused.value.fix or "")
+    with store_lock(url, run_id="r-third"):  # released when the holder ended
+        pass
+
+
+def test_no_store_yet_and_newer_schema_are_refused(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if url.startswith("duckdb://"):
+        with pytest.raises(ConfigError, match=r"no results store at .* yet") as missing:
+            open_store(url)
+        assert missing.value.parameter == "store.url"
+    with open_store(url, create=True) as store:
+        store.begin_run(_record("r1"))
+        store.commit_run("r1", {}, {})
+    monkeypatch.setattr(store_results, "SCHEMA_VERSION", 0)
+    with pytest.raises(ConfigError, match="schema version 1; this segvalue reads up to 0"):
+        open_store(url)
+
+
+def test_older_schemas_are_migrated_when_opened_for_writing(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_store(url, create=True) as store:
+        store.begin_run(_record("r1"))
+        store.commit_run("r1", {}, {"run": {"ok": True}})
+    monkeypatch.setattr(store_results, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(
+        store_results, "MIGRATIONS", {2: ["ALTER TABLE segvalue_runs ADD COLUMN note TEXT"]}
+    )
+    with pytest.raises(ConfigError, match="needs a migration to 2"):
+        open_store(url)
+    with open_store(url, create=True) as store:
+        assert store._schema_version() == 2
+        assert store.document("r1", "run") == {"ok": True}
+        assert store._db.execute("SELECT note FROM segvalue_runs") == [(None,)]
+
+
+def test_a_file_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "folder.duckdb"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match="is a folder"):
+        open_store(f"duckdb://{folder}", create=True)
+    import duckdb
+
+    other = tmp_path / "other.duckdb"
+    with duckdb.connect(str(other)) as con:
+        con.execute("CREATE TABLE sv_mine (x INT)")
+    with pytest.raises(ConfigError, match="segvalue tables without a schema version"):
+        open_store(f"duckdb://{other}", create=True)
