@@ -327,7 +327,8 @@ def _show_segments(view: RunView, schemes: list[str] | None, json_output: bool) 
             fix=f"use one of: {', '.join(known)}",
         )
     chosen = list(schemes or known)
-    shown = {**doc, "schemes": {name: known[name] for name in chosen}}
+    warnings = [w for w in doc.get("warnings", []) if w.get("scheme") in (None, *chosen)]
+    shown = {**doc, "schemes": {name: known[name] for name in chosen}, "warnings": warnings}
     personas = [p for p in view.personas() if p.get("scheme") in chosen]
     if json_output:
         payload = {**_run_heading(view), "segments": shown, "personas": personas}
@@ -512,7 +513,9 @@ def _list_runs(config: Path, status: str | None, json_output: bool) -> None:
         out.print(f"compute one: segvalue run -c {escape(_shown(config))}", soft_wrap=True)
         return
     table = Table(title=f"Runs ({len(runs)}), newest first")
-    for column in ("run", "status", "as of", "started", "seconds"):
+    # A run id is copied from here into other commands: never broken across lines.
+    table.add_column("run", min_width=max(len(r.run_id) for r in runs))
+    for column in ("status", "as of", "started", "seconds"):
         table.add_column(column, justify="right" if column == "seconds" else "left")
     for info in runs:
         seconds = (
@@ -524,7 +527,7 @@ def _list_runs(config: Path, status: str | None, json_output: bool) -> None:
             escape(info.run_id),
             _status(info.status),
             "-" if info.as_of is None else info.as_of.isoformat(),
-            _when(info.started_at),
+            _when(info.started_at)[:16],
             seconds,
         )
     out.print(table)
@@ -643,13 +646,20 @@ def runs_diff(
                     cells.append("n/a")
                     continue
                 text = _short(row["after"], percent)
-                if row["change"] is not None:
-                    change = _short(row["change"], percent)
-                    text += f"\n({'' if change.startswith('-') else '+'}{change})"
+                if row["change"] is not None:  # a rate changes by percentage points
+                    change = row["change"]
+                    if percent:
+                        text += f"\n({change * 100:+.1f} pts)"
+                    else:
+                        shown = _short(change)
+                        text += f"\n({'' if shown.startswith('-') else '+'}{shown})"
                 cells.append(escape(text))
             table.add_row(escape(segment), *cells)
         out.print(table)
-        out.print("each cell: the later run's value, then its change; --json has every KPI")
+        out.print(
+            "each cell: the later run's value, then its change (rates: percentage points); "
+            "--json has every KPI"
+        )
 
 
 @app.command(short_help="Allocate a budget across items (response curves).")
