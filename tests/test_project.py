@@ -30,7 +30,8 @@ SRC = Path(__file__).parents[1] / "src" / "segvalue"
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, str]]:
     """A demo project with two complete runs: as of the demo's date and 8 weeks earlier.
 
-    Yields the config path, the earlier run's id and the later run's id.
+    Yields the config path, the id of the run as of the earlier date (started last) and
+    of the run as of the demo's date.
     """
     folder = tmp_path_factory.mktemp("project") / "shop"
     result, config_path = run_demo(n_customers=600, seed=4, out_dir=folder)
@@ -103,14 +104,16 @@ def test_runs_list_and_latest(demo: tuple[Path, str, str]) -> None:
     config_path, first, second = demo
     with Project.from_yaml(config_path) as project:
         runs = project.runs.list()
-        assert [r.run_id for r in runs] == [second, first]  # newest first
+        # newest first: the run as of eight weeks earlier was started last
+        assert [r.run_id for r in runs] == [first, second]
         assert all(r.status == "complete" for r in runs)
         assert project.runs.list(status="failed") == []
+        # the latest complete run is the one with the latest as-of date
         latest = project.runs.latest()
         assert latest is not None and latest.run_id == second
         assert runs[0].as_of is not None and runs[1].as_of is not None
-        assert runs[1].as_of == runs[0].as_of - dt.timedelta(weeks=8)
-        assert project.runs.get(first).info == runs[1]
+        assert runs[0].as_of == runs[1].as_of - dt.timedelta(weeks=8)
+        assert project.runs.get(first).info == runs[0]
         with pytest.raises(DataValidationError, match="no run 'nope'"):
             project.runs.get("nope")
 
@@ -178,7 +181,7 @@ def test_reads_record_nothing(demo: tuple[Path, str, str]) -> None:
         view = project.runs.require_latest()
         view.segment_kpis()
         project.segment_clv()
-        project.runs.diff(before[1].run_id, before[0].run_id)
+        project.runs.diff(before[0].run_id, before[1].run_id)
         assert project.runs.list() == before
 
 

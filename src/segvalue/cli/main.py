@@ -236,7 +236,8 @@ def demo(
     _print_segments(result.summary().get("segments"))
     out.print(f"\n[bold]config[/]  {escape(_shown(config_path))}", soft_wrap=True)
     _print_outputs(result.outputs)
-    commands = ["segment", "kpis"]
+    # What the run stored, read back (reads compute nothing), and what to plan with it.
+    commands = ["segment --show", "kpis", "runs"]
     if "channel_spend" in result.report.tables:  # budget curves are fitted from its history
         commands.append("budget")
     for command in commands:
