@@ -335,3 +335,16 @@ def test_core_messages_name_parameters_not_options(path: Path) -> None:
         assert found, f"{path.name} no longer words options: drop it from the known list"
         return
     assert not found, found
+
+
+def test_library_doc_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/library.md: its Python blocks, in order, in an empty folder, as one script."""
+    text = (SRC.parents[1] / "docs" / "library.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+    assert len(blocks) >= 6
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": "library_md"}
+    for block in blocks:
+        exec(compile(block, "docs/library.md", "exec"), namespace)
+    project = namespace["project"]
+    assert isinstance(project, Project) and project._store is None  # closed at the end
