@@ -30,7 +30,6 @@ from segvalue.data.safety import (
     temp_prefix,
     writing,
 )
-from segvalue.data.store import remove_store_leftovers, save_snapshot
 from segvalue.data.writers import neutralise_formulas, write_outputs, write_table
 from segvalue.errors import ConfigError
 
@@ -158,26 +157,6 @@ def test_write_outputs_marks_and_replaces_only_its_own_folder(place: Path) -> No
     with pytest.raises(ConfigError, match="did not create it"):
         write_outputs(place / "foreign", {"t": TABLE}, {})
     assert (place / "foreign" / "keep.txt").read_text() == "not segvalue's"
-
-
-def test_the_store_is_marked_and_refused_when_foreign(place: Path) -> None:
-    memberships = pa.table({"customer_id": ["a"], "scheme": ["rfm"], "segment": ["x"]})
-    save_snapshot(place / "store", "20240101T000000Z-aaaaaa", memberships, {})
-    assert (read_mark(place / "store") or {}).get("kind") == "store"
-    with pytest.raises(ConfigError, match="did not create it"):
-        save_snapshot(place / "foreign", "20240101T000000Z-aaaaaa", memberships, {})
-    with pytest.raises(ConfigError, match="contains source"):
-        save_snapshot(
-            place, "20240101T000000Z-aaaaaa", memberships, {}, protected=_protected(place)
-        )
-
-
-def test_store_leftovers_only_in_a_marked_store(tmp_path: Path) -> None:
-    stale = tmp_path / "runs" / ".20240101T000000Z-abc.staging-x1"
-    stale.mkdir(parents=True)
-    assert remove_store_leftovers(tmp_path) == []
-    mark_folder(tmp_path, "store")
-    assert remove_store_leftovers(tmp_path) == [stale]
 
 
 def test_a_held_lock_refuses_at_once_naming_the_holder(tmp_path: Path) -> None:

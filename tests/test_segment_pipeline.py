@@ -14,8 +14,8 @@ import pytest
 
 from segvalue.cli.main import cli
 from segvalue.config import load_config
-from segvalue.data.store import list_runs, load_snapshot
 from segvalue.pipeline import RunResult, run, run_demo
+from segvalue.store import open_store
 
 
 @pytest.fixture(scope="module")
@@ -106,20 +106,23 @@ def test_outputs_hold_memberships_profiles_personas_and_potential(
     assert report["segments"]["schemes"]["lifecycle"]["thresholds"]["active_days"] > 0
 
 
-def test_runs_are_recorded_and_migration_compares_with_the_previous_run(tmp_path: Path) -> None:
+def test_runs_are_recorded_and_migration_compares_with_an_earlier_as_of(tmp_path: Path) -> None:
     _, config_path = run_demo(n_customers=600, seed=5, out_dir=tmp_path / "shop")
     config = load_config(config_path)
-    first = list_runs(config.output_dir.parent / "segvalue-store")
+    with open_store(config.store_url) as store:
+        first = [r.run_id for r in store.runs()]
     assert len(first) == 1
     # The same data two months later: customers drift towards lapsing.
     assert config.as_of is not None
     later = config.model_copy(update={"as_of": config.as_of + dt.timedelta(days=60)})
     second = run(later)
-    assert list_runs(config.output_dir.parent / "segvalue-store") == [first[0], second.run_id]
     assert second.migration is not None
     assert second.migration.previous_run == first[0]
+    assert second.migration.previous_as_of == config.as_of
     matrix = second.migration.matrix.to_pylist()
-    before = load_snapshot(config.output_dir.parent / "segvalue-store", first[0])
+    with open_store(config.store_url) as store:
+        assert [r.run_id for r in store.runs()] == [second.run_id, first[0]]
+        before = store.table(first[0], "memberships")
     lifecycle_before = pc.sum(pc.equal(before.column("scheme"), "lifecycle")).as_py()
     moved = sum(r["customers"] for r in matrix if r["scheme"] == "lifecycle")
     assert moved == lifecycle_before == 600
@@ -131,6 +134,13 @@ def test_runs_are_recorded_and_migration_compares_with_the_previous_run(tmp_path
     assert lifecycle_events == sum(r["customers"] for r in changed) > 0
     output = config_path.parent / "output"
     assert pq.read_table(output / "segment_migration.parquet").num_rows == len(matrix)
+    # A run as of an earlier date, recorded last, compares with the runs before its
+    # date (none here), never backwards with the later one.
+    earlier = config.model_copy(update={"as_of": config.as_of - dt.timedelta(days=30)})
+    assert run(earlier).migration is None
+    # And the run as of the latest date again compares with the latest earlier one.
+    again = run(later)
+    assert again.migration is not None and again.migration.previous_run == first[0]
 
 
 def test_segment_command_prints_schemes_and_filters(
@@ -140,10 +150,14 @@ def test_segment_command_prints_schemes_and_filters(
     capsys.readouterr()
     assert cli(["segment", "-c", str(config_path), "--scheme", "rfm", "--json"]) == 0
     doc: dict[str, Any] = json.loads(capsys.readouterr().out)
-    assert list(doc["segments"]["schemes"]) == ["rfm"]
-    rfm = doc["segments"]["schemes"]["rfm"]["segments"]
-    assert sum(s["customers"] for s in rfm) == 1500
-    assert doc["migration"]["previous_run"]  # the fixture's run is in the store
+    # rfm is recomputed; the other schemes are carried from the fixture's run, so the
+    # snapshot holds every configured scheme.
+    schemes = doc["segments"]["schemes"]
+    assert set(schemes) == {s.name for s in load_config(config_path).segments.schemes}
+    assert "carried_from" not in schemes["rfm"]
+    assert {schemes[n].get("carried_from") for n in schemes if n != "rfm"} == {demo[0].run_id}
+    assert sum(s["customers"] for s in schemes["rfm"]["segments"]) == 1500
+    assert doc["migration"] is None  # the same as-of date: no earlier run to compare with
     assert cli(["segment", "-c", str(config_path), "--scheme", "rmf"]) == 2
     err = capsys.readouterr().err
     assert "'rmf' is not a scheme" in err and "rfm" in err

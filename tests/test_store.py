@@ -235,5 +235,17 @@ def test_a_file_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
     other = tmp_path / "other.duckdb"
     with duckdb.connect(str(other)) as con:
         con.execute("CREATE TABLE sv_mine (x INT)")
-    with pytest.raises(ConfigError, match="segvalue tables without a schema version"):
+    before = other.read_bytes()
+    with pytest.raises(ConfigError, match="is not a segvalue results store"):
         open_store(f"duckdb://{other}", create=True)
+    assert other.read_bytes() == before
+    text = tmp_path / "notes.txt"
+    text.write_text("mine\n")
+    with pytest.raises(ConfigError, match="cannot open the results store"):
+        open_store(f"duckdb://{text}", create=True)
+    assert text.read_text() == "mine\n"
+    # A creation killed before its rename leaves only the temporary file: replaced.
+    (tmp_path / ".new.duckdb.new").write_text("half-written")
+    with open_store(f"duckdb://{tmp_path / 'new.duckdb'}", create=True) as store:
+        assert store.runs() == []
+    assert sorted(p.name for p in tmp_path.iterdir() if "new" in p.name) == ["new.duckdb"]

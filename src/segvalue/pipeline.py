@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -27,7 +27,6 @@ import numpy as np
 from segvalue import __version__
 from segvalue.config import Config, config_template, load_config, parse_config
 from segvalue.data.safety import (
-    TargetKind,
     check_target,
     mark_folder,
     read_mark,
@@ -45,6 +44,7 @@ if TYPE_CHECKING:
     from segvalue.data.validation import ValidatedData, ValidationReport
     from segvalue.models.base import Histories
     from segvalue.segments.segmentation import Segmentation
+    from segvalue.store import ResultsStore, RunRecord
     from segvalue.valuation import Valuation
 
 __all__ = [
@@ -96,9 +96,10 @@ class Economics:
 
 @dataclass
 class Migration:
-    """How memberships moved since the previous recorded run."""
+    """How memberships moved since the latest complete run with an earlier as-of date."""
 
     previous_run: str
+    previous_as_of: dt.date | None
     matrix: pa.Table
     events: pa.Table
     alerts: list[Any]
@@ -107,6 +108,7 @@ class Migration:
         """Previous run id, event count and drift alerts."""
         return {
             "previous_run": self.previous_run,
+            "previous_as_of": None if self.previous_as_of is None else str(self.previous_as_of),
             "events": self.events.num_rows,
             "drift_alerts": [a.to_dict() for a in self.alerts],
         }
@@ -534,7 +536,7 @@ def run(
         Optional callback ``(description, index, total)`` for a progress bar.
     write
         Write outputs to ``config.output_dir`` (features, rejects, run report, CLV models,
-        segments) and record the run's memberships in ``_legacy_store_dir(config)``.
+        segments), and record the run in the results store (``config.store_url``).
     schemes
         Run only these segmentation schemes (default: all configured).
     wait
@@ -569,13 +571,35 @@ def run(
         from segvalue.features.privacy import pseudonym_key
 
         pseudonym_key(config.privacy.key_env)
-    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
-    with _claim_outputs(config, run_id, wait=wait) if write else nullcontext():
-        return _run(config, run_id, engine=engine, progress=progress, write=write, schemes=schemes)
+    started = dt.datetime.now(dt.UTC)
+    run_id = started.strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    if not write:
+        return _run(config, run_id, engine=engine, progress=progress, write=False, schemes=schemes)
+    with _claim_outputs(config, run_id, started, wait=wait):
+        try:
+            return _run(
+                config, run_id, engine=engine, progress=progress, write=True, schemes=schemes
+            )
+        except BaseException as exc:
+            _record_failure(config, run_id, exc)
+            raise
 
 
-def _legacy_store_dir(config: Config) -> Path:
-    return config.output_dir.parent / "segvalue-store"
+def _record_failure(config: Config, run_id: str, exc: BaseException) -> None:
+    """Mark the run ``failed`` in the store with its first cause (best effort)."""
+    from segvalue.store import open_store
+
+    if isinstance(exc, SegvalueError):
+        reason = str(exc)
+    elif isinstance(exc, KeyboardInterrupt):
+        reason = "interrupted"
+    else:
+        reason = f"internal error: {type(exc).__name__}"
+    try:
+        with open_store(config.store_url, create=True) as store:
+            store.fail_run(run_id, reason)
+    except Exception:  # the run's own error is the one to report
+        pass
 
 
 def _protected(config: Config) -> dict[Path, str]:
@@ -592,42 +616,72 @@ def _protected(config: Config) -> dict[Path, str]:
     return protected
 
 
+def _store_protected(config: Config) -> dict[Path, str]:
+    """The results store's file (if a file), which no output may be or contain."""
+    path = config.store_path
+    return {} if path is None else {path: "the results store"}
+
+
 @contextmanager
-def _claim_outputs(config: Config, run_id: str, *, wait: float = 0) -> Iterator[None]:
-    """Check and lock the output folder and the store for a whole run; clear leftovers.
+def _claim_outputs(
+    config: Config, run_id: str, started: dt.datetime, *, wait: float = 0
+) -> Iterator[None]:
+    """Check and lock the output folder and the store for a whole run; clear debris.
 
-    Each may not be, contain or lie inside an input or the other; a second run into
-    either refuses at once (or after ``wait`` seconds), naming the running one.
+    The output folder may not be, contain or lie inside an input or the store file; the
+    store file may not be an input. A second run refuses at once (or after ``wait``
+    seconds), naming the running one. Holding both locks, the run removes what killed
+    runs left (staging folders, ``running`` rows) and records itself as ``running``.
     """
-    protected = _protected(config)
-    store_key = "store.url"
-    targets: list[tuple[Path, TargetKind, dict[Path, str], str]] = [
-        (
-            config.output_dir,
-            "output",
-            {**protected, _legacy_store_dir(config): "the run store"},
-            "output.dir",
-        ),
-        (
-            _legacy_store_dir(config),
-            "store",
-            {**protected, config.output_dir: "the output folder"},
-            store_key,
-        ),
-    ]
-    checked = [
-        (check_target(folder, kind, protected=others, config_dir=config.base_dir, key=key), kind)
-        for folder, kind, others, key in targets
-    ]
-    with ExitStack() as stack:
-        for folder, kind in checked:
-            stack.enter_context(target_lock(folder, kind, wait=wait, run_id=run_id))
-        from segvalue.data.store import remove_store_leftovers
+    from segvalue.store import RunRecord, open_store, store_lock
 
-        output, store = (folder for folder, _ in checked)
+    protected = _protected(config)
+    output = check_target(
+        config.output_dir,
+        "output",
+        protected={**protected, **_store_protected(config)},
+        config_dir=config.base_dir,
+        key="output.dir",
+    )
+    store_path = config.store_path
+    if store_path is not None:
+        for path, what in protected.items():
+            if path.absolute() == store_path.absolute():
+                raise ConfigError(
+                    f"the results store {store_path} is {what}",
+                    fix="point store.url at a file of its own",
+                    parameter="store.url",
+                )
+    with ExitStack() as stack:
+        stack.enter_context(target_lock(output, "output", wait=wait, run_id=run_id))
+        stack.enter_context(store_lock(config.store_url, wait=wait, run_id=run_id))
         remove_leftovers(output)
-        remove_store_leftovers(store)
+        with open_store(config.store_url, create=True) as store:
+            store.remove_debris()
+            store.begin_run(
+                RunRecord(
+                    run_id,
+                    "running",
+                    started,
+                    config_hash=config_hash(config),
+                    versions=_versions(),
+                )
+            )
         yield
+
+
+def _versions() -> dict[str, str]:
+    """Versions of segvalue and the libraries its numbers depend on."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"segvalue": __version__, "python": platform.python_version()}
+    for package in ("duckdb", "ibis-framework", "numpy", "scipy", "scikit-learn", "pyarrow"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return out
 
 
 def _run(
@@ -672,16 +726,44 @@ def _run_steps(
     schemes: list[str] | None,
     freeze: bool = False,
 ) -> RunResult:
-    from segvalue.data.readers import materialise
-    from segvalue.data.store import save_snapshot
-    from segvalue.data.writers import write_outputs
-    from segvalue.features.customer import customer_features
-    from segvalue.features.materialise import to_arrow
-
     enabled = int(config.clv.enabled) + 2 * int(config.segments.enabled)
     steps = _Steps(len(config.sources) + 4 + enabled + 2 * int(write), progress)
     data = _load(config, steps, engine)
+    try:
+        return _after_load(
+            config,
+            run_id,
+            data,
+            steps,
+            write=write,
+            schemes=schemes,
+            freeze=freeze,
+            owned=engine is None,
+        )
+    finally:
+        if engine is None:  # the connection the run opened: closed with the run
+            data.con.disconnect()
+
+
+def _after_load(
+    config: Config,
+    run_id: str,
+    data: ValidatedData,
+    steps: _Steps,
+    *,
+    write: bool,
+    schemes: list[str] | None,
+    freeze: bool,
+    owned: bool,
+) -> RunResult:
+    """The run from the validated data on (``owned``: the run opened the engine itself)."""
+    from segvalue.data.fingerprint import data_fingerprint
+    from segvalue.data.readers import materialise
+    from segvalue.features.customer import customer_features
+    from segvalue.features.materialise import to_arrow
+
     report = data.report
+    fingerprint = data_fingerprint(config, {name: t.rows_read for name, t in report.tables.items()})
     # Found by a query on the customers table: once per run, for every step that needs it.
     contacts = (
         list(_contacts(config, data)) if config.clv.enabled or config.segments.enabled else []
@@ -699,7 +781,7 @@ def _run_steps(
     if config.clv.enabled:
         before = set(features_expr.columns)
         fitting = _start_cluster_fits(config, data, features_expr, schemes, contacts)
-        if engine is None:  # our own connection: its settings are ours to change
+        if owned:  # our own connection: its settings are ours to change
             restore_threads = _leave_cores(data.con, len(fitting))
         if freeze:  # scikit-learn and the loaded tables, here for the rest of the run
             gc.freeze()
@@ -732,6 +814,10 @@ def _run_steps(
             segmentation = _segment(
                 config, data, features_expr, schemes, fitted=fitting, contacts=contacts
             )
+            if schemes and write:
+                segmentation = _with_carried_schemes(
+                    config, segmentation, schemes, as_of=report.as_of, fingerprint=fingerprint
+                )
     restore_threads()  # the cluster fits are done
     economics = None
     if segmentation is not None and segmentation.memberships.num_rows:
@@ -748,47 +834,7 @@ def _run_steps(
         economics=economics,
     )
     if write:
-        if segmentation is not None:
-            with steps.step("migration", "comparing with the previous run"):
-                result.migration = _migration(config, segmentation)
-        with steps.step("write", "writing outputs"):
-            tables, documents, texts = _segment_outputs(segmentation, result.migration)
-            if economics is not None:
-                tables.update(
-                    segment_kpis=economics.kpis,
-                    kpi_status=economics.status,
-                    segment_priorities=economics.priorities,
-                )
-                documents["budget_guidance"] = economics.guidance.to_dict()
-            tables = {"customer_features": features, "rejects": rejects, **tables}
-            tables = _private_outputs(config, data, tables)
-            # run.json names every file of the run (write_outputs' naming) and the stage
-            # timings up to the write (the write itself is timed in the RunResult only).
-            documents = {"run": {}, **_model_documents(valuation), **documents}
-            out, fmt = config.output_dir, config.output.format
-            result.timings = steps.timings
-            result.outputs = {n: out / f"{n}.{fmt}" for n in tables}
-            result.outputs.update({n: out / f"{n}.json" for n in documents})
-            result.outputs.update({Path(f).stem: out / f for f in texts})
-            documents["run"] = result.summary()
-            result.outputs = write_outputs(
-                out,
-                tables,
-                _private_documents(config, documents),
-                fmt=fmt,
-                texts=texts,
-                protected={**_protected(config), _legacy_store_dir(config): "the run store"},
-                config_dir=config.base_dir,
-            )
-            if segmentation is not None:
-                save_snapshot(
-                    _legacy_store_dir(config),
-                    result.run_id,
-                    segmentation.memberships,
-                    result.summary(),
-                    protected={**_protected(config), config.output_dir: "the output folder"},
-                    config_dir=config.base_dir,
-                )
+        _persist(config, result, data, steps, fingerprint)
     result.timings = steps.timings
     return result
 
@@ -945,19 +991,22 @@ def _economics(
     )
 
 
-def _migration(config: Config, segmentation: Segmentation) -> Migration | None:
-    """Transitions, enter / exit events and drift since the latest recorded run."""
+def _migration(
+    config: Config, segmentation: Segmentation, store: ResultsStore, as_of: dt.date
+) -> Migration | None:
+    """Transitions, enter / exit events and drift since the latest complete run with an
+    earlier as-of date (a run as of March recorded after one as of June compares with
+    the runs before March, never backwards)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from segvalue.data.store import load_snapshot, previous_run
     from segvalue.features.materialise import to_arrow
     from segvalue.segments.migration import drift_alerts, membership_events, transition_matrix
 
-    previous = previous_run(_legacy_store_dir(config))
+    previous = store.latest(before_as_of=as_of)
     if previous is None:
         return None
-    before = load_snapshot(_legacy_store_dir(config), previous)
+    before = store.table(previous.run_id, "memberships", columns=list(_MEMBERSHIP_COLUMNS))
     after = segmentation.memberships
     kinds = {name: info.get("mode", "exclusive") for name, info in segmentation.details.items()}
     common = sorted(set(kinds) & set(before.column("scheme").to_pylist()))
@@ -973,7 +1022,228 @@ def _migration(config: Config, segmentation: Segmentation) -> Migration | None:
     events = to_arrow(
         membership_events(only(before, common), only(after, common), tag_schemes=tags)
     )
-    return Migration(previous_run=previous, matrix=matrix, events=events, alerts=alerts)
+    return Migration(
+        previous_run=previous.run_id,
+        previous_as_of=previous.as_of,
+        matrix=matrix,
+        events=events,
+        alerts=alerts,
+    )
+
+
+_MEMBERSHIP_COLUMNS = ("customer_id", "scheme", "segment")
+
+
+def _scheme_hashes(config: Config) -> dict[str, str]:
+    """A hash of each scheme's configuration (carried results need an unchanged one)."""
+    out = {}
+    for scheme in config.segments.schemes:
+        payload = json.dumps(scheme.model_dump(mode="json"), sort_keys=True)
+        out[scheme.name] = hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return out
+
+
+def _with_carried_schemes(
+    config: Config,
+    segmentation: Segmentation,
+    recomputed: Sequence[str],
+    *,
+    as_of: dt.date,
+    fingerprint: str,
+) -> Segmentation:
+    """Add the other configured schemes' results from the latest complete run.
+
+    ``run(schemes=[...])`` recomputes those schemes only; a snapshot must still hold
+    every configured scheme. The others are carried from the latest complete run, which
+    must have read the same data (fingerprint), as of the same date, with each carried
+    scheme configured as now; otherwise the run is refused, saying which differs.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from segvalue.segments.personas import Persona
+    from segvalue.store import open_store
+
+    others = [s.name for s in config.segments.schemes if s.name not in set(recomputed)]
+    if not others:
+        return segmentation
+    fix = "recompute every scheme (schemes=None; on the command line without --scheme)"
+    try:
+        store = open_store(config.store_url, create=True)
+    except ConfigError:
+        store = None
+    with store if store is not None else nullcontext():
+        previous = None if store is None else store.latest()
+        if store is None or previous is None:
+            raise ConfigError(
+                f"recomputing {', '.join(recomputed)} alone needs a complete run holding the "
+                f"other schemes ({', '.join(others)}), and the store has none",
+                fix=fix,
+                parameter="schemes",
+            )
+        assert store is not None
+        doc = store.document(previous.run_id, "run")
+        hashes = (doc.get("segments_config") or {}) if isinstance(doc, dict) else {}
+        now = _scheme_hashes(config)
+        changed = [n for n in others if hashes.get(n) != now[n]]
+        problem = None
+        if previous.data_fingerprint != fingerprint:
+            problem = "the data changed since"
+        elif previous.as_of != as_of:
+            problem = f"its as-of date is {previous.as_of}, this run's {as_of},"
+        elif changed:
+            problem = f"the configuration of {', '.join(changed)} changed since"
+        if problem is not None:
+            raise ConfigError(
+                f"cannot carry {', '.join(others)} from run {previous.run_id}: {problem} that run",
+                fix=fix,
+                parameter="schemes",
+            )
+        wanted = pa.array(others, pa.string())
+
+        def carried(name: str) -> pa.Table | None:
+            if name not in store.table_names(previous.run_id):
+                return None
+            table = store.table(previous.run_id, name)
+            return table.filter(pc.is_in(table.column("scheme"), wanted))
+
+        def joined(now_table: pa.Table | None, name: str) -> pa.Table | None:
+            old = carried(name)
+            if now_table is None or old is None:
+                return now_table if old is None else old
+            return pa.concat_tables([now_table, old.cast(now_table.schema)])
+
+        summary = store.document(previous.run_id, "segments")
+        personas = [
+            Persona(
+                **{
+                    **p,
+                    **{
+                        k: tuple(p[k])
+                        for k in ("needs", "objections", "channels", "triggers", "evidence")
+                    },
+                }
+            )
+            for p in store.document(previous.run_id, "personas")
+            if p["scheme"] in others
+        ]
+        memberships = joined(segmentation.memberships, "memberships")
+        sizes = joined(segmentation.sizes, "segment_sizes")
+        profiles = segmentation.profiles
+        if profiles is not None:
+            parts = [
+                joined(getattr(profiles, part), f"segment_profiles{suffix}")
+                for part, suffix in (
+                    ("segments", ""),
+                    ("numeric", "_numeric"),
+                    ("attributes", "_attributes"),
+                )
+            ]
+            profiles = replace(profiles, segments=parts[0], numeric=parts[1], attributes=parts[2])
+    assert memberships is not None and sizes is not None
+    details = dict(segmentation.details)
+    for name in others:
+        entry = dict(summary.get("schemes", {}).get(name, {}))
+        entry.pop("segments", None)
+        details[name] = {**entry, "carried_from": previous.run_id}
+    order = {s.name: i for i, s in enumerate(config.segments.schemes)}
+    return replace(
+        segmentation,
+        memberships=memberships,
+        sizes=sizes,
+        profiles=profiles,
+        personas=sorted(
+            [*segmentation.personas, *personas], key=lambda p: (order.get(p.scheme, 0), p.segment)
+        ),
+        details=details,
+    )
+
+
+def _persist(
+    config: Config,
+    result: RunResult,
+    data: ValidatedData,
+    steps: _Steps,
+    fingerprint: str,
+) -> None:
+    """Compare with the previous run, commit the run to the store, export the outputs.
+
+    The export is staged first; the store commit (every table, document and the run's
+    ``complete`` status in one transaction) happens before the staged folder is swapped
+    in, so the output folder never names a run the store does not hold.
+    """
+    from segvalue.data.writers import write_outputs
+    from segvalue.store import open_store
+
+    segmentation, economics, report = result.segmentation, result.economics, result.report
+    with open_store(config.store_url, create=True) as store:
+        if segmentation is not None:
+            with steps.step("migration", "comparing with the previous run"):
+                result.migration = _migration(config, segmentation, store, report.as_of)
+        with steps.step("write", "writing outputs"):
+            tables, documents, texts = _segment_outputs(segmentation, result.migration)
+            if economics is not None:
+                tables.update(
+                    segment_kpis=economics.kpis,
+                    kpi_status=economics.status,
+                    segment_priorities=economics.priorities,
+                )
+                documents["budget_guidance"] = economics.guidance.to_dict()
+            tables = {"customer_features": result.features, "rejects": result.rejects, **tables}
+            exported = _private_outputs(config, data, tables)
+            # run.json names every file of the run (write_outputs' naming) and the stage
+            # timings up to the write (the write itself is timed in the RunResult only).
+            documents = {"run": {}, **_model_documents(result.valuation), **documents}
+            out, fmt = config.output_dir, config.output.format
+            result.timings = steps.timings
+            result.outputs = {n: out / f"{n}.{fmt}" for n in exported}
+            result.outputs.update({n: out / f"{n}.json" for n in documents})
+            result.outputs.update({Path(f).stem: out / f for f in texts})
+            documents["run"] = {
+                **result.summary(),
+                "data_fingerprint": fingerprint,
+                "segments_config": _scheme_hashes(config),
+            }
+            renamed = {"customer_features": "customer_scores", "segment_memberships": "memberships"}
+            stored = {renamed.get(n, n): t for n, t in tables.items()}
+            stored_documents = {**documents, **{Path(f).stem: body for f, body in texts.items()}}
+
+            def finished(running: RunRecord) -> RunRecord:
+                return replace(
+                    running,
+                    finished_at=dt.datetime.now(dt.UTC),
+                    as_of=report.as_of,
+                    data_fingerprint=fingerprint,
+                    schemes=sorted(set(segmentation.memberships.column("scheme").to_pylist()))
+                    if segmentation is not None
+                    else [],
+                    row_counts={
+                        "customers": result.features.num_rows,
+                        **{n: t.rows_accepted for n, t in report.tables.items()},
+                    },
+                    rejects={
+                        f"{n}.{rule}": count
+                        for n, t in report.tables.items()
+                        for rule, count in t.rejected.items()
+                    },
+                    freshness={n: t.latest for n, t in report.tables.items()},
+                    timings={k: round(v, 3) for k, v in steps.timings.items()},
+                )
+
+            def commit() -> None:
+                store.commit_run(result.run_id, stored, stored_documents, update=finished)
+
+            result.outputs = write_outputs(
+                out,
+                exported,
+                _private_documents(config, documents),
+                fmt=fmt,
+                texts=texts,
+                protected={**_protected(config), **_store_protected(config)},
+                config_dir=config.base_dir,
+                before_swap=commit,
+            )
+        store.apply_retention(config.store.keep_runs)
 
 
 def _segment_outputs(

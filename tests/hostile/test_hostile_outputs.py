@@ -30,8 +30,12 @@ def config(output: dict[str, str], *, light: bool = True) -> str:
     lines = ["sources:", "  orders:", "    path: data/orders.csv", "as_of: 2024-03-31"]
     if light:  # the cases are about writing: skip the models
         lines += ["clv:", "  enabled: false", "segments:", "  enabled: false"]
+    output = dict(output)
+    store = output.pop("store", None)
     lines.append("output:")
     lines += [f"  {key}: {value!r}" for key, value in output.items()]
+    if store is not None:
+        lines += ["store:", f"  url: {'duckdb://' + store!r}"]
     return "\n".join(lines) + "\n"
 
 
@@ -48,7 +52,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 RUN = ["run", "-c", "{ws}/segvalue.yaml"]
 #: What a successful run into output.dir 'out' may write.
-RUN_WRITES = ["out", ".out.lock", "segvalue-store", ".segvalue-store.lock"]
+RUN_WRITES = ["out", ".out.lock", "segvalue-store.duckdb", ".segvalue-store.duckdb.lock"]
 
 
 @pytest.mark.parametrize(
@@ -76,22 +80,27 @@ def test_output_dir_that_is_not_segvalues_is_refused(
 
 @pytest.mark.parametrize(
     ("store", "expected"),
-    [("data", "contains source orders"), ("../neighbour", "segvalue did not create it")],
-    ids=["sources-folder", "neighbour"],
+    [
+        ("data/orders.csv", "is source orders"),
+        ("notes.txt", "not a valid DuckDB database file"),
+        ("data", "is a folder"),
+    ],
+    ids=["the-source", "a-foreign-file", "a-folder"],
 )
 def test_store_that_is_not_segvalues_is_refused(ws: Workspace, store: str, expected: str) -> None:
     workspace(ws, {"dir": "out", "store": store})
-    result = ws.run(RUN)
+    result = ws.run(RUN, may_write=[".out.lock", f".{Path(store).name}.lock"])
     assert result.code == 2
-    assert f"{str(ws.root / store)!r} (output.store)" in result.err
-    assert "run store" in result.err and expected in result.err
+    assert str(ws.root / store) in result.err
+    assert "results store" in result.err and expected in result.err
+    assert "store.url" in result.err
 
 
-def test_output_dir_equal_to_the_store_is_refused(ws: Workspace) -> None:
-    workspace(ws, {"dir": "results", "store": "results"})
+def test_output_dir_holding_the_store_is_refused(ws: Workspace) -> None:
+    workspace(ws, {"dir": "results", "store": "results/s.duckdb"})
     result = ws.run(RUN)
     assert result.code == 2
-    assert "is the run store" in result.err
+    assert "contains the results store" in result.err
 
 
 def test_output_dir_symlinked_to_a_neighbour_is_refused(ws: Workspace) -> None:
@@ -199,7 +208,7 @@ def test_a_second_concurrent_run_is_refused_naming_the_first(
     fd = _hold_lock(ws.root / ".out.lock")
     try:
         argv = RUN + ([] if wait is None else ["--wait", wait])
-        result = ws.run(argv, may_write=[".segvalue-store.lock", ".out.lock"])
+        result = ws.run(argv, may_write=[".segvalue-store.duckdb.lock", ".out.lock"])
     finally:
         os.close(fd)
     assert result.code == 2

@@ -72,7 +72,8 @@ def _config(fmt: str = "csv", privacy: str = "") -> str:
         "  orders: {path: orders.csv}\n"
         "  customers: {path: customers.csv}\n"
         "clv: {enabled: false}\n"
-        f"output: {{dir: out, format: {fmt}, store: store}}\n" + privacy
+        f"output: {{dir: out, format: {fmt}}}\n"
+        "store: {url: 'duckdb://store/results.duckdb'}\n" + privacy
     )
 
 
@@ -92,6 +93,20 @@ def _contents(root: Path) -> dict[str, str]:
             found[str(path)] = repr(pq.read_table(path).to_pylist())
         else:
             found[str(path)] = path.read_bytes().decode("utf-8", errors="replace")
+    return found
+
+
+def _store_contents(root: Path) -> dict[str, str]:
+    """Every table and document of every complete run in the store, as text."""
+    from segvalue.store import open_store
+
+    found: dict[str, str] = {}
+    with open_store(f"duckdb://{root / 'results.duckdb'}") as store:
+        for run in store.runs(status="complete"):
+            for name in store.table_names(run.run_id):
+                found[f"store:{name}"] = repr(store.table(run.run_id, name).to_pylist())
+            for name in store.document_names(run.run_id):
+                found[f"store:{name}.json"] = repr(store.document(run.run_id, name))
     return found
 
 
@@ -121,7 +136,8 @@ def test_contact_details_never_reach_outputs_store_or_console(
     ws.write(_files(fmt, privacy="privacy: {pii: [loyalty]}\n"))
     outcome = ws.run(argv, may_write=["out", "store", ".out.lock", ".store.lock"])
     assert outcome.code == 0, outcome.text
-    texts = _contents(ws.root / "out") | _contents(ws.root / "store")
+    texts = _contents(ws.root / "out") | _store_contents(ws.root / "store")
+    assert "store:customer_scores" in texts and "store:personas.json" in texts
     assert any(name.endswith(f"segment_profiles_attributes.{fmt}") for name in texts)
     assert _leaks(texts, SECRETS) == []
     assert _leaks({"console": outcome.text}, SECRETS) == []

@@ -310,7 +310,7 @@ def test_run_with_a_nan_amount_rejects_the_row_and_finishes(ws: Workspace) -> No
 
     outcome = ws.run(
         ["run", "-c", "{ws}/segvalue.yaml", "--json"],
-        may_write=["out", "segvalue-store", ".out.lock", ".segvalue-store.lock"],
+        may_write=["out", "segvalue-store.duckdb", ".out.lock", ".segvalue-store.duckdb.lock"],
     )
 
     assert outcome.code == 0, outcome.text

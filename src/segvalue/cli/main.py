@@ -309,7 +309,7 @@ def segment(
         doc["outputs"] = summary["outputs"]
         out.print_json(json.dumps(doc, default=str))
         return
-    _print_segments(summary.get("segments"))
+    _print_segments(summary.get("segments"), only=scheme or None)
     if summary.get("migration"):
         _print_migration(summary["migration"])
     _print_outputs(result.outputs)
@@ -976,10 +976,12 @@ def _print_features(features: Any) -> None:
     out.print(table)
 
 
-def _print_segments(segments: dict[str, Any] | None) -> None:
+def _print_segments(segments: dict[str, Any] | None, only: list[str] | None = None) -> None:
     if not segments:
         return
     for name, scheme in segments["schemes"].items():
+        if only and name not in only:  # the others were carried from the last run
+            continue
         table = Table(title=f"Scheme {name} ({scheme['type']})")
         for column in ("segment", "customers", "share", "persona"):
             table.add_column(
@@ -998,7 +1000,9 @@ def _print_segments(segments: dict[str, Any] | None) -> None:
 
 
 def _print_migration(migration: dict[str, Any]) -> None:
-    out.print(f"since run {migration['previous_run']}: {migration['events']:,} membership changes")
+    as_of = migration.get("previous_as_of")
+    since = f"run {migration['previous_run']}" + (f" (as of {as_of})" if as_of else "")
+    out.print(f"since {since}: {migration['events']:,} membership changes")
     for alert in migration["drift_alerts"]:
         out.print(f"[yellow]drift:[/] {escape(alert['message'])}", highlight=False)
 

@@ -13,7 +13,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -208,6 +208,7 @@ def write_outputs(
     texts: Mapping[str, str] | None = None,
     protected: Mapping[Path, str] | None = None,
     config_dir: Path | None = None,
+    before_swap: Callable[[], None] | None = None,
 ) -> dict[str, Path]:
     """Replace the contents of an output folder in one step.
 
@@ -234,6 +235,10 @@ def write_outputs(
         Inputs the folder may not be, contain or lie inside (with what each is).
     config_dir
         The config's folder: the output folder may not be it or contain it.
+    before_swap
+        Called when everything is staged, before the swap (a run commits its results to
+        the store here: the folder then never names a run the store does not hold). If
+        it raises, the staged files are removed and the folder is left as it was.
 
     Returns
     -------
@@ -267,6 +272,8 @@ def write_outputs(
                 if filename == MARK_NAME:
                     raise ConfigError(f"{filename!r} is segvalue's mark", fix="rename the text")
                 (staging / filename).write_text(body, encoding="utf-8")
+            if before_swap is not None:
+                before_swap()
             old = None
             if out.exists():
                 old = out.parent / f".{out.name}.old-{staging.name.rsplit('-', 1)[-1]}"

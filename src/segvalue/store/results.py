@@ -33,6 +33,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -117,7 +118,7 @@ def _utc(value: Any) -> dt.datetime | None:
     if value is None:
         return None
     moment = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
-    assert isinstance(moment, dt.datetime)
+    assert isinstance(moment, dt.datetime)  # the databases give datetimes
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
@@ -288,7 +289,8 @@ def _connect(url: str, *, read_only: bool) -> Any:
                 if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
                     raise ConfigError(
                         f"cannot open the results store {path}: {str(exc).splitlines()[0]}",
-                        fix="check the file; another program may hold it open",
+                        fix="point store.url at a segvalue results store or a new file "
+                        "(if it is one, another program may hold it open)",
                         parameter="store.url",
                     ) from None
                 time.sleep(0.05)
@@ -380,7 +382,7 @@ class ResultsStore:
                 self._db.execute(f"INSERT INTO {META} VALUES (?, ?)", [key, value])
 
     def _prepare(self, *, create: bool) -> None:
-        """Check the schema version; create or migrate the schema (writers only)."""
+        """Check the schema version; create (a server's schema) or migrate it (writers)."""
         version = self._schema_version()
         if version is None:
             ours = {t for t in self._db.tables() if t.startswith(("segvalue_", "sv_"))}
@@ -390,10 +392,11 @@ class ResultsStore:
                     fix="run the main job first (it creates the store)",
                     parameter="store.url",
                 )
-            if ours:
+            if ours or _is_duckdb(self.url):  # a file segvalue did not create: not ours
                 raise ConfigError(
-                    f"{self.shown} holds segvalue tables without a schema version",
-                    fix="point store.url at a new database file or an empty schema",
+                    f"{self.shown} is not a segvalue results store (it has no schema version)"
+                    ", and segvalue does not write into databases it did not create",
+                    fix="point store.url at a new file (or, on a server, an empty schema)",
                     parameter="store.url",
                 )
             self._create()
@@ -756,6 +759,12 @@ def open_store(url: str, *, create: bool = False, read_only: bool | None = None)
     ro = (not create) if read_only is None else read_only
     if _is_duckdb(url):
         path = Path(url.removeprefix("duckdb://"))
+        if path.is_dir():
+            raise ConfigError(
+                f"the results store {path} is a folder",
+                fix="point store.url at a DuckDB file (e.g. duckdb://segvalue-store.duckdb)",
+                parameter="store.url",
+            )
         if not path.exists():
             if not create:
                 raise ConfigError(
@@ -763,14 +772,7 @@ def open_store(url: str, *, create: bool = False, read_only: bool | None = None)
                     fix="run the main job first (it creates the store)",
                     parameter="store.url",
                 )
-            with writing(path):
-                path.parent.mkdir(parents=True, exist_ok=True)
-        elif path.is_dir():
-            raise ConfigError(
-                f"the results store {path} is a folder",
-                fix="point store.url at a DuckDB file (e.g. duckdb://segvalue-store.duckdb)",
-                parameter="store.url",
-            )
+            _create_file(path)
     backend = _connect(url, read_only=ro)
     store = ResultsStore(backend, url, read_only=ro)
     try:
@@ -779,6 +781,26 @@ def open_store(url: str, *, create: bool = False, read_only: bool | None = None)
         store.close()
         raise
     return store
+
+
+def _create_file(path: Path) -> None:
+    """Create a new store file whole: built under a temporary name, then renamed.
+
+    A file at ``path`` is then always a complete segvalue store (a killed creation
+    leaves only the temporary file, which the next creation replaces).
+    """
+    temp = path.with_name(f".{path.name}.new")
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for leftover in (temp, temp.with_name(temp.name + ".wal")):
+            if leftover.exists():
+                leftover.unlink()
+        store = ResultsStore(_connect(f"duckdb://{temp}", read_only=False), url="", read_only=False)
+        try:
+            store._create()
+        finally:
+            store.close()
+        os.replace(temp, path)
 
 
 @contextmanager
