@@ -167,7 +167,7 @@ def test_segment_show_reads_the_stored_segments(shop: tuple[Path, str, str]) -> 
 
 def test_errors_word_parameters_as_options(tmp_path: Path) -> None:
     (tmp_path / "segvalue.yaml").write_text("x")
-    assert "fix: overwrite it with --force" in refused(["init", "segvalue.yaml"], tmp_path)
+    assert "fix: use --force to overwrite it" in refused(["init", "segvalue.yaml"], tmp_path)
     (tmp_path / "c.yaml").write_text(CURVES)
     err = refused(["budget", "--curves", "c.yaml", "--move", "a-b"], tmp_path)
     assert "error: --move 'a-b' is not FROM:TO:SHARE" in err

@@ -1490,7 +1490,7 @@ def write_config_template(path: str | Path, *, force: bool = False) -> Path:
     path = Path(path)
     if path.exists() and not force:
         raise ConfigError(
-            f"{path} already exists", fix="overwrite it with `force=True`", parameter="force"
+            f"{path} already exists", fix="use `force=True` to overwrite it", parameter="force"
         )
     return write_text_atomic(path, config_template())
 
