@@ -412,7 +412,16 @@ class Project:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Project:
-        """The project of a ``segvalue.yaml`` file."""
+        """The project of a ``segvalue.yaml`` file.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (d / "segvalue.yaml").write_text("sources: {orders: {path: o.csv}}")
+        >>> Project.from_yaml(d / "segvalue.yaml").config.sources["orders"].path
+        'o.csv'
+        """
         return cls(load_config(path))
 
     def __repr__(self) -> str:
@@ -499,6 +508,21 @@ class Project:
             Seconds to wait for another run holding the store or output folder.
         progress
             Optional progress callback ``(description, index, total)``.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from segvalue.config import parse_config
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> rows = "order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n2,b,2024-01-09,7\\n"
+        >>> _ = (d / "o.csv").write_text(rows)
+        >>> with Project(parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d)) as p:
+        ...     result = p.run()
+        ...     latest = p.runs.latest()
+        ...     latest.run_id == result.run_id, latest.customer_scores().num_rows
+        (True, 2)
+        >>> sorted(set(latest.memberships().column("scheme").to_pylist()))
+        ['lifecycle', 'rfm']
         """
         from segvalue.pipeline import run
 
@@ -528,6 +552,18 @@ class Project:
         -------
         (Allocation, list of str)
             The plan and the curve-fitting warnings.
+
+        Examples
+        --------
+        >>> from segvalue.config import parse_config
+        >>> cfg = parse_config({
+        ...     "sources": {"orders": {"path": "o.csv"}},
+        ...     "budget": {"total": 100, "objective": "revenue", "items": [
+        ...         {"name": "email", "form": "michaelis_menten", "beta": 1000, "k": 200},
+        ...         {"name": "search", "form": "michaelis_menten", "beta": 600, "k": 100}]}})
+        >>> plan, _ = Project(cfg).budget()
+        >>> round(sum(plan.to_dict()["allocation"].values()), 6)
+        100.0
         """
         from segvalue.pipeline import plan_budget
 
@@ -540,7 +576,21 @@ class Project:
         )
 
     def what_if(self, move: str) -> Any:
-        """The change in outcome when ``FROM:TO:SHARE`` of spend moves between items."""
+        """The change in outcome when ``FROM:TO:SHARE`` of spend moves between items.
+
+        Examples
+        --------
+        >>> from segvalue.config import parse_config
+        >>> cfg = parse_config({
+        ...     "sources": {"orders": {"path": "o.csv"}},
+        ...     "budget": {"items": [
+        ...         {"name": "a", "form": "michaelis_menten", "beta": 1000, "k": 200,
+        ...          "current": 300},
+        ...         {"name": "b", "form": "michaelis_menten", "beta": 600, "k": 100,
+        ...          "current": 50}]}})
+        >>> Project(cfg).what_if("a:b:0.2").change_value > 0
+        True
+        """
         from segvalue.pipeline import budget_what_if
 
         return budget_what_if(move, config=self.config)
