@@ -23,7 +23,7 @@ from segvalue.cli import main
 from segvalue.cli.main import cli
 
 WIDTH = 80
-COMMANDS = ["init", "demo", "validate", "run", "segment", "kpis", "budget", "rfm", "clv"]
+COMMANDS = ["init", "demo", "validate", "run", "segment", "kpis", "budget", "rfm", "clv", "runs"]
 
 
 @dataclass

@@ -79,6 +79,15 @@ def test_runs_json_lists_every_run_newest_first(shop: tuple[Path, str, str]) -> 
     assert failed == {"runs": []}
 
 
+def test_runs_help_lists_its_commands_whole(tmp_path: Path) -> None:
+    text = ok(["runs", "--help"], tmp_path)
+    listing = text.split("Commands:", 1)[1]
+    for command in ("list", "show", "diff"):
+        assert re.search(rf"^  {command}\s", listing, re.MULTILINE), command
+        assert "Usage: segvalue runs " + command in ok(["runs", command, "--help"], tmp_path)
+    assert "..." not in listing
+
+
 def test_runs_human_table(shop: tuple[Path, str, str]) -> None:
     where, first, latest = shop
     text = ok(["runs", "-c", CONFIG], where)

@@ -493,7 +493,7 @@ def runs_main(
         _list_runs(config, status, json_output)
 
 
-@runs_app.command("list")
+@runs_app.command("list", short_help="The runs, newest first, with their status.")
 def runs_list(
     config: ConfigOption = DEFAULT_CONFIG,
     status: StatusOption = None,
@@ -539,7 +539,7 @@ def _status(status: str) -> str:
     return escape(status) if colour is None else f"[{colour}]{escape(status)}[/]"
 
 
-@runs_app.command("show")
+@runs_app.command("show", short_help="One run: status, times, hashes, counts, timings.")
 def runs_show(
     run_id: Annotated[str, typer.Argument(metavar="ID", help="The run's id.")],
     config: ConfigOption = DEFAULT_CONFIG,
@@ -595,7 +595,7 @@ _DIFF_KPIS = (
 )
 
 
-@runs_app.command("diff")
+@runs_app.command("diff", short_help="What changed from run A to run B.")
 def runs_diff(
     before: Annotated[str, typer.Argument(metavar="A", help="The earlier run's id.")],
     after: Annotated[str, typer.Argument(metavar="B", help="The later run's id.")],
