@@ -289,8 +289,10 @@ def test_public_api_names_resolve() -> None:
 
 
 def test_import_segvalue_loads_no_heavy_library() -> None:
+    """Nor does Project until it reads or runs: the CLI's --help and start-up stay fast."""
     code = (
         "import sys, segvalue; segvalue.ConfigError; segvalue.__version__; "
+        "segvalue.Project; segvalue.load_config; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('ibis', 'pyarrow', 'numpy', 'pandas', 'scipy', 'duckdb')))"
     )
@@ -348,3 +350,42 @@ def test_library_doc_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         exec(compile(block, "docs/library.md", "exec"), namespace)
     project = namespace["project"]
     assert isinstance(project, Project) and project._store is None  # closed at the end
+
+
+def test_project_reads_a_postgresql_store(
+    demo: tuple[Path, str, str], postgres_url: str, tmp_path: Path
+) -> None:
+    """The same reads on a store in a real PostgreSQL server (its own schema)."""
+    import uuid
+
+    import psycopg
+
+    schema = f"p_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_url, autocommit=True) as con:
+        con.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in postgres_url else "?"
+    url = f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
+    config = load_config(demo[0])
+    config = config.model_copy(
+        update={
+            "store": config.store.model_copy(update={"url": url}),
+            "output": config.output.model_copy(update={"dir": str(tmp_path / "out")}),
+        }
+    )
+    try:
+        with Project(config) as project:
+            with pytest.raises(ConfigError, match="no results store at postgres"):
+                project.runs.list()
+            result = project.run()
+            [info] = project.runs.list()
+            assert info.run_id == result.run_id and info.status == "complete"
+            view = project.runs.require_latest()
+            assert view.customer_scores().num_rows == 600
+            assert view.memberships("rfm").num_rows == 600
+            assert view.segment_kpis().column("segment")[0].as_py() == "all customers"
+            with Project.from_yaml(demo[0]) as local:
+                stored = local.runs.get(demo[2])
+                assert view.segments()["schemes"].keys() == stored.segments()["schemes"].keys()
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as con:
+            con.execute(f"DROP SCHEMA {schema} CASCADE")
