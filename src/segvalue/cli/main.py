@@ -27,7 +27,7 @@ from segvalue import __version__
 from segvalue.errors import ConfigError, SegvalueError, safe_text
 
 if TYPE_CHECKING:
-    from segvalue.project import Project, RunView
+    from segvalue.project import Project, RunDiff, RunInfo, RunView
 
 #: ``-c`` of the commands that read a project; the read commands default to ./segvalue.yaml.
 ConfigOption = Annotated[Path, typer.Option("-c", "--config", help="Path to segvalue.yaml.")]
@@ -335,7 +335,7 @@ def _show_segments(view: RunView, schemes: list[str] | None, json_output: bool) 
         payload = {**_run_heading(view), "segments": shown, "personas": personas}
         out.print_json(json.dumps(payload, default=str))
         return
-    _print_run_heading(view)
+    _print_heading(_run_heading(view))
     _print_segments(shown)
 
 
@@ -344,11 +344,12 @@ def _run_heading(view: RunView) -> dict[str, Any]:
     return {"run_id": info["run_id"], "as_of": info["as_of"], "finished_at": info["finished_at"]}
 
 
-def _print_run_heading(view: RunView) -> None:
-    info = view.info
-    finished = "" if info.finished_at is None else f", finished {_when(info.finished_at)}"
-    as_of = "-" if info.as_of is None else info.as_of.isoformat()
-    out.print(f"run {escape(info.run_id)} (as of {as_of}{finished})", soft_wrap=True)
+def _print_heading(heading: dict[str, Any]) -> None:
+    """The line naming the run a read command shows (``_run_heading``)."""
+    finished = heading["finished_at"]
+    when = "" if finished is None else f", finished {finished[:19].replace('T', ' ')}"
+    as_of = heading["as_of"] or "-"
+    out.print(f"run {escape(heading['run_id'])} (as of {as_of}{when})", soft_wrap=True)
 
 
 def _when(moment: dt.datetime | None) -> str:
@@ -422,38 +423,44 @@ def kpis(
     recorded; `segvalue run` computes a new run.
     """
     with _project(config) as project:
-        view = project.runs.require_latest(run_id)
-        rows = view.segment_kpis().to_pylist()
-        status = view.kpi_status().to_pylist()
-        priorities = sorted(view.priorities().to_pylist(), key=lambda r: r["rank"])
-        guidance = view.budget_guidance()
-        personas = view.personas() if view.has_document("personas") else []
-    scheme = str(rows[0]["scheme"]) if rows and "scheme" in rows[0] else ""
+        doc = _kpis_document(project.runs.require_latest(run_id))
     if json_output:
-        doc = {
-            **_run_heading(view),
-            "scheme": scheme,
-            "kpis": rows,
-            "status": status,
-            "priorities": priorities,
-            "guidance": guidance,
-        }
-        out.print_json(json.dumps(doc, default=str))
+        shown = {k: v for k, v in doc.items() if k != "persona_names"}
+        out.print_json(json.dumps(shown, default=str))
         return
-    names = {p["segment"]: p["name"] for p in personas if p.get("scheme") == scheme}
-    _print_run_heading(view)
+    _print_kpis(doc)
+
+
+def _kpis_document(view: RunView) -> dict[str, Any]:
+    """What `kpis` shows of a run: its heading, KPIs, statuses, priorities, guidance."""
+    rows = view.segment_kpis().to_pylist()
+    scheme = str(rows[0]["scheme"]) if rows and "scheme" in rows[0] else ""
+    personas = view.personas() if view.has_document("personas") else []
+    return {
+        **_run_heading(view),
+        "scheme": scheme,
+        "kpis": rows,
+        "status": view.kpi_status().to_pylist(),
+        "priorities": sorted(view.priorities().to_pylist(), key=lambda r: r["rank"]),
+        "guidance": view.budget_guidance(),
+        "persona_names": {p["segment"]: p["name"] for p in personas if p["scheme"] == scheme},
+    }
+
+
+def _print_kpis(doc: dict[str, Any]) -> None:
+    _print_heading(doc)
     for index, columns in enumerate(_KPI_TABLES):
-        title = f"Segment KPIs ({scheme}), 95% intervals" if index == 0 else None
+        title = f"Segment KPIs ({doc['scheme']}), 95% intervals" if index == 0 else None
         table = Table(title=escape(title) if title else None)
         table.add_column("segment")
         for _, heading, _ in columns:
             table.add_column(heading, justify="right")
-        for row in rows:
+        for row in doc["kpis"]:
             cells = [_kpi_cell(row, key, percent) for key, _, percent in columns]
             table.add_row(escape(str(row["segment"])), *cells)
         out.print(table)
     out.print("each cell: the estimate, then its 95% interval; --json has every KPI")
-    for row in status:
+    for row in doc["status"]:
         if row["status"] != "on_track":
             out.print(
                 f"[yellow]{row['status']}:[/] {escape(str(row['segment']))} {row['kpi']} "
@@ -461,8 +468,8 @@ def kpis(
                 f"{_number(row['upper'])}] vs target {_number(row['target'])}",
                 highlight=False,
             )
-    for row in priorities:
-        persona = names.get(row["segment"])
+    for row in doc["priorities"]:
+        persona = doc["persona_names"].get(row["segment"])
         label = str(row["segment"]) + (f" ({persona})" if persona else "")
         out.print(f"{row['rank']}. {escape(label)}: {escape(row['reasons'])}")
 
@@ -551,11 +558,14 @@ def runs_show(
         complete = view.info.status == "complete"
         tables = view.table_names() if complete else []
         documents = view.document_names() if complete else []
-    info = view.info
     if json_output:
-        doc = {**info.to_dict(), "tables": tables, "documents": documents}
+        doc = {**view.info.to_dict(), "tables": tables, "documents": documents}
         out.print_json(json.dumps(doc, default=str))
         return
+    _print_run(view.info, tables, documents)
+
+
+def _print_run(info: RunInfo, tables: list[str], documents: list[str]) -> None:
     table = Table(title=f"Run {escape(info.run_id)}", show_header=False)
     table.add_column("field")
     table.add_column("value")
@@ -569,12 +579,9 @@ def runs_show(
         ("data fingerprint", escape(info.data_fingerprint)),
         ("schemes", escape(", ".join(info.schemes) or "-")),
     ]
-    for name, count in info.row_counts.items():
-        rows.append((f"rows: {escape(name)}", f"{count:,}"))
-    for rule, count in info.rejects.items():
-        rows.append((f"rejected: {escape(rule)}", f"{count:,}"))
-    for stage, seconds in info.timings.items():
-        rows.append((f"seconds: {escape(stage)}", f"{seconds:,.2f}"))
+    rows += [(f"rows: {escape(name)}", f"{n:,}") for name, n in info.row_counts.items()]
+    rows += [(f"rejected: {escape(rule)}", f"{n:,}") for rule, n in info.rejects.items()]
+    rows += [(f"seconds: {escape(stage)}", f"{t:,.2f}") for stage, t in info.timings.items()]
     for row in rows:
         table.add_row(*row)
     out.print(table)
@@ -608,6 +615,10 @@ def runs_diff(
     if json_output:
         out.print_json(json.dumps(diff.to_dict(), default=str))
         return
+    _print_diff(diff)
+
+
+def _print_diff(diff: RunDiff) -> None:
     for label, info in (("from", diff.before), ("to", diff.after)):
         as_of = "-" if info.as_of is None else info.as_of.isoformat()
         out.print(f"{label} run {escape(info.run_id)} (as of {as_of})", soft_wrap=True)
@@ -631,36 +642,49 @@ def runs_diff(
             )
         out.print(table)
     if diff.kpis is not None and diff.kpi_scheme is not None:
-        rows = [r for r in diff.kpis.to_pylist() if r["kpi"] in {k for k, _, _ in _DIFF_KPIS}]
-        table = Table(title=f"KPI changes ({escape(diff.kpi_scheme)})")
-        table.add_column("segment")
-        for _, heading, _ in _DIFF_KPIS:
-            table.add_column(heading, justify="right")
-        by_segment: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            by_segment.setdefault(row["segment"], {})[row["kpi"]] = row
-        for segment, values in by_segment.items():
-            cells = []
-            for key, _, percent in _DIFF_KPIS:
-                row = values.get(key)
-                if row is None or row["after"] is None:
-                    cells.append("n/a")
-                    continue
-                text = _short(row["after"], percent)
-                if row["change"] is not None:  # a rate changes by percentage points
-                    change = row["change"]
-                    if percent:
-                        text += f"\n({change * 100:+.1f} pts)"
-                    else:
-                        shown = _short(change)
-                        text += f"\n({'' if shown.startswith('-') else '+'}{shown})"
-                cells.append(escape(text))
-            table.add_row(escape(segment), *cells)
-        out.print(table)
-        out.print(
-            "each cell: the later run's value, then its change (rates: percentage points); "
-            "--json has every KPI"
-        )
+        _print_kpi_changes(diff.kpi_scheme, diff.kpis.to_pylist())
+
+
+def _print_kpi_changes(scheme: str, rows: list[dict[str, Any]]) -> None:
+    """Per segment the later run's value of the main KPIs and its change."""
+    by_segment: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        by_segment.setdefault(row["segment"], {})[row["kpi"]] = row
+    table = Table(title=f"KPI changes ({escape(scheme)})")
+    table.add_column("segment")
+    for _, heading, _ in _DIFF_KPIS:
+        table.add_column(heading, justify="right")
+    for segment, values in by_segment.items():
+        cells = [_change_cell(values.get(key), percent) for key, _, percent in _DIFF_KPIS]
+        table.add_row(escape(segment), *cells)
+    out.print(table)
+    out.print(
+        "each cell: the later run's value, then its change (rates: percentage points); "
+        "--json has every KPI"
+    )
+
+
+def _change_cell(row: dict[str, Any] | None, percent: bool) -> str:
+    r"""The later value, and its change on a second line (a rate's in percentage points).
+
+    Examples
+    --------
+    >>> _change_cell({"after": 0.25, "change": -0.012}, True)
+    '25.0%\n(-1.2 pts)'
+    >>> _change_cell({"after": 40.37, "change": 0.5}, False), _change_cell(None, False)
+    ('40.37\n(+0.5)', 'n/a')
+    """
+    if row is None or row["after"] is None:
+        return "n/a"
+    text = _short(row["after"], percent)
+    change = row["change"]
+    if change is not None:
+        if percent:
+            text += f"\n({change * 100:+.1f} pts)"
+        else:
+            shown = _short(change)
+            text += f"\n({'' if shown.startswith('-') else '+'}{shown})"
+    return escape(text)
 
 
 @app.command(short_help="Allocate a budget across items (response curves).")
