@@ -170,7 +170,7 @@ def test_a_whole_run_keeps_contact_columns_out_of_models_profiles_and_outputs(
         customers = customers.append_column(name, pa.array(values))
     pq.write_table(customers, path)
     privacy = PrivacyConfig(pii=["loyalty"])
-    result = run(config.model_copy(update={"privacy": privacy}), schemes=["rfm"])
+    result = run(config.model_copy(update={"privacy": privacy}))
     assert result.valuation is not None and result.valuation.propensity is not None
     used = set(result.valuation.propensity["features"])
     assert used.isdisjoint({"phone", "email", "loyalty", "postal_code"})

@@ -150,13 +150,20 @@ class RunResult:
 def config_hash(config: Config) -> str:
     """A stable hash of the configuration, recorded with every run.
 
+    Everything that shapes the results counts; where they are written (``output.dir``,
+    ``store``) does not.
+
     Examples
     --------
     >>> from segvalue.config import parse_config
     >>> len(config_hash(parse_config({"sources": {"orders": {"path": "o.csv"}}})))
     16
     """
-    payload = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    # Where results go (the output folder, the store) does not change them.
+    payload = json.dumps(
+        config.model_dump(mode="json", exclude={"output": {"dir"}, "store": True}),
+        sort_keys=True,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -1173,6 +1180,7 @@ def _persist(
     in, so the output folder never names a run the store does not hold.
     """
     from segvalue.data.writers import write_outputs
+    from segvalue.scoring import scorer_state
     from segvalue.store import open_store
 
     segmentation, economics, report = result.segmentation, result.economics, result.report
@@ -1207,6 +1215,9 @@ def _persist(
             renamed = {"customer_features": "customer_scores", "segment_memberships": "memberships"}
             stored = {renamed.get(n, n): t for n, t in tables.items()}
             stored_documents = {**documents, **{Path(f).stem: body for f, body in texts.items()}}
+            # What scoring one customer later needs (Project.scorer), raw ids kept: the
+            # store is working state, never pseudonymised.
+            stored_documents["scorer"] = scorer_state(result, config)
 
             def finished(running: RunRecord) -> RunRecord:
                 return replace(

@@ -110,6 +110,7 @@ def customer_lifetime_value(
     level: float = 0.95,
     intervals: bool = True,
     histories: Histories | None = None,
+    mean_spend: float | None = None,
 ) -> CLVResult:
     """Discounted, margin-adjusted CLV per customer with parameter-uncertainty intervals.
 
@@ -139,6 +140,10 @@ def customer_lifetime_value(
     histories
         ``Histories.of(frequency, recency, T)`` when the caller has it already (it is
         computed otherwise).
+    mean_spend
+        Without a spend model: the spend per purchase of customers without repeats
+        (default: the mean ``monetary_value`` of the repeat customers given). A scorer of
+        one customer passes the value of the run it was saved from.
 
     Returns
     -------
@@ -167,7 +172,9 @@ def customer_lifetime_value(
         raise DataValidationError(f"margin {margin} is not in (0, 1]", fix="e.g. 0.3 for 30 %")
     ux = np.asarray(frequency, dtype=np.float64).ravel()
     um = None if monetary_value is None else np.asarray(monetary_value, float).ravel()
-    fallback = None if um is None or spend is not None else _mean_repeat(ux, um)
+    fallback = None
+    if um is not None and spend is None:
+        fallback = mean_spend if mean_spend is not None else _mean_repeat(ux, um)
     # The transaction model's factor depends on the customer only through her history:
     # evaluate it (and its gradient) once per distinct history. The spend factor is cheap
     # per customer and depends on her own mean spend: evaluate it per customer.

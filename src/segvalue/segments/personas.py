@@ -188,6 +188,13 @@ class Persona:
         return out
 
 
+def _rank(value: float) -> float:
+    """A value to order by: 9 significant digits, so that values equal in exact arithmetic
+    (T in weeks and tenure in days have the same z) tie whatever their last bits (the
+    engine's parallel sums differ there between runs) and the name decides."""
+    return float(f"{value:.9g}")
+
+
 def _human(value: str) -> str:
     return str(value).replace("_", " ").strip()
 
@@ -228,7 +235,7 @@ class _Segment:
     def distinct_numeric(self) -> list[dict[str, Any]]:
         """Numeric features that set the segment apart, strongest |z| first."""
         out = [row for row in self.numeric.values() if self._distinct(row)]
-        return sorted(out, key=lambda r: (-abs(r["z"]), r["feature"]))
+        return sorted(out, key=lambda r: (-_rank(abs(r["z"])), r["feature"]))
 
     def distinctive(self) -> bool:
         """Anything (a numeric feature, a category or attribute) sets the segment apart."""
@@ -255,7 +262,7 @@ class _Segment:
                 continue
             if z >= self.z_min and index >= 100.0 + self.min_index_change:
                 out.append(row)
-        return sorted(out, key=lambda r: (-r["index"], r["attribute"], r["value"]))
+        return sorted(out, key=lambda r: (-_rank(r["index"]), r["attribute"], r["value"]))
 
     def high(self, feature: str) -> bool:
         """The feature's mean is distinctly above the population's."""
@@ -383,7 +390,7 @@ def _description(seg: _Segment) -> str:
         ]
         parts.append("Against the average customer: " + "; ".join(facts) + ".")
     over = sorted(
-        seg.over("category") + seg.over("attribute"), key=lambda r: (-r["z"], r["value"])
+        seg.over("category") + seg.over("attribute"), key=lambda r: (-_rank(r["z"]), r["value"])
     )[:4]
     if over:
         facts = [
@@ -469,7 +476,7 @@ def _channels(seg: _Segment) -> list[dict[str, Any]]:
     """Up to three channels with the highest engagement rates, skipping channels where the
     segment engages clearly less than the base (index < 80) unless nothing else is left."""
     rows = [r for r in seg.rows if r["kind"] == "channel" and (r["segment_rate"] or 0) > 0]
-    rows.sort(key=lambda r: (-r["segment_rate"], -(r["index"] or 0.0), r["value"]))
+    rows.sort(key=lambda r: (-_rank(r["segment_rate"]), -_rank(r["index"] or 0.0), r["value"]))
     preferred = [r for r in rows if r["index"] is None or r["index"] >= MIN_CHANNEL_INDEX]
     return (preferred or rows[:1])[:3]
 
@@ -583,7 +590,7 @@ def build_personas(
         segments[key] = seg
         channels = _channels(seg)
         over = sorted(
-            seg.over("category") + seg.over("attribute"), key=lambda r: (-r["z"], r["value"])
+            seg.over("category") + seg.over("attribute"), key=lambda r: (-_rank(r["z"]), r["value"])
         )
         evidence = [_evidence(r) for r in seg.distinct_numeric()[:max_evidence]]
         evidence += [_evidence(r) for r in over[:max_evidence]]
