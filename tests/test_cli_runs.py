@@ -107,6 +107,8 @@ def test_runs_show(shop: tuple[Path, str, str]) -> None:
     assert "tables: " in text and "segment_kpis" in text
     doc = as_json(["runs", "show", latest, "-c", CONFIG, "--json"], where)
     assert doc["run_id"] == latest and doc["status"] == "complete"
+    # the options given to `runs` reach its subcommands
+    assert as_json(["runs", "-c", CONFIG, "--json", "show", latest], where) == doc
     assert "memberships" in doc["tables"] and "run" in doc["documents"]
     missing = refused(["runs", "show", "nope", "-c", CONFIG], where)
     assert "no run 'nope'" in missing

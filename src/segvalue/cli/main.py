@@ -488,6 +488,17 @@ StatusOption = Annotated[
 ]
 
 
+#: ``-c`` of the runs subcommands: by default the one given to ``segvalue runs``.
+RunsConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "-c",
+        "--config",
+        help="Path to segvalue.yaml (default: as given to runs, else ./segvalue.yaml).",
+    ),
+]
+
+
 @runs_app.callback()
 def runs_main(
     ctx: typer.Context,
@@ -496,18 +507,28 @@ def runs_main(
     json_output: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
 ) -> None:
     """The runs recorded in the store, newest first (`segvalue runs` = `segvalue runs list`)."""
+    # `segvalue runs -c X --json show ID` means the same as `segvalue runs show ID -c X --json`
+    ctx.obj = {"config": config, "status": status, "json": json_output}
     if ctx.invoked_subcommand is None:
         _list_runs(config, status, json_output)
 
 
+def _given(ctx: typer.Context, config: Path | None, json_output: bool) -> tuple[Path, bool]:
+    """A subcommand's config and --json, else those given to ``segvalue runs``."""
+    parent = ctx.obj or {}
+    return config or parent.get("config", DEFAULT_CONFIG), json_output or parent.get("json", False)
+
+
 @runs_app.command("list", short_help="The runs, newest first, with their status.")
 def runs_list(
-    config: ConfigOption = DEFAULT_CONFIG,
+    ctx: typer.Context,
+    config: RunsConfigOption = None,
     status: StatusOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
 ) -> None:
     """The runs recorded in the store, newest first, with their status."""
-    _list_runs(config, status, json_output)
+    path, as_json = _given(ctx, config, json_output)
+    _list_runs(path, status or (ctx.obj or {}).get("status"), as_json)
 
 
 def _list_runs(config: Path, status: str | None, json_output: bool) -> None:
@@ -548,11 +569,13 @@ def _status(status: str) -> str:
 
 @runs_app.command("show", short_help="One run: status, times, hashes, counts, timings.")
 def runs_show(
+    ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(metavar="ID", help="The run's id.")],
-    config: ConfigOption = DEFAULT_CONFIG,
+    config: RunsConfigOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
 ) -> None:
     """One run: status, as-of date, times, hashes, row counts, rejects, timings."""
+    config, json_output = _given(ctx, config, json_output)
     with _project(config) as project:
         view = project.runs.get(run_id)
         complete = view.info.status == "complete"
@@ -604,12 +627,14 @@ _DIFF_KPIS = (
 
 @runs_app.command("diff", short_help="What changed from run A to run B.")
 def runs_diff(
+    ctx: typer.Context,
     before: Annotated[str, typer.Argument(metavar="A", help="The earlier run's id.")],
     after: Annotated[str, typer.Argument(metavar="B", help="The later run's id.")],
-    config: ConfigOption = DEFAULT_CONFIG,
+    config: RunsConfigOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the diff as JSON.")] = False,
 ) -> None:
     """What changed from run A to run B: segment sizes, customers moving, KPIs."""
+    config, json_output = _given(ctx, config, json_output)
     with _project(config) as project:
         diff = project.runs.diff(before, after)
     if json_output:
