@@ -183,3 +183,8 @@ def test_errors_word_parameters_as_options(tmp_path: Path) -> None:
     err = refused(["budget", "--curves", "c.yaml", "--move", "a-b"], tmp_path)
     assert "error: --move 'a-b' is not FROM:TO:SHARE" in err
     assert "`" not in err
+    (tmp_path / "o.csv").write_text("order_id,customer_id,order_ts,amount\n1,a,2024-01-02,5\n")
+    (tmp_path / "shop.yaml").write_text("sources: {orders: {path: o.csv}}\n")
+    err = refused(["budget", "-c", "shop.yaml"], tmp_path)
+    assert "no budget.items and no channel_spend source" in err
+    assert "or give a curves file (--curves)" in err

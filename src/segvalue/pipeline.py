@@ -1332,7 +1332,7 @@ def _budget_items(
         return list(settings.items), settings.total, settings, {}, []
     if "channel_spend" not in config.sources:
         raise ConfigError(
-            "segvalue.yaml has no budget.items and no channel_spend source to fit curves from",
+            "the configuration has no budget.items and no channel_spend source to fit curves from",
             fix="add a channel_spend source or budget.items, or give a curves file (`curves_path`)",
             parameter="curves_path",
         )
