@@ -84,6 +84,17 @@ def test_project_without_a_store_has_no_runs_and_says_what_to_do(tmp_path: Path)
     assert not (tmp_path / "segvalue-store.duckdb").exists()  # reading created nothing
 
 
+def test_run_of_schemes_needs_segments(tmp_path: Path) -> None:
+    config = parse_config(
+        {"sources": {"orders": {"path": "o.csv"}}, "segments": {"enabled": False}},
+        base_dir=tmp_path,
+    )
+    with pytest.raises(ConfigError, match="segments.enabled is false") as caught:
+        Project(config).run(schemes=["rfm"])
+    assert caught.value.parameter == "schemes"
+    assert not (tmp_path / "segvalue-store.duckdb").exists()  # refused before anything ran
+
+
 def test_validate_gives_the_pipeline_report_without_rereading_the_yaml(tmp_path: Path) -> None:
     rows = "order_id,customer_id,order_ts,amount\n1,a,x,5\n2,a,2024-01-02,5\n"
     (tmp_path / "o.csv").write_text(rows)
