@@ -89,7 +89,7 @@ def test_run_of_schemes_needs_segments(tmp_path: Path) -> None:
         {"sources": {"orders": {"path": "o.csv"}}, "segments": {"enabled": False}},
         base_dir=tmp_path,
     )
-    with pytest.raises(ConfigError, match="segments.enabled is false") as caught:
+    with pytest.raises(ConfigError, match=r"segments\.enabled is false") as caught:
         Project(config).run(schemes=["rfm"])
     assert caught.value.parameter == "schemes"
     assert not (tmp_path / "segvalue-store.duckdb").exists()  # refused before anything ran
