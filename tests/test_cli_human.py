@@ -23,7 +23,7 @@ from segvalue.cli import main
 from segvalue.cli.main import cli
 
 WIDTH = 80
-COMMANDS = ["init", "demo", "validate", "run", "segment", "kpis", "budget", "rfm", "clv"]
+COMMANDS = ["init", "demo", "validate", "run", "segment", "kpis", "budget", "rfm", "clv", "runs"]
 
 
 @dataclass
@@ -156,9 +156,14 @@ def test_demo_prints_features_segments_and_where_things_are(shop: tuple[Path, st
 def test_demo_suggests_commands_that_work(shop: tuple[Path, str]) -> None:
     where, text = shop
     suggested = _suggested(text)
-    assert [argv[0] for argv in suggested] == ["segment", "kpis", "budget"]
+    assert [argv[:-2] for argv in suggested] == [
+        ["segment", "--show"],
+        ["kpis"],
+        ["runs"],
+        ["budget"],
+    ]
     for argv in suggested:
-        assert argv[1:] == ["-c", "shop/segvalue.yaml"]
+        assert argv[-2:] == ["-c", "shop/segvalue.yaml"]
         ok(argv, where)
 
 
@@ -298,7 +303,7 @@ def test_cdnow_demo_and_its_suggestions(tmp_path: Path) -> None:
     assert "Customer features (23,570 customers)" in text
     assert re.search(r"│ orders +│ +69,659 │ +69,659 │ +0 │", text)
     suggested = _suggested(text)
-    assert [argv[0] for argv in suggested] == ["segment", "kpis"]
+    assert [argv[:-2] for argv in suggested] == [["segment", "--show"], ["kpis"], ["runs"]]
     for argv in suggested:
-        assert argv[1:] == ["-c", "cdnow/segvalue.yaml"]
+        assert argv[-2:] == ["-c", "cdnow/segvalue.yaml"]
         ok(argv, tmp_path)

@@ -182,4 +182,4 @@ def test_models_are_pure_numpy_scipy(path: Path) -> None:
 
 def test_layering_test_sees_the_packages() -> None:
     packages = {_package(p) for p in _modules()}
-    assert {"data", "features", "cli", "config", "pipeline"} <= packages
+    assert {"data", "features", "cli", "config", "pipeline", "project"} <= packages

@@ -266,12 +266,12 @@ def test_os_errors_while_writing_become_write_errors_naming_the_path(
 def test_cli_maps_a_stray_os_error_with_a_path_to_exit_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import segvalue.pipeline
+    from segvalue.project import Project
 
     def denied(*args: object, **kwargs: object) -> None:
         raise PermissionError(errno.EACCES, "Permission denied", "/srv/shop/out.csv")
 
-    monkeypatch.setattr(segvalue.pipeline, "validate_config", denied)
+    monkeypatch.setattr(Project, "from_yaml", denied)
     assert cli(["validate", "-c", "segvalue.yaml"]) == 2
     err = capsys.readouterr().err
     assert "/srv/shop/out.csv: Permission denied" in err and "Traceback" not in err

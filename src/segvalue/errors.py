@@ -38,11 +38,16 @@ class SegvalueError(Exception):
     parameter
         The config key or parameter the error is about (``store.url``, ``wait``), so a
         face can word it (a command-line option, a JSON field); never a CLI flag here.
+        A parameter named in the message or fix is in backticks (`` `horizon` ``,
+        `` `force=True` ``): the CLI words it ``--horizon``, ``--force``
+        (``segvalue.cli.main.as_options``).
 
     Examples
     --------
     >>> str(SegvalueError("orders.csv: column 'amount' is missing", fix="map it in segvalue.yaml"))
     "orders.csv: column 'amount' is missing. Fix: map it in segvalue.yaml"
+    >>> SegvalueError("`horizon` 0 is not a whole number >= 1", parameter="horizon").parameter
+    'horizon'
     """
 
     def __init__(
@@ -88,11 +93,12 @@ class ConvergenceError(SegvalueError, RuntimeError):
         iterations: int | None = None,
         gradient_norm: float | None = None,
         fix: str | None = None,
+        parameter: str | None = None,
     ) -> None:
         self.optimizer_message = optimizer_message
         self.iterations = iterations
         self.gradient_norm = gradient_norm
-        super().__init__(message, fix=fix)
+        super().__init__(message, fix=fix, parameter=parameter)
 
 
 class ConvergenceWarning(UserWarning):

@@ -1310,38 +1310,42 @@ def run_config(
 
 
 def _budget_items(
-    config_path: str | Path | None, curves_path: str | Path | None
+    config: Config | None, curves_path: str | Path | None
 ) -> tuple[list[Any], float | None, Any, dict[str, Any], list[str]]:
     """Items, default total, budget settings (None for a curves file), fitted curves, warnings."""
     from segvalue.data.documents import read_document
     from segvalue.economics.budget import curves_from_mapping
     from segvalue.economics.curves import fit_curves_from_channel_spend, response_items
 
-    if (config_path is None) == (curves_path is None):
+    if (config is None) == (curves_path is None):
         raise ConfigError(
-            "give either a config (-c) or a curves file (--curves)",
-            fix="segvalue budget --curves curves.yaml, or segvalue budget -c segvalue.yaml",
+            "give either a config (`config`) or a curves file (`curves_path`)",
+            fix="name the curves file, or the segvalue.yaml whose budget section to plan",
+            parameter="curves_path",
         )
     if curves_path is not None:
         curves = curves_from_mapping(read_document(curves_path), source=str(curves_path))
         return list(curves.items), curves.total, None, {}, []
-    assert config_path is not None
-    config = load_config(config_path)
+    assert config is not None
     settings = config.budget
     if settings.items:
         return list(settings.items), settings.total, settings, {}, []
     if "channel_spend" not in config.sources:
         raise ConfigError(
-            f"{config_path}: no budget.items and no channel_spend source to fit curves from",
-            fix="add a channel_spend source, budget.items, or use --curves FILE",
+            "the configuration has no budget.items and no channel_spend source to fit curves from",
+            fix="add a channel_spend source or budget.items, or give a curves file (`curves_path`)",
+            parameter="curves_path",
         )
     data = _load(config, _Steps(len(config.sources) + 1, None))
-    fits = fit_curves_from_channel_spend(
-        data.tables["channel_spend"],
-        segment=settings.scheme,
-        form=settings.form,
-        adstock=settings.adstock,
-    )
+    try:
+        fits = fit_curves_from_channel_spend(
+            data.tables["channel_spend"],
+            segment=settings.scheme,
+            form=settings.form,
+            adstock=settings.adstock,
+        )
+    finally:
+        data.con.disconnect()  # our own connection: every face may reuse the process
     warnings = [w for fit in fits.values() for w in fit.warnings]
     items = response_items(fits, max_change=settings.max_change)
     # each segment x channel item reaches its segment (objective clv values it by it)
@@ -1349,11 +1353,15 @@ def _budget_items(
     return items, settings.total, settings, dict(fits), warnings
 
 
+#: The mean CLV per customer by segment, or a function that reads it when needed.
+SegmentCLV = Mapping[str, float] | Callable[[], Mapping[str, float]]
+
+
 def _segment_clv(
-    config_path: str | Path | None, curves_path: str | Path | None
+    curves_path: str | Path | None, segment_clv: SegmentCLV | None
 ) -> dict[str, float]:
-    """Mean CLV per customer by segment: the curves file's ``segment_clv``, or the KPIs
-    (``clv_mean``, with the ``all customers`` row) of a run of the configuration."""
+    """Mean CLV per customer by segment: the curves file's ``segment_clv``, else the
+    given one (``Project.budget`` reads the ``clv_mean`` KPI of the latest complete run)."""
     from segvalue.data.readers import read_document
     from segvalue.economics.budget import curves_from_mapping
 
@@ -1361,45 +1369,39 @@ def _segment_clv(
         return dict(
             curves_from_mapping(read_document(curves_path), source=str(curves_path)).segment_clv
         )
-    assert config_path is not None
-    config = load_config(config_path)
-    if not (config.clv.enabled and config.segments.enabled):
+    if segment_clv is None:
         raise ConfigError(
-            f"{config_path}: objective clv needs the segments' CLV, and clv or segments "
-            "is disabled",
-            fix="set clv.enabled: true and segments.enabled: true, or use objective revenue",
+            "objective clv needs the segments' CLV of a complete run (`segment_clv`)",
+            fix="plan through Project(config).budget(objective='clv'), which reads the latest "
+            "complete run",
+            parameter="segment_clv",
         )
-    economics = run(config, write=False).economics
-    if economics is None or "clv_mean" not in economics.kpis.column_names:
-        return {}
-    return {
-        str(row["segment"]): float(row["clv_mean"])
-        for row in economics.kpis.to_pylist()
-        if row.get("clv_mean") is not None
-    }
+    return dict(segment_clv() if callable(segment_clv) else segment_clv)
 
 
 def plan_budget(
     *,
-    config_path: str | Path | None = None,
+    config: Config | None = None,
     curves_path: str | Path | None = None,
     total: float | None = None,
     objective: str | None = None,
     target: float | None = None,
+    segment_clv: SegmentCLV | None = None,
 ) -> tuple[Any, list[str]]:
-    """Optimise a budget from a curves file or from ``segvalue.yaml`` (``segvalue budget``).
+    """Optimise a budget from a curves file or from a configuration (``segvalue budget``).
 
     With ``curves_path`` the items and total come from the file (objective default
     ``revenue``: allocate the whole total, a curves file carries no costs). With
-    ``config_path`` the curves are the configured ``budget.items`` or, without them,
+    ``config`` the curves are the configured ``budget.items`` or, without them,
     fitted per (segment x) channel from the ``channel_spend`` source (objective default
     ``budget.objective``, itself ``profit`` by default). With ``target``, the inverse
     problem: the smallest total whose best allocation reaches it.
 
     Objective ``clv`` scales each item's value by the CLV of the segment it reaches
     relative to the base (:func:`segvalue.economics.budget.clv_values`): the segment CLVs
-    come from the curves file's ``segment_clv`` or from a run of the configuration (the
-    ``clv_mean`` KPI); items that match no segment are named in a warning.
+    come from the curves file's ``segment_clv`` or from ``segment_clv`` (a mapping, or a
+    function called only for objective clv; ``Project.budget`` passes the ``clv_mean``
+    KPI of the latest complete run); items that match no segment are named in a warning.
 
     Returns
     -------
@@ -1411,28 +1413,31 @@ def plan_budget(
     >>> plan_budget()
     Traceback (most recent call last):
     ...
-    segvalue.errors.ConfigError: give either a config (-c) or a curves file (--curves). Fix: ...
+    segvalue.errors.ConfigError: give either a config (`config`) or a curves file ...
     """
     from segvalue.economics.budget import optimise_budget, smallest_budget
 
     if objective is not None and objective not in ("profit", "revenue", "clv"):
         raise ConfigError(
-            f"--objective {objective!r} is not known", fix="use profit, revenue or clv"
+            f"`objective` {objective!r} is not known",
+            fix="use profit, revenue or clv",
+            parameter="objective",
         )
-    items, default_total, settings, _, warnings = _budget_items(config_path, curves_path)
+    items, default_total, settings, _, warnings = _budget_items(config, curves_path)
     chosen = objective or ("revenue" if settings is None else settings.objective)
     max_change = None if settings is None else settings.max_change
     values = None
     if chosen == "clv":
         from segvalue.economics.budget import clv_values
 
-        values, notes = clv_values(items, _segment_clv(config_path, curves_path))
+        values, notes = clv_values(items, _segment_clv(curves_path, segment_clv))
         warnings = [*warnings, *notes]
     if target is not None:
         if chosen == "profit":
             raise ConfigError(
-                "--target finds the smallest budget for a revenue or CLV target",
-                fix="add --objective revenue (or clv)",
+                "`target` finds the smallest budget for a revenue or CLV target",
+                fix="add `objective='revenue'` (or clv)",
+                parameter="target",
             )
         goal = cast(Literal["revenue", "clv"], chosen)
         plan = smallest_budget(items, target, objective=goal, max_change=max_change, values=values)
@@ -1451,7 +1456,7 @@ def plan_budget(
 def budget_what_if(
     move: str,
     *,
-    config_path: str | Path | None = None,
+    config: Config | None = None,
     curves_path: str | Path | None = None,
 ) -> Any:
     """The change in outcome when ``FROM:TO:SHARE`` of spend moves (``budget --move``).
@@ -1464,7 +1469,7 @@ def budget_what_if(
     >>> budget_what_if("a:b")
     Traceback (most recent call last):
     ...
-    segvalue.errors.ConfigError: --move 'a:b' is not FROM:TO:SHARE. Fix: ...
+    segvalue.errors.ConfigError: `move` 'a:b' is not FROM:TO:SHARE. Fix: ...
     """
     from segvalue.economics.budget import what_if
 
@@ -1473,10 +1478,11 @@ def budget_what_if(
         source, destination, share = parts[0], parts[1], float(parts[2])
     except (IndexError, ValueError):
         raise ConfigError(
-            f"--move {move!r} is not FROM:TO:SHARE",
-            fix="e.g. --move paid_social:email:0.2 moves 20% of paid_social's spend to email",
+            f"`move` {move!r} is not FROM:TO:SHARE",
+            fix="e.g. `move='paid_social:email:0.2'` moves 20% of paid_social's spend to email",
+            parameter="move",
         ) from None
-    items, _, _, fits, _ = _budget_items(config_path, curves_path)
+    items, _, _, fits, _ = _budget_items(config, curves_path)
     return what_if(items, move=(source, destination, share), uncertainty=fits or None)
 
 
@@ -1494,23 +1500,32 @@ def write_config_template(path: str | Path, *, force: bool = False) -> Path:
 
     path = Path(path)
     if path.exists() and not force:
-        raise ConfigError(f"{path} already exists", fix="use --force to overwrite it")
+        raise ConfigError(
+            f"{path} already exists", fix="use `force=True` to overwrite it", parameter="force"
+        )
     return write_text_atomic(path, config_template())
 
 
 def validate_config(
-    config_path: str | Path,
+    config_path: str | Path | None = None,
     *,
+    config: Config | None = None,
+    engine: Any = None,
     strict: bool = False,
     rejects_path: str | Path | None = None,
     progress: Progress | None = None,
 ) -> ValidationReport:
-    """Validate every source of a ``segvalue.yaml``; optionally write the rejects.
+    """Validate every source of a configuration; optionally write the rejects.
 
     Parameters
     ----------
     config_path
-        The YAML file.
+        The YAML file (or give ``config``).
+    config
+        The loaded configuration (``Project.validate`` passes its own).
+    engine
+        An Ibis backend to read the sources into instead of ``config.engine.url`` (it
+        stays open; a connection opened here is closed).
     strict
         Fail on any rejected row (overrides ``validation.strict`` when true).
     rejects_path
@@ -1536,16 +1551,32 @@ def validate_config(
     from segvalue.data.writers import write_table
     from segvalue.features.materialise import to_arrow
 
-    config = load_config(config_path)
+    if (config is None) == (config_path is None):
+        raise ConfigError(
+            "give either a configuration (`config`) or its file (`config_path`)",
+            fix="e.g. validate_config('segvalue.yaml')",
+            parameter="config",
+        )
+    if config is None:
+        assert config_path is not None
+        config = load_config(config_path)
     if strict:
         config = config.model_copy(
             update={"validation": config.validation.model_copy(update={"strict": True})}
         )
-    protected = {Path(config_path): "the config file", **_protected(config)}
+    protected = _protected(config)
+    if config_path is not None:
+        protected = {Path(config_path): "the config file", **protected}
     if rejects_path is not None:
-        _check_out_file(rejects_path, protected, option="--rejects")
-    # Our own connection, so the rejects of a failed validation can still be read.
-    con = connect(config.engine.url)
+        _check_out_file(rejects_path, protected, parameter="rejects_path")
+    # Our own connection unless given one, so the rejects of a failed validation can
+    # still be read.
+    con = connect(engine if engine is not None else config.engine.url)
+
+    def disconnect() -> None:
+        if engine is None:
+            con.disconnect()
+
     try:
         data = load(config, engine=con, progress=progress)
     except DataValidationError as exc:
@@ -1554,15 +1585,18 @@ def validate_config(
             if rejects_path is not None and exc.rejects is not None:  # Arrow
                 write_table(exc.rejects, rejects_path, protected=protected)
         finally:
-            con.disconnect()
+            disconnect()
         raise
     except BaseException:
-        con.disconnect()
+        disconnect()
         raise
-    if rejects_path is not None:
-        write_table(
-            to_arrow(data.rejects.order_by(["table", "row"])), rejects_path, protected=protected
-        )
+    try:
+        if rejects_path is not None:
+            write_table(
+                to_arrow(data.rejects.order_by(["table", "row"])), rejects_path, protected=protected
+            )
+    finally:
+        disconnect()
     return data.report
 
 
@@ -1591,7 +1625,7 @@ class OrdersFile:
 
 
 def _check_out_file(
-    out_file: str | Path | None, protected: dict[Path, str], *, option: str = "--out"
+    out_file: str | Path | None, protected: dict[Path, str], *, parameter: str = "out_file"
 ) -> None:
     """Refuse an output file early: wrong extension, missing folder, an input (safety)."""
     if out_file is None:
@@ -1599,16 +1633,22 @@ def _check_out_file(
     suffix = Path(out_file).suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise ConfigError(
-            f"{option} {str(out_file)!r}: unknown extension {suffix!r}", fix="use .csv or .parquet"
+            f"`{parameter}` {str(out_file)!r}: unknown extension {suffix!r}",
+            fix="use .csv or .parquet",
+            parameter=parameter,
         )
     if not Path(out_file).parent.exists():
         raise ConfigError(
-            f"{option} {str(out_file)!r}: folder does not exist", fix="create it first"
+            f"`{parameter}` {str(out_file)!r}: folder does not exist",
+            fix="create it first",
+            parameter=parameter,
         )
     try:
         check_target(out_file, "file", protected=protected)
     except ConfigError as exc:
-        raise ConfigError(f"{option}: {exc.message}", fix=exc.fix) from None
+        raise ConfigError(
+            f"`{parameter}`: {exc.message}", fix=exc.fix, parameter=parameter
+        ) from None
 
 
 def _load_orders_file(
@@ -1625,7 +1665,11 @@ def _load_orders_file(
     ``prefetch``: modules to import while the engine validates (see :func:`_prefetch`).
     """
     if orders.decimal not in (".", ","):
-        raise ConfigError(f"--decimal {orders.decimal!r} is not supported", fix="use '.' or ','")
+        raise ConfigError(
+            f"`decimal` {orders.decimal!r} is not supported",
+            fix="use '.' or ','",
+            parameter="decimal",
+        )
     raw_config: dict[str, Any] = {
         "as_of": as_of,
         "time_unit": time_unit,
@@ -1654,7 +1698,7 @@ def _load_orders_file(
         config = parse_config(raw_config, source="command line")
         return _load(config, _Steps(len(config.sources) + 1, None), prefetch=prefetch)
     except SegvalueError as exc:
-        raise _as_option_error(exc) from None
+        raise _as_parameter_error(exc) from None
 
 
 def rfm_from_file(
@@ -1848,7 +1892,9 @@ def clv_from_file(
     protected = {Path(orders.path): "the orders file"}
     _check_out_file(out_file, protected)
     if int(horizon) != horizon or horizon < 1:
-        raise ConfigError(f"--horizon {horizon} is not a whole number >= 1", fix="e.g. 52")
+        raise ConfigError(
+            f"`horizon` {horizon} is not a whole number >= 1", fix="e.g. 52", parameter="horizon"
+        )
     # Imported while the engine reads the file: the Arrow kernels that the fetches after
     # the validation pass use, the models and scipy.
     data = _load_orders_file(
@@ -1955,29 +2001,44 @@ def _exact_sum(values: np.ndarray[Any, Any]) -> float:
     return math.fsum(partials.tolist())
 
 
-_RFM_OPTIONS = {
-    "sources.orders.columns.customer_id in segvalue.yaml": "--customer-col",
-    "sources.orders.columns.order_ts in segvalue.yaml": "--date-col",
-    "sources.orders.columns.amount in segvalue.yaml": "--amount-col",
-    "key 'time_unit'": "--time-unit",
-    "key 'as_of'": "--as-of",
-    "key 'sources.orders.date_format'": "--date-format",
-    "key 'sources.orders.csv.delimiter'": "--delimiter",
+# Keys of the configuration built for an orders file, and the parameter (the field of
+# OrdersFile or the function's argument) that sets each: errors name the parameter.
+_ORDERS_FILE_PARAMETERS = {
+    "sources.orders.columns.customer_id in segvalue.yaml": "customer_col",
+    "sources.orders.columns.order_ts in segvalue.yaml": "date_col",
+    "sources.orders.columns.amount in segvalue.yaml": "amount_col",
+    "key 'time_unit'": "time_unit",
+    "key 'as_of'": "as_of",
+    "key 'sources.orders.date_format'": "date_format",
+    "key 'sources.orders.csv.delimiter'": "delimiter",
 }
 
 
-def _as_option_error(exc: SegvalueError) -> SegvalueError:
-    """Point an error raised for the built-in config at the command-line option instead."""
+def _as_parameter_error(exc: SegvalueError) -> SegvalueError:
+    """Point an error raised for the built-in config at the parameter that set the key."""
+    import copy
+
     message, fix = exc.message, exc.fix or ""
-    for key, option in _RFM_OPTIONS.items():
-        message = message.replace(key, option)
-        fix = fix.replace(f"correct {key}", f"pass the right {option}").replace(key, option)
-    return type(exc)(message, fix=fix or None)
+    parameter = exc.parameter
+    for key, name in _ORDERS_FILE_PARAMETERS.items():
+        if key in message or key in fix:
+            parameter = parameter or name
+        message = message.replace(key, f"`{name}`")
+        fix = fix.replace(f"correct {key}", f"pass the right `{name}`").replace(key, f"`{name}`")
+    # A copy keeps what subclasses carry (the rejects of NoValidRowsError).
+    worded = copy.copy(exc)
+    worded.message, worded.fix, worded.parameter = message, fix or None, parameter
+    worded.args = (message if not fix else f"{message}. Fix: {fix}",)
+    return worded
 
 
 def _granularity(value: str) -> Any:
     if value not in ("day", "unit"):
-        raise ConfigError(f"--granularity {value!r} is not supported", fix="use 'day' or 'unit'")
+        raise ConfigError(
+            f"`granularity` {value!r} is not supported",
+            fix="use 'day' or 'unit'",
+            parameter="granularity",
+        )
     return value
 
 
@@ -2023,7 +2084,9 @@ def run_demo(
     from segvalue.data.writers import write_text_atomic
 
     if dataset not in ("demo", "cdnow"):
-        raise ConfigError(f"unknown --dataset {dataset!r}", fix="use 'demo' or 'cdnow'")
+        raise ConfigError(
+            f"unknown `dataset` {dataset!r}", fix="use 'demo' or 'cdnow'", parameter="dataset"
+        )
     out = Path(out_dir)
     check_target(out, "demo")
     if read_mark(out) is None:
@@ -2069,7 +2132,9 @@ def run_demo(
         }
         doc = {"as_of": CDNOW_AS_OF, "time_unit": "week", "clv": {"holdout": 39}}
     else:
-        raise ConfigError(f"unknown --dataset {dataset!r}", fix="use 'demo' or 'cdnow'")
+        raise ConfigError(
+            f"unknown `dataset` {dataset!r}", fix="use 'demo' or 'cdnow'", parameter="dataset"
+        )
     doc.update(sources=sources, output={"dir": "output"})
     header = f"# segvalue.yaml for the {dataset} data, written by `segvalue demo`.\n"
     config_path = write_text_atomic(out / "segvalue.yaml", header + _yaml(doc))

@@ -10,11 +10,12 @@ import datetime as dt
 import gc
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,6 +25,81 @@ from rich.table import Table as _RichTable
 
 from segvalue import __version__
 from segvalue.errors import ConfigError, SegvalueError, safe_text
+
+if TYPE_CHECKING:
+    from segvalue.project import Project, RunDiff, RunInfo, RunView
+
+#: ``-c`` of the commands that read a project; the read commands default to ./segvalue.yaml.
+ConfigOption = Annotated[Path, typer.Option("-c", "--config", help="Path to segvalue.yaml.")]
+#: ``--run`` of the read commands.
+RunOption = Annotated[
+    str | None, typer.Option("--run", metavar="ID", help="This run (default: latest complete).")
+]
+DEFAULT_CONFIG = Path("segvalue.yaml")
+
+#: The library's parameter names and the options that set them: errors name parameters
+#: (`horizon`, `force=True`), the command line words them as options (see as_options).
+OPTIONS = {
+    "amount_col": "--amount-col",
+    "as_of": "--as-of",
+    "config": "-c",
+    "config_path": "-c",
+    "curves_path": "--curves",
+    "customer_col": "--customer-col",
+    "dataset": "--dataset",
+    "date_col": "--date-col",
+    "date_format": "--date-format",
+    "decimal": "--decimal",
+    "delimiter": "--delimiter",
+    "force": "--force",
+    "granularity": "--granularity",
+    "horizon": "--horizon",
+    "move": "--move",
+    "objective": "--objective",
+    "out_file": "--out",
+    "rejects": "--rejects",
+    "rejects_path": "--rejects",
+    "run_id": "--run",
+    "schemes": "--scheme",
+    "status": "--status",
+    "target": "--target",
+    "time_unit": "--time-unit",
+    "total": "--total",
+    "wait": "--wait",
+}
+_PARAMETER = re.compile(r"`(\w+)(?:=([^`]*))?`")
+
+
+def as_options(text: str, options: dict[str, str] | None = None) -> str:
+    """Word the parameters an error names (in backticks) as command-line options.
+
+    `` `horizon` `` becomes ``--horizon``, `` `force=True` `` ``--force``,
+    `` `objective='revenue'` `` ``--objective revenue``; names without an option stay.
+
+    Examples
+    --------
+    >>> as_options("add `objective='revenue'` (or clv); `force=True`; `horizon` 0; `x`")
+    'add --objective revenue (or clv); --force; --horizon 0; `x`'
+    """
+    known = OPTIONS if options is None else options
+
+    def option(match: re.Match[str]) -> str:
+        name, value = match.group(1), match.group(2)
+        flag = known.get(name)
+        if flag is None:
+            return match.group(0)
+        if value is None or value == "True":
+            return flag
+        return f"{flag} {value.strip(chr(39) + chr(34))}"
+
+    return _PARAMETER.sub(option, text)
+
+
+def _project(config: Path) -> Project:
+    from segvalue.project import Project
+
+    return Project.from_yaml(config)
+
 
 #: ``--wait`` of the commands that write the output folder and the store.
 WaitOption = Annotated[
@@ -160,7 +236,8 @@ def demo(
     _print_segments(result.summary().get("segments"))
     out.print(f"\n[bold]config[/]  {escape(_shown(config_path))}", soft_wrap=True)
     _print_outputs(result.outputs)
-    commands = ["segment", "kpis"]
+    # What the run stored, read back (reads compute nothing), and what to plan with it.
+    commands = ["segment --show", "kpis", "runs"]
     if "channel_spend" in result.report.tables:  # budget curves are fitted from its history
         commands.append("budget")
     for command in commands:
@@ -177,10 +254,8 @@ def validate(
     ] = None,
 ) -> None:
     """Read and validate every source; report rejects, freshness and warnings."""
-    from segvalue.pipeline import validate_config
-
-    with _progress(not json_output) as progress:
-        report = validate_config(config, strict=strict, rejects_path=rejects, progress=progress)
+    with _project(config) as project, _progress(not json_output) as progress:
+        report = project.validate(strict=strict, rejects=rejects, progress=progress)
     if json_output:
         out.print_json(json.dumps(report.to_dict(), default=str))
     else:
@@ -194,10 +269,8 @@ def run_job(
     wait: WaitOption = 0,
 ) -> None:
     """Run the main job on your data: validate, features, CLV, segments; write outputs."""
-    from segvalue.pipeline import run_config
-
-    with _progress(not json_output) as progress:
-        result = run_config(config, progress=progress, wait=wait)
+    with _project(config) as project, _progress(not json_output) as progress:
+        result = project.run(progress=progress, wait=wait)
     if json_output:
         out.print_json(json.dumps(result.summary(), default=str))
         return
@@ -206,20 +279,30 @@ def run_job(
     _print_outputs(result.outputs)
 
 
-@app.command(short_help="Segment the customers: sizes, personas, migration.")
+@app.command(short_help="Segment the customers, or --show the stored segments.")
 def segment(
-    config: Annotated[Path, typer.Option("-c", "--config", help="Path to segvalue.yaml.")],
+    config: ConfigOption = DEFAULT_CONFIG,
     scheme: Annotated[
         list[str] | None, typer.Option(help="Only this scheme (repeat for several).")
     ] = None,
+    show: Annotated[
+        bool, typer.Option("--show", help="Show a stored run's segments; compute nothing.")
+    ] = False,
+    run_id: RunOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print segments as JSON.")] = False,
     wait: WaitOption = 0,
 ) -> None:
-    """Segment the customers: memberships, sizes, personas, quality warnings, migration."""
-    from segvalue.pipeline import run_config
-
-    with _progress(not json_output) as progress:
-        result = run_config(config, schemes=scheme or None, progress=progress, wait=wait)
+    """Recompute segments (a run of those schemes), or --show those of a stored run."""
+    if show:
+        with _project(config) as project:
+            _show_segments(project.runs.require_latest(run_id), scheme, json_output)
+        return
+    if run_id is not None:
+        raise ConfigError(
+            "--run reads a stored run: it goes with --show", fix="add --show, or leave out --run"
+        )
+    with _project(config) as project, _progress(not json_output) as progress:
+        result = project.run(schemes=scheme or None, progress=progress, wait=wait)
     summary = result.summary()
     if json_output:
         doc = {k: summary[k] for k in ("run_id", "segments", "migration")}
@@ -230,6 +313,47 @@ def segment(
     if summary.get("migration"):
         _print_migration(summary["migration"])
     _print_outputs(result.outputs)
+
+
+def _show_segments(view: RunView, schemes: list[str] | None, json_output: bool) -> None:
+    """Sizes and personas of a stored run, of every scheme or of ``schemes``."""
+    doc = view.segments()
+    known = doc.get("schemes", {})
+    unknown = [name for name in schemes or [] if name not in known]
+    if unknown:
+        from segvalue.errors import DataValidationError, did_you_mean
+
+        raise DataValidationError(
+            f"run {view.run_id} has no scheme {unknown[0]!r}{did_you_mean(unknown[0], known)}",
+            fix=f"use one of: {', '.join(known)}",
+        )
+    chosen = list(schemes or known)
+    warnings = [w for w in doc.get("warnings", []) if w.get("scheme") in (None, *chosen)]
+    shown = {**doc, "schemes": {name: known[name] for name in chosen}, "warnings": warnings}
+    personas = [p for p in view.personas() if p.get("scheme") in chosen]
+    if json_output:
+        payload = {**_run_heading(view), "segments": shown, "personas": personas}
+        out.print_json(json.dumps(payload, default=str))
+        return
+    _print_heading(_run_heading(view))
+    _print_segments(shown)
+
+
+def _run_heading(view: RunView) -> dict[str, Any]:
+    info = view.info.to_dict()
+    return {"run_id": info["run_id"], "as_of": info["as_of"], "finished_at": info["finished_at"]}
+
+
+def _print_heading(heading: dict[str, Any]) -> None:
+    """The line naming the run a read command shows (``_run_heading``)."""
+    finished = heading["finished_at"]
+    when = "" if finished is None else f", finished {finished[:19].replace('T', ' ')}"
+    as_of = heading["as_of"] or "-"
+    out.print(f"run {escape(heading['run_id'])} (as of {as_of}{when})", soft_wrap=True)
+
+
+def _when(moment: dt.datetime | None) -> str:
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _number(value: float | None) -> str:
@@ -287,47 +411,56 @@ def _kpi_cell(row: dict[str, Any], key: str, percent: bool) -> str:
     return escape(text)
 
 
-@app.command(short_help="Segment KPIs with intervals, targets and priorities.")
+@app.command(short_help="Segment KPIs of a stored run: intervals, targets, priorities.")
 def kpis(
-    config: Annotated[Path, typer.Option("-c", "--config", help="Path to segvalue.yaml.")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    run_id: RunOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print KPIs as JSON.")] = False,
 ) -> None:
-    """Segment KPIs with 95% intervals, status against targets, priorities, budget guidance."""
-    from segvalue.pipeline import run_config
+    """Segment KPIs with 95% intervals, target status, priorities and budget guidance.
 
-    with _progress(not json_output) as progress:
-        result = run_config(config, progress=progress)
-    economics = result.economics
-    if economics is None:
-        raise ConfigError(f"{config}: no segments to compute KPIs for", fix="enable segments")
+    Read from the latest complete run in the store (or --run ID): nothing is computed or
+    recorded; `segvalue run` computes a new run.
+    """
+    with _project(config) as project:
+        doc = _kpis_document(project.runs.require_latest(run_id))
     if json_output:
-        doc = {
-            "scheme": economics.scheme,
-            "kpis": economics.kpis.to_pylist(),
-            "status": economics.status.to_pylist(),
-            "priorities": economics.priorities.to_pylist(),
-            "guidance": economics.guidance.to_dict(),
-        }
-        out.print_json(json.dumps(doc, default=str))
+        shown = {k: v for k, v in doc.items() if k != "persona_names"}
+        out.print_json(json.dumps(shown, default=str))
         return
-    personas = {
-        p.segment: p.name
-        for p in (result.segmentation.personas if result.segmentation else [])
-        if p.scheme == economics.scheme
+    _print_kpis(doc)
+
+
+def _kpis_document(view: RunView) -> dict[str, Any]:
+    """What `kpis` shows of a run: its heading, KPIs, statuses, priorities, guidance."""
+    rows = view.segment_kpis().to_pylist()
+    scheme = str(rows[0]["scheme"]) if rows and "scheme" in rows[0] else ""
+    personas = view.personas() if view.has_document("personas") else []
+    return {
+        **_run_heading(view),
+        "scheme": scheme,
+        "kpis": rows,
+        "status": view.kpi_status().to_pylist(),
+        "priorities": sorted(view.priorities().to_pylist(), key=lambda r: r["rank"]),
+        "guidance": view.budget_guidance(),
+        "persona_names": {p["segment"]: p["name"] for p in personas if p["scheme"] == scheme},
     }
-    rows = economics.kpis.to_pylist()
+
+
+def _print_kpis(doc: dict[str, Any]) -> None:
+    _print_heading(doc)
     for index, columns in enumerate(_KPI_TABLES):
-        title = f"Segment KPIs ({economics.scheme}), 95% intervals" if index == 0 else None
-        table = Table(title=title)
+        title = f"Segment KPIs ({doc['scheme']}), 95% intervals" if index == 0 else None
+        table = Table(title=escape(title) if title else None)
         table.add_column("segment")
         for _, heading, _ in columns:
             table.add_column(heading, justify="right")
-        for row in rows:
+        for row in doc["kpis"]:
             cells = [_kpi_cell(row, key, percent) for key, _, percent in columns]
             table.add_row(escape(str(row["segment"])), *cells)
         out.print(table)
     out.print("each cell: the estimate, then its 95% interval; --json has every KPI")
-    for row in economics.status.to_pylist():
+    for row in doc["status"]:
         if row["status"] != "on_track":
             out.print(
                 f"[yellow]{row['status']}:[/] {escape(str(row['segment']))} {row['kpi']} "
@@ -335,11 +468,248 @@ def kpis(
                 f"{_number(row['upper'])}] vs target {_number(row['target'])}",
                 highlight=False,
             )
-    for row in economics.priorities.to_pylist():
-        persona = personas.get(row["segment"])
+    for row in doc["priorities"]:
+        persona = doc["persona_names"].get(row["segment"])
         label = str(row["segment"]) + (f" ({persona})" if persona else "")
         out.print(f"{row['rank']}. {escape(label)}: {escape(row['reasons'])}")
-    _print_outputs(result.outputs)
+
+
+runs_app = typer.Typer(
+    help="The runs recorded in the store: list, show one, diff two. Reads only.",
+    no_args_is_help=False,
+    invoke_without_command=True,
+    rich_markup_mode=None,
+)
+app.add_typer(runs_app, name="runs")
+
+StatusOption = Annotated[
+    str | None,
+    typer.Option("--status", help="Only runs with this status: complete, failed, running."),
+]
+
+
+#: ``-c`` of the runs subcommands: by default the one given to ``segvalue runs``.
+RunsConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "-c",
+        "--config",
+        help="Path to segvalue.yaml (default: as given to runs, else ./segvalue.yaml).",
+    ),
+]
+
+
+@runs_app.callback()
+def runs_main(
+    ctx: typer.Context,
+    config: ConfigOption = DEFAULT_CONFIG,
+    status: StatusOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
+) -> None:
+    """The runs recorded in the store, newest first (`segvalue runs` = `segvalue runs list`)."""
+    # `segvalue runs -c X --json show ID` means the same as `segvalue runs show ID -c X --json`
+    ctx.obj = {"config": config, "status": status, "json": json_output}
+    if ctx.invoked_subcommand is None:
+        _list_runs(config, status, json_output)
+
+
+def _given(ctx: typer.Context, config: Path | None, json_output: bool) -> tuple[Path, bool]:
+    """A subcommand's config and --json, else those given to ``segvalue runs``."""
+    parent = ctx.obj or {}
+    return config or parent.get("config", DEFAULT_CONFIG), json_output or parent.get("json", False)
+
+
+@runs_app.command("list", short_help="The runs, newest first, with their status.")
+def runs_list(
+    ctx: typer.Context,
+    config: RunsConfigOption = None,
+    status: StatusOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
+) -> None:
+    """The runs recorded in the store, newest first, with their status."""
+    path, as_json = _given(ctx, config, json_output)
+    _list_runs(path, status or (ctx.obj or {}).get("status"), as_json)
+
+
+def _list_runs(config: Path, status: str | None, json_output: bool) -> None:
+    with _project(config) as project:
+        runs = project.runs.list(status=status)
+    if json_output:
+        out.print_json(json.dumps({"runs": [r.to_dict() for r in runs]}, default=str))
+        return
+    if not runs:
+        out.print(f"no runs recorded in the store yet{'' if status is None else f' ({status})'}")
+        out.print(f"compute one: segvalue run -c {escape(_shown(config))}", soft_wrap=True)
+        return
+    table = Table(title=f"Runs ({len(runs)}), newest first")
+    # A run id is copied from here into other commands: never broken across lines.
+    table.add_column("run", min_width=max(len(r.run_id) for r in runs))
+    for column in ("status", "as of", "started", "seconds"):
+        table.add_column(column, justify="right" if column == "seconds" else "left")
+    for info in runs:
+        seconds = (
+            ""
+            if info.finished_at is None
+            else f"{(info.finished_at - info.started_at).total_seconds():,.1f}"
+        )
+        table.add_row(
+            escape(info.run_id),
+            _status(info.status),
+            "-" if info.as_of is None else info.as_of.isoformat(),
+            _when(info.started_at)[:16],
+            seconds,
+        )
+    out.print(table)
+
+
+def _status(status: str) -> str:
+    colour = {"complete": "green", "failed": "red", "running": "yellow"}.get(status)
+    return escape(status) if colour is None else f"[{colour}]{escape(status)}[/]"
+
+
+@runs_app.command("show", short_help="One run: status, times, hashes, counts, timings.")
+def runs_show(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(metavar="ID", help="The run's id.")],
+    config: RunsConfigOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
+) -> None:
+    """One run: status, as-of date, times, hashes, row counts, rejects, timings."""
+    config, json_output = _given(ctx, config, json_output)
+    with _project(config) as project:
+        view = project.runs.get(run_id)
+        complete = view.info.status == "complete"
+        tables = view.table_names() if complete else []
+        documents = view.document_names() if complete else []
+    if json_output:
+        doc = {**view.info.to_dict(), "tables": tables, "documents": documents}
+        out.print_json(json.dumps(doc, default=str))
+        return
+    _print_run(view.info, tables, documents)
+
+
+def _print_run(info: RunInfo, tables: list[str], documents: list[str]) -> None:
+    table = Table(title=f"Run {escape(info.run_id)}", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    as_of = "-" if info.as_of is None else info.as_of.isoformat()
+    rows = [
+        ("status", _status(info.status)),
+        ("as of", as_of),
+        ("started", _when(info.started_at)),
+        ("finished", _when(info.finished_at)),
+        ("config hash", escape(info.config_hash)),
+        ("data fingerprint", escape(info.data_fingerprint)),
+        ("schemes", escape(", ".join(info.schemes) or "-")),
+    ]
+    rows += [(f"rows: {escape(name)}", f"{n:,}") for name, n in info.row_counts.items()]
+    rows += [(f"rejected: {escape(rule)}", f"{n:,}") for rule, n in info.rejects.items()]
+    rows += [(f"seconds: {escape(stage)}", f"{t:,.2f}") for stage, t in info.timings.items()]
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+    if info.error:
+        out.print(f"[red]error:[/] {escape(info.error)}", highlight=False)
+    if tables:
+        out.print(f"tables: {escape(', '.join(tables))}")
+    if documents:
+        out.print(f"documents: {escape(', '.join(documents))}")
+
+
+#: The KPIs `runs diff` shows (--json has every KPI): key, heading, percent?
+_DIFF_KPIS = (
+    ("customers", "customers", False),
+    ("repeat_rate", "repeat rate", True),
+    ("churn_risk", "churn risk", True),
+    ("clv_mean", "CLV (mean)", False),
+)
+
+
+@runs_app.command("diff", short_help="What changed from run A to run B.")
+def runs_diff(
+    ctx: typer.Context,
+    before: Annotated[str, typer.Argument(metavar="A", help="The earlier run's id.")],
+    after: Annotated[str, typer.Argument(metavar="B", help="The later run's id.")],
+    config: RunsConfigOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the diff as JSON.")] = False,
+) -> None:
+    """What changed from run A to run B: segment sizes, customers moving, KPIs."""
+    config, json_output = _given(ctx, config, json_output)
+    with _project(config) as project:
+        diff = project.runs.diff(before, after)
+    if json_output:
+        out.print_json(json.dumps(diff.to_dict(), default=str))
+        return
+    _print_diff(diff)
+
+
+def _print_diff(diff: RunDiff) -> None:
+    for label, info in (("from", diff.before), ("to", diff.after)):
+        as_of = "-" if info.as_of is None else info.as_of.isoformat()
+        out.print(f"{label} run {escape(info.run_id)} (as of {as_of})", soft_wrap=True)
+    if diff.before.config_hash != diff.after.config_hash:
+        out.print("the configuration changed between the runs")
+    if diff.before.data_fingerprint != diff.after.data_fingerprint:
+        out.print("the input data changed between the runs")
+    for name, scheme in diff.schemes.items():
+        table = Table(title=f"Scheme {escape(name)}")
+        for column in ("segment", "before", "after", "change", "entered", "left"):
+            table.add_column(column, justify="left" if column == "segment" else "right")
+        for row in scheme.sizes.to_pylist():
+            segment = row["segment"]
+            table.add_row(
+                escape(str(segment)),
+                f"{row['before']:,}",
+                f"{row['after']:,}",
+                f"{row['change']:+,}",
+                f"{scheme.entered.get(segment, 0):,}",
+                f"{scheme.left.get(segment, 0):,}",
+            )
+        out.print(table)
+    if diff.kpis is not None and diff.kpi_scheme is not None:
+        _print_kpi_changes(diff.kpi_scheme, diff.kpis.to_pylist())
+
+
+def _print_kpi_changes(scheme: str, rows: list[dict[str, Any]]) -> None:
+    """Per segment the later run's value of the main KPIs and its change."""
+    by_segment: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        by_segment.setdefault(row["segment"], {})[row["kpi"]] = row
+    table = Table(title=f"KPI changes ({escape(scheme)})")
+    table.add_column("segment")
+    for _, heading, _ in _DIFF_KPIS:
+        table.add_column(heading, justify="right")
+    for segment, values in by_segment.items():
+        cells = [_change_cell(values.get(key), percent) for key, _, percent in _DIFF_KPIS]
+        table.add_row(escape(segment), *cells)
+    out.print(table)
+    out.print(
+        "each cell: the later run's value, then its change (rates: percentage points); "
+        "--json has every KPI"
+    )
+
+
+def _change_cell(row: dict[str, Any] | None, percent: bool) -> str:
+    r"""The later value, and its change on a second line (a rate's in percentage points).
+
+    Examples
+    --------
+    >>> _change_cell({"after": 0.25, "change": -0.012}, True)
+    '25.0%\n(-1.2 pts)'
+    >>> _change_cell({"after": 40.37, "change": 0.5}, False), _change_cell(None, False)
+    ('40.37\n(+0.5)', 'n/a')
+    """
+    if row is None or row["after"] is None:
+        return "n/a"
+    text = _short(row["after"], percent)
+    change = row["change"]
+    if change is not None:
+        if percent:
+            text += f"\n({change * 100:+.1f} pts)"
+        else:
+            shown = _short(change)
+            text += f"\n({'' if shown.startswith('-') else '+'}{shown})"
+    return escape(text)
 
 
 @app.command(short_help="Allocate a budget across items (response curves).")
@@ -365,24 +735,40 @@ def budget(
     """Allocate a budget across items with diminishing returns (response curves)."""
     from segvalue.pipeline import budget_what_if, plan_budget
 
+    if config is not None and curves is None:  # the project's budget section
+        with _project(config) as project:
+            if move is not None:
+                _print_what_if(project.what_if(move), json_output)
+                return
+            plan, warnings = project.budget(total=total, objective=objective, target=target)
+        _print_plan(plan, warnings, json_output)
+        return
+    from segvalue.config import load_config
+
+    loaded = None if config is None else load_config(config)  # refused with --curves
     if move is not None:
-        scenario = budget_what_if(move, config_path=config, curves_path=curves)
-        if json_output:
-            out.print_json(json.dumps(scenario.to_dict(), default=str))
-            return
-        interval = scenario.interval
-        span = (
-            "" if interval is None else f" (95% interval {interval[0]:,.2f} to {interval[1]:,.2f})"
-        )
-        out.print(f"change in outcome: {scenario.change_value:+,.2f}{span}")
-        for name, change in scenario.change_by_item.items():
-            out.print(f"  {escape(name)}: {change:+,.2f}")
-        for note in scenario.notes:
-            out.print(f"[dim]{escape(note)}[/]")
+        _print_what_if(budget_what_if(move, config=loaded, curves_path=curves), json_output)
         return
     plan, warnings = plan_budget(
-        config_path=config, curves_path=curves, total=total, objective=objective, target=target
+        config=loaded, curves_path=curves, total=total, objective=objective, target=target
     )
+    _print_plan(plan, warnings, json_output)
+
+
+def _print_what_if(scenario: Any, json_output: bool) -> None:
+    if json_output:
+        out.print_json(json.dumps(scenario.to_dict(), default=str))
+        return
+    interval = scenario.interval
+    span = "" if interval is None else f" (95% interval {interval[0]:,.2f} to {interval[1]:,.2f})"
+    out.print(f"change in outcome: {scenario.change_value:+,.2f}{span}")
+    for name, change in scenario.change_by_item.items():
+        out.print(f"  {escape(name)}: {change:+,.2f}")
+    for note in scenario.notes:
+        out.print(f"[dim]{escape(note)}[/]")
+
+
+def _print_plan(plan: Any, warnings: list[str], json_output: bool) -> None:
     doc = plan.to_dict()
     if json_output:
         out.print_json(json.dumps({**doc, "warnings": warnings}, default=str))
@@ -727,9 +1113,12 @@ def cli(argv: list[str] | None = None) -> int:
     except SegvalueError as exc:
         # User text (file names, values, "segvalue[postgres]") must not be read as markup.
         # escape() sanitises again: a subclass may set its message after SegvalueError's check.
-        err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
-        if exc.fix:
-            err.print(f"[bold]fix:[/] {escape(exc.fix)}", highlight=False)
+        message, fix = exc.message, exc.fix
+        if exc.parameter is not None:  # the library names its parameters: say the options
+            message, fix = as_options(message), None if fix is None else as_options(fix)
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+        if fix:
+            err.print(f"[bold]fix:[/] {escape(fix)}", highlight=False)
         return 2
     except SystemExit as exc:  # click exits after --help and usage errors (code 2)
         code = exc.code

@@ -1,0 +1,761 @@
+"""``Project``: the one object every face (CLI, API, notebooks) uses.
+
+A project is a ``segvalue.yaml`` and the results store it names. ``Project`` validates
+and runs it, reads the runs recorded in the store (typed results of one complete run,
+the difference between two runs) and plans budgets from it. It owns the connections it
+opens and closes them all in :meth:`Project.close` (or at the end of a ``with`` block).
+
+Reads read: nothing here but :meth:`Project.run` computes or records a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from segvalue.config import Config, load_config
+from segvalue.errors import ConfigError, DataValidationError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from segvalue.data.validation import ValidationReport
+    from segvalue.pipeline import Progress, RunResult
+    from segvalue.store import ResultsStore
+
+__all__ = [
+    "MODEL_DOCUMENTS",
+    "Profiles",
+    "Project",
+    "RunDiff",
+    "RunInfo",
+    "RunView",
+    "Runs",
+    "SchemeDiff",
+]
+
+#: The CLV model documents a run may hold (reloadable with ``model_from_json``).
+MODEL_DOCUMENTS = ("clv_transaction_model", "clv_spend_model", "purchase_propensity_model")
+
+# KPI columns that are not KPIs (identifiers, interval bounds and sample sizes are
+# reported with their KPI).
+_KPI_KEYS = ("scheme", "segment")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the store records about one run (its ``RunRecord``), without its results.
+
+    Attributes
+    ----------
+    run_id
+        The store's id of the run.
+    status
+        ``"running"``, ``"complete"`` or ``"failed"``.
+    as_of
+        Observation end of the run's data (None until the data are read).
+    started_at, finished_at
+        UTC times; ``finished_at`` is None while the run is running.
+    config_hash, data_fingerprint
+        Hashes of the configuration and of the input data.
+    schemes
+        The segmentation schemes the run holds.
+    row_counts, rejects, freshness, timings, versions
+        Rows per table, rejected rows per rule, freshness per table, seconds per stage,
+        versions of segvalue and its engines.
+    error
+        Why a failed run failed.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> info = RunInfo("r1", "complete", dt.date(2025, 1, 31),
+    ...                dt.datetime(2025, 2, 1, 9, 0, tzinfo=dt.timezone.utc))
+    >>> info.to_dict()["as_of"], info.to_dict()["started_at"]
+    ('2025-01-31', '2025-02-01T09:00:00+00:00')
+    """
+
+    run_id: str
+    status: str
+    as_of: dt.date | None
+    started_at: dt.datetime
+    finished_at: dt.datetime | None = None
+    config_hash: str = ""
+    data_fingerprint: str = ""
+    schemes: list[str] = dataclasses.field(default_factory=list)
+    row_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    rejects: dict[str, int] = dataclasses.field(default_factory=dict)
+    freshness: dict[str, Any] = dataclasses.field(default_factory=dict)
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    versions: dict[str, str] = dataclasses.field(default_factory=dict)
+    error: str | None = None
+
+    @classmethod
+    def from_record(cls, record: Any) -> RunInfo:
+        """The info of a store ``RunRecord`` (any object with the same attributes)."""
+        return cls(**{f.name: getattr(record, f.name) for f in dataclasses.fields(cls)})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: dates and times as ISO strings, every field by name."""
+        doc: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, dt.date):  # datetimes too
+                value = value.isoformat()
+            elif isinstance(value, (list, dict)):
+                value = value.copy()
+            doc[f.name] = value
+        return doc
+
+
+@dataclass(frozen=True)
+class Profiles:
+    """Segment profiles of a run: one row per segment, numeric and attribute detail."""
+
+    segments: pa.Table
+    numeric: pa.Table
+    attributes: pa.Table
+
+
+@dataclass(frozen=True)
+class SchemeDiff:
+    """How one scheme's memberships changed between two runs.
+
+    Attributes
+    ----------
+    scheme
+        The scheme.
+    sizes
+        ``segment, before, after, change`` (customers), every segment of either run.
+    transitions
+        ``from_segment, to_segment, customers`` of an exclusive scheme (one segment per
+        customer; a null segment: not in the scheme in that run); None for a tag scheme.
+    entered, left
+        Customers per segment who are in it in the later run and were not in the
+        earlier one, and the other way round.
+    """
+
+    scheme: str
+    sizes: pa.Table
+    transitions: pa.Table | None
+    entered: dict[str, int]
+    left: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "scheme": self.scheme,
+            "sizes": self.sizes.to_pylist(),
+            "transitions": None if self.transitions is None else self.transitions.to_pylist(),
+            "entered": dict(self.entered),
+            "left": dict(self.left),
+        }
+
+
+@dataclass(frozen=True)
+class RunDiff:
+    """The difference between two complete runs (``before`` is the first one named).
+
+    Attributes
+    ----------
+    before, after
+        The two runs' metadata.
+    schemes
+        Per scheme of either run, how its memberships changed.
+    kpi_scheme
+        The scheme both runs report KPIs for, or None.
+    kpis
+        ``segment, kpi, before, after, change`` for that scheme, or None.
+    """
+
+    before: RunInfo
+    after: RunInfo
+    schemes: dict[str, SchemeDiff]
+    kpi_scheme: str | None
+    kpis: pa.Table | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+            "schemes": {name: d.to_dict() for name, d in self.schemes.items()},
+            "kpi_scheme": self.kpi_scheme,
+            "kpis": None if self.kpis is None else self.kpis.to_pylist(),
+        }
+
+
+class RunView:
+    """The results of one run, read from the store when first asked for, then kept.
+
+    Only a complete run has results: on a running or failed run every result method
+    raises :class:`DataValidationError` (its :attr:`info` is still there).
+    """
+
+    def __init__(self, info: RunInfo, store: Callable[[], ResultsStore]) -> None:
+        self.info = info
+        self._store = store
+        self._cache: dict[tuple[str, str], Any] = {}
+        self._names: tuple[list[str], list[str]] | None = None
+
+    def __repr__(self) -> str:
+        return f"RunView({self.info.run_id!r}, status={self.info.status!r})"
+
+    @property
+    def run_id(self) -> str:
+        """The run's id."""
+        return self.info.run_id
+
+    def _holdings(self) -> tuple[list[str], list[str]]:
+        if self.info.status != "complete":
+            reason = f": {self.info.error}" if self.info.error else ""
+            raise DataValidationError(
+                f"run {self.info.run_id} is {self.info.status}{reason}; only complete runs "
+                "hold results",
+                fix="read a complete run (segvalue runs list shows their status)",
+            )
+        if self._names is None:
+            store = self._store()
+            self._names = (
+                list(store.table_names(self.info.run_id)),
+                list(store.document_names(self.info.run_id)),
+            )
+        return self._names
+
+    def _missing(self, what: str) -> DataValidationError:
+        tables, documents = self._holdings()
+        return DataValidationError(
+            f"run {self.info.run_id} holds no {what} (tables: {', '.join(tables) or 'none'}; "
+            f"documents: {', '.join(documents) or 'none'})",
+            fix="enable the step that computes it in segvalue.yaml and run again",
+        )
+
+    def table_names(self) -> list[str]:
+        """The tables the run holds."""
+        return list(self._holdings()[0])
+
+    def document_names(self) -> list[str]:
+        """The JSON documents the run holds."""
+        return list(self._holdings()[1])
+
+    def has_table(self, name: str) -> bool:
+        """Whether the run holds the table ``name``."""
+        return name in self._holdings()[0]
+
+    def has_document(self, name: str) -> bool:
+        """Whether the run holds the document ``name``."""
+        return name in self._holdings()[1]
+
+    def table(self, name: str) -> pa.Table:
+        """One stored table of the run (see ``ResultsStore.table`` for the names)."""
+        key = ("table", name)
+        if key not in self._cache:
+            if not self.has_table(name):
+                raise self._missing(f"table {name!r}")
+            self._cache[key] = self._store().table(self.info.run_id, name)
+        return self._cache[key]
+
+    def document(self, name: str) -> Any:
+        """One stored JSON document of the run."""
+        key = ("document", name)
+        if key not in self._cache:
+            if not self.has_document(name):
+                raise self._missing(f"document {name!r}")
+            self._cache[key] = self._store().document(self.info.run_id, name)
+        return self._cache[key]
+
+    def customer_scores(self) -> pa.Table:
+        """Features and CLV scores per customer (the ``customer_features`` output)."""
+        return self.table("customer_scores")
+
+    def memberships(self, scheme: str | None = None) -> pa.Table:
+        """``customer_id, scheme, segment``, of every scheme or of ``scheme`` only."""
+        import pyarrow.compute as pc
+
+        table = self.table("memberships")
+        if scheme is None:
+            return table
+        if scheme not in set(table.column("scheme").to_pylist()):
+            raise self._missing(f"scheme {scheme!r} (schemes: {', '.join(self.info.schemes)})")
+        return table.filter(pc.equal(table.column("scheme"), scheme))
+
+    def segment_kpis(self) -> pa.Table:
+        """Segment KPIs with their 95% intervals (first row: all customers)."""
+        return self.table("segment_kpis")
+
+    def kpi_status(self) -> pa.Table:
+        """Each KPI target's status per segment."""
+        return self.table("kpi_status")
+
+    def priorities(self) -> pa.Table:
+        """The segments ranked, with the reasons."""
+        return self.table("segment_priorities")
+
+    def profiles(self) -> Profiles:
+        """Segment profiles: per segment, numeric features and attributes."""
+        return Profiles(
+            segments=self.table("segment_profiles"),
+            numeric=self.table("segment_profiles_numeric"),
+            attributes=self.table("segment_profiles_attributes"),
+        )
+
+    def personas(self) -> list[dict[str, Any]]:
+        """One persona per segment and scheme."""
+        return list(self.document("personas"))
+
+    def models(self) -> dict[str, dict[str, Any]]:
+        """The fitted CLV models as documents, by name (``MODEL_DOCUMENTS``)."""
+        present = [name for name in MODEL_DOCUMENTS if self.has_document(name)]
+        if not present:
+            raise self._missing("CLV model")
+        return {name: self.document(name) for name in present}
+
+    def budget_guidance(self) -> dict[str, Any]:
+        """The maximum acquisition cost per segment and its assumptions."""
+        return dict(self.document("budget_guidance"))
+
+    def rejects(self) -> pa.Table:
+        """The rejected input rows with their reasons."""
+        return self.table("rejects")
+
+    def report(self) -> dict[str, Any]:
+        """The run document (``RunResult.summary()`` of the run)."""
+        return dict(self.document("run"))
+
+    def segments(self) -> dict[str, Any]:
+        """Segments summary: per scheme its type, mode, segments, sizes and personas."""
+        return dict(self.document("segments"))
+
+
+class Runs:
+    """The runs recorded in a project's store: list, get, latest complete, diff."""
+
+    def __init__(self, project: Project) -> None:
+        self._project = project
+
+    def list(self, status: str | None = None) -> list[RunInfo]:
+        """Every run, newest first; ``status``: only ``complete``, ``failed`` or ``running``.
+
+        A project without a store yet has no runs.
+        """
+        if status is not None and status not in ("complete", "failed", "running"):
+            raise ConfigError(
+                f"status {status!r} is not a run status",
+                fix="use complete, failed or running",
+                parameter="status",
+            )
+        store = self._project._open_store(missing_ok=True)
+        if store is None:
+            return []
+        return [RunInfo.from_record(r) for r in store.runs(status=status)]
+
+    def get(self, run_id: str) -> RunView:
+        """The run ``run_id`` (a :class:`DataValidationError` lists recent ids if unknown)."""
+        store = self._project._open_store()
+        assert store is not None
+        return self._project._view(RunInfo.from_record(store.run(run_id)))
+
+    def latest(self) -> RunView | None:
+        """The latest complete run (greatest as-of date, then finish time), or None."""
+        store = self._project._open_store(missing_ok=True)
+        record = None if store is None else store.latest()
+        return None if record is None else self._project._view(RunInfo.from_record(record))
+
+    def require_latest(self, run_id: str | None = None) -> RunView:
+        """``get(run_id)``, or the latest complete run; an error saying what to do if none."""
+        if run_id is not None:
+            return self.get(run_id)
+        view = self.latest()
+        if view is None:
+            raise ConfigError(
+                f"no complete run in the store {self._project.config.store_url}",
+                fix="compute one first: Project.run() (segvalue run -c segvalue.yaml)",
+            )
+        return view
+
+    def diff(self, before: str | RunView, after: str | RunView) -> RunDiff:
+        """How memberships, segment sizes and KPIs changed from run ``before`` to ``after``."""
+        a = before if isinstance(before, RunView) else self.get(before)
+        b = after if isinstance(after, RunView) else self.get(after)
+        return _diff(a, b)
+
+
+class Project:
+    """A ``segvalue.yaml`` and its results store: validate, run, read runs, plan budgets.
+
+    Parameters
+    ----------
+    config
+        The validated configuration (:func:`segvalue.load_config`).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "o.csv").write_text("order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n")
+    >>> with Project(parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d)) as p:
+    ...     p.validate().tables["orders"].rows_accepted, p.runs.list()
+    (1, [])
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._store: ResultsStore | None = None
+        self._views: dict[str, RunView] = {}
+        self.runs = Runs(self)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Project:
+        """The project of a ``segvalue.yaml`` file.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (d / "segvalue.yaml").write_text("sources: {orders: {path: o.csv}}")
+        >>> Project.from_yaml(d / "segvalue.yaml").config.sources["orders"].path
+        'o.csv'
+        """
+        return cls(load_config(path))
+
+    def __repr__(self) -> str:
+        return f"Project(base_dir={str(self.config.base_dir)!r})"
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the store connection this project opened (runs close their own engines)."""
+        store, self._store = self._store, None
+        self._views.clear()
+        if store is not None:
+            store.close()
+
+    def _open_store(self, *, missing_ok: bool = False) -> ResultsStore | None:
+        """The store, opened once; None when ``missing_ok`` and its file does not exist."""
+        if self._store is None:
+            path = self.config.store_path
+            if missing_ok and path is not None and not path.exists():
+                return None
+            from segvalue.store import open_store
+
+            self._store = open_store(self.config.store_url, create=False)
+        return self._store
+
+    def _store_for_views(self) -> ResultsStore:
+        store = self._open_store()
+        assert store is not None
+        return store
+
+    def _view(self, info: RunInfo) -> RunView:
+        view = self._views.get(info.run_id)
+        if view is None or view.info != info:
+            view = self._views[info.run_id] = RunView(info, self._store_for_views)
+        return view
+
+    def validate(
+        self,
+        *,
+        strict: bool = False,
+        rejects: str | Path | None = None,
+        progress: Progress | None = None,
+    ) -> ValidationReport:
+        """Read and validate every source; optionally write the rejected rows.
+
+        Parameters
+        ----------
+        strict
+            Fail on any rejected row (overrides ``validation.strict`` when true).
+        rejects
+            Where to write the rejected rows (``.csv`` or ``.parquet``).
+        progress
+            Optional progress callback ``(description, index, total)``.
+        """
+        from segvalue.pipeline import validate_config
+
+        return validate_config(
+            config=self.config, strict=strict, rejects_path=rejects, progress=progress
+        )
+
+    def run(
+        self,
+        *,
+        schemes: list[str] | None = None,
+        wait: float = 0,
+        progress: Progress | None = None,
+    ) -> RunResult:
+        """Compute a run and record it in the store (the one method that computes).
+
+        Parameters
+        ----------
+        schemes
+            Recompute only these segmentation schemes (default: every configured one).
+        wait
+            Seconds to wait for another run holding the store or output folder.
+        progress
+            Optional progress callback ``(description, index, total)``.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from segvalue.config import parse_config
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> rows = "order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n2,b,2024-01-09,7\\n"
+        >>> _ = (d / "o.csv").write_text(rows)
+        >>> with Project(parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d)) as p:
+        ...     result = p.run()
+        ...     latest = p.runs.latest()
+        ...     latest.run_id == result.run_id, latest.customer_scores().num_rows
+        (True, 2)
+        >>> sorted(set(latest.memberships().column("scheme").to_pylist()))
+        ['lifecycle', 'rfm']
+        """
+        from segvalue.pipeline import run
+
+        if schemes and not self.config.segments.enabled:
+            raise ConfigError(
+                "schemes were named but segments.enabled is false",
+                fix="set segments.enabled: true to segment",
+                parameter="schemes",
+            )
+        # The run writes the store with its own connection: ours is reopened afterwards,
+        # to see the new run.
+        self.close()
+        return run(self.config, schemes=schemes, wait=wait, progress=progress)
+
+    def budget(
+        self,
+        *,
+        total: float | None = None,
+        objective: str | None = None,
+        target: float | None = None,
+    ) -> tuple[Any, list[str]]:
+        """Optimise the budget of ``budget`` in segvalue.yaml (see ``pipeline.plan_budget``).
+
+        With objective ``clv`` the segments' CLV comes from the latest complete run.
+
+        Returns
+        -------
+        (Allocation, list of str)
+            The plan and the curve-fitting warnings.
+
+        Examples
+        --------
+        >>> from segvalue.config import parse_config
+        >>> cfg = parse_config({
+        ...     "sources": {"orders": {"path": "o.csv"}},
+        ...     "budget": {"total": 100, "objective": "revenue", "items": [
+        ...         {"name": "email", "form": "michaelis_menten", "beta": 1000, "k": 200},
+        ...         {"name": "search", "form": "michaelis_menten", "beta": 600, "k": 100}]}})
+        >>> plan, _ = Project(cfg).budget()
+        >>> round(sum(plan.to_dict()["allocation"].values()), 6)
+        100.0
+        """
+        from segvalue.pipeline import plan_budget
+
+        return plan_budget(
+            config=self.config,
+            total=total,
+            objective=objective,
+            target=target,
+            segment_clv=self.segment_clv,
+        )
+
+    def what_if(self, move: str) -> Any:
+        """The change in outcome when ``FROM:TO:SHARE`` of spend moves between items.
+
+        Examples
+        --------
+        >>> from segvalue.config import parse_config
+        >>> cfg = parse_config({
+        ...     "sources": {"orders": {"path": "o.csv"}},
+        ...     "budget": {"items": [
+        ...         {"name": "a", "form": "michaelis_menten", "beta": 1000, "k": 200,
+        ...          "current": 300},
+        ...         {"name": "b", "form": "michaelis_menten", "beta": 600, "k": 100,
+        ...          "current": 50}]}})
+        >>> Project(cfg).what_if("a:b:0.2").change_value > 0
+        True
+        """
+        from segvalue.pipeline import budget_what_if
+
+        return budget_what_if(move, config=self.config)
+
+    def segment_clv(self, run_id: str | None = None) -> dict[str, float]:
+        """Mean CLV per customer by segment (with ``all customers``) of a complete run.
+
+        The ``clv_mean`` KPI of the latest complete run (or ``run_id``).
+        """
+        if not (self.config.clv.enabled and self.config.segments.enabled):
+            raise ConfigError(
+                "objective clv needs the segments' CLV, and clv or segments is disabled",
+                fix="set clv.enabled: true and segments.enabled: true, or use objective revenue",
+                parameter="objective",
+            )
+        kpis = self.runs.require_latest(run_id).segment_kpis()
+        if "clv_mean" not in kpis.column_names:
+            return {}
+        return {
+            str(row["segment"]): float(row["clv_mean"])
+            for row in kpis.select(["segment", "clv_mean"]).to_pylist()
+            if row["clv_mean"] is not None
+        }
+
+
+def _scheme_modes(view: RunView) -> dict[str, str]:
+    """Each scheme's mode (``tags``: several segments per customer) from the segments doc."""
+    if not view.has_document("segments"):
+        return {}
+    schemes: Mapping[str, Any] = view.segments().get("schemes", {})
+    return {name: str(info.get("mode", "exclusive")) for name, info in schemes.items()}
+
+
+def _scheme_diff(scheme: str, before: pa.Table, after: pa.Table, tags: bool) -> SchemeDiff:
+    import pyarrow as pa
+
+    def sizes(table: pa.Table) -> dict[str, int]:
+        counts = table.group_by("segment").aggregate([("customer_id", "count")])
+        return dict(
+            zip(
+                counts.column("segment").to_pylist(),
+                counts.column("customer_id_count").to_pylist(),
+                strict=True,
+            )
+        )
+
+    def pairs(table: pa.Table) -> set[tuple[str, str]]:
+        return set(
+            zip(
+                table.column("customer_id").to_pylist(),
+                table.column("segment").to_pylist(),
+                strict=True,
+            )
+        )
+
+    old, new = sizes(before), sizes(after)
+    names = sorted(set(old) | set(new))
+    size_table = pa.table(
+        {
+            "segment": pa.array(names, pa.string()),
+            "before": pa.array([old.get(n, 0) for n in names], pa.int64()),
+            "after": pa.array([new.get(n, 0) for n in names], pa.int64()),
+            "change": pa.array([new.get(n, 0) - old.get(n, 0) for n in names], pa.int64()),
+        }
+    )
+    old_pairs, new_pairs = pairs(before), pairs(after)
+    entered: dict[str, int] = {}
+    left: dict[str, int] = {}
+    for _, segment in new_pairs - old_pairs:
+        entered[segment] = entered.get(segment, 0) + 1
+    for _, segment in old_pairs - new_pairs:
+        left[segment] = left.get(segment, 0) + 1
+    transitions = None
+    if not tags:
+        was = dict(old_pairs)
+        now = dict(new_pairs)
+        counts: dict[tuple[str | None, str | None], int] = {}
+        for customer in set(was) | set(now):
+            key = (was.get(customer), now.get(customer))
+            counts[key] = counts.get(key, 0) + 1
+        order = sorted(counts, key=lambda k: (k[0] is None, k[0] or "", k[1] is None, k[1] or ""))
+        transitions = pa.table(
+            {
+                "from_segment": pa.array([k[0] for k in order], pa.string()),
+                "to_segment": pa.array([k[1] for k in order], pa.string()),
+                "customers": pa.array([counts[k] for k in order], pa.int64()),
+            }
+        )
+    return SchemeDiff(
+        scheme=scheme,
+        sizes=size_table,
+        transitions=transitions,
+        entered=dict(sorted(entered.items())),
+        left=dict(sorted(left.items())),
+    )
+
+
+def _kpi_scheme(view: RunView) -> str | None:
+    if not view.has_table("segment_kpis"):
+        return None
+    schemes = set(view.segment_kpis().column("scheme").to_pylist())
+    return schemes.pop() if len(schemes) == 1 else None
+
+
+def _kpi_diff(before: pa.Table, after: pa.Table) -> pa.Table:
+    """``segment, kpi, before, after, change`` of every numeric KPI both tables report."""
+    import pyarrow as pa
+
+    def numeric(table: pa.Table) -> list[str]:
+        return [
+            f.name
+            for f in table.schema
+            if f.name not in _KPI_KEYS
+            and not f.name.endswith(("_lower", "_upper", "_n"))
+            and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type))
+        ]
+
+    kpis = [k for k in numeric(after) if k in set(numeric(before))]
+    old = {str(r["segment"]): r for r in before.to_pylist()}
+    rows = []
+    for row in after.to_pylist():
+        segment = str(row["segment"])
+        if segment not in old:
+            continue
+        for kpi in kpis:
+            a, b = old[segment][kpi], row[kpi]
+            change = None if a is None or b is None else b - a
+            rows.append({"segment": segment, "kpi": kpi, "before": a, "after": b, "change": change})
+    schema = pa.schema(
+        [
+            ("segment", pa.string()),
+            ("kpi", pa.string()),
+            ("before", pa.float64()),
+            ("after", pa.float64()),
+            ("change", pa.float64()),
+        ]
+    )
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _diff(before: RunView, after: RunView) -> RunDiff:
+    import pyarrow.compute as pc
+
+    schemes: dict[str, SchemeDiff] = {}
+    if before.has_table("memberships") and after.has_table("memberships"):
+        old, new = before.memberships(), after.memberships()
+        modes = {**_scheme_modes(before), **_scheme_modes(after)}
+        names = sorted(
+            set(old.column("scheme").to_pylist()) | set(new.column("scheme").to_pylist())
+        )
+        for name in names:
+            schemes[name] = _scheme_diff(
+                name,
+                old.filter(pc.equal(old.column("scheme"), name)),
+                new.filter(pc.equal(new.column("scheme"), name)),
+                tags=modes.get(name) == "tags",
+            )
+    scheme = _kpi_scheme(after)
+    kpis = None
+    if scheme is not None and _kpi_scheme(before) == scheme:
+        kpis = _kpi_diff(before.segment_kpis(), after.segment_kpis())
+    return RunDiff(
+        before=before.info,
+        after=after.info,
+        schemes=schemes,
+        kpi_scheme=scheme if kpis is not None else None,
+        kpis=kpis,
+    )
