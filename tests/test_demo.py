@@ -179,9 +179,13 @@ def _ipc_bytes(table: pa.Table) -> bytes:
 
 
 def test_fewer_than_100_customers_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="demo: --customers must be at least 100") as info:
+    with pytest.raises(ConfigError, match="demo: `n_customers` must be at least 100") as info:
         generate_demo(99)
     assert info.value.fix
+    # The command line words the parameter as its option.
+    from segvalue.cli.main import as_options
+
+    assert as_options(str(info.value)).startswith("demo: --customers must be at least 100")
 
 
 def test_exactly_100_customers_works() -> None:

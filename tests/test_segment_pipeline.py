@@ -160,7 +160,7 @@ def test_segment_command_prints_schemes_and_filters(
     assert doc["migration"] is None  # the same as-of date: no earlier run to compare with
     assert cli(["segment", "-c", str(config_path), "--scheme", "rmf"]) == 2
     err = capsys.readouterr().err
-    assert "'rmf' is not a scheme" in err and "rfm" in err
+    assert "'rmf' (--scheme) is not a scheme" in err and "rfm" in err
 
 
 def test_run_command_on_a_config(

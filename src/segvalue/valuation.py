@@ -407,7 +407,7 @@ def _fit_spend(x: FloatArray, m: FloatArray, notes: list[str]) -> tuple[Any, int
         raise DataValidationError(
             "the spend model needs repeat customers with a positive mean spend, "
             f"and there are {int(usable.sum())}",
-            fix="set clv.spend_model: none (segvalue clv --spend-model none), or more history",
+            fix="set clv.spend_model: none (`spend_model='none'`), or more history",
         )
     excluded = int(np.sum((x > 0) & ~usable))
     fallback = (

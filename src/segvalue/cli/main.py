@@ -66,6 +66,9 @@ OPTIONS = {
     "time_unit": "--time-unit",
     "total": "--total",
     "wait": "--wait",
+    "n_customers": "--customers",
+    "seed": "--seed",
+    "spend_model": "--spend-model",
 }
 _PARAMETER = re.compile(r"`(\w+)(?:=([^`]*))?`")
 
@@ -1113,9 +1116,9 @@ def cli(argv: list[str] | None = None) -> int:
     except SegvalueError as exc:
         # User text (file names, values, "segvalue[postgres]") must not be read as markup.
         # escape() sanitises again: a subclass may set its message after SegvalueError's check.
-        message, fix = exc.message, exc.fix
-        if exc.parameter is not None:  # the library names its parameters: say the options
-            message, fix = as_options(message), None if fix is None else as_options(fix)
+        # The library names its parameters (in backticks): say the options.
+        message = as_options(exc.message)
+        fix = None if exc.fix is None else as_options(exc.fix)
         err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
         if fix:
             err.print(f"[bold]fix:[/] {escape(fix)}", highlight=False)

@@ -1313,22 +1313,22 @@ def generate_demo(
     """
     if isinstance(n_customers, bool) or not isinstance(n_customers, int | np.integer):
         raise ConfigError(
-            f"demo: --customers must be a whole number, got {n_customers!r}",
+            f"demo: `n_customers` must be a whole number, got {n_customers!r}",
             fix="pass an integer such as 10000",
         )
     if n_customers < _MIN_CUSTOMERS:
         raise ConfigError(
-            "demo: --customers must be at least 100",
-            fix=f"pass --customers 100 or more (got {n_customers})",
+            "demo: `n_customers` must be at least 100",
+            fix=f"pass `n_customers=100` or more (got {n_customers})",
         )
     if n_customers > _MAX_CUSTOMERS:
         raise ConfigError(
-            f"demo: --customers must be at most {_MAX_CUSTOMERS:,} (got {n_customers:,})",
+            f"demo: `n_customers` must be at most {_MAX_CUSTOMERS:,} (got {n_customers:,})",
             fix="generate several demos with different seeds instead",
         )
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ConfigError(
-            f"demo: --seed must be a non-negative integer, got {seed!r}", fix="pass e.g. 42"
+            f"demo: `seed` must be a non-negative integer, got {seed!r}", fix="pass e.g. 42"
         )
     if not isinstance(as_of, datetime.date):
         raise ConfigError(

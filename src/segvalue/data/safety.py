@@ -407,8 +407,8 @@ def target_lock(
                     raise ConfigError(
                         f"{_WHAT[kind]} {str(folder)!r} is in use by another segvalue run "
                         f"({_holder(handle)}){waited}",
-                        fix="let that run finish, or let this one wait for it "
-                        "(wait=SECONDS; on the command line --wait SECONDS)",
+                        fix="let that run finish, or let this one wait for it (`wait=SECONDS`)",
+                        parameter="wait",
                     ) from None
                 time.sleep(min(0.1, max(deadline - time.monotonic(), 0.01)))
         doc = {

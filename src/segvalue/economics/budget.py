@@ -313,7 +313,7 @@ def _problem(
                 raise ConfigError(
                     f"budget: objective {objective!r} needs a total: no total was given and "
                     "the items' current spend adds up to 0",
-                    fix="pass a total (--total), or set each item's current spend",
+                    fix="pass a total (`total`), or set each item's current spend",
                 )
             cap = math.inf
     else:

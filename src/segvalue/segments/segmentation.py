@@ -228,7 +228,7 @@ def segment_customers(
         unknown = [n for n in only if n not in known]
         if unknown:
             raise ConfigError(
-                f"--scheme {unknown[0]!r} is not a scheme in segments.schemes",
+                f"{unknown[0]!r} (`schemes`) is not a scheme in segments.schemes",
                 fix=f"use one of: {', '.join(known) or '(none configured)'}",
             )
         schemes = [(i, s) for i, s in schemes if s.name in only]

@@ -900,8 +900,7 @@ def store_lock(url: str, *, wait: float = 0, run_id: str | None = None) -> Itera
                 waited = f" (waited {wait:g} s)" if wait > 0 else ""
                 raise ConfigError(
                     f"results store {redact_secrets(url)} is in use by {holder}{waited}",
-                    fix="let that run finish, or let this one wait for it "
-                    "(wait=SECONDS; on the command line --wait SECONDS)",
+                    fix="let that run finish, or let this one wait for it (`wait=SECONDS`)",
                     parameter="wait",
                 )
             time.sleep(min(0.1, max(deadline - time.monotonic(), 0.01)))
