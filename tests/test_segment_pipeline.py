@@ -14,6 +14,7 @@ import pytest
 
 from segvalue.cli.main import cli
 from segvalue.config import load_config
+from segvalue.errors import ConfigError
 from segvalue.pipeline import RunResult, run, run_demo
 from segvalue.store import open_store
 
@@ -171,6 +172,32 @@ def test_run_command_on_a_config(
     assert cli(["run", "-c", str(config_path)]) == 0
     text = capsys.readouterr().out
     assert "Scheme lifecycle (lifecycle)" in text and "segment_memberships" in text
+
+
+def test_run_schemes_recomputes_some_and_carries_the_others(
+    demo: tuple[RunResult, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, config_path = demo
+    config = load_config(config_path)
+    capsys.readouterr()
+    assert cli(["run", "-c", str(config_path), "--schemes", "rfm,lifecycle"]) == 0
+    text = capsys.readouterr().out
+    assert "Scheme rfm (rfm)" in text and "Scheme lifecycle (lifecycle)" in text
+    assert "Scheme clusters" not in text  # carried, not recomputed: not shown
+    with open_store(config.store_url) as store:
+        latest = store.latest()
+        assert latest is not None
+        assert set(latest.schemes) == {s.name for s in config.segments.schemes}
+        summary = store.document(latest.run_id, "segments")["schemes"]
+        carried = {n for n, d in summary.items() if "carried_from" in d}
+        assert carried == {s.name for s in config.segments.schemes} - {"rfm", "lifecycle"}
+    # Other data than the run to carry from: refused, saying why, nothing recorded.
+    changed = config.model_copy(update={"as_of": config.as_of - dt.timedelta(days=1)})
+    with pytest.raises(ConfigError, match="its as-of date is") as refused:
+        run(changed, schemes=["rfm"])
+    assert refused.value.parameter == "schemes"
+    with open_store(config.store_url) as store:
+        assert store.latest().run_id == latest.run_id
 
 
 def test_unstable_clusters_are_flagged_and_a_cluster_scheme_runs_alone() -> None:

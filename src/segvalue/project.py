@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from segvalue.data.validation import ValidationReport
     from segvalue.pipeline import Progress, RunResult
+    from segvalue.scoring import Scorer
     from segvalue.store import ResultsStore
 
 __all__ = [
@@ -327,6 +328,15 @@ class RunView:
         """The run document (``RunResult.summary()`` of the run)."""
         return dict(self.document("run"))
 
+    def scorer(self) -> Scorer:
+        """The run's saved scorer: one customer's features, memberships and CLV, no re-run.
+
+        See :class:`segvalue.scoring.Scorer` (``score(attributes, orders, ...)``).
+        """
+        from segvalue.scoring import Scorer
+
+        return Scorer(self.document("scorer"))
+
     def segments(self) -> dict[str, Any]:
         """Segments summary: per scheme its type, mode, segments, sizes and personas."""
         return dict(self.document("segments"))
@@ -451,9 +461,14 @@ class Project:
             path = self.config.store_path
             if missing_ok and path is not None and not path.exists():
                 return None
-            from segvalue.store import open_store
+            from segvalue.store import StoreMissingError, open_store
 
-            self._store = open_store(self.config.store_url, create=False)
+            try:
+                self._store = open_store(self.config.store_url, create=False)
+            except StoreMissingError:  # e.g. a server schema no run has written to
+                if missing_ok:
+                    return None
+                raise
         return self._store
 
     def _store_for_views(self) -> ResultsStore:
@@ -594,6 +609,28 @@ class Project:
         from segvalue.pipeline import budget_what_if
 
         return budget_what_if(move, config=self.config)
+
+    def scorer(self, run_id: str | None = None) -> Scorer:
+        """The scorer saved with the latest complete run (or ``run_id``).
+
+        ``scorer().score(attributes, orders)`` gives one customer's features, a
+        membership per scheme, P(alive), churn risk, expected purchases and CLV with its
+        interval, as the run would have, without re-running anything.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from segvalue.pipeline import run_demo
+        >>> _, path = run_demo(n_customers=300, out_dir=pathlib.Path(tempfile.mkdtemp()))
+        >>> with Project.from_yaml(path) as project:
+        ...     scored = project.scorer().score(
+        ...         {"customer_id": "NEW-1"},
+        ...         [{"order_ts": "2025-06-01T10:00:00", "amount": 40.0},
+        ...          {"order_ts": "2025-11-20T18:30:00", "amount": 55.0}])
+        >>> scored["memberships"]["lifecycle"], 0 < scored["probability_alive"] <= 1
+        ('returning', True)
+        """
+        return self.runs.require_latest(run_id).scorer()
 
     def segment_clv(self, run_id: str | None = None) -> dict[str, float]:
         """Mean CLV per customer by segment (with ``all customers``) of a complete run.

@@ -270,15 +270,31 @@ def run_job(
     config: Annotated[Path, typer.Option("-c", "--config", help="Path to segvalue.yaml.")],
     json_output: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
     wait: WaitOption = 0,
+    schemes: Annotated[
+        str | None,
+        typer.Option(
+            "--schemes",
+            help="Recompute only these schemes (A,B); the others are carried from the "
+            "latest complete run.",
+        ),
+    ] = None,
 ) -> None:
-    """Run the main job on your data: validate, features, CLV, segments; write outputs."""
+    """Run the main job on your data: validate, features, CLV, segments; write outputs.
+
+    With --schemes A,B only those segmentation schemes are recomputed; the others are
+    carried from the latest complete run (same data and as-of date), so the run still
+    holds every configured scheme.
+    """
+    only = [s.strip() for s in schemes.split(",") if s.strip()] if schemes else None
     with _project(config) as project, _progress(not json_output) as progress:
-        result = project.run(progress=progress, wait=wait)
+        result = project.run(progress=progress, wait=wait, schemes=only)
     if json_output:
         out.print_json(json.dumps(result.summary(), default=str))
         return
     _print_report(result.report.to_dict())
-    _print_segments(result.summary().get("segments"))
+    _print_segments(result.summary().get("segments"), only=only)
+    if result.migration is not None:
+        _print_migration(result.migration.summary())
     _print_outputs(result.outputs)
 
 

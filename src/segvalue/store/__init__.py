@@ -11,8 +11,16 @@ from segvalue.store.results import (
     SCHEMA_VERSION,
     ResultsStore,
     RunRecord,
+    StoreMissingError,
     open_store,
     store_lock,
 )
 
-__all__ = ["SCHEMA_VERSION", "ResultsStore", "RunRecord", "open_store", "store_lock"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "ResultsStore",
+    "RunRecord",
+    "StoreMissingError",
+    "open_store",
+    "store_lock",
+]

@@ -48,7 +48,14 @@ from segvalue.data.safety import target_lock, writing
 from segvalue.data.writers import json_safe
 from segvalue.errors import ConfigError, DataValidationError, redact_secrets
 
-__all__ = ["SCHEMA_VERSION", "ResultsStore", "RunRecord", "open_store", "store_lock"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "ResultsStore",
+    "RunRecord",
+    "StoreMissingError",
+    "open_store",
+    "store_lock",
+]
 
 #: Version of the store's layout; older stores are migrated when opened for writing.
 SCHEMA_VERSION = 1
@@ -77,6 +84,10 @@ MIGRATIONS: dict[int, list[str]] = {}
 #: A reader waits this long for a DuckDB store a writer holds open (seconds).
 READ_WAIT = 30.0
 _ADVISORY_KEY = 7_300_451_227  # PostgreSQL advisory lock of the store's writer
+
+
+class StoreMissingError(ConfigError):
+    """There is no results store at the URL yet (no run has been recorded)."""
 
 
 @dataclass(frozen=True)
@@ -437,7 +448,7 @@ class ResultsStore:
         if version is None:
             ours = {t for t in self._db.tables() if t.startswith(("segvalue_", "sv_"))}
             if not create or self.read_only:
-                raise ConfigError(
+                raise StoreMissingError(
                     f"no results store at {self.shown} yet: no run has been recorded",
                     fix="run the main job first (it creates the store)",
                     parameter="store.url",
@@ -819,7 +830,7 @@ def open_store(url: str, *, create: bool = False, read_only: bool | None = None)
             )
         if not path.exists():
             if not create:
-                raise ConfigError(
+                raise StoreMissingError(
                     f"no results store at {path} yet: no run has been recorded",
                     fix="run the main job first (it creates the store)",
                     parameter="store.url",
