@@ -19,7 +19,7 @@ $(UV):
 # and segvalue's own sources here, so start-up never depends on .pyc files being written at
 # first import (PYTHONDONTWRITEBYTECODE, a read-only checkout).
 sync: $(UV)
-	$(UV) sync --locked --extra postgres --extra spark --python $(PYTHON)
+	$(UV) sync --locked --extra postgres --extra spark --extra web --python $(PYTHON)
 	.venv/bin/python -m compileall -q src
 
 demo: sync

@@ -202,8 +202,11 @@ def test_no_store_yet_and_newer_schema_are_refused(
     with open_store(url, create=True) as store:
         store.begin_run(_record("r1"))
         store.commit_run("r1", {}, {})
-    monkeypatch.setattr(store_results, "SCHEMA_VERSION", 0)
-    with pytest.raises(ConfigError, match="schema version 1; this segvalue reads up to 0"):
+    ours = store_results.SCHEMA_VERSION
+    monkeypatch.setattr(store_results, "SCHEMA_VERSION", ours - 1)
+    with pytest.raises(
+        ConfigError, match=f"schema version {ours}; this segvalue reads up to {ours - 1}"
+    ):
         open_store(url)
 
 
@@ -213,16 +216,86 @@ def test_older_schemas_are_migrated_when_opened_for_writing(
     with open_store(url, create=True) as store:
         store.begin_run(_record("r1"))
         store.commit_run("r1", {}, {"run": {"ok": True}})
-    monkeypatch.setattr(store_results, "SCHEMA_VERSION", 2)
+    nxt = store_results.SCHEMA_VERSION + 1
+    monkeypatch.setattr(store_results, "SCHEMA_VERSION", nxt)
     monkeypatch.setattr(
-        store_results, "MIGRATIONS", {2: ["ALTER TABLE segvalue_runs ADD COLUMN note TEXT"]}
+        store_results,
+        "MIGRATIONS",
+        {**store_results.MIGRATIONS, nxt: ["ALTER TABLE segvalue_runs ADD COLUMN note TEXT"]},
     )
-    with pytest.raises(ConfigError, match="needs a migration to 2"):
+    with pytest.raises(ConfigError, match=f"needs a migration to {nxt}"):
         open_store(url)
     with open_store(url, create=True) as store:
-        assert store._schema_version() == 2
+        assert store._schema_version() == nxt
         assert store.document("r1", "run") == {"ok": True}
         assert store._db.execute("SELECT note FROM segvalue_runs") == [(None,)]
+
+
+def test_a_version_1_store_gains_the_api_keys_table(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as old:  # a store as segvalue wrote it before API keys
+        old.setattr(store_results, "SCHEMA_VERSION", 1)
+        with open_store(url, create=True) as store:
+            store.begin_run(_record("r1"))
+            store.commit_run("r1", {}, {"run": {"ok": True}})
+            assert store._schema_version() == 1
+            assert "segvalue_api_keys" not in store._db.tables()
+    with pytest.raises(ConfigError, match="version 1 and needs a migration to 2"):
+        open_store(url)  # a reader does not migrate
+    with open_store(url, create=True) as store:  # a writer does, in one transaction
+        assert store._schema_version() == 2
+        assert store.api_keys() == []
+        assert store.document("r1", "run") == {"ok": True}
+        key = store_results.ApiKeyRecord("k1", "ci", "read", "0" * 64, T0)
+        store.add_api_key(key)
+    with open_store(url) as store:
+        assert store.api_keys() == [key]
+
+
+def test_new_stores_are_created_at_the_current_version_with_api_keys(url: str) -> None:
+    with open_store(url, create=True) as store:
+        assert store._schema_version() == store_results.SCHEMA_VERSION == 2
+        first = store_results.ApiKeyRecord("k1", None, "write", "a" * 64, T0)
+        second = store_results.ApiKeyRecord(
+            "k2", "dash", "read", "b" * 64, T0 + dt.timedelta(minutes=1)
+        )
+        store.add_api_key(first)
+        store.add_api_key(second)
+        revoked = store.revoke_api_key("k1", T0 + dt.timedelta(hours=1))
+        assert revoked.revoked_at == T0 + dt.timedelta(hours=1)
+        # Revoking twice keeps the first time.
+        again = store.revoke_api_key("k1", T0 + dt.timedelta(hours=2))
+        assert again.revoked_at == T0 + dt.timedelta(hours=1)
+        with pytest.raises(DataValidationError, match=r"no API key 'nope'.*k1, k2") as unknown:
+            store.revoke_api_key("nope", T0)
+        assert unknown.value.parameter == "key_id"
+    with open_store(url) as store:
+        assert [k.key_id for k in store.api_keys()] == ["k1", "k2"]
+        assert store.api_key("k2") == second and store.api_key("k3") is None
+        with pytest.raises(ConfigError, match="read-only"):
+            store.add_api_key(store_results.ApiKeyRecord("k3", None, "read", "c" * 64, T0))
+
+
+def test_rows_filters_on_a_stored_column(url: str) -> None:
+    table = _awkward()
+    with open_store(url, create=True) as store:
+        store.begin_run(_record("r1"))
+        store.commit_run("r1", {"customer_scores": table}, {})
+    with open_store(url) as store:
+        got = store.rows("r1", "customer_scores", "customer_id", "C2")
+        assert got.schema == table.schema
+        assert got.to_pylist() == table.slice(1, 1).to_pylist()
+        assert store.rows("r1", "customer_scores", "customer_id", "Ωmega").num_rows == 1
+        assert store.rows("r1", "customer_scores", "customer_id", "none").num_rows == 0
+        assert store.rows("r1", "customer_scores", "orders", 4).column(0).to_pylist() == [None]
+        with pytest.raises(DataValidationError, match="no column 'nope'") as bad:
+            store.rows("r1", "customer_scores", "nope", 1)
+        assert bad.value.parameter == "column"
+        with pytest.raises(DataValidationError, match="lists or records"):
+            store.rows("r1", "customer_scores", "reasons", "a")
+        with pytest.raises(DataValidationError, match="has no table 'nope'"):
+            store.rows("r1", "nope", "customer_id", "C1")
 
 
 def test_a_file_that_is_not_a_store_is_refused(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from segvalue.store.results import (
     SCHEMA_VERSION,
+    ApiKeyRecord,
     ResultsStore,
     RunRecord,
     StoreMissingError,
@@ -18,6 +19,7 @@ from segvalue.store.results import (
 
 __all__ = [
     "SCHEMA_VERSION",
+    "ApiKeyRecord",
     "ResultsStore",
     "RunRecord",
     "StoreMissingError",

@@ -14,6 +14,10 @@ Layout (schema version :data:`SCHEMA_VERSION`, the same on DuckDB and PostgreSQL
     ``segment_kpis``, ...), the physical table, the Arrow schema, the row count.
 ``segvalue_documents``
     JSON documents per run: the run report, personas, the CLV models, budget guidance.
+``segvalue_api_keys``
+    API keys (schema version 2): ``key_id``, ``name``, ``scope`` (``read`` or
+    ``write``), ``key_hash`` (SHA-256 of the key: the key itself is never stored),
+    ``created_at``, ``revoked_at`` (null while the key is valid).
 ``sv_<name>_<hash>``
     The rows of every run's tables of one name and Arrow schema: ``run_id``, ``_row``
     (the row's position) and columns ``c0``, ``c1``, ... (names and exact types live in
@@ -50,6 +54,7 @@ from segvalue.errors import ConfigError, DataValidationError, redact_secrets
 
 __all__ = [
     "SCHEMA_VERSION",
+    "ApiKeyRecord",
     "ResultsStore",
     "RunRecord",
     "StoreMissingError",
@@ -58,13 +63,14 @@ __all__ = [
 ]
 
 #: Version of the store's layout; older stores are migrated when opened for writing.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-META, RUNS, TABLES, DOCUMENTS = (
+META, RUNS, TABLES, DOCUMENTS, API_KEYS = (
     "segvalue_meta",
     "segvalue_runs",
     "segvalue_tables",
     "segvalue_documents",
+    "segvalue_api_keys",
 )
 STATUSES = ("running", "complete", "failed")
 _JSON_FIELDS = ("schemes", "row_counts", "rejects", "freshness", "timings", "versions")
@@ -79,8 +85,13 @@ _RUN_COLUMNS = (
     *_JSON_FIELDS,
     "error",
 )
+_API_KEYS_DDL = (
+    f"CREATE TABLE {API_KEYS} (key_id TEXT PRIMARY KEY, name TEXT, scope TEXT NOT NULL, "
+    "key_hash TEXT NOT NULL, created_at TIMESTAMP NOT NULL, revoked_at TIMESTAMP)"
+)
+_API_KEY_COLUMNS = ("key_id", "name", "scope", "key_hash", "created_at", "revoked_at")
 #: Statements that bring a store of version ``v - 1`` to version ``v``, by ``v``.
-MIGRATIONS: dict[int, list[str]] = {}
+MIGRATIONS: dict[int, list[str]] = {2: [_API_KEYS_DDL]}
 #: A reader waits this long for a DuckDB store a writer holds open (seconds).
 READ_WAIT = 30.0
 _ADVISORY_KEY = 7_300_451_227  # PostgreSQL advisory lock of the store's writer
@@ -88,6 +99,32 @@ _ADVISORY_KEY = 7_300_451_227  # PostgreSQL advisory lock of the store's writer
 
 class StoreMissingError(ConfigError):
     """There is no results store at the URL yet (no run has been recorded)."""
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """One API key as the store records it: its hash, never the key.
+
+    Examples
+    --------
+    >>> k = ApiKeyRecord("k1", None, "read", "ab" * 32, dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
+    >>> k.revoked_at is None
+    True
+    """
+
+    key_id: str
+    name: str | None
+    scope: str
+    key_hash: str
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None = None
+
+
+def _key_record(row: Sequence[Any]) -> ApiKeyRecord:
+    values = dict(zip(_API_KEY_COLUMNS, row, strict=True))
+    values["created_at"] = _utc(values["created_at"])
+    values["revoked_at"] = _utc(values["revoked_at"])
+    return ApiKeyRecord(**values)
 
 
 @dataclass(frozen=True)
@@ -434,6 +471,11 @@ class ResultsStore:
                 f"CREATE TABLE {DOCUMENTS} (run_id TEXT NOT NULL, name TEXT NOT NULL, "
                 "body TEXT NOT NULL, PRIMARY KEY (run_id, name))"
             )
+            # The version-1 layout above, then every migration: a new store is the same
+            # as an old one migrated.
+            for step in range(2, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS.get(step, []):
+                    self._db.execute(statement)
             now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
             for key, value in (
                 ("schema_version", str(SCHEMA_VERSION)),
@@ -579,6 +621,13 @@ class ResultsStore:
                 f"CREATE TABLE IF NOT EXISTS {physical} "
                 f"(run_id TEXT NOT NULL, _row BIGINT NOT NULL{sep}{columns})"
             )
+            if self._db.name != "duckdb" and "customer_id" in schema.names:
+                # One customer's rows (``rows``) by index; DuckDB's zone maps serve it
+                # without one, and an ART index would slow its bulk inserts.
+                self._db.execute(
+                    f"CREATE INDEX IF NOT EXISTS {physical}_customer ON {physical} "
+                    f"(run_id, c{schema.get_field_index('customer_id')})"
+                )
             existing.add(physical)
         rows = table.num_rows
         if rows:
@@ -786,6 +835,127 @@ class ResultsStore:
             )
         return json.loads(rows[0][0])
 
+    def rows(self, run_id: str, name: str, column: str, value: Any) -> pa.Table:
+        """The rows of a run's table whose ``column`` equals ``value``, in committed order.
+
+        A WHERE on the stored column, not a read of the whole table: reading one
+        customer's rows of a large run stays fast (on PostgreSQL an index on the run and
+        the ``customer_id`` column serves it).
+
+        Parameters
+        ----------
+        run_id, name
+            The run and the table (see :meth:`table_names`).
+        column
+            A column of the table stored as a scalar (not a list or struct).
+        value
+            The value to match (``None`` matches nothing).
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> url = f"duckdb://{pathlib.Path(tempfile.mkdtemp()) / 's.duckdb'}"
+        >>> t0 = dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
+        >>> with open_store(url, create=True) as store:
+        ...     store.begin_run(RunRecord("r1", "running", t0))
+        ...     scores = pa.table({"customer_id": ["a", "b", "a"], "clv": [1.0, 2.0, 3.0]})
+        ...     _ = store.commit_run("r1", {"scores": scores}, {})
+        ...     store.rows("r1", "scores", "customer_id", "a").column("clv").to_pylist()
+        [1.0, 3.0]
+        """
+        self._complete(run_id)
+        found = self._db.execute(
+            f"SELECT physical, arrow_schema FROM {TABLES} WHERE run_id = ? AND name = ?",
+            [run_id, name],
+        )
+        if not found:
+            held = ", ".join(self.table_names(run_id)) or "no tables"
+            raise DataValidationError(
+                f"run {run_id!r} has no table {name!r} (it holds {held})",
+                fix="pick one of the tables the run holds",
+                parameter="name",
+            )
+        physical, text = found[0]
+        schema = _schema_of(text)
+        if column not in schema.names:
+            raise DataValidationError(
+                f"table {name!r} of run {run_id!r} has no column {column!r}",
+                fix=f"pick from {', '.join(schema.names)}",
+                parameter="column",
+            )
+        index = schema.get_field_index(column)
+        if _stored_type(schema.field(index).type)[0] is None:
+            raise DataValidationError(
+                f"column {column!r} of table {name!r} holds lists or records, which "
+                "cannot be matched to one value",
+                fix="filter on a column of plain values",
+                parameter="column",
+            )
+        # A plain comparison on the stored column (no function around it): an index on
+        # (run_id, column) serves it.
+        read = self._db.select(
+            f"SELECT {', '.join(f'c{i}' for i in range(len(schema)))} FROM {physical} "
+            f"WHERE run_id = ? AND c{index} = ? ORDER BY _row",
+            [run_id, value],
+            [_stored_type(f.type)[0] or pa.string() for f in schema],
+        )
+        return _restored(read, schema)
+
+    # ------------------------------------------------------------------ API keys
+    def add_api_key(self, record: ApiKeyRecord) -> None:
+        """Record a new API key (its hash; the key itself is never stored)."""
+        self._require_writer()
+        values = [
+            record.key_id,
+            record.name,
+            record.scope,
+            record.key_hash,
+            record.created_at.astimezone(dt.UTC).replace(tzinfo=None),
+            None,
+        ]
+        self._db.execute(
+            f"INSERT INTO {API_KEYS} ({', '.join(_API_KEY_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
+            values,
+        )
+
+    def api_keys(self) -> list[ApiKeyRecord]:
+        """Every API key, revoked ones too, oldest first."""
+        rows = self._db.execute(
+            f"SELECT {', '.join(_API_KEY_COLUMNS)} FROM {API_KEYS} ORDER BY created_at, key_id"
+        )
+        return [_key_record(row) for row in rows]
+
+    def api_key(self, key_id: str) -> ApiKeyRecord | None:
+        """The API key ``key_id`` (revoked or not), or None."""
+        rows = self._db.execute(
+            f"SELECT {', '.join(_API_KEY_COLUMNS)} FROM {API_KEYS} WHERE key_id = ?", [key_id]
+        )
+        return _key_record(rows[0]) if rows else None
+
+    def revoke_api_key(self, key_id: str, at: dt.datetime) -> ApiKeyRecord:
+        """Revoke the key ``key_id`` at ``at`` (a key revoked already keeps its time).
+
+        Raises
+        ------
+        DataValidationError
+            When there is no such key, listing the known ids.
+        """
+        self._require_writer()
+        if self.api_key(key_id) is None:
+            known = ", ".join(k.key_id for k in self.api_keys()) or "none"
+            raise DataValidationError(
+                f"no API key {key_id!r} in the results store {self.shown}",
+                fix=f"pick one of the keys' ids (known: {known})",
+                parameter="key_id",
+            )
+        self._db.execute(
+            f"UPDATE {API_KEYS} SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+            [at.astimezone(dt.UTC).replace(tzinfo=None), key_id],
+        )
+        record = self.api_key(key_id)
+        assert record is not None
+        return record
+
 
 def open_store(url: str, *, create: bool = False, read_only: bool | None = None) -> ResultsStore:
     """Open the results store at ``url`` (``duckdb:///path`` or ``postgresql://...``).
@@ -814,7 +984,7 @@ def open_store(url: str, *, create: bool = False, read_only: bool | None = None)
     >>> open_store(url)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    segvalue.errors.ConfigError: no results store at ... yet: no run has been recorded...
+    segvalue.store.results.StoreMissingError: no results store at ... yet: no run has been...
     >>> with open_store(url, create=True) as store:
     ...     store.runs()
     []
