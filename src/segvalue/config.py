@@ -66,6 +66,7 @@ __all__ = [
     "SchemeConfig",
     "SegmentRule",
     "SegmentsConfig",
+    "ServeConfig",
     "SourceConfig",
     "StoreConfig",
     "ValidationConfig",
@@ -922,6 +923,32 @@ class StoreConfig(_Strict):
     )
 
 
+class ServeConfig(_Strict):
+    """``segvalue serve``: where the REST API listens and what it accepts."""
+
+    host: str = Field(
+        "127.0.0.1", description="address the API listens on (loopback: this machine only)"
+    )
+    port: int = Field(8000, ge=1, le=65535, description="TCP port the API listens on")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="browser origins allowed to call the API (CORS); empty: CORS off",
+    )
+    max_body_bytes: int = Field(
+        1_000_000, ge=1, description="largest request body accepted (bytes; larger: 413)"
+    )
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme and host, e.g. https://app.example.com"
+                )
+        return value
+
+
 class PrivacyConfig(_Strict):
     """Contact details kept out of profiles, personas and outputs; pseudonymous ids.
 
@@ -988,6 +1015,7 @@ class Config(_Strict):
     output: OutputConfig = OutputConfig()
     store: StoreConfig = StoreConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    serve: ServeConfig = ServeConfig()
     base_dir: Path = Field(Path("."), exclude=True)
 
     @field_validator("time_unit", mode="before")

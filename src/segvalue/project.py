@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Mapping
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -30,7 +34,10 @@ if TYPE_CHECKING:
     from segvalue.store import ResultsStore
 
 __all__ = [
+    "API_KEY_SCOPES",
     "MODEL_DOCUMENTS",
+    "ApiKeys",
+    "KeyInfo",
     "Profiles",
     "Project",
     "RunDiff",
@@ -42,6 +49,11 @@ __all__ = [
 
 #: The CLV model documents a run may hold (reloadable with ``model_from_json``).
 MODEL_DOCUMENTS = ("clv_transaction_model", "clv_spend_model", "purchase_propensity_model")
+
+#: What an API key may do: ``read`` every GET (and the budget computations), ``write``
+#: also the routes that store something.
+API_KEY_SCOPES = ("read", "write")
+_KEY_PREFIX = "svk"
 
 # KPI columns that are not KPIs (identifiers, interval bounds and sample sizes are
 # reported with their KPI).
@@ -189,6 +201,125 @@ class RunDiff:
             "kpi_scheme": self.kpi_scheme,
             "kpis": None if self.kpis is None else self.kpis.to_pylist(),
         }
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """An API key as listed: its id, name, scope and times, never the key or its hash.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> info = KeyInfo("3f2a9c1d", "dashboard", "read",
+    ...                dt.datetime(2025, 2, 1, 9, 0, tzinfo=dt.timezone.utc))
+    >>> info.active, info.to_dict()["created_at"]
+    (True, '2025-02-01T09:00:00+00:00')
+    """
+
+    key_id: str
+    name: str | None
+    scope: str
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether the key is still accepted (not revoked)."""
+        return self.revoked_at is None
+
+    @classmethod
+    def from_record(cls, record: Any) -> KeyInfo:
+        """The info of a store ``ApiKeyRecord`` (the hash stays behind)."""
+        return cls(**{f.name: getattr(record, f.name) for f in dataclasses.fields(cls)})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: times as ISO strings."""
+        return {
+            "id": self.key_id,
+            "name": self.name,
+            "scope": self.scope,
+            "created_at": self.created_at.isoformat(),
+            "revoked_at": None if self.revoked_at is None else self.revoked_at.isoformat(),
+        }
+
+
+def _key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ApiKeys:
+    """The API keys of a project's store: create, list, revoke, verify.
+
+    A key is ``svk_<id>_<secret>``: the secret is 32 random bytes (URL-safe base64); the
+    store keeps the key's SHA-256 only, so a key is shown once, when created.
+    """
+
+    def __init__(self, project: Project) -> None:
+        self._project = project
+
+    def create(self, scope: str, name: str | None = None) -> tuple[str, KeyInfo]:
+        """A new key of ``scope`` (``read`` or ``write``): the key, shown once, and its info.
+
+        Creates the store when there is none yet (and migrates an older one).
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from segvalue.config import parse_config
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> with Project(parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d)) as p:
+        ...     key, info = p.keys.create("read", name="dashboard")
+        ...     p.keys.verify(key) == info, p.keys.verify(key + "x")
+        (True, None)
+        """
+        if scope not in API_KEY_SCOPES:
+            raise ConfigError(
+                f"scope {scope!r} is not an API key scope",
+                fix=f"use one of {', '.join(API_KEY_SCOPES)}",
+                parameter="scope",
+            )
+        from segvalue.store import ApiKeyRecord
+
+        key_id = secrets.token_hex(4)
+        key = f"{_KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
+        record = ApiKeyRecord(
+            key_id=key_id,
+            name=name,
+            scope=scope,
+            key_hash=_key_hash(key),
+            created_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
+        )
+        with self._project._writer() as store:
+            store.add_api_key(record)
+        return key, KeyInfo.from_record(record)
+
+    def list(self) -> list[KeyInfo]:
+        """Every key, revoked ones too, oldest first (none without a store)."""
+        store = self._project._open_store(missing_ok=True)
+        return [] if store is None else [KeyInfo.from_record(r) for r in store.api_keys()]
+
+    def revoke(self, key_id: str) -> KeyInfo:
+        """Revoke the key ``key_id``: from now on it is refused (revoking twice is harmless)."""
+        with self._project._writer() as store:
+            record = store.revoke_api_key(key_id, dt.datetime.now(dt.UTC).replace(microsecond=0))
+        return KeyInfo.from_record(record)
+
+    def verify(self, key: str) -> KeyInfo | None:
+        """The info of ``key`` when it is a known, unrevoked key; otherwise None.
+
+        The key's hash is compared with the stored one in constant time.
+        """
+        prefix, _, rest = key.partition("_")
+        key_id, _, secret = rest.partition("_")
+        if prefix != _KEY_PREFIX or not key_id or not secret:
+            return None
+        store = self._project._open_store(missing_ok=True)
+        record = None if store is None else store.api_key(key_id)
+        if record is None or record.revoked_at is not None:
+            return None
+        if not hmac.compare_digest(_key_hash(key), record.key_hash):
+            return None
+        return KeyInfo.from_record(record)
 
 
 class RunView:
@@ -341,6 +472,63 @@ class RunView:
         """Segments summary: per scheme its type, mode, segments, sizes and personas."""
         return dict(self.document("segments"))
 
+    def customer(self, customer_id: str) -> dict[str, Any] | None:
+        """One customer as the run scored it; None when the run does not hold the customer.
+
+        Reads that customer's rows only (``ResultsStore.rows``), not the run's tables.
+
+        Returns
+        -------
+        dict or None
+            ``customer_id``, ``as_of``, ``features`` (every ``customer_scores`` column but
+            the predictions), ``memberships`` (scheme: segment, or a list of segments for a
+            ``tags`` scheme), and the predictions ``probability_alive``, ``churn_risk``,
+            ``expected_purchases``, ``expected_spend``, ``clv``, ``clv_lower``,
+            ``clv_upper``, ``purchase_propensity`` (None where the run has none), the
+            same shape as ``Scorer.score``.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from segvalue.pipeline import run_demo
+        >>> _, path = run_demo(n_customers=300, out_dir=pathlib.Path(tempfile.mkdtemp()))
+        >>> with Project.from_yaml(path) as project:
+        ...     one = project.runs.latest().customer("C0000001")
+        ...     missing = project.runs.latest().customer("nobody")
+        >>> one["features"]["orders"] > 0, one["memberships"]["lifecycle"] is not None, missing
+        (True, True, None)
+        """
+        from segvalue.scoring import PREDICTIONS
+
+        if not self.has_table("customer_scores"):
+            raise self._missing("table 'customer_scores'")
+        store = self._store()
+        scores = store.rows(self.info.run_id, "customer_scores", "customer_id", customer_id)
+        if scores.num_rows == 0:
+            return None
+        row = scores.to_pylist()[0]
+        predicted = (*PREDICTIONS, "purchase_propensity")
+        memberships: dict[str, Any] = {}
+        if self.has_table("memberships"):
+            tags = {name for name, mode in _scheme_modes(self).items() if mode == "tags"}
+            for scheme in self.info.schemes:
+                if scheme in tags:
+                    memberships[scheme] = []
+            held = store.rows(self.info.run_id, "memberships", "customer_id", customer_id)
+            for member in held.to_pylist():
+                scheme, segment = member["scheme"], member["segment"]
+                if scheme in tags:
+                    memberships.setdefault(scheme, []).append(segment)
+                else:
+                    memberships[scheme] = segment
+        return {
+            "customer_id": customer_id,
+            "as_of": self.info.as_of,
+            "features": {k: v for k, v in row.items() if k not in predicted and k != "customer_id"},
+            "memberships": memberships,
+            **{name: row.get(name) for name in predicted},
+        }
+
 
 class Runs:
     """The runs recorded in a project's store: list, get, latest complete, diff."""
@@ -419,6 +607,7 @@ class Project:
         self._store: ResultsStore | None = None
         self._views: dict[str, RunView] = {}
         self.runs = Runs(self)
+        self.keys = ApiKeys(self)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Project:
@@ -470,6 +659,22 @@ class Project:
                     return None
                 raise
         return self._store
+
+    @contextmanager
+    def _writer(self) -> Iterator[ResultsStore]:
+        """The store opened for writing (created or migrated if need be), then closed.
+
+        Our read connection is closed first: a DuckDB file is open either for one writer
+        or for readers. Runs are not waited for: they hold the file only briefly.
+        """
+        from segvalue.store import open_store
+
+        self.close()
+        store = open_store(self.config.store_url, create=True)
+        try:
+            yield store
+        finally:
+            store.close()
 
     def _store_for_views(self) -> ResultsStore:
         store = self._open_store()
