@@ -61,6 +61,7 @@ OPTIONS = {
     "rejects_path": "--rejects",
     "run_id": "--run",
     "schemes": "--scheme",
+    "scope": "--scope",
     "status": "--status",
     "target": "--target",
     "time_unit": "--time-unit",
@@ -811,6 +812,147 @@ def _print_plan(plan: Any, warnings: list[str], json_output: bool) -> None:
     )
     for warning in warnings:
         out.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+
+
+keys_app = typer.Typer(
+    help="API keys of the REST API (segvalue serve): create, list, revoke.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create", short_help="Create an API key; it is printed once.")
+def keys_create(
+    config: ConfigOption = DEFAULT_CONFIG,
+    scope: Annotated[
+        str, typer.Option("--scope", help="read (every GET, budget plans) or write.")
+    ] = "read",
+    name: Annotated[
+        str | None, typer.Option("--name", metavar="N", help="A name to recognise it by.")
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help='Print {"key", "id", "scope"} as JSON.')
+    ] = False,
+) -> None:
+    """Create an API key for the REST API. The key is printed once: the store keeps its
+    hash only."""
+    with _project(config) as project:
+        key, info = project.keys.create(scope, name=name)
+    if json_output:
+        out.print_json(json.dumps({"key": key, "id": info.key_id, "scope": info.scope}))
+        return
+    named = "" if info.name is None else f" ({escape(info.name)})"
+    out.print(f"created API key {escape(info.key_id)}{named}, scope {escape(info.scope)}:")
+    out.print(f"  {escape(key)}", soft_wrap=True)
+    out.print("it is shown only now: keep it somewhere safe. Send it as")
+    out.print("  Authorization: Bearer KEY", soft_wrap=True)
+    out.print(
+        f"revoke it with: segvalue keys revoke {escape(info.key_id)} -c {escape(_shown(config))}",
+        soft_wrap=True,
+    )
+
+
+@keys_app.command("list", short_help="The API keys: id, name, scope, created, revoked.")
+def keys_list(
+    config: ConfigOption = DEFAULT_CONFIG,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the keys as JSON.")] = False,
+) -> None:
+    """The API keys, oldest first (never the keys themselves)."""
+    with _project(config) as project:
+        keys = project.keys.list()
+    if json_output:
+        out.print_json(json.dumps({"keys": [k.to_dict() for k in keys]}))
+        return
+    if not keys:
+        out.print("no API keys yet")
+        out.print(
+            f"create one: segvalue keys create -c {escape(_shown(config))} --scope read",
+            soft_wrap=True,
+        )
+        return
+    table = Table(title=f"API keys ({len(keys)})")
+    table.add_column("id", min_width=max(len(k.key_id) for k in keys))
+    for column in ("name", "scope", "created", "revoked"):
+        table.add_column(column)
+    for info in keys:
+        table.add_row(
+            escape(info.key_id),
+            escape(info.name or "-"),
+            escape(info.scope),
+            _when(info.created_at)[:16],
+            "-" if info.revoked_at is None else f"[red]{_when(info.revoked_at)[:16]}[/]",
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke", short_help="Revoke an API key: it is refused from now on.")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id (keys list).")],
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Revoke an API key: the API refuses it from now on."""
+    with _project(config) as project:
+        info = project.keys.revoke(key_id)
+    assert info.revoked_at is not None
+    out.print(f"revoked API key {escape(info.key_id)} at {_when(info.revoked_at)[:16]}")
+
+
+@app.command(short_help="Serve the REST API over the results store.")
+def serve(
+    config: ConfigOption = DEFAULT_CONFIG,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Address to listen on (default: serve.host, 127.0.0.1)."),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port to listen on (default: serve.port, 8000).")
+    ] = None,
+) -> None:
+    """Serve the REST API (/api/v1, see docs/api.md) until interrupted (Ctrl-C)."""
+    import logging
+
+    try:
+        import uvicorn
+
+        from segvalue.api import API_PREFIX, create_app
+    except ImportError:
+        raise ConfigError(
+            "segvalue serve needs the web extra (FastAPI, uvicorn)",
+            fix="pip install 'segvalue[web]'",
+        ) from None
+    project = _project(config)
+    settings = project.config.serve
+    bind_host, bind_port = host or settings.host, port or settings.port
+    access = logging.getLogger("segvalue.api")
+    if not access.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        access.addHandler(handler)
+        access.setLevel(logging.INFO)
+    shown = f"[{bind_host}]" if ":" in bind_host else bind_host
+    base = f"http://{shown}:{bind_port}"
+    out.print(f"segvalue API on {base}{API_PREFIX} (OpenAPI: {base}{API_PREFIX}/openapi.json)")
+    out.print(f"health: {base}/health")
+    out.print(
+        f"every {API_PREFIX} route needs an API key: "
+        f"segvalue keys create -c {escape(_shown(config))} --scope read",
+        soft_wrap=True,
+    )
+    out.file.flush()
+    try:
+        # uvicorn's access log would name the path (it may hold a customer id): ours logs
+        # the route template instead.
+        uvicorn.run(
+            create_app(project),
+            host=bind_host,
+            port=bind_port,
+            access_log=False,
+            log_level="info",
+            server_header=False,
+        )
+    finally:
+        project.close()
 
 
 @app.command(short_help="RFM / BTYD features per customer from an orders file.")

@@ -1,0 +1,391 @@
+"""The routes: each parses, calls ``Project`` (under the app's lock), and formats.
+
+Every route that reads a run takes ``?run=ID`` (default: the latest complete run).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from segvalue.api.auth import project_of, require_scope
+from segvalue.api.problems import Problem, ProblemDocument, json_ready
+from segvalue.errors import ConfigError
+from segvalue.project import Project, RunView
+
+__all__ = ["health_router", "v1_router"]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ProblemDocument, "description": text}
+    for status, text in (
+        (400, "the project's configuration does not allow it"),
+        (401, "no API key, or an unknown or revoked one"),
+        (403, "the API key's scope does not allow it"),
+        (404, "no such run, scheme, segment or customer"),
+        (422, "a parameter or body field is invalid"),
+    )
+}
+
+health_router = APIRouter(tags=["health"])
+v1_router = APIRouter(dependencies=[Depends(require_scope("read"))], responses=_ERRORS)
+
+RunParam = Annotated[
+    str | None,
+    Query(description="run id (segvalue runs list); default: the latest complete run"),
+]
+
+
+def _view(project: Project, run: str | None) -> RunView:
+    """The run asked for, or the latest complete one; a 404 problem if there is none."""
+    if run is None:
+        view = project.runs.latest()
+        if view is None:
+            raise Problem(
+                404,
+                "the results store holds no complete run yet: compute one with segvalue run",
+                parameter="run",
+            )
+        return view
+    view = project.runs.get(run)
+    if view.info.status != "complete":
+        raise Problem(
+            404,
+            f"run {run} is {view.info.status}: only complete runs hold results",
+            parameter="run",
+        )
+    return view
+
+
+def _segment_sizes(view: RunView) -> list[dict[str, Any]]:
+    return list(view.table("segment_sizes").to_pylist()) if view.has_table("segment_sizes") else []
+
+
+def _scheme_info(view: RunView) -> dict[str, dict[str, Any]]:
+    if not view.has_document("segments"):
+        return {}
+    schemes: dict[str, Any] = view.segments().get("schemes", {})
+    return {
+        name: {"type": info.get("type"), "mode": info.get("mode", "exclusive")}
+        for name, info in schemes.items()
+    }
+
+
+def _kpis_by_segment(view: RunView) -> tuple[str | None, dict[str, dict[str, Any]]]:
+    """The KPI scheme and, per segment, each KPI with its interval and sample size."""
+    if not view.has_table("segment_kpis"):
+        return None, {}
+    table = view.segment_kpis()
+    names = [
+        c
+        for c in table.column_names
+        if c not in ("scheme", "segment") and not c.endswith(("_lower", "_upper", "_n"))
+    ]
+    schemes = set(table.column("scheme").to_pylist())
+    scheme = schemes.pop() if len(schemes) == 1 else None
+    out: dict[str, dict[str, Any]] = {}
+    for row in table.to_pylist():
+        out[str(row["segment"])] = {
+            name: {
+                "value": row[name],
+                "lower": row.get(f"{name}_lower"),
+                "upper": row.get(f"{name}_upper"),
+                "n": row.get(f"{name}_n"),
+            }
+            for name in names
+        }
+    return scheme, out
+
+
+def _priorities(view: RunView) -> dict[str, dict[str, Any]]:
+    if not view.has_table("segment_priorities"):
+        return {}
+    return {str(r["segment"]): r for r in view.priorities().to_pylist()}
+
+
+# ---------------------------------------------------------------------------- health
+@health_router.get("/health", summary="Liveness and the store's latest run (no key needed)")
+def health(request: Request) -> dict[str, Any]:
+    """``{"status": "ok", "latest_run": ID or null, "store": "reachable"}``; 503 if not."""
+    project, lock = project_of(request)
+    try:
+        with lock:
+            latest = project.runs.latest()
+    except ConfigError as exc:
+        raise Problem(
+            503,
+            f"the results store is not readable: {exc}",
+            kind="unavailable",
+            store="unreachable",
+        ) from None
+    return {
+        "status": "ok",
+        "latest_run": None if latest is None else latest.run_id,
+        "store": "reachable",
+    }
+
+
+# ---------------------------------------------------------------------------- runs
+@v1_router.get("/runs", summary="Every recorded run, newest first")
+def list_runs(
+    request: Request,
+    status: Annotated[
+        Literal["complete", "failed", "running"] | None, Query(description="only runs of it")
+    ] = None,
+) -> dict[str, Any]:
+    """``{"runs": [run, ...]}`` (what the store records about each run)."""
+    project, lock = project_of(request)
+    with lock:
+        runs = project.runs.list(status=status)
+    return {"runs": json_ready([r.to_dict() for r in runs])}
+
+
+@v1_router.get("/runs/{run_id}", summary="One run: status, as-of date, counts, timings")
+def get_run(request: Request, run_id: Annotated[str, Path(description="the run's id")]) -> Any:
+    """What the store records about the run (its tables and documents when complete)."""
+    project, lock = project_of(request)
+    with lock:
+        view = project.runs.get(run_id)
+        doc = view.info.to_dict()
+        if view.info.status == "complete":
+            doc["tables"] = view.table_names()
+            doc["documents"] = view.document_names()
+    return json_ready(doc)
+
+
+# ---------------------------------------------------------------------------- segments
+@v1_router.get("/segments", summary="Per scheme its segments: size, share, CLV, churn, ROI")
+def list_segments(request: Request, run: RunParam = None) -> Any:
+    """Per scheme its type, mode and segments with size and share; the KPI scheme's
+    segments also carry mean CLV, churn risk, ROI and priority (null elsewhere)."""
+    project, lock = project_of(request)
+    with lock:
+        view = _view(project, run)
+        info = _scheme_info(view)
+        sizes = _segment_sizes(view)
+        kpi_scheme, kpis = _kpis_by_segment(view)
+        priorities = _priorities(view)
+    schemes: dict[str, dict[str, Any]] = {
+        name: {**info.get(name, {"type": None, "mode": None}), "segments": []}
+        for name in view.info.schemes
+    }
+    for row in sizes:
+        scheme, segment = str(row["scheme"]), str(row["segment"])
+        own = kpis.get(segment, {}) if scheme == kpi_scheme else {}
+        rank = priorities.get(segment) if scheme == kpi_scheme else None
+        entry = schemes.setdefault(scheme, {"type": None, "mode": None, "segments": []})
+        entry["segments"].append(
+            {
+                "segment": segment,
+                "customers": row["customers"],
+                "share": row["share"],
+                "clv_mean": own.get("clv_mean", {}).get("value"),
+                "churn_risk": own.get("churn_risk", {}).get("value"),
+                "roi": own.get("roi", {}).get("value"),
+                "priority_rank": None if rank is None else rank["rank"],
+                "priority_score": None if rank is None else rank["score"],
+            }
+        )
+    return json_ready({"run_id": view.run_id, "kpi_scheme": kpi_scheme, "schemes": schemes})
+
+
+@v1_router.get(
+    "/segments/{scheme}/{segment}",
+    summary="One segment: KPIs with intervals, profile, persona, migration in and out",
+)
+def get_segment(
+    request: Request,
+    scheme: Annotated[str, Path(description="the segmentation scheme")],
+    segment: Annotated[str, Path(description="the segment's name (URL-encoded)")],
+    run: RunParam = None,
+) -> Any:
+    """The segment's size; KPIs with their 95% intervals, target status and priority if
+    ``scheme`` is the KPI scheme; its profile rows, persona, and the customers who moved
+    in from / out to each other segment since the previous run (null without one)."""
+    project, lock = project_of(request)
+    with lock:
+        view = _view(project, run)
+        doc = _segment_detail(view, scheme, segment)
+    return json_ready(doc)
+
+
+def _rows_of(view: RunView, table: str, scheme: str, segment: str) -> list[dict[str, Any]]:
+    if not view.has_table(table):
+        return []
+    return [
+        r
+        for r in view.table(table).to_pylist()
+        if r["scheme"] == scheme and r["segment"] == segment
+    ]
+
+
+def _segment_detail(view: RunView, scheme: str, segment: str) -> dict[str, Any]:
+    if scheme not in view.info.schemes:
+        raise Problem(
+            404,
+            f"run {view.run_id} has no scheme {scheme!r} "
+            f"(schemes: {', '.join(view.info.schemes) or 'none'})",
+            parameter="scheme",
+        )
+    size = next(
+        (r for r in _segment_sizes(view) if r["scheme"] == scheme and r["segment"] == segment),
+        None,
+    )
+    if size is None:
+        held = [r["segment"] for r in _segment_sizes(view) if r["scheme"] == scheme]
+        raise Problem(
+            404,
+            f"scheme {scheme!r} of run {view.run_id} has no segment {segment!r} "
+            f"(segments: {', '.join(map(str, held)) or 'none'})",
+            parameter="segment",
+        )
+    kpi_scheme, kpis = _kpis_by_segment(view)
+    is_kpi_scheme = scheme == kpi_scheme
+    persona = None
+    if view.has_document("personas"):
+        persona = next(
+            (
+                p
+                for p in view.personas()
+                if p.get("scheme") == scheme and p.get("segment") == segment
+            ),
+            None,
+        )
+    migration = None
+    if view.has_table("segment_migration"):
+        moves = [r for r in view.table("segment_migration").to_pylist() if r["scheme"] == scheme]
+        migration = {
+            "in": [r for r in moves if r["to_segment"] == segment and r["from_segment"] != segment],
+            "out": [
+                r for r in moves if r["from_segment"] == segment and r["to_segment"] != segment
+            ],
+            "stayed": next(
+                (
+                    r["customers"]
+                    for r in moves
+                    if r["from_segment"] == segment and r["to_segment"] == segment
+                ),
+                0,
+            ),
+        }
+    return {
+        "run_id": view.run_id,
+        "scheme": scheme,
+        "segment": segment,
+        "customers": size["customers"],
+        "share": size["share"],
+        "kpis": kpis.get(segment) if is_kpi_scheme else None,
+        "kpi_status": _rows_of(view, "kpi_status", scheme, segment) if is_kpi_scheme else None,
+        "priority": _priorities(view).get(segment) if is_kpi_scheme else None,
+        "profile": {
+            "summary": next(iter(_rows_of(view, "segment_profiles", scheme, segment)), None),
+            "numeric": _rows_of(view, "segment_profiles_numeric", scheme, segment),
+            "attributes": _rows_of(view, "segment_profiles_attributes", scheme, segment),
+        },
+        "persona": persona,
+        "migration": migration,
+    }
+
+
+# ---------------------------------------------------------------------------- KPIs
+@v1_router.get("/kpis", summary="Segment KPIs with intervals, target status and priorities")
+def get_kpis(request: Request, run: RunParam = None) -> Any:
+    """The KPI scheme's segments (first: all customers), each KPI with its 95% interval
+    and sample size; each target's status per segment; the segments ranked."""
+    project, lock = project_of(request)
+    with lock:
+        view = _view(project, run)
+        if not view.has_table("segment_kpis"):
+            raise Problem(
+                404,
+                f"run {view.run_id} holds no segment KPIs (segments or KPIs were disabled)",
+                parameter="run",
+            )
+        scheme, kpis = _kpis_by_segment(view)
+        status = view.kpi_status().to_pylist() if view.has_table("kpi_status") else []
+        priorities = view.priorities().to_pylist() if view.has_table("segment_priorities") else []
+    return json_ready(
+        {
+            "run_id": view.run_id,
+            "as_of": view.info.as_of,
+            "scheme": scheme,
+            "segments": [{"segment": name, "kpis": values} for name, values in kpis.items()],
+            "status": status,
+            "priorities": priorities,
+        }
+    )
+
+
+# ---------------------------------------------------------------------------- customers
+@v1_router.get(
+    "/customers/{customer_id}",
+    summary="One customer: features, memberships, P(alive), churn risk, CLV with interval",
+)
+def get_customer(
+    request: Request,
+    customer_id: Annotated[str, Path(description="the customer's id")],
+    run: RunParam = None,
+) -> Any:
+    """The customer as the run scored them; predictions are null where the run has no
+    CLV model."""
+    project, lock = project_of(request)
+    with lock:
+        view = _view(project, run)
+        customer = view.customer(customer_id)
+    if customer is None:
+        raise Problem(
+            404, f"run {view.run_id} holds no customer with that id", parameter="customer_id"
+        )
+    return json_ready(customer)
+
+
+# ---------------------------------------------------------------------------- budget
+class BudgetPlanRequest(BaseModel):
+    """``Project.budget(total=..., objective=..., target=...)``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    total: float | None = Field(
+        None, ge=0, description="budget to allocate (default: budget.total, else current spend)"
+    )
+    objective: Literal["profit", "revenue", "clv"] | None = Field(
+        None, description="what to maximise (default: budget.objective)"
+    )
+    target: float | None = Field(
+        None, gt=0, description="the smallest budget reaching this outcome instead"
+    )
+
+
+class WhatIfRequest(BaseModel):
+    """``Project.what_if(move)``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    move: str = Field(
+        description="FROM:TO:SHARE, e.g. email:search_ads:0.2 moves 20% of email's spend",
+        examples=["email:search_ads:0.2"],
+        min_length=1,
+        max_length=400,
+    )
+
+
+@v1_router.post("/budget/plan", summary="The budget allocation maximising the objective")
+def plan_budget(request: Request, body: BudgetPlanRequest) -> Any:
+    """The plan (``Allocation.to_dict()``) and the curve-fitting warnings. Computes,
+    stores nothing: a read key may call it."""
+    project, lock = project_of(request)
+    with lock:
+        plan, warnings = project.budget(
+            total=body.total, objective=body.objective, target=body.target
+        )
+    return json_ready({**plan.to_dict(), "warnings": list(warnings)})
+
+
+@v1_router.post("/budget/what-if", summary="The change in outcome when spend moves")
+def budget_what_if(request: Request, body: WhatIfRequest) -> Any:
+    """The scenario (``WhatIf.to_dict()``): baseline, scenario, changes and interval."""
+    project, lock = project_of(request)
+    with lock:
+        result = project.what_if(body.move)
+    return json_ready(result.to_dict())
