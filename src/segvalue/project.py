@@ -274,7 +274,7 @@ class ApiKeys:
         """
         if scope not in API_KEY_SCOPES:
             raise ConfigError(
-                f"scope {scope!r} is not an API key scope",
+                f"`scope` {scope!r} is not an API key scope",
                 fix=f"use one of {', '.join(API_KEY_SCOPES)}",
                 parameter="scope",
             )

@@ -18,13 +18,11 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra onl
     ) from exc
 
 from segvalue.api.problems import Problem, add_problem_handlers, problem_response
-from segvalue.api.routes import health_router, v1_router
+from segvalue.api.routes import API_PREFIX, health_router, v1_router
 from segvalue.project import Project
 
 __all__ = ["ACCESS_LOG", "API_PREFIX", "create_app"]
 
-#: Where the versioned API lives.
-API_PREFIX = "/api/v1"
 #: The access log: method, route template (never the path: it may hold a customer id),
 #: status and milliseconds.
 ACCESS_LOG = logging.getLogger("segvalue.api.access")
@@ -36,14 +34,11 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class _TooLargeError(Exception):
-    pass
-
-
 class BodyLimit:
     """Refuse request bodies over ``limit`` bytes with a 413 problem.
 
-    By ``Content-Length`` at once; a body sent without one is counted as it arrives.
+    By ``Content-Length`` at once; a body sent without one is read (up to the limit)
+    before the app sees it.
     """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
@@ -58,29 +53,35 @@ class BodyLimit:
         if length is not None and length.isdigit() and int(length) > self.limit:
             await self._refuse(scope, receive, send)
             return
-        received = 0
-        started = False
+        if length is None and scope.get("method") in ("POST", "PUT", "PATCH"):
+            # No Content-Length (a chunked body): read it here, up to the limit, then
+            # hand the app the bytes read.
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    break
+                chunks.append(message.get("body", b""))
+                size += len(chunks[-1])
+                if size > self.limit:
+                    await self._refuse(scope, receive, send)
+                    return
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(chunks)
+            sent = False
 
-        async def counted() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _TooLargeError
-            return message
+            async def replay() -> Message:
+                nonlocal sent
+                if sent:
+                    return await receive()
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
 
-        async def watched(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, watched)
-        except _TooLargeError:
-            if started:
-                raise
-            await self._refuse(scope, receive, send)
+            await self.app(scope, replay, send)
+            return
+        await self.app(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         problem = Problem(
@@ -161,7 +162,7 @@ def create_app(project: Project) -> FastAPI:
     app.state.project_lock = threading.Lock()
     add_problem_handlers(app)
     app.include_router(health_router)
-    app.include_router(v1_router, prefix=API_PREFIX)
+    app.include_router(v1_router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -15,7 +15,7 @@ from segvalue.api.problems import Problem, ProblemDocument, json_ready
 from segvalue.errors import ConfigError
 from segvalue.project import Project, RunView
 
-__all__ = ["health_router", "v1_router"]
+__all__ = ["API_PREFIX", "health_router", "v1_router"]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ProblemDocument, "description": text}
@@ -29,7 +29,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 health_router = APIRouter(tags=["health"])
-v1_router = APIRouter(dependencies=[Depends(require_scope("read"))], responses=_ERRORS)
+#: Where the versioned API lives.
+API_PREFIX = "/api/v1"
+# The prefix is the router's own (not given at include time): each route's template is
+# then the whole path, which the access log names.
+v1_router = APIRouter(
+    prefix=API_PREFIX, dependencies=[Depends(require_scope("read"))], responses=_ERRORS
+)
 
 RunParam = Annotated[
     str | None,

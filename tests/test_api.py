@@ -1,0 +1,539 @@
+"""The REST API in process: every route's success, 401, 403, 404, 422, one problem shape.
+
+One 1,500-customer demo store for the module, with three runs: the demo (as of
+2025-12-31), one as of 2025-09-30, and the demo's config again, which therefore compares
+with the September run (segment migration). ``segvalue serve`` is started once as a
+real process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pyarrow.compute as pc
+import pytest
+import yaml
+from fastapi import Depends
+from fastapi.testclient import TestClient
+from openapi_spec_validator import validate
+
+from segvalue.api import create_app
+from segvalue.api.auth import require_scope
+from segvalue.api.problems import PROBLEM_BASE
+from segvalue.cli.main import cli
+from segvalue.config import load_config
+from segvalue.pipeline import run_demo
+from segvalue.project import KeyInfo, Project
+
+SRC = Path(__file__).parents[1] / "src"
+PROBLEM = "application/problem+json"
+CUSTOMER = "C0000002"
+
+
+class Demo:
+    """The module's store, project, app, keys and runs."""
+
+    def __init__(self, root: Path) -> None:
+        _, self.config = run_demo(n_customers=1500, out_dir=root / "demo")
+        earlier = yaml.safe_load(self.config.read_text())
+        earlier["as_of"] = "2025-09-30"
+        self.earlier_config = self.config.with_name("earlier.yaml")
+        self.earlier_config.write_text(yaml.safe_dump(earlier))
+        with Project.from_yaml(self.earlier_config) as project:
+            self.earlier_run = project.run().run_id
+        self.project = Project.from_yaml(self.config)
+        self.latest_run = self.project.run().run_id
+        self.read_key, self.read_info = self.project.keys.create("read", name="reader")
+        self.write_key, _ = self.project.keys.create("write", name="writer")
+        self.revoked_key, revoked = self.project.keys.create("read", name="gone")
+        self.project.keys.revoke(revoked.key_id)
+        self.app = create_app(self.project)
+        self.client = TestClient(self.app)
+
+    def get(self, path: str, key: str | None = "read", **kwargs: Any) -> httpx.Response:
+        return self.client.get(path, headers=self._auth(key), **kwargs)
+
+    def post(self, path: str, body: Any, key: str | None = "read") -> httpx.Response:
+        return self.client.post(path, json=body, headers=self._auth(key))
+
+    def _auth(self, key: str | None) -> dict[str, str]:
+        keys = {"read": self.read_key, "write": self.write_key, "revoked": self.revoked_key}
+        return {} if key is None else {"Authorization": f"Bearer {keys.get(key, key)}"}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    state = Demo(tmp_path_factory.mktemp("api"))
+    with state.client:
+        yield state
+    state.project.close()
+
+
+def assert_problem(
+    response: httpx.Response, status: int, kind: str | None = None
+) -> dict[str, Any]:
+    """The response is an RFC 9457 problem of ``status`` (and of type ``kind``)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    doc: dict[str, Any] = response.json()
+    assert {"type", "title", "status", "detail"} <= set(doc)
+    assert doc["status"] == status and doc["title"] and doc["detail"]
+    assert doc["type"] == "about:blank" or doc["type"].startswith(PROBLEM_BASE)
+    if kind is not None:
+        assert doc["type"] == PROBLEM_BASE + kind
+    return doc
+
+
+# Every /api/v1 route (method, path, body): each needs a key.
+ROUTES: list[tuple[str, str, Any]] = [
+    ("GET", "/api/v1/runs", None),
+    ("GET", "/api/v1/runs/{run}", None),
+    ("GET", "/api/v1/segments", None),
+    ("GET", "/api/v1/segments/clusters/cluster_1", None),
+    ("GET", "/api/v1/kpis", None),
+    ("GET", f"/api/v1/customers/{CUSTOMER}", None),
+    ("POST", "/api/v1/budget/plan", {}),
+    ("POST", "/api/v1/budget/what-if", {"move": "email:search_ads:0.2"}),
+]
+
+
+def _call(demo: Demo, method: str, path: str, body: Any, key: str | None) -> httpx.Response:
+    path = path.replace("{run}", demo.latest_run)
+    if method == "GET":
+        return demo.get(path, key=key)
+    return demo.post(path, body, key=key)
+
+
+def test_the_routes_list_is_every_api_route(demo: Demo) -> None:
+    spec = demo.client.get("/api/v1/openapi.json").json()
+    served = {
+        (method.upper(), path)
+        for path, item in spec["paths"].items()
+        if path.startswith("/api/v1/")
+        for method in item
+    }
+    listed = {
+        (
+            method,
+            path.replace("clusters/cluster_1", "{scheme}/{segment}")
+            .replace("{run}", "{run_id}")
+            .replace(CUSTOMER, "{customer_id}"),
+        )
+        for method, path, _ in ROUTES
+    }
+    assert served == listed
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=[r[1] for r in ROUTES])
+def test_every_route_answers_a_read_key(demo: Demo, method: str, path: str, body: Any) -> None:
+    response = _call(demo, method, path, body, "read")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=[r[1] for r in ROUTES])
+@pytest.mark.parametrize(
+    "key", [None, "Basic dXNlcjpwYXNz", "svk_nope_secret", "revoked", "not-a-key"]
+)
+def test_every_route_refuses_a_missing_unknown_or_revoked_key(
+    demo: Demo, method: str, path: str, body: Any, key: str | None
+) -> None:
+    path = path.replace("{run}", demo.latest_run)
+    if key is not None and key.startswith("Basic "):
+        headers = {"Authorization": key}
+        response = demo.client.request(method, path, json=body, headers=headers)
+    else:
+        response = _call(demo, method, path, body, key)
+    doc = assert_problem(response, 401, "unauthorized")
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert "API key" in doc["detail"]
+
+
+def test_a_tampered_key_is_refused(demo: Demo) -> None:
+    # The right id with another secret: the hash comparison refuses it.
+    prefix, key_id, secret = demo.read_key.split("_", 2)
+    tampered = f"{prefix}_{key_id}_{secret[:-1]}{'A' if secret[-1] != 'A' else 'B'}"
+    assert demo.project.keys.verify(tampered) is None
+    assert_problem(demo.get("/api/v1/runs", key=tampered), 401)
+    assert demo.project.keys.verify(demo.read_key) == demo.read_info
+
+
+def test_a_read_key_is_forbidden_a_write_route(demo: Demo) -> None:
+    """No route of this API writes yet (budgets compute and store nothing): the scope
+    check is exercised on a route that requires ``write``, as POST events will."""
+    app = create_app(demo.project)
+
+    @app.post("/api/v1/_writes")
+    def writes(info: KeyInfo = Depends(require_scope("write"))) -> dict[str, str]:  # noqa: B008
+        return {"key": info.key_id}
+
+    with TestClient(app) as client:
+        read = client.post("/api/v1/_writes", headers=demo._auth("read"))
+        doc = assert_problem(read, 403, "forbidden")
+        assert "scope read" in doc["detail"] and "needs write" in doc["detail"]
+        written = client.post("/api/v1/_writes", headers=demo._auth("write"))
+        assert written.status_code == 200
+        assert_problem(client.post("/api/v1/_writes"), 401)
+    # A write key reads as well.
+    assert demo.get("/api/v1/runs", key="write").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/segments",
+        "/api/v1/segments/clusters/cluster_1",
+        "/api/v1/kpis",
+        f"/api/v1/customers/{CUSTOMER}",
+    ],
+)
+def test_every_run_route_takes_run_and_404s_an_unknown_one(demo: Demo, path: str) -> None:
+    doc = assert_problem(demo.get(path, params={"run": "nope"}), 404, "not-found")
+    assert doc["parameter"] == "run" and "no run 'nope'" in doc["detail"]
+    assert demo.get(path, params={"run": demo.earlier_run}).json()
+    latest = demo.get(path).json()
+    assert latest == demo.get(path, params={"run": demo.latest_run}).json()
+
+
+@pytest.mark.parametrize(
+    ("path", "parameter"),
+    [
+        ("/api/v1/runs/nope", "run"),
+        ("/api/v1/segments/nope/x", "scheme"),
+        ("/api/v1/segments/clusters/nope", "segment"),
+        ("/api/v1/customers/nobody", "customer_id"),
+    ],
+)
+def test_unknown_things_are_404_problems_naming_the_parameter(
+    demo: Demo, path: str, parameter: str
+) -> None:
+    doc = assert_problem(demo.get(path), 404, "not-found")
+    assert doc["parameter"] == parameter
+
+
+def test_unknown_routes_and_methods_are_problems_too(demo: Demo) -> None:
+    assert_problem(demo.get("/api/v1/nope"), 404, "not-found")
+    assert_problem(demo.get("/nope", key=None), 404, "not-found")
+    wrong = demo.client.delete("/api/v1/runs", headers=demo._auth("read"))
+    assert_problem(wrong, 405, "method-not-allowed")
+    assert wrong.headers["allow"] == "GET"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "parameter"),
+    [
+        ("GET", "/api/v1/runs?status=bogus", None, "query.status"),
+        ("POST", "/api/v1/budget/plan", {"total": -1}, "body.total"),
+        ("POST", "/api/v1/budget/plan", {"objective": "fame"}, "body.objective"),
+        ("POST", "/api/v1/budget/plan", {"totl": 5}, "body.totl"),
+        ("POST", "/api/v1/budget/what-if", {}, "body.move"),
+        ("POST", "/api/v1/budget/what-if", {"move": "email"}, "move"),
+        ("POST", "/api/v1/budget/what-if", {"move": "email:nowhere:0.2"}, None),
+    ],
+)
+def test_invalid_requests_are_422_problems_naming_the_field(
+    demo: Demo, method: str, path: str, body: Any, parameter: str | None
+) -> None:
+    response = _call(demo, method, path, body, "read")
+    doc = assert_problem(response, 422)
+    assert doc.get("parameter") == parameter
+    if parameter is not None and parameter.startswith(("body.", "query.")):
+        assert doc["errors"][0]["location"] == parameter
+
+
+def test_a_body_that_is_not_json_is_a_422_problem(demo: Demo) -> None:
+    response = demo.client.post(
+        "/api/v1/budget/plan",
+        content=b"{not json",
+        headers={**demo._auth("read"), "Content-Type": "application/json"},
+    )
+    assert_problem(response, 422, "invalid-request")
+
+
+def test_a_body_over_the_limit_is_a_413_problem(demo: Demo) -> None:
+    big = {"move": "x" * 1_100_000}
+    doc = assert_problem(demo.post("/api/v1/budget/what-if", big), 413, "request-too-large")
+    assert doc["parameter"] == "serve.max_body_bytes"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        yield b'{"move": "'
+        for _ in range(20):
+            yield b"x" * 100_000
+        yield b'"}'
+
+    streamed = demo.client.post(
+        "/api/v1/budget/what-if",
+        content=chunks(),
+        headers={**demo._auth("read"), "Content-Type": "application/json"},
+    )
+    assert_problem(streamed, 413)
+
+
+def test_a_crash_is_a_500_problem_without_the_cause(
+    demo: Demo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(status: str | None = None) -> list[Any]:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(demo.project.runs, "list", broken)
+    with TestClient(create_app(demo.project), raise_server_exceptions=False) as client:
+        response = client.get("/api/v1/runs", headers=demo._auth("read"))
+    doc = assert_problem(response, 500, "internal-error")
+    assert "secret" not in response.text and "log" in doc["detail"]
+
+
+def test_health_is_open(demo: Demo) -> None:
+    response = demo.client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ok",
+        "latest_run": demo.latest_run,
+        "store": "reachable",
+    }
+
+
+def test_openapi_validates_and_documents_auth_and_problems(demo: Demo) -> None:
+    response = demo.client.get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    spec = response.json()
+    validate(spec)
+    assert {"/api/v1/runs", "/api/v1/customers/{customer_id}"} <= set(spec["paths"])
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    get_customer = spec["paths"]["/api/v1/customers/{customer_id}"]["get"]
+    assert get_customer["security"] == [{"HTTPBearer": []}]
+    assert {"401", "404", "422"} <= set(get_customer["responses"])
+    assert demo.client.get("/docs").status_code == 404  # no docs UI loading a CDN
+
+
+def test_runs(demo: Demo) -> None:
+    runs = demo.get("/api/v1/runs").json()["runs"]
+    expected = [r.to_dict() for r in demo.project.runs.list()]
+    assert runs == expected and len(runs) == 3
+    assert [r["run_id"] for r in demo.get("/api/v1/runs?status=failed").json()["runs"]] == []
+    one = demo.get(f"/api/v1/runs/{demo.latest_run}").json()
+    assert one["run_id"] == demo.latest_run and one["status"] == "complete"
+    assert "segment_migration" in one["tables"] and "scorer" in one["documents"]
+
+
+def test_segments_carry_sizes_and_the_kpi_schemes_value(demo: Demo) -> None:
+    doc = demo.get("/api/v1/segments").json()
+    view = demo.project.runs.latest()
+    assert view is not None
+    assert doc["run_id"] == demo.latest_run and doc["kpi_scheme"] == "clusters"
+    assert set(doc["schemes"]) == set(view.info.schemes)
+    customers = view.info.row_counts["customers"]
+    for name, scheme in doc["schemes"].items():
+        if scheme["mode"] != "tags":
+            assert sum(s["customers"] for s in scheme["segments"]) == customers, name
+    kpis = {r["segment"]: r for r in view.segment_kpis().to_pylist()}
+    ranks = {r["segment"]: r for r in view.priorities().to_pylist()}
+    for segment in doc["schemes"]["clusters"]["segments"]:
+        row = kpis[segment["segment"]]
+        assert segment["clv_mean"] == pytest.approx(row["clv_mean"])
+        assert segment["churn_risk"] == pytest.approx(row["churn_risk"])
+        assert segment["roi"] == pytest.approx(row["roi"])
+        assert segment["priority_rank"] == ranks[segment["segment"]]["rank"]
+    behaviour = doc["schemes"]["behaviour"]["segments"]
+    assert all(s["clv_mean"] is None and s["priority_rank"] is None for s in behaviour)
+
+
+def test_a_segment_has_kpis_with_intervals_profile_persona_and_migration(demo: Demo) -> None:
+    doc = demo.get("/api/v1/segments/clusters/cluster_1").json()
+    view = demo.project.runs.latest()
+    assert view is not None
+    row = next(r for r in view.segment_kpis().to_pylist() if r["segment"] == "cluster_1")
+    clv = doc["kpis"]["clv_mean"]
+    assert clv["value"] == pytest.approx(row["clv_mean"])
+    assert clv["lower"] == pytest.approx(row["clv_mean_lower"])
+    assert clv["lower"] < clv["value"] < clv["upper"]
+    assert {s["kpi"] for s in doc["kpi_status"]} and doc["priority"]["segment"] == "cluster_1"
+    assert doc["profile"]["summary"]["customers"] == doc["customers"]
+    assert doc["profile"]["numeric"] and doc["profile"]["attributes"]
+    assert doc["persona"]["segment"] == "cluster_1"
+    # Migration since the September run: lifecycle stages move as three months pass.
+    stage = demo.get("/api/v1/segments/lifecycle/active").json()
+    matrix = [
+        r
+        for r in view.table("segment_migration").to_pylist()
+        if r["scheme"] == "lifecycle" and r["to_segment"] == "active"
+    ]
+    moved_in = {r["from_segment"]: r["customers"] for r in matrix if r["from_segment"] != "active"}
+    assert {r["from_segment"]: r["customers"] for r in stage["migration"]["in"]} == moved_in
+    assert sum(moved_in.values()) > 0
+    assert all(r["from_segment"] == "active" for r in stage["migration"]["out"])
+    # A segment name with a space and a comma, URL-encoded.
+    browsers = demo.get("/api/v1/segments/behaviour/browsers%2C%20not%20buyers").json()
+    assert browsers["segment"] == "browsers, not buyers" and browsers["kpis"] is None
+
+
+def test_kpis(demo: Demo) -> None:
+    doc = demo.get("/api/v1/kpis").json()
+    view = demo.project.runs.latest()
+    assert view is not None
+    assert doc["scheme"] == "clusters" and doc["as_of"] == "2025-12-31"
+    assert doc["segments"][0]["segment"] == "all customers"
+    assert len(doc["segments"]) == view.segment_kpis().num_rows
+    assert len(doc["status"]) == view.kpi_status().num_rows
+    assert [p["segment"] for p in doc["priorities"]] == view.priorities().column(
+        "segment"
+    ).to_pylist()
+    repeat = doc["segments"][0]["kpis"]["repeat_rate"]
+    assert repeat["lower"] < repeat["value"] < repeat["upper"] and repeat["n"] == 1500
+
+
+def test_a_customer_is_their_stored_row_and_memberships(demo: Demo) -> None:
+    doc = demo.get(f"/api/v1/customers/{CUSTOMER}").json()
+    view = demo.project.runs.latest()
+    assert view is not None
+    scores = view.customer_scores()
+    row = scores.filter(pc.equal(scores.column("customer_id"), CUSTOMER)).to_pylist()[0]
+    assert doc["customer_id"] == CUSTOMER and doc["as_of"] == "2025-12-31"
+    for name in ("probability_alive", "churn_risk", "expected_purchases", "clv"):
+        assert doc[name] == pytest.approx(row[name])
+    assert doc["clv_lower"] <= doc["clv"] <= doc["clv_upper"]
+    assert {"orders", "frequency", "recency", "T", "monetary_value"} <= set(doc["features"])
+    assert not {"clv", "probability_alive", "customer_id"} & set(doc["features"])
+    assert doc["features"]["orders"] == row["orders"]
+    assert doc["features"]["first_purchase"] == row["first_purchase"].isoformat()
+    members = view.memberships()
+    mine = members.filter(pc.equal(members.column("customer_id"), CUSTOMER)).to_pylist()
+    assert set(doc["memberships"]) == set(view.info.schemes)
+    for member in mine:
+        held = doc["memberships"][member["scheme"]]
+        assert member["segment"] in held if isinstance(held, list) else held == member["segment"]
+    assert isinstance(doc["memberships"]["lifestyle"], list)  # a tags scheme
+    earlier = demo.get(f"/api/v1/customers/{CUSTOMER}", params={"run": demo.earlier_run})
+    assert earlier.json()["as_of"] == "2025-09-30"
+
+
+def test_budget_routes_equal_the_library(demo: Demo) -> None:
+    plan, warnings = demo.project.budget(total=500.0, objective="revenue")
+    doc = demo.post("/api/v1/budget/plan", {"total": 500, "objective": "revenue"}).json()
+    expected = {**plan.to_dict(), "warnings": warnings}
+    assert set(doc) == set(expected) and doc["warnings"] == warnings
+    assert doc["allocation"] == pytest.approx(expected["allocation"])
+    assert doc["expected_response"] == pytest.approx(expected["expected_response"])
+    assert sum(doc["allocation"].values()) == pytest.approx(500.0)
+    scenario = demo.project.what_if("email:search_ads:0.2").to_dict()
+    got = demo.post("/api/v1/budget/what-if", {"move": "email:search_ads:0.2"}).json()
+    assert got["change_value"] == pytest.approx(scenario["change_value"])
+    assert got["scenario"] == pytest.approx(scenario["scenario"])
+
+
+def test_access_log_names_the_route_not_the_customer(
+    demo: Demo, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="segvalue.api.access"):
+        demo.get(f"/api/v1/customers/{CUSTOMER}")
+        demo.get("/api/v1/customers/C0000003")
+    lines = [r.getMessage() for r in caplog.records if r.name == "segvalue.api.access"]
+    assert len(lines) == 2
+    assert all(line.startswith("GET /api/v1/customers/{customer_id} 200") for line in lines)
+    assert not any("C00000" in line for line in lines)
+
+
+def test_cors_is_off_unless_configured(demo: Demo) -> None:
+    origin = {"Origin": "https://app.example.com"}
+    plain = demo.client.get("/health", headers=origin)
+    assert "access-control-allow-origin" not in plain.headers
+    config = load_config(demo.config).model_copy(
+        update={
+            "serve": load_config(demo.config).serve.model_copy(
+                update={"cors_origins": ["https://app.example.com"]}
+            )
+        }
+    )
+    with Project(config) as project, TestClient(create_app(project)) as client:
+        allowed = client.get("/health", headers=origin)
+        other = client.get("/health", headers={"Origin": "https://evil.example.com"})
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "access-control-allow-origin" not in other.headers
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def test_keys_commands_create_list_and_revoke(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "segvalue.yaml"
+    config.write_text("sources: {orders: {path: o.csv}}\n")
+    assert cli(["keys", "list", "-c", str(config)]) == 0
+    assert "no API keys yet" in capsys.readouterr().out
+    assert cli(["keys", "create", "-c", str(config), "--scope", "write", "--name", "ci"]) == 0
+    human = capsys.readouterr().out
+    assert "scope write" in human and "shown only now" in human and "svk_" in human
+    assert cli(["keys", "create", "-c", str(config), "--json"]) == 0
+    created = yaml.safe_load(capsys.readouterr().out)
+    assert set(created) == {"key", "id", "scope"} and created["scope"] == "read"
+    with Project.from_yaml(config) as project:
+        assert project.keys.verify(created["key"]) is not None
+    assert cli(["keys", "list", "-c", str(config)]) == 0
+    listing = capsys.readouterr().out
+    assert created["id"] in listing and "ci" in listing and created["key"] not in listing
+    assert cli(["keys", "revoke", created["id"], "-c", str(config)]) == 0
+    assert f"revoked API key {created['id']}" in capsys.readouterr().out
+    assert cli(["keys", "list", "-c", str(config), "--json"]) == 0
+    keys = {k["id"]: k for k in yaml.safe_load(capsys.readouterr().out)["keys"]}
+    assert keys[created["id"]]["revoked_at"] is not None
+    with Project.from_yaml(config) as project:
+        assert project.keys.verify(created["key"]) is None
+    assert cli(["keys", "create", "-c", str(config), "--scope", "admin"]) == 2
+    assert "--scope" in capsys.readouterr().err
+    assert cli(["keys", "revoke", "nope", "-c", str(config)]) == 2
+    assert "no API key 'nope'" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_serve_runs_the_api_as_a_real_process(demo: Demo) -> None:
+    port = _free_port()
+    # The module's project holds the DuckDB file open read-only: the server does too.
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    entry = "from segvalue.cli.main import run; run()"
+    command = [sys.executable, "-c", entry, "serve", "-c", str(demo.config)]
+    server = subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"{base}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.communicate()[1]
+                assert time.monotonic() < deadline, "the server did not start in 60 s"
+                time.sleep(0.2)
+        assert health.json()["latest_run"] == demo.latest_run
+        auth = {"Authorization": f"Bearer {demo.read_key}"}
+        customer = httpx.get(f"{base}/api/v1/customers/{CUSTOMER}", headers=auth, timeout=10)
+        assert customer.status_code == 200 and customer.json()["customer_id"] == CUSTOMER
+        refused = httpx.get(f"{base}/api/v1/customers/{CUSTOMER}", timeout=10)
+        assert refused.status_code == 401
+    finally:
+        server.terminate()
+        out, err = server.communicate(timeout=30)
+    assert f"segvalue API on {base}/api/v1" in out
+    assert "segvalue keys create" in out and "--scope read" in out
+    assert "GET /api/v1/customers/{customer_id} 200" in err
+    assert CUSTOMER not in err
