@@ -56,6 +56,9 @@ class Demo:
         self.write_key, _ = self.project.keys.create("write", name="writer")
         self.revoked_key, revoked = self.project.keys.create("read", name="gone")
         self.project.keys.revoke(revoked.key_id)
+        # The app's project is the app's: a release thread closes its store when idle.
+        # The tests read what they expect through a project of their own.
+        self.reader = Project.from_yaml(self.config)
         self.app = create_app(self.project)
         self.client = TestClient(self.app)
 
@@ -76,6 +79,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     with state.client:
         yield state
     state.project.close()
+    state.reader.close()
 
 
 def assert_problem(
@@ -163,9 +167,9 @@ def test_a_tampered_key_is_refused(demo: Demo) -> None:
     # The right id with another secret: the hash comparison refuses it.
     prefix, key_id, secret = demo.read_key.split("_", 2)
     tampered = f"{prefix}_{key_id}_{secret[:-1]}{'A' if secret[-1] != 'A' else 'B'}"
-    assert demo.project.keys.verify(tampered) is None
+    assert demo.reader.keys.verify(tampered) is None
     assert_problem(demo.get("/api/v1/runs", key=tampered), 401)
-    assert demo.project.keys.verify(demo.read_key) == demo.read_info
+    assert demo.reader.keys.verify(demo.read_key) == demo.read_info
 
 
 def test_a_read_key_is_forbidden_a_write_route(demo: Demo) -> None:
@@ -317,7 +321,7 @@ def test_openapi_validates_and_documents_auth_and_problems(demo: Demo) -> None:
 
 def test_runs(demo: Demo) -> None:
     runs = demo.get("/api/v1/runs").json()["runs"]
-    expected = [r.to_dict() for r in demo.project.runs.list()]
+    expected = [r.to_dict() for r in demo.reader.runs.list()]
     assert runs == expected and len(runs) == 3
     assert [r["run_id"] for r in demo.get("/api/v1/runs?status=failed").json()["runs"]] == []
     one = demo.get(f"/api/v1/runs/{demo.latest_run}").json()
@@ -327,7 +331,7 @@ def test_runs(demo: Demo) -> None:
 
 def test_segments_carry_sizes_and_the_kpi_schemes_value(demo: Demo) -> None:
     doc = demo.get("/api/v1/segments").json()
-    view = demo.project.runs.latest()
+    view = demo.reader.runs.latest()
     assert view is not None
     assert doc["run_id"] == demo.latest_run and doc["kpi_scheme"] == "clusters"
     assert set(doc["schemes"]) == set(view.info.schemes)
@@ -349,7 +353,7 @@ def test_segments_carry_sizes_and_the_kpi_schemes_value(demo: Demo) -> None:
 
 def test_a_segment_has_kpis_with_intervals_profile_persona_and_migration(demo: Demo) -> None:
     doc = demo.get("/api/v1/segments/clusters/cluster_1").json()
-    view = demo.project.runs.latest()
+    view = demo.reader.runs.latest()
     assert view is not None
     row = next(r for r in view.segment_kpis().to_pylist() if r["segment"] == "cluster_1")
     clv = doc["kpis"]["clv_mean"]
@@ -378,7 +382,7 @@ def test_a_segment_has_kpis_with_intervals_profile_persona_and_migration(demo: D
 
 def test_kpis(demo: Demo) -> None:
     doc = demo.get("/api/v1/kpis").json()
-    view = demo.project.runs.latest()
+    view = demo.reader.runs.latest()
     assert view is not None
     assert doc["scheme"] == "clusters" and doc["as_of"] == "2025-12-31"
     assert doc["segments"][0]["segment"] == "all customers"
@@ -393,7 +397,7 @@ def test_kpis(demo: Demo) -> None:
 
 def test_a_customer_is_their_stored_row_and_memberships(demo: Demo) -> None:
     doc = demo.get(f"/api/v1/customers/{CUSTOMER}").json()
-    view = demo.project.runs.latest()
+    view = demo.reader.runs.latest()
     assert view is not None
     scores = view.customer_scores()
     row = scores.filter(pc.equal(scores.column("customer_id"), CUSTOMER)).to_pylist()[0]
@@ -417,14 +421,14 @@ def test_a_customer_is_their_stored_row_and_memberships(demo: Demo) -> None:
 
 
 def test_budget_routes_equal_the_library(demo: Demo) -> None:
-    plan, warnings = demo.project.budget(total=500.0, objective="revenue")
+    plan, warnings = demo.reader.budget(total=500.0, objective="revenue")
     doc = demo.post("/api/v1/budget/plan", {"total": 500, "objective": "revenue"}).json()
     expected = {**plan.to_dict(), "warnings": warnings}
     assert set(doc) == set(expected) and doc["warnings"] == warnings
     assert doc["allocation"] == pytest.approx(expected["allocation"])
     assert doc["expected_response"] == pytest.approx(expected["expected_response"])
     assert sum(doc["allocation"].values()) == pytest.approx(500.0)
-    scenario = demo.project.what_if("email:search_ads:0.2").to_dict()
+    scenario = demo.reader.what_if("email:search_ads:0.2").to_dict()
     got = demo.post("/api/v1/budget/what-if", {"move": "email:search_ads:0.2"}).json()
     assert got["change_value"] == pytest.approx(scenario["change_value"])
     assert got["scenario"] == pytest.approx(scenario["scenario"])
@@ -458,6 +462,21 @@ def test_cors_is_off_unless_configured(demo: Demo) -> None:
         other = client.get("/health", headers={"Origin": "https://evil.example.com"})
     assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_the_store_is_released_when_idle_so_others_can_write_it(demo: Demo) -> None:
+    """A DuckDB file is open for one writer or for readers: the API lets go of it when
+    idle, and a key created meanwhile works at once."""
+    assert demo.get("/api/v1/runs").status_code == 200
+    gate = demo.app.state.gate
+    deadline = time.monotonic() + 10
+    while gate._in_use_since_release:  # the release thread closes it after 1 s idle
+        assert time.monotonic() < deadline, "the store was not released"
+        time.sleep(0.1)
+    demo.reader.close()
+    with Project.from_yaml(demo.config) as other:  # a writer, as segvalue keys create
+        key, _ = other.keys.create("read", name="while serving")
+    assert demo.get("/api/v1/runs", key=key).status_code == 200
 
 
 # ---------------------------------------------------------------------------- CLI

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 try:
@@ -17,6 +18,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra onl
         "(FastAPI, uvicorn, Jinja2, Plotly)"
     ) from exc
 
+from segvalue.api.auth import ProjectGate
 from segvalue.api.problems import Problem, add_problem_handlers, problem_response
 from segvalue.api.routes import API_PREFIX, health_router, v1_router
 from segvalue.project import Project
@@ -150,7 +152,27 @@ def create_app(project: Project) -> FastAPI:
     from segvalue import __version__
 
     settings = project.config.serve
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Release the store when idle, so that runs can write it while the API is up.
+        gate: ProjectGate = app.state.gate
+        stop = threading.Event()
+
+        def release() -> None:
+            while not stop.wait(0.25):
+                gate.release_if_idle()
+
+        thread = threading.Thread(target=release, name="segvalue-store-release", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="segvalue",
         version=__version__,
         summary="Customer segments, lifetime value and budgets from a segvalue results store.",
@@ -159,7 +181,7 @@ def create_app(project: Project) -> FastAPI:
         redoc_url=None,
     )
     app.state.project = project
-    app.state.project_lock = threading.Lock()
+    app.state.gate = ProjectGate(project)
     add_problem_handlers(app)
     app.include_router(health_router)
     app.include_router(v1_router)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,7 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from segvalue.api.problems import Problem
 from segvalue.project import API_KEY_SCOPES, KeyInfo, Project
 
-__all__ = ["bearer", "project_of", "require_scope"]
+__all__ = ["ProjectGate", "bearer", "gate_of", "require_scope"]
 
 #: The OpenAPI security scheme; missing or malformed headers are ours to answer (401).
 bearer = HTTPBearer(auto_error=False, description="an API key: segvalue keys create")
@@ -20,10 +22,67 @@ bearer = HTTPBearer(auto_error=False, description="an API key: segvalue keys cre
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def project_of(request: Request) -> tuple[Project, threading.Lock]:
-    """The app's project and the lock that serialises its use (one store connection)."""
-    state = request.app.state
-    return state.project, state.project_lock
+class ProjectGate:
+    """The app's project, used by one request at a time, its store released when idle.
+
+    The project has one store connection, which is not for concurrent use. A DuckDB
+    file is open for one writer or for readers: the connection is closed after
+    ``idle_seconds`` without a request (:meth:`release_if_idle`), so that a run or
+    ``segvalue keys create`` can write the store while the API is up.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> gate = ProjectGate(
+    ...     Project(parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d)),
+    ...     idle_seconds=0,
+    ... )
+    >>> with gate.use() as project:
+    ...     project.runs.list()
+    []
+    >>> gate.release_if_idle(), gate.release_if_idle()
+    (True, False)
+    """
+
+    def __init__(self, project: Project, *, idle_seconds: float = 1.0) -> None:
+        self.project = project
+        self.idle_seconds = idle_seconds
+        self._lock = threading.Lock()
+        self._last_use = time.monotonic()
+        self._in_use_since_release = False
+
+    @contextmanager
+    def use(self) -> Iterator[Project]:
+        """The project, for this request only."""
+        with self._lock:
+            try:
+                yield self.project
+            finally:
+                self._last_use = time.monotonic()
+                self._in_use_since_release = True
+
+    def release_if_idle(self) -> bool:
+        """Close the project's store if no request used it for ``idle_seconds``."""
+        if not self._in_use_since_release:
+            return False
+        if time.monotonic() - self._last_use < self.idle_seconds:
+            return False
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            self.project.close()
+            self._in_use_since_release = False
+            return True
+        finally:
+            self._lock.release()
+
+
+def gate_of(request: Request) -> ProjectGate:
+    """The app's :class:`ProjectGate`."""
+    gate: ProjectGate = request.app.state.gate
+    return gate
 
 
 def require_scope(scope: str) -> Callable[..., KeyInfo]:
@@ -46,8 +105,7 @@ def require_scope(scope: str) -> Callable[..., KeyInfo]:
                 "(create one with segvalue keys create)",
                 headers=_CHALLENGE,
             )
-        project, lock = project_of(request)
-        with lock:
+        with gate_of(request).use() as project:
             info = project.keys.verify(credentials.credentials)
         if info is None:
             raise Problem(401, "the API key is unknown or revoked", headers=_CHALLENGE)

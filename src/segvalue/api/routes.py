@@ -1,4 +1,4 @@
-"""The routes: each parses, calls ``Project`` (under the app's lock), and formats.
+"""The routes: each parses, calls ``Project`` (one request at a time), and formats.
 
 Every route that reads a run takes ``?run=ID`` (default: the latest complete run).
 """
@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from segvalue.api.auth import project_of, require_scope
+from segvalue.api.auth import gate_of, require_scope
 from segvalue.api.problems import Problem, ProblemDocument, json_ready
 from segvalue.errors import ConfigError
 from segvalue.project import Project, RunView
@@ -114,9 +114,9 @@ def _priorities(view: RunView) -> dict[str, dict[str, Any]]:
 @health_router.get("/health", summary="Liveness and the store's latest run (no key needed)")
 def health(request: Request) -> dict[str, Any]:
     """``{"status": "ok", "latest_run": ID or null, "store": "reachable"}``; 503 if not."""
-    project, lock = project_of(request)
+    gate = gate_of(request)
     try:
-        with lock:
+        with gate.use() as project:
             latest = project.runs.latest()
     except ConfigError as exc:
         raise Problem(
@@ -141,8 +141,8 @@ def list_runs(
     ] = None,
 ) -> dict[str, Any]:
     """``{"runs": [run, ...]}`` (what the store records about each run)."""
-    project, lock = project_of(request)
-    with lock:
+    gate = gate_of(request)
+    with gate.use() as project:
         runs = project.runs.list(status=status)
     return {"runs": json_ready([r.to_dict() for r in runs])}
 
@@ -150,8 +150,8 @@ def list_runs(
 @v1_router.get("/runs/{run_id}", summary="One run: status, as-of date, counts, timings")
 def get_run(request: Request, run_id: Annotated[str, Path(description="the run's id")]) -> Any:
     """What the store records about the run (its tables and documents when complete)."""
-    project, lock = project_of(request)
-    with lock:
+    gate = gate_of(request)
+    with gate.use() as project:
         view = project.runs.get(run_id)
         doc = view.info.to_dict()
         if view.info.status == "complete":
@@ -165,8 +165,8 @@ def get_run(request: Request, run_id: Annotated[str, Path(description="the run's
 def list_segments(request: Request, run: RunParam = None) -> Any:
     """Per scheme its type, mode and segments with size and share; the KPI scheme's
     segments also carry mean CLV, churn risk, ROI and priority (null elsewhere)."""
-    project, lock = project_of(request)
-    with lock:
+    gate = gate_of(request)
+    with gate.use() as project:
         view = _view(project, run)
         info = _scheme_info(view)
         sizes = _segment_sizes(view)
@@ -209,8 +209,8 @@ def get_segment(
     """The segment's size; KPIs with their 95% intervals, target status and priority if
     ``scheme`` is the KPI scheme; its profile rows, persona, and the customers who moved
     in from / out to each other segment since the previous run (null without one)."""
-    project, lock = project_of(request)
-    with lock:
+    gate = gate_of(request)
+    with gate.use() as project:
         view = _view(project, run)
         doc = _segment_detail(view, scheme, segment)
     return json_ready(doc)
@@ -299,8 +299,8 @@ def _segment_detail(view: RunView, scheme: str, segment: str) -> dict[str, Any]:
 def get_kpis(request: Request, run: RunParam = None) -> Any:
     """The KPI scheme's segments (first: all customers), each KPI with its 95% interval
     and sample size; each target's status per segment; the segments ranked."""
-    project, lock = project_of(request)
-    with lock:
+    gate = gate_of(request)
+    with gate.use() as project:
         view = _view(project, run)
         if not view.has_table("segment_kpis"):
             raise Problem(
@@ -335,8 +335,8 @@ def get_customer(
 ) -> Any:
     """The customer as the run scored them; predictions are null where the run has no
     CLV model."""
-    project, lock = project_of(request)
-    with lock:
+    gate = gate_of(request)
+    with gate.use() as project:
         view = _view(project, run)
         customer = view.customer(customer_id)
     if customer is None:
@@ -380,8 +380,8 @@ class WhatIfRequest(BaseModel):
 def plan_budget(request: Request, body: BudgetPlanRequest) -> Any:
     """The plan (``Allocation.to_dict()``) and the curve-fitting warnings. Computes,
     stores nothing: a read key may call it."""
-    project, lock = project_of(request)
-    with lock:
+    gate = gate_of(request)
+    with gate.use() as project:
         plan, warnings = project.budget(
             total=body.total, objective=body.objective, target=body.target
         )
@@ -391,7 +391,7 @@ def plan_budget(request: Request, body: BudgetPlanRequest) -> Any:
 @v1_router.post("/budget/what-if", summary="The change in outcome when spend moves")
 def budget_what_if(request: Request, body: WhatIfRequest) -> Any:
     """The scenario (``WhatIf.to_dict()``): baseline, scenario, changes and interval."""
-    project, lock = project_of(request)
-    with lock:
+    gate = gate_of(request)
+    with gate.use() as project:
         result = project.what_if(body.move)
     return json_ready(result.to_dict())
