@@ -255,6 +255,22 @@ def test_invalid_requests_are_422_problems_naming_the_field(
         assert doc["errors"][0]["location"] == parameter
 
 
+def test_what_the_project_cannot_do_is_a_400_problem(tmp_path: Path) -> None:
+    (tmp_path / "o.csv").write_text("order_id,customer_id,order_ts,amount\n1,a,2024-01-02,5\n")
+    (tmp_path / "segvalue.yaml").write_text("sources: {orders: {path: o.csv}}\n")
+    with Project.from_yaml(tmp_path / "segvalue.yaml") as project:
+        key, _ = project.keys.create("read")
+        with TestClient(create_app(project)) as client:
+            auth = {"Authorization": f"Bearer {key}"}
+            plan = client.post("/api/v1/budget/plan", json={}, headers=auth)
+            runs = client.get("/api/v1/runs", headers=auth).json()
+            kpis = client.get("/api/v1/kpis", headers=auth)
+    doc = assert_problem(plan, 400, "project-configuration")
+    assert "channel_spend" in doc["detail"]
+    assert runs == {"runs": []}  # keys, but no run yet
+    assert assert_problem(kpis, 404)["parameter"] == "run"
+
+
 def test_a_body_that_is_not_json_is_a_422_problem(demo: Demo) -> None:
     response = demo.client.post(
         "/api/v1/budget/plan",

@@ -20,16 +20,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from segvalue.errors import ConfigError, DataValidationError, SegvalueError
+from segvalue.errors import ConfigError, SegvalueError
 
 __all__ = [
     "PROBLEM_BASE",
     "PROBLEM_MEDIA_TYPE",
+    "REQUEST_PARAMETERS",
     "Problem",
     "ProblemDocument",
     "add_problem_handlers",
     "json_ready",
     "problem_response",
+    "segvalue_problem",
 ]
 
 PROBLEM_BASE = "https://segvalue.dev/problems/"
@@ -145,21 +147,40 @@ def problem_response(problem: Problem) -> JSONResponse:
     )
 
 
+#: The names of the API's own parameters and body fields: a library error naming one (or
+#: none) is the request's fault (422); naming another, the project's (400).
+REQUEST_PARAMETERS = frozenset(
+    {"run", "run_id", "status", "scheme", "segment", "customer_id"}
+    | {"total", "objective", "target", "move"}
+)
+
+
 def segvalue_problem(exc: SegvalueError) -> Problem:
-    """The problem of a library error: 404 for what does not exist, 400 for the project's
-    configuration, 422 for what the request asked.
+    """The problem of a library error: 404 for what does not exist, 422 for what the
+    request asked, 400 for what the project's configuration does not allow.
+
+    Examples
+    --------
+    >>> from segvalue.errors import ConfigError
+    >>> segvalue_problem(ConfigError("`move` 'x' is not FROM:TO:SHARE", parameter="move")).status
+    422
+    >>> segvalue_problem(ConfigError("no budget.items", parameter="budget.items")).status
+    400
     """
     detail = str(exc)
     parameter = exc.parameter
-    not_found = parameter in ("run_id", "key_id") or detail.startswith(
+    if parameter == "run_id":
+        parameter = "run"  # the API's name for it
+    not_found = exc.parameter in ("run_id", "key_id") or detail.startswith(
         ("no results store at", "no complete run in the store")
     )
-    if isinstance(exc, DataValidationError) and parameter == "run_id":
-        parameter = "run"
     if not_found:
         return Problem(404, detail, parameter=parameter)
-    if isinstance(exc, ConfigError) and parameter is not None and "." in parameter:
-        # A config key (store.url, budget.items): the project, not the request, is at fault.
+    if (
+        isinstance(exc, ConfigError)
+        and parameter is not None
+        and (parameter not in REQUEST_PARAMETERS)
+    ):
         return Problem(400, detail, parameter=parameter, kind="project-configuration")
     return Problem(422, detail, parameter=parameter, kind="invalid-parameter")
 
