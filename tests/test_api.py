@@ -535,6 +535,19 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def test_serve_refuses_a_port_in_use_clearly(
+    demo: Demo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = cli(["serve", "-c", str(demo.config), "--port", str(port)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
+
+
 def test_serve_runs_the_api_as_a_real_process(demo: Demo) -> None:
     port = _free_port()
     # The module's project holds the DuckDB file open read-only: the server does too.

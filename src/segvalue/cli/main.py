@@ -930,6 +930,7 @@ def serve(
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
         access.addHandler(handler)
         access.setLevel(logging.INFO)
+    _check_listen(bind_host, bind_port)
     shown = f"[{bind_host}]" if ":" in bind_host else bind_host
     base = f"http://{shown}:{bind_port}"
     out.print(f"segvalue API on {base}{API_PREFIX} (OpenAPI: {base}{API_PREFIX}/openapi.json)")
@@ -953,6 +954,24 @@ def serve(
         )
     finally:
         project.close()
+
+
+def _check_listen(host: str, port: int) -> None:
+    """A clear error now, rather than uvicorn's exit, when the address cannot be bound."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind(address)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            fix="pick another --port or --host (serve.port, serve.host in segvalue.yaml)",
+            parameter="serve.port",
+        ) from None
 
 
 @app.command(short_help="RFM / BTYD features per customer from an orders file.")
