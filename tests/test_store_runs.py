@@ -18,7 +18,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -190,16 +189,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "duckdb":
         yield f"duckdb://{tmp_path / 'store.duckdb'}"
         return
-    server = request.getfixturevalue("postgres_url")
-    import psycopg
-
-    schema = f"s_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server, autocommit=True) as con:
-        con.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in server else "?"
-    yield f"{server}{sep}options=-csearch_path%3D{schema}"
-    with psycopg.connect(server, autocommit=True) as con:
-        con.execute(f"DROP SCHEMA {schema} CASCADE")
+    yield request.getfixturevalue("pg_schema_url")
 
 
 def _config_with_store(shop: Path, folder: Path, url: str) -> Path:
@@ -312,15 +302,9 @@ def _contents(url: str) -> tuple[Any, dict[str, Any]]:
 
 
 def test_same_results_on_duckdb_and_postgres_and_when_rerun(
-    shop: Path, postgres_url: str, tmp_path: Path
+    shop: Path, pg_schema_url: str, tmp_path: Path
 ) -> None:
-    import psycopg
-
-    schema = f"s_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_url, autocommit=True) as con:
-        con.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in postgres_url else "?"
-    pg = f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
+    pg = pg_schema_url
     base = load_config(shop)
     results = {}
     for name, url in (
