@@ -41,6 +41,29 @@ class Economics:
 def compute_economics(
     config: Config, data: ValidatedData, features: Any, segmentation: Segmentation
 ) -> Economics:
+    """Segment KPIs of the KPI scheme, their status against targets, priorities, guidance.
+
+    The scheme is ``kpis.scheme`` (or the default); when the run segmented other schemes
+    only, the first present one. ROI counts ``clv.margin`` only when it was set.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "o.csv").write_text("order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n")
+    >>> cfg = parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d)
+    >>> from segvalue.pipeline.features import compute_features
+    >>> from segvalue.pipeline.ingest import load
+    >>> from segvalue.pipeline.segments import segment
+    >>> from segvalue.pipeline.stage import Steps
+    >>> data = load(cfg)
+    >>> features = compute_features(data, Steps(1, None)).table
+    >>> segmentation = segment(cfg, data, features, contacts=())
+    >>> economics = compute_economics(cfg, data, features, segmentation)
+    >>> economics.scheme, economics.kpis.num_rows
+    ('lifecycle', 2)
+    """
     from segvalue.economics.kpis import kpi_status, resolve_kpi_scheme, segment_kpis
     from segvalue.economics.priorities import budget_guidance, segment_priorities
 

@@ -55,7 +55,15 @@ class OrdersFile:
 def check_out_file(
     out_file: str | Path | None, protected: dict[Path, str], *, parameter: str = "out_file"
 ) -> None:
-    """Refuse an output file early: wrong extension, missing folder, an input (safety)."""
+    """Refuse an output file early: wrong extension, missing folder, an input (safety).
+
+    Examples
+    --------
+    >>> check_out_file("scores.txt", {})
+    Traceback (most recent call last):
+    ...
+    segvalue.errors.ConfigError: `out_file` 'scores.txt': unknown extension '.txt'. Fix: ...
+    """
     if out_file is None:
         return
     suffix = Path(out_file).suffix.lower()

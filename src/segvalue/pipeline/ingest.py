@@ -121,7 +121,20 @@ def _prefetch(modules: Sequence[str]) -> None:
 
 
 def contact_columns_of(config: Config, data: ValidatedData) -> dict[str, str]:
-    """Contact columns of the customers table: never profiled, modelled or written."""
+    """Contact columns of the customers table: never profiled, modelled or written.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "o.csv").write_text("order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n")
+    >>> _ = (d / "c.csv").write_text("customer_id,email\\na,a@example.com\\n")
+    >>> sources = {"orders": {"path": "o.csv"}, "customers": {"path": "c.csv"}}
+    >>> cfg = parse_config({"sources": sources}, base_dir=d)
+    >>> list(contact_columns_of(cfg, load(cfg)))
+    ['email']
+    """
     from segvalue.features.privacy import contact_columns
 
     if "customers" not in data.tables:
@@ -132,7 +145,16 @@ def contact_columns_of(config: Config, data: ValidatedData) -> dict[str, str]:
 
 
 def protected_inputs(config: Config) -> dict[Path, str]:
-    """What a run reads, which no output may be, contain or lie inside."""
+    """What a run reads, which no output may be, contain or lie inside.
+
+    Examples
+    --------
+    >>> import pathlib
+    >>> from segvalue.config import parse_config
+    >>> cfg = parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=pathlib.Path("/s"))
+    >>> protected_inputs(cfg)
+    {PosixPath('/s/o.csv'): 'source orders'}
+    """
     protected: dict[Path, str] = {}
     for name, source in config.sources.items():
         if source.path is not None:

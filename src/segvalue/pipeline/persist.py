@@ -69,7 +69,16 @@ def record_failure(config: Config, run_id: str, exc: BaseException) -> None:
 
 
 def protected_store(config: Config) -> dict[Path, str]:
-    """The results store's file (if a file), which no output may be or contain."""
+    """The results store's file (if a file), which no output may be or contain.
+
+    Examples
+    --------
+    >>> import pathlib
+    >>> from segvalue.config import parse_config
+    >>> cfg = parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=pathlib.Path("/s"))
+    >>> list(protected_store(cfg).values())
+    ['the results store']
+    """
     path = config.store_path
     return {} if path is None else {path: "the results store"}
 
@@ -123,7 +132,14 @@ def claim_outputs(
 
 
 def versions() -> dict[str, str]:
-    """Versions of segvalue and the libraries its numbers depend on."""
+    """Versions of segvalue and the libraries its numbers depend on.
+
+    Examples
+    --------
+    >>> from segvalue import __version__
+    >>> versions()["segvalue"] == __version__
+    True
+    """
     import platform
     from importlib.metadata import PackageNotFoundError, version
 

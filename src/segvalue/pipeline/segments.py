@@ -113,6 +113,26 @@ def segment(
     *,
     contacts: Sequence[str],
 ) -> Segmentation:
+    """Segment every customer by the configured schemes (``only``: these alone).
+
+    ``fitted``: cluster fits started by :func:`start_cluster_fits`, used instead of
+    fitting again; ``contacts``: columns never profiled.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "o.csv").write_text("order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n")
+    >>> cfg = parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d)
+    >>> from segvalue.pipeline.features import compute_features
+    >>> from segvalue.pipeline.ingest import load
+    >>> from segvalue.pipeline.stage import Steps
+    >>> data = load(cfg)
+    >>> features = compute_features(data, Steps(1, None)).table
+    >>> segment(cfg, data, features, ["rfm"], contacts=()).sizes.column("scheme").to_pylist()
+    ['rfm']
+    """
     from segvalue.data.readers import materialise
     from segvalue.segments.segmentation import segment_customers
 
@@ -247,7 +267,15 @@ def with_carried_schemes(
 
 
 def scheme_hashes(config: Config) -> dict[str, str]:
-    """A hash of each scheme's configuration (carried results need an unchanged one)."""
+    """A hash of each scheme's configuration (carried results need an unchanged one).
+
+    Examples
+    --------
+    >>> from segvalue.config import parse_config
+    >>> hashes = scheme_hashes(parse_config({"sources": {"orders": {"path": "o.csv"}}}))
+    >>> sorted(hashes), len(hashes["rfm"])
+    (['lifecycle', 'rfm'], 16)
+    """
     out = {}
     for scheme in config.segments.schemes:
         payload = json.dumps(scheme.model_dump(mode="json"), sort_keys=True)

@@ -177,7 +177,13 @@ def fit_clv_models(
 
 
 def model_documents(valuation: Valuation | None) -> dict[str, Any]:
-    """The fitted CLV models as JSON documents (reloadable with ``model_from_json``)."""
+    """The fitted CLV models as JSON documents (reloadable with ``model_from_json``).
+
+    Examples
+    --------
+    >>> model_documents(None)
+    {}
+    """
     if valuation is None:
         return {}
     docs = {"clv_transaction_model": valuation.transactions.to_dict()}
