@@ -253,6 +253,18 @@ def clv_from_file(
         The model summary (``model``, ``time_unit``, ``params``, ``stderr``, ``loglik``,
         ``n_customers``, ``spend_model``, ``holdout``, ``warnings``) plus the valuation
         settings, the total CLV with its interval, and the validation report.
+
+    Examples
+    --------
+    Fader and Hardie's CDNOW log, BG/NBD calibrated on its first 39 weeks:
+
+    >>> import tempfile, pathlib
+    >>> from segvalue.data.datasets import copy_cdnow
+    >>> path = copy_cdnow(pathlib.Path(tempfile.mkdtemp()))
+    >>> orders = OrdersFile(path, "customer_id", "date", "dollar_value", delimiter="whitespace")
+    >>> summary = clv_from_file(orders, model="bgnbd", calibration_end=dt.date(1997, 9, 30))
+    >>> summary["model"], summary["as_of"], summary["customers_scored"]
+    ('bgnbd', '1998-06-30', 23570)
     """
     import pyarrow as pa
 

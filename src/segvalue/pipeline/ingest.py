@@ -78,7 +78,19 @@ def load(config: Config, *, engine: Any = None, progress: Progress | None = None
 def read_and_validate(
     config: Config, steps: Steps, engine: Any = None, *, prefetch: Sequence[str] = ()
 ) -> ValidatedData:
-    """:func:`load`; ``prefetch`` names modules the caller needs next (see :func:`_prefetch`)."""
+    """:func:`load`; ``prefetch`` names modules the caller needs next (see :func:`_prefetch`).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "o.csv").write_text("order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n")
+    >>> cfg = parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d)
+    >>> steps = Steps(2, None)
+    >>> read_and_validate(cfg, steps).report.rows_rejected, sorted(steps.timings)
+    (0, ['read', 'validate'])
+    """
     from segvalue.data.readers import connect, read_source
     from segvalue.data.validation import validate_sources
 

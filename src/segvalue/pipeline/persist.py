@@ -52,7 +52,24 @@ class Persisted:
 
 
 def record_failure(config: Config, run_id: str, exc: BaseException) -> None:
-    """Mark the run ``failed`` in the store with its first cause (best effort)."""
+    """Mark the run ``failed`` in the store with its first cause (best effort).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "o.csv").write_text("order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n")
+    >>> off = {"enabled": False}
+    >>> cfg = parse_config({"sources": {"orders": {"path": "o.csv"}}, "clv": off,
+    ...                     "segments": off}, base_dir=d)
+    >>> from segvalue.store import open_store
+    >>> with claim_outputs(cfg, "r1", dt.datetime.now(dt.UTC)):
+    ...     record_failure(cfg, "r1", KeyboardInterrupt())
+    >>> with open_store(cfg.store_url) as store:
+    ...     store.run("r1").status, store.run("r1").error
+    ('failed', 'interrupted')
+    """
     from segvalue.store import open_store
 
     if isinstance(exc, SegvalueError):
@@ -93,6 +110,21 @@ def claim_outputs(
     store file may not be an input. A second run refuses at once (or after ``wait``
     seconds), naming the running one. Holding both locks, the run removes what killed
     runs left (staging folders, ``running`` rows) and records itself as ``running``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "o.csv").write_text("order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n")
+    >>> off = {"enabled": False}
+    >>> cfg = parse_config({"sources": {"orders": {"path": "o.csv"}}, "clv": off,
+    ...                     "segments": off}, base_dir=d)
+    >>> from segvalue.store import open_store
+    >>> with claim_outputs(cfg, "r1", dt.datetime.now(dt.UTC)):
+    ...     with open_store(cfg.store_url) as store:
+    ...         store.run("r1").status
+    'running'
     """
     from segvalue.store import RunRecord, open_store, store_lock
 
@@ -165,6 +197,31 @@ def persist(
     ``complete`` status in one transaction) happens before the staged folder is swapped
     in, so the output folder never names a run the store does not hold. ``result`` gets
     its migration, outputs and timings on the way (``run.json`` is its summary).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "o.csv").write_text("order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n")
+    >>> off = {"enabled": False}
+    >>> cfg = parse_config({"sources": {"orders": {"path": "o.csv"}}, "clv": off,
+    ...                     "segments": off}, base_dir=d)
+    >>> from segvalue.store import open_store
+    >>> from segvalue.pipeline.features import collect_features, compute_features
+    >>> from segvalue.pipeline.ingest import collect_rejects, ingest, load
+    >>> steps = Steps(4, None)
+    >>> data = load(cfg)
+    >>> features = collect_features(compute_features(data, steps).table, steps)
+    >>> result = RunResult("r1", config_hash(cfg), data.report, features,
+    ...                    collect_rejects(data, steps))
+    >>> with claim_outputs(cfg, "r1", dt.datetime.now(dt.UTC)):
+    ...     persisted = persist(cfg, result, data, steps, ingest(cfg, data).fingerprint)
+    >>> sorted(persisted.outputs), persisted.migration
+    (['customer_features', 'rejects', 'run'], None)
+    >>> with open_store(cfg.store_url) as store:
+    ...     store.run("r1").status
+    'complete'
     """
     from segvalue.data.writers import write_outputs
     from segvalue.scoring import scorer_state

@@ -81,6 +81,30 @@ def start_cluster_fits(
     touches no engine, so it overlaps the CLV step's queries and model fits on a second
     core. Anything that fails here is left to the segments step, which fits the scheme
     itself and reports the error in its place.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> from segvalue.data.datasets import copy_cdnow
+    >>> from segvalue.pipeline.ingest import load
+    >>> path = copy_cdnow(pathlib.Path(tempfile.mkdtemp()))
+    >>> columns = {"order_id": "_row", "customer_id": "customer_id", "order_ts": "date",
+    ...            "amount": "dollar_value"}
+    >>> source = {"path": str(path), "csv": {"delimiter": "whitespace"}, "columns": columns}
+    >>> scheme = {"type": "cluster", "name": "habits", "k": 3,
+    ...           "features": ["frequency", "monetary_value"]}
+    >>> cfg = parse_config({"sources": {"orders": source}, "as_of": "1998-06-30",
+    ...                     "segments": {"schemes": [scheme]}})
+    >>> from segvalue.pipeline.features import compute_features
+    >>> from segvalue.pipeline.stage import Steps
+    >>> data = load(cfg)
+    >>> features = compute_features(data, Steps(1, None)).table
+    >>> fits = start_cluster_fits(cfg, data, features, None, ())
+    >>> list(fits)
+    ['habits']
+    >>> segment(cfg, data, features, fitted=fits, contacts=()).sizes.num_rows
+    3
     """
     from segvalue.config import ClusterConfig
     from segvalue.segments.clusters import start_fit_clusters
@@ -164,6 +188,28 @@ def with_carried_schemes(
     every configured scheme. The others are carried from the latest complete run, which
     must have read the same data (fingerprint), as of the same date, with each carried
     scheme configured as now; otherwise the run is refused, saying which differs.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "o.csv").write_text("order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n")
+    >>> cfg = parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d)
+    >>> from segvalue.pipeline.features import compute_features
+    >>> from segvalue.pipeline.ingest import ingest, load
+    >>> from segvalue.pipeline.run import run
+    >>> from segvalue.pipeline.stage import Steps
+    >>> first = run(cfg)
+    >>> data = load(cfg)
+    >>> features = compute_features(data, Steps(1, None)).table
+    >>> rfm = segment(cfg, data, features, ["rfm"], contacts=())
+    >>> both = with_carried_schemes(cfg, rfm, ["rfm"], as_of=data.report.as_of,
+    ...                             fingerprint=ingest(cfg, data).fingerprint)
+    >>> both.sizes.column("scheme").to_pylist()
+    ['rfm', 'lifecycle']
+    >>> both.details["lifecycle"]["carried_from"] == first.run_id
+    True
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -288,7 +334,29 @@ def compare_with_previous(
 ) -> Migration | None:
     """Transitions, enter / exit events and drift since the latest complete run with an
     earlier as-of date (a run as of March recorded after one as of June compares with
-    the runs before March, never backwards)."""
+    the runs before March, never backwards).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "o.csv").write_text("order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n")
+    >>> cfg = parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d)
+    >>> from segvalue.pipeline.features import compute_features
+    >>> from segvalue.pipeline.ingest import load
+    >>> from segvalue.pipeline.run import run
+    >>> from segvalue.pipeline.stage import Steps
+    >>> from segvalue.store import open_store
+    >>> first = run(cfg)
+    >>> data = load(cfg)
+    >>> now = segment(cfg, data, compute_features(data, Steps(1, None)).table, contacts=())
+    >>> with open_store(cfg.store_url) as store:
+    ...     same_day = compare_with_previous(cfg, now, store, data.report.as_of)
+    ...     week_later = compare_with_previous(cfg, now, store, dt.date(2024, 1, 9))
+    >>> same_day is None, week_later.previous_run == first.run_id, week_later.events.num_rows
+    (True, True, 0)
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
