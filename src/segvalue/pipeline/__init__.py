@@ -24,21 +24,21 @@ from segvalue.pipeline.budget import SegmentCLV, budget_what_if, plan_budget
 from segvalue.pipeline.demo import run_demo, write_config_template
 from segvalue.pipeline.economics import Economics
 from segvalue.pipeline.features import Features
-from segvalue.pipeline.files import OrdersFile, _exact_sum, clv_from_file, rfm_from_file
+from segvalue.pipeline.files import OrdersFile, clv_from_file, rfm_from_file
+from segvalue.pipeline.files import _exact_sum as _exact_sum
 from segvalue.pipeline.ingest import Ingested, load
 from segvalue.pipeline.persist import Persisted
 from segvalue.pipeline.result import RunResult, config_hash
-from segvalue.pipeline.run import _leave_cores, run, run_config
+from segvalue.pipeline.run import _leave_cores as _leave_cores
+from segvalue.pipeline.run import run, run_config
 from segvalue.pipeline.segments import Migration, Segmented
 from segvalue.pipeline.stage import Progress, Steps
 from segvalue.pipeline.validate import validate_config
-from segvalue.pipeline.valuation import (
-    MIN_REPEAT_CUSTOMERS_FOR_CLV,
-    Valued,
-    _feature_matrix,
-    hash_id,
-)
+from segvalue.pipeline.valuation import MIN_REPEAT_CUSTOMERS_FOR_CLV, Valued, hash_id
+from segvalue.pipeline.valuation import _feature_matrix as _feature_matrix
 
+# Beside these, three internals the tests import from here (`import x as x` above):
+# _exact_sum, _feature_matrix, _leave_cores.
 __all__ = [
     "MIN_REPEAT_CUSTOMERS_FOR_CLV",
     "Economics",
@@ -53,9 +53,6 @@ __all__ = [
     "Segmented",
     "Steps",
     "Valued",
-    "_exact_sum",
-    "_feature_matrix",
-    "_leave_cores",
     "budget_what_if",
     "clv_from_file",
     "config_hash",

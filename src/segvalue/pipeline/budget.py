@@ -11,6 +11,7 @@ from segvalue.errors import ConfigError
 from segvalue.pipeline.ingest import read_and_validate
 from segvalue.pipeline.stage import Steps
 
+#: What a budget maximises.
 Objective = Literal["profit", "revenue", "clv"]
 
 

@@ -98,7 +98,8 @@ def _load_orders_file(
 ) -> ValidatedData:
     """Validate an orders file through the same rules as a configured source.
 
-    ``prefetch``: modules to import while the engine validates (see :func:`_prefetch`).
+    ``prefetch``: modules to import while the engine validates (see
+    :func:`segvalue.pipeline.ingest._prefetch`).
     """
     if orders.decimal not in (".", ","):
         raise ConfigError(

@@ -78,7 +78,9 @@ def load(config: Config, *, engine: Any = None, progress: Progress | None = None
 def read_and_validate(
     config: Config, steps: Steps, engine: Any = None, *, prefetch: Sequence[str] = ()
 ) -> ValidatedData:
-    """:func:`load`; ``prefetch`` names modules the caller needs next (see :func:`_prefetch`).
+    """:func:`load` on the run's timer (``read`` per source, then ``validate``).
+
+    ``prefetch`` names modules the caller needs next (see :func:`_prefetch`).
 
     Examples
     --------
