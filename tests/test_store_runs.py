@@ -60,19 +60,20 @@ CHILD = textwrap.dedent(
         setattr(owner, name, wrapper)
 
     import shutil
-    import segvalue.pipeline as p
+    from segvalue.pipeline import economics, segments, valuation
     import segvalue.data.validation as validation
     from segvalue.store.results import ResultsStore
 
+    # The stage functions as the run looks them up: on their stage modules.
     points = {
         "begun": (ResultsStore, "begin_run", "after", None),
         "read": (validation, "validate_sources", "before", None),
         "validated": (validation, "validate_sources", "after", None),
-        "clv": (p, "_value_customers", "before", None),
-        "valued": (p, "_value_customers", "after", None),
-        "segments": (p, "_segment", "before", None),
-        "kpis": (p, "_economics", "before", None),
-        "migration": (p, "_migration", "before", None),
+        "clv": (valuation, "value_customers", "before", None),
+        "valued": (valuation, "value_customers", "after", None),
+        "segments": (segments, "segment", "before", None),
+        "kpis": (economics, "compute_economics", "before", None),
+        "migration": (segments, "compare_with_previous", "before", None),
         "staged": (ResultsStore, "commit_run", "before", None),
         # inside the commit's transaction, every row inserted, status not yet committed
         "inserted": (ResultsStore, "_write_record", "before",
@@ -82,7 +83,7 @@ CHILD = textwrap.dedent(
         "retention": (ResultsStore, "apply_retention", "before", None),
     }
     if point.startswith("pause:"):
-        pause(p, "_segment", point.split(":", 1)[1])
+        pause(segments, "segment", point.split(":", 1)[1])
     elif point != "none":
         wrap(*points[point])
     from segvalue.cli.main import cli
