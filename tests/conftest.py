@@ -127,3 +127,16 @@ def pg_schema_url(postgres_url: str) -> Iterator[str]:
     yield f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
     with psycopg.connect(postgres_url, autocommit=True) as con:
         con.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+_CACHES = {".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache", "__pycache__"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_written_into_the_checkout() -> Iterator[None]:
+    """No test may leave a file in the repository's root (a store, an output folder)."""
+    root = Path(__file__).parents[1]
+    before = {p.name for p in root.iterdir()}
+    yield
+    added = sorted({p.name for p in root.iterdir()} - before - _CACHES)
+    assert not added, f"the tests wrote into the checkout: {added}"
