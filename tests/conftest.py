@@ -108,3 +108,35 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture()
+def pg_schema_url(postgres_url: str) -> Iterator[str]:
+    """The server's URL with a fresh schema of its own as the search path (dropped after).
+
+    A results store on it keeps its tables there, apart from every other test's.
+    """
+    import uuid
+
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_url, autocommit=True) as con:
+        con.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in postgres_url else "?"
+    yield f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
+    with psycopg.connect(postgres_url, autocommit=True) as con:
+        con.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+_CACHES = {".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache", "__pycache__"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_written_into_the_checkout() -> Iterator[None]:
+    """No test may leave a file in the repository's root (a store, an output folder)."""
+    root = Path(__file__).parents[1]
+    before = {p.name for p in root.iterdir()}
+    yield
+    added = sorted({p.name for p in root.iterdir()} - before - _CACHES)
+    assert not added, f"the tests wrote into the checkout: {added}"

@@ -27,7 +27,9 @@ ALLOWED: dict[str, set[str]] = {
     # Scoring one customer applies what a run learned: features' conventions, the models,
     # the segment rules.
     "scoring": {"errors", "units", "config", "features", "models", "segments", "valuation"},
+    # One package: its stage modules import each other.
     "pipeline": {
+        "pipeline",
         "errors",
         "units",
         "config",

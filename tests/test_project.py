@@ -357,18 +357,10 @@ def test_library_doc_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_project_reads_a_postgresql_store(
-    demo: tuple[Path, str, str], postgres_url: str, tmp_path: Path
+    demo: tuple[Path, str, str], pg_schema_url: str, tmp_path: Path
 ) -> None:
     """The same reads on a store in a real PostgreSQL server (its own schema)."""
-    import uuid
-
-    import psycopg
-
-    schema = f"p_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_url, autocommit=True) as con:
-        con.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in postgres_url else "?"
-    url = f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
+    url = pg_schema_url
     config = load_config(demo[0])
     config = config.model_copy(
         update={
@@ -376,20 +368,16 @@ def test_project_reads_a_postgresql_store(
             "output": config.output.model_copy(update={"dir": str(tmp_path / "out")}),
         }
     )
-    try:
-        with Project(config) as project:
-            assert project.runs.list() == []  # a schema no run has written to yet
-            assert project.runs.latest() is None
-            result = project.run()
-            [info] = project.runs.list()
-            assert info.run_id == result.run_id and info.status == "complete"
-            view = project.runs.require_latest()
-            assert view.customer_scores().num_rows == 600
-            assert view.memberships("rfm").num_rows == 600
-            assert view.segment_kpis().column("segment")[0].as_py() == "all customers"
-            with Project.from_yaml(demo[0]) as local:
-                stored = local.runs.get(demo[2])
-                assert view.segments()["schemes"].keys() == stored.segments()["schemes"].keys()
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as con:
-            con.execute(f"DROP SCHEMA {schema} CASCADE")
+    with Project(config) as project:
+        assert project.runs.list() == []  # a schema no run has written to yet
+        assert project.runs.latest() is None
+        result = project.run()
+        [info] = project.runs.list()
+        assert info.run_id == result.run_id and info.status == "complete"
+        view = project.runs.require_latest()
+        assert view.customer_scores().num_rows == 600
+        assert view.memberships("rfm").num_rows == 600
+        assert view.segment_kpis().column("segment")[0].as_py() == "all customers"
+        with Project.from_yaml(demo[0]) as local:
+            stored = local.runs.get(demo[2])
+            assert view.segments()["schemes"].keys() == stored.segments()["schemes"].keys()

@@ -240,21 +240,21 @@ def test_clusters_fitted_during_the_clv_step_equal_those_fitted_in_the_segments_
 ) -> None:
     """The run fits cluster schemes on a background thread while CLV runs: the model and
     the memberships are those the segments step fits itself."""
-    from segvalue import pipeline
+    from segvalue.pipeline import segments
 
     result, config_path = demo
     assert result.segmentation is not None
     started: list[str] = []
-    real = pipeline._start_cluster_fits
+    real = segments.start_cluster_fits
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         fits = real(*args, **kwargs)
         started.extend(fits)
         return fits
 
-    monkeypatch.setattr(pipeline, "_start_cluster_fits", spy)
+    monkeypatch.setattr(segments, "start_cluster_fits", spy)
     overlapped = run(load_config(config_path), write=False)
-    monkeypatch.setattr(pipeline, "_start_cluster_fits", lambda *a, **k: {})
+    monkeypatch.setattr(segments, "start_cluster_fits", lambda *a, **k: {})
     in_place = run(load_config(config_path), write=False)
     assert started == ["clusters"]
     assert overlapped.segmentation is not None and in_place.segmentation is not None

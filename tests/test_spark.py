@@ -89,7 +89,8 @@ def test_pipeline_on_a_spark_session(spark: Any, tmp_path: Any) -> None:
             "sources": {"orders": {"table": "shop_orders"}},
             "validation": {"min_repeat_customers": 0},
             "output": {"dir": str(tmp_path / "out")},
-        }
+        },
+        base_dir=tmp_path,  # the results store goes beside the config: here
     )
     result = run(config, engine=spark)
     orders = result.report.tables["orders"]

@@ -6,7 +6,6 @@ Every behaviour is checked on DuckDB (a file) and on a real PostgreSQL server.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,17 +24,8 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "duckdb":
         yield f"duckdb://{tmp_path / 'store.duckdb'}"
         return
-    server = request.getfixturevalue("postgres_url")
-    import psycopg
-
-    schema = f"s_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server, autocommit=True) as con:
-        con.execute(f"CREATE SCHEMA {schema}")
     # Each test gets its own schema: the store's tables live in the connection's schema.
-    sep = "&" if "?" in server else "?"
-    yield f"{server}{sep}options=-csearch_path%3D{schema}"
-    with psycopg.connect(server, autocommit=True) as con:
-        con.execute(f"DROP SCHEMA {schema} CASCADE")
+    yield request.getfixturevalue("pg_schema_url")
 
 
 def _record(run_id: str, *, as_of: dt.date = dt.date(2024, 5, 31), minutes: int = 0) -> RunRecord:

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,19 +60,20 @@ CHILD = textwrap.dedent(
         setattr(owner, name, wrapper)
 
     import shutil
-    import segvalue.pipeline as p
+    from segvalue.pipeline import economics, segments, valuation
     import segvalue.data.validation as validation
     from segvalue.store.results import ResultsStore
 
+    # The stage functions as the run looks them up: on their stage modules.
     points = {
         "begun": (ResultsStore, "begin_run", "after", None),
         "read": (validation, "validate_sources", "before", None),
         "validated": (validation, "validate_sources", "after", None),
-        "clv": (p, "_value_customers", "before", None),
-        "valued": (p, "_value_customers", "after", None),
-        "segments": (p, "_segment", "before", None),
-        "kpis": (p, "_economics", "before", None),
-        "migration": (p, "_migration", "before", None),
+        "clv": (valuation, "value_customers", "before", None),
+        "valued": (valuation, "value_customers", "after", None),
+        "segments": (segments, "segment", "before", None),
+        "kpis": (economics, "compute_economics", "before", None),
+        "migration": (segments, "compare_with_previous", "before", None),
         "staged": (ResultsStore, "commit_run", "before", None),
         # inside the commit's transaction, every row inserted, status not yet committed
         "inserted": (ResultsStore, "_write_record", "before",
@@ -83,7 +83,7 @@ CHILD = textwrap.dedent(
         "retention": (ResultsStore, "apply_retention", "before", None),
     }
     if point.startswith("pause:"):
-        pause(p, "_segment", point.split(":", 1)[1])
+        pause(segments, "segment", point.split(":", 1)[1])
     elif point != "none":
         wrap(*points[point])
     from segvalue.cli.main import cli
@@ -190,16 +190,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "duckdb":
         yield f"duckdb://{tmp_path / 'store.duckdb'}"
         return
-    server = request.getfixturevalue("postgres_url")
-    import psycopg
-
-    schema = f"s_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server, autocommit=True) as con:
-        con.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in server else "?"
-    yield f"{server}{sep}options=-csearch_path%3D{schema}"
-    with psycopg.connect(server, autocommit=True) as con:
-        con.execute(f"DROP SCHEMA {schema} CASCADE")
+    yield request.getfixturevalue("pg_schema_url")
 
 
 def _config_with_store(shop: Path, folder: Path, url: str) -> Path:
@@ -312,15 +303,9 @@ def _contents(url: str) -> tuple[Any, dict[str, Any]]:
 
 
 def test_same_results_on_duckdb_and_postgres_and_when_rerun(
-    shop: Path, postgres_url: str, tmp_path: Path
+    shop: Path, pg_schema_url: str, tmp_path: Path
 ) -> None:
-    import psycopg
-
-    schema = f"s_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_url, autocommit=True) as con:
-        con.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in postgres_url else "?"
-    pg = f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
+    pg = pg_schema_url
     base = load_config(shop)
     results = {}
     for name, url in (

@@ -34,7 +34,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -56,6 +56,7 @@ __all__ = [
     "remove_leftovers",
     "target_lock",
     "temp_prefix",
+    "wait_for_lock",
     "writing",
 ]
 
@@ -396,21 +397,22 @@ def target_lock(
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = path.open("a+", encoding="utf-8")
     with handle:
-        deadline = time.monotonic() + max(float(wait), 0.0)
-        while True:
+
+        def acquire() -> bool:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    waited = f" (waited {wait:g} s)" if wait > 0 else ""
-                    raise ConfigError(
-                        f"{_WHAT[kind]} {str(folder)!r} is in use by another segvalue run "
-                        f"({_holder(handle)}){waited}",
-                        fix="let that run finish, or let this one wait for it (`wait=SECONDS`)",
-                        parameter="wait",
-                    ) from None
-                time.sleep(min(0.1, max(deadline - time.monotonic(), 0.01)))
+                return False
+            return True
+
+        wait_for_lock(
+            acquire,
+            wait,
+            lambda: (
+                f"{_WHAT[kind]} {str(folder)!r} is in use by another segvalue run "
+                f"({_holder(handle)})"
+            ),
+        )
         doc = {
             "pid": os.getpid(),
             "run_id": run_id,
@@ -423,6 +425,33 @@ def target_lock(
             handle.flush()
         yield path
         # Released when the file closes; the file stays (removing it would race).
+
+
+def wait_for_lock(acquire: Callable[[], bool], wait: float, holder: Callable[[], str]) -> None:
+    """Try ``acquire`` until it succeeds or ``wait`` seconds have passed (0: once).
+
+    Raises
+    ------
+    ConfigError
+        ``holder()`` (what holds the lock, for the message) when it never succeeded.
+
+    Examples
+    --------
+    >>> wait_for_lock(lambda: False, 0, lambda: "store x is in use by run r1")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    segvalue.errors.ConfigError: store x is in use by run r1. Fix: let that run finish, ...
+    """
+    deadline = time.monotonic() + max(float(wait), 0.0)
+    while not acquire():
+        if time.monotonic() >= deadline:
+            waited = f" (waited {wait:g} s)" if wait > 0 else ""
+            raise ConfigError(
+                f"{holder()}{waited}",
+                fix="let that run finish, or let this one wait for it (`wait=SECONDS`)",
+                parameter="wait",
+            )
+        time.sleep(min(0.1, max(deadline - time.monotonic(), 0.01)))
 
 
 def temp_prefix(path: str | Path) -> str:

@@ -48,7 +48,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from segvalue.data.safety import target_lock, writing
+from segvalue.data.safety import target_lock, wait_for_lock, writing
 from segvalue.data.writers import json_safe
 from segvalue.errors import ConfigError, DataValidationError, redact_secrets
 
@@ -984,7 +984,7 @@ def open_store(url: str, *, create: bool = False, read_only: bool | None = None)
     >>> open_store(url)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    segvalue.store.results.StoreMissingError: no results store at ... yet: no run has been...
+    segvalue.store.results.StoreMissingError: no results store at ... yet: ...recorded...
     >>> with open_store(url, create=True) as store:
     ...     store.runs()
     []
@@ -1066,25 +1066,24 @@ def store_lock(url: str, *, wait: float = 0, run_id: str | None = None) -> Itera
         return
     backend = _connect(url, read_only=False)
     db = _Dialect(backend)
+
+    def holder() -> str:
+        running = "another segvalue run"
+        if RUNS in db.tables():
+            rows = db.execute(
+                f"SELECT run_id, started_at FROM {RUNS} WHERE status = 'running' "
+                "ORDER BY started_at DESC LIMIT 1"
+            )
+            if rows:
+                running = f"run {rows[0][0]} (started {rows[0][1]:%Y-%m-%d %H:%M:%S} UTC)"
+        return f"results store {redact_secrets(url)} is in use by {running}"
+
     try:
-        deadline = time.monotonic() + max(float(wait), 0.0)
-        while not db.execute("SELECT pg_try_advisory_lock(?)", [_ADVISORY_KEY])[0][0]:
-            if time.monotonic() >= deadline:
-                holder = "another segvalue run"
-                if RUNS in db.tables():
-                    rows = db.execute(
-                        f"SELECT run_id, started_at FROM {RUNS} WHERE status = 'running' "
-                        "ORDER BY started_at DESC LIMIT 1"
-                    )
-                    if rows:
-                        holder = f"run {rows[0][0]} (started {rows[0][1]:%Y-%m-%d %H:%M:%S} UTC)"
-                waited = f" (waited {wait:g} s)" if wait > 0 else ""
-                raise ConfigError(
-                    f"results store {redact_secrets(url)} is in use by {holder}{waited}",
-                    fix="let that run finish, or let this one wait for it (`wait=SECONDS`)",
-                    parameter="wait",
-                )
-            time.sleep(min(0.1, max(deadline - time.monotonic(), 0.01)))
+        wait_for_lock(
+            lambda: bool(db.execute("SELECT pg_try_advisory_lock(?)", [_ADVISORY_KEY])[0][0]),
+            wait,
+            holder,
+        )
         yield
     finally:
         backend.disconnect()  # ends the session: the advisory lock goes with it
