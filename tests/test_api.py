@@ -495,6 +495,33 @@ def test_the_store_is_released_when_idle_so_others_can_write_it(demo: Demo) -> N
     assert demo.get("/api/v1/runs", key=key).status_code == 200
 
 
+def test_the_api_reads_a_postgresql_store_alike(demo: Demo, pg_schema_url: str) -> None:
+    """The same demo data, recorded in PostgreSQL: keys, runs and one customer's scores
+    (a filtered read on the server) as from the DuckDB file."""
+    settings = yaml.safe_load(demo.config.read_text())
+    settings["store"] = {"url": pg_schema_url}
+    settings["output"] = {"dir": "output-pg"}
+    config = demo.config.with_name("postgres.yaml")
+    config.write_text(yaml.safe_dump(settings))
+    with Project.from_yaml(config) as project:
+        run_id = project.run().run_id
+        key, _ = project.keys.create("read")
+        with TestClient(create_app(project)) as client:
+            auth = {"Authorization": f"Bearer {key}"}
+            runs = client.get("/api/v1/runs", headers=auth).json()["runs"]
+            customer = client.get(f"/api/v1/customers/{CUSTOMER}", headers=auth).json()
+            missing = client.get("/api/v1/customers/nobody", headers=auth)
+            refused = client.get("/api/v1/runs", headers=demo._auth("read"))  # DuckDB's key
+    assert [r["run_id"] for r in runs] == [run_id]
+    assert_problem(missing, 404)
+    assert_problem(refused, 401)
+    expected = demo.get(f"/api/v1/customers/{CUSTOMER}").json()
+    assert customer["memberships"] == expected["memberships"]
+    assert customer["features"] == pytest.approx(expected["features"])
+    for name in ("probability_alive", "expected_purchases", "clv", "clv_lower", "clv_upper"):
+        assert customer[name] == pytest.approx(expected[name], rel=1e-9), name
+
+
 # ---------------------------------------------------------------------------- CLI
 
 
