@@ -332,6 +332,9 @@ def test_openapi_validates_and_documents_auth_and_problems(demo: Demo) -> None:
     get_customer = spec["paths"]["/api/v1/customers/{customer_id}"]["get"]
     assert get_customer["security"] == [{"HTTPBearer": []}]
     assert {"401", "404", "422"} <= set(get_customer["responses"])
+    ok = get_customer["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok["$ref"] == "#/components/schemas/Customer"
+    assert "clv_upper" in spec["components"]["schemas"]["Customer"]["properties"]
     assert demo.client.get("/docs").status_code == 404  # no docs UI loading a CDN
 
 

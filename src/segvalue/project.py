@@ -482,10 +482,11 @@ class RunView:
         dict or None
             ``customer_id``, ``as_of``, ``features`` (every ``customer_scores`` column but
             the predictions), ``memberships`` (scheme: segment, or a list of segments for a
-            ``tags`` scheme), and the predictions ``probability_alive``, ``churn_risk``,
-            ``expected_purchases``, ``expected_spend``, ``clv``, ``clv_lower``,
-            ``clv_upper``, ``purchase_propensity`` (None where the run has none), the
-            same shape as ``Scorer.score``.
+            ``tags`` scheme; None or [] where the customer is in none), and the
+            predictions ``probability_alive``, ``churn_risk``, ``expected_purchases``,
+            ``expected_spend``, ``clv``, ``clv_lower``, ``clv_upper``,
+            ``purchase_propensity`` (None where the run has none), the same shape as
+            ``Scorer.score``.
 
         Examples
         --------
@@ -511,9 +512,8 @@ class RunView:
         memberships: dict[str, Any] = {}
         if self.has_table("memberships"):
             tags = {name for name, mode in _scheme_modes(self).items() if mode == "tags"}
-            for scheme in self.info.schemes:
-                if scheme in tags:
-                    memberships[scheme] = []
+            for scheme in self.info.schemes:  # a scheme without the customer: None, []
+                memberships[scheme] = [] if scheme in tags else None
             held = store.rows(self.info.run_id, "memberships", "customer_id", customer_id)
             for member in held.to_pylist():
                 scheme, segment = member["scheme"], member["segment"]

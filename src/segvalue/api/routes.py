@@ -28,6 +28,66 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     )
 }
 
+
+class Health(BaseModel):
+    """``GET /health``."""
+
+    status: Literal["ok"] = "ok"
+    latest_run: str | None = Field(description="the latest complete run's id, if any")
+    store: Literal["reachable"] = "reachable"
+
+
+class Run(BaseModel):
+    """What the store records about one run."""
+
+    run_id: str
+    status: Literal["running", "complete", "failed"]
+    as_of: str | None = Field(description="the run's observation end (ISO date)")
+    started_at: str
+    finished_at: str | None
+    config_hash: str
+    data_fingerprint: str
+    schemes: list[str]
+    row_counts: dict[str, int]
+    rejects: dict[str, int] = Field(description="rejected rows per table.rule")
+    freshness: dict[str, Any]
+    timings: dict[str, float] = Field(description="seconds per stage")
+    versions: dict[str, str]
+    error: str | None = Field(description="why a failed run failed")
+
+
+class RunDetail(Run):
+    """One run, with what a complete run holds."""
+
+    tables: list[str] | None = None
+    documents: list[str] | None = None
+
+
+class RunList(BaseModel):
+    """``GET /api/v1/runs``."""
+
+    runs: list[Run]
+
+
+class Customer(BaseModel):
+    """One customer as a run scored them (null where the run has no CLV model)."""
+
+    customer_id: str
+    as_of: str | None
+    features: dict[str, Any] = Field(description="every customer_scores column but predictions")
+    memberships: dict[str, str | list[str] | None] = Field(
+        description="scheme: segment (a list for a tags scheme; null or [] for none)"
+    )
+    probability_alive: float | None
+    churn_risk: float | None
+    expected_purchases: float | None
+    expected_spend: float | None
+    clv: float | None
+    clv_lower: float | None
+    clv_upper: float | None
+    purchase_propensity: float | None
+
+
 health_router = APIRouter(tags=["health"])
 #: Where the versioned API lives.
 API_PREFIX = "/api/v1"
@@ -112,7 +172,7 @@ def _priorities(view: RunView) -> dict[str, dict[str, Any]]:
 
 # ---------------------------------------------------------------------------- health
 @health_router.get("/health", summary="Liveness and the store's latest run (no key needed)")
-def health(request: Request) -> dict[str, Any]:
+def health(request: Request) -> Health:
     """``{"status": "ok", "latest_run": ID or null, "store": "reachable"}``; 503 if not."""
     gate = gate_of(request)
     try:
@@ -125,11 +185,7 @@ def health(request: Request) -> dict[str, Any]:
             kind="unavailable",
             store="unreachable",
         ) from None
-    return {
-        "status": "ok",
-        "latest_run": None if latest is None else latest.run_id,
-        "store": "reachable",
-    }
+    return Health(latest_run=None if latest is None else latest.run_id)
 
 
 # ---------------------------------------------------------------------------- runs
@@ -139,16 +195,18 @@ def list_runs(
     status: Annotated[
         Literal["complete", "failed", "running"] | None, Query(description="only runs of it")
     ] = None,
-) -> dict[str, Any]:
+) -> RunList:
     """``{"runs": [run, ...]}`` (what the store records about each run)."""
     gate = gate_of(request)
     with gate.use() as project:
         runs = project.runs.list(status=status)
-    return {"runs": json_ready([r.to_dict() for r in runs])}
+    return RunList.model_validate({"runs": json_ready([r.to_dict() for r in runs])})
 
 
 @v1_router.get("/runs/{run_id}", summary="One run: status, as-of date, counts, timings")
-def get_run(request: Request, run_id: Annotated[str, Path(description="the run's id")]) -> Any:
+def get_run(
+    request: Request, run_id: Annotated[str, Path(description="the run's id")]
+) -> RunDetail:
     """What the store records about the run (its tables and documents when complete)."""
     gate = gate_of(request)
     with gate.use() as project:
@@ -157,7 +215,7 @@ def get_run(request: Request, run_id: Annotated[str, Path(description="the run's
         if view.info.status == "complete":
             doc["tables"] = view.table_names()
             doc["documents"] = view.document_names()
-    return json_ready(doc)
+    return RunDetail.model_validate(json_ready(doc))
 
 
 # ---------------------------------------------------------------------------- segments
@@ -332,7 +390,7 @@ def get_customer(
     request: Request,
     customer_id: Annotated[str, Path(description="the customer's id")],
     run: RunParam = None,
-) -> Any:
+) -> Customer:
     """The customer as the run scored them; predictions are null where the run has no
     CLV model."""
     gate = gate_of(request)
@@ -343,7 +401,7 @@ def get_customer(
         raise Problem(
             404, f"run {view.run_id} holds no customer with that id", parameter="customer_id"
         )
-    return json_ready(customer)
+    return Customer.model_validate(json_ready(customer))
 
 
 # ---------------------------------------------------------------------------- budget
