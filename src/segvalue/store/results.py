@@ -424,6 +424,7 @@ class ResultsStore:
         self._db = _Dialect(backend)
         self.url = url
         self.read_only = read_only
+        self._located: dict[tuple[str, str], tuple[str, pa.Schema]] = {}
 
     # ------------------------------------------------------------------ life cycle
     def close(self) -> None:
@@ -864,19 +865,22 @@ class ResultsStore:
         [1.0, 3.0]
         """
         self._complete(run_id)
-        found = self._db.execute(
-            f"SELECT physical, arrow_schema FROM {TABLES} WHERE run_id = ? AND name = ?",
-            [run_id, name],
-        )
-        if not found:
-            held = ", ".join(self.table_names(run_id)) or "no tables"
-            raise DataValidationError(
-                f"run {run_id!r} has no table {name!r} (it holds {held})",
-                fix="pick one of the tables the run holds",
-                parameter="name",
+        # A complete run's tables never change: where they live is looked up once.
+        located = self._located.get((run_id, name))
+        if located is None:
+            found = self._db.execute(
+                f"SELECT physical, arrow_schema FROM {TABLES} WHERE run_id = ? AND name = ?",
+                [run_id, name],
             )
-        physical, text = found[0]
-        schema = _schema_of(text)
+            if not found:
+                held = ", ".join(self.table_names(run_id)) or "no tables"
+                raise DataValidationError(
+                    f"run {run_id!r} has no table {name!r} (it holds {held})",
+                    fix="pick one of the tables the run holds",
+                    parameter="name",
+                )
+            located = self._located[(run_id, name)] = (found[0][0], _schema_of(found[0][1]))
+        physical, schema = located
         if column not in schema.names:
             raise DataValidationError(
                 f"table {name!r} of run {run_id!r} has no column {column!r}",
