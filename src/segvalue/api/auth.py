@@ -90,6 +90,24 @@ def require_scope(scope: str) -> Callable[..., KeyInfo]:
 
     Raises a 401 problem (with ``WWW-Authenticate: Bearer``) without a key, or with an
     unknown or revoked one, and a 403 problem for a key of too narrow a scope.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from fastapi import Depends
+    >>> from fastapi.testclient import TestClient
+    >>> from segvalue.api import create_app
+    >>> from segvalue.config import parse_config
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> project = Project(parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d))
+    >>> app = create_app(project)
+    >>> @app.post("/api/v1/stored", dependencies=[Depends(require_scope("write"))])
+    ... def stored() -> dict[str, bool]:
+    ...     return {"stored": True}
+    >>> key, _ = project.keys.create("read")
+    >>> TestClient(app).post("/api/v1/stored", headers={"Authorization": f"Bearer {key}"})
+    <Response [403 Forbidden]>
+    >>> project.close()
     """
     if scope not in API_KEY_SCOPES:
         raise ValueError(f"unknown scope {scope!r}")

@@ -138,7 +138,14 @@ def json_ready(value: Any) -> Any:
 
 
 def problem_response(problem: Problem) -> JSONResponse:
-    """The response of ``problem``."""
+    """The response of ``problem``.
+
+    Examples
+    --------
+    >>> r = problem_response(Problem(413, "too large", parameter="serve.max_body_bytes"))
+    >>> r.status_code, r.media_type
+    (413, 'application/problem+json')
+    """
     return JSONResponse(
         problem.document(),
         status_code=problem.status,
@@ -190,7 +197,17 @@ def _location(loc: Any) -> str:
 
 
 def add_problem_handlers(app: FastAPI) -> None:
-    """Every error the app can raise becomes a problem+json response."""
+    """Every error the app can raise becomes a problem+json response.
+
+    Examples
+    --------
+    >>> from fastapi.testclient import TestClient
+    >>> app = FastAPI()
+    >>> add_problem_handlers(app)
+    >>> missing = TestClient(app).get("/nowhere")
+    >>> missing.headers["content-type"], missing.json()["type"]
+    ('application/problem+json', 'https://segvalue.dev/problems/not-found')
+    """
 
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
