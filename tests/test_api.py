@@ -488,6 +488,7 @@ def test_the_store_is_released_when_idle_so_others_can_write_it(demo: Demo) -> N
     idle, and a key created meanwhile works at once."""
     assert demo.get("/api/v1/runs").status_code == 200
     gate = demo.app.state.gate
+    assert create_app(demo.project).state.gate is gate  # one gate per project, one lock
     deadline = time.monotonic() + 10
     while gate._in_use_since_release:  # the release thread closes it after 1 s idle
         assert time.monotonic() < deadline, "the store was not released"

@@ -181,7 +181,7 @@ def create_app(project: Project) -> FastAPI:
         redoc_url=None,
     )
     app.state.project = project
-    app.state.gate = ProjectGate(project)
+    app.state.gate = ProjectGate.of(project)
     add_problem_handlers(app)
     app.include_router(health_router)
     app.include_router(v1_router)

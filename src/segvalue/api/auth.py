@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -28,7 +29,9 @@ class ProjectGate:
     The project has one store connection, which is not for concurrent use. A DuckDB
     file is open for one writer or for readers: the connection is closed after
     ``idle_seconds`` without a request (:meth:`release_if_idle`), so that a run or
-    ``segvalue keys create`` can write the store while the API is up.
+    ``segvalue keys create`` can write the store while the API is up. Every use of the
+    project while an app serves it goes through :meth:`use` of its one gate
+    (:meth:`of`): another route (the dashboard's) too.
 
     Examples
     --------
@@ -45,6 +48,25 @@ class ProjectGate:
     >>> gate.release_if_idle(), gate.release_if_idle()
     (True, False)
     """
+
+    @classmethod
+    def of(cls, project: Project) -> ProjectGate:
+        """The one gate of ``project``: every app (API, dashboard) over it shares it.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from segvalue.config import parse_config
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> p = Project(parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d))
+        >>> ProjectGate.of(p) is ProjectGate.of(p)
+        True
+        """
+        with _GATES_LOCK:
+            gate = _GATES.get(project)
+            if gate is None:
+                gate = _GATES[project] = cls(project)
+            return gate
 
     def __init__(self, project: Project, *, idle_seconds: float = 1.0) -> None:
         self.project = project
@@ -77,6 +99,10 @@ class ProjectGate:
             return True
         finally:
             self._lock.release()
+
+
+_GATES: weakref.WeakKeyDictionary[Project, ProjectGate] = weakref.WeakKeyDictionary()
+_GATES_LOCK = threading.Lock()
 
 
 def gate_of(request: Request) -> ProjectGate:
