@@ -1,0 +1,308 @@
+"""What each dashboard page shows, read from one stored run through ``RunView``.
+
+Each ``*_page`` function returns the template context of its page as plain Python values
+and :class:`~segvalue.web.charts.Chart` objects; nothing here knows HTTP or HTML. A
+segment or scheme the run does not hold raises :class:`NotFound`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from segvalue.web import charts
+
+if TYPE_CHECKING:
+    from segvalue.project import RunView
+
+__all__ = [
+    "NotFound",
+    "models_page",
+    "overview_page",
+    "segment_page",
+    "segments_page",
+]
+
+# z of a two-sided 95% interval.
+_Z95 = 1.959963984540054
+
+
+class NotFound(LookupError):  # noqa: N818 - the page's answer: 404 Not Found
+    """The run holds no such scheme or segment (the page answers 404)."""
+
+
+def _rows(view: RunView, table: str) -> list[dict[str, Any]]:
+    return list(view.table(table).to_pylist()) if view.has_table(table) else []
+
+
+def _kpi_scheme(view: RunView) -> str | None:
+    rows = _rows(view, "segment_kpis")
+    return str(rows[0]["scheme"]) if rows else None
+
+
+def overview_page(view: RunView) -> dict[str, Any]:
+    """KPI cards against targets, data freshness per table, the run, rejects by rule.
+
+    Examples
+    --------
+    >>> from segvalue.project import Project
+    >>> callable(overview_page)
+    True
+    """
+    info = view.info
+    status_rows = _rows(view, "kpi_status")
+    by_kpi: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in status_rows:
+        by_kpi[str(row["kpi"])].append(row)
+    kpis = [
+        {
+            "name": name,
+            "target": rows[0]["target"],
+            "direction": rows[0]["direction"],
+            "tolerance": rows[0]["tolerance"],
+            "cards": rows,
+            "chart": charts.kpi_chart(name, rows),
+        }
+        for name, rows in by_kpi.items()
+    ]
+    tables = sorted(set(info.freshness) | set(info.row_counts))
+    freshness = [
+        {"table": t, "latest": info.freshness.get(t), "rows": info.row_counts.get(t)}
+        for t in tables
+    ]
+    rejects = sorted(info.rejects.items(), key=lambda item: (-item[1], item[0]))
+    duration = None
+    if info.finished_at is not None:
+        duration = (info.finished_at - info.started_at).total_seconds()
+    return {
+        "kpi_scheme": str(status_rows[0]["scheme"]) if status_rows else _kpi_scheme(view),
+        "kpis": kpis,
+        "freshness": freshness,
+        "rejects": rejects,
+        "duration": duration,
+        "charts": [k["chart"] for k in kpis],
+    }
+
+
+def segments_page(view: RunView, scheme: str | None) -> dict[str, Any]:
+    """One scheme's segments: size, CLV, churn risk, ROI and priority, sortable.
+
+    ``scheme`` None: the KPI scheme when the run has one, else the run's first scheme.
+    ROI and priority exist for the KPI scheme only (the other schemes show none).
+
+    Examples
+    --------
+    >>> callable(segments_page)
+    True
+    """
+    schemes = list(view.info.schemes)
+    kpi_scheme = _kpi_scheme(view)
+    if scheme is None:
+        scheme = kpi_scheme if kpi_scheme in schemes else (schemes[0] if schemes else None)
+    if scheme is None or scheme not in schemes:
+        raise NotFound(f"run {view.run_id} has no scheme {scheme!r}")
+    profiles = [r for r in _rows(view, "segment_profiles") if r["scheme"] == scheme]
+    roi = {r["segment"]: r.get("roi") for r in _rows(view, "segment_kpis") if r["scheme"] == scheme}
+    ranks = {r["segment"]: r for r in _rows(view, "segment_priorities") if r["scheme"] == scheme}
+    personas = {
+        p["segment"]: p.get("name")
+        for p in (view.personas() if view.has_document("personas") else [])
+        if p.get("scheme") == scheme
+    }
+    segments = [
+        {
+            "segment": r["segment"],
+            "persona": personas.get(r["segment"]),
+            "customers": r["customers"],
+            "share": r["share"],
+            "clv_mean": r["clv_mean"],
+            "churn_risk": r["churn_risk_mean"],
+            "roi": roi.get(r["segment"]),
+            "priority": ranks[r["segment"]]["rank"] if r["segment"] in ranks else None,
+            "priority_reasons": ranks[r["segment"]]["reasons"] if r["segment"] in ranks else None,
+        }
+        for r in profiles
+    ]
+    segments.sort(key=lambda s: -s["customers"])
+    return {
+        "scheme": scheme,
+        "schemes": schemes,
+        "is_kpi_scheme": scheme == kpi_scheme,
+        "segments": segments,
+        "charts": [],
+    }
+
+
+def segment_page(view: RunView, scheme: str, segment: str) -> dict[str, Any]:
+    """One segment: profile against the base, persona, CLV of its members, migration.
+
+    Examples
+    --------
+    >>> callable(segment_page)
+    True
+    """
+    import pyarrow.compute as pc
+
+    if scheme not in view.info.schemes:
+        raise NotFound(f"run {view.run_id} has no scheme {scheme!r}")
+    summary = next(
+        (
+            r
+            for r in _rows(view, "segment_profiles")
+            if r["scheme"] == scheme and r["segment"] == segment
+        ),
+        None,
+    )
+    if summary is None:
+        raise NotFound(f"scheme {scheme!r} of run {view.run_id} has no segment {segment!r}")
+    numeric = [
+        r
+        for r in _rows(view, "segment_profiles_numeric")
+        if r["scheme"] == scheme and r["segment"] == segment
+    ]
+    attributes = sorted(
+        (
+            r
+            for r in _rows(view, "segment_profiles_attributes")
+            if r["scheme"] == scheme
+            and r["segment"] == segment
+            and r.get("index") is not None
+            and r.get("z") is not None
+        ),
+        key=lambda r: -r["z"],
+    )[:10]
+    persona = next(
+        (
+            p
+            for p in (view.personas() if view.has_document("personas") else [])
+            if p.get("scheme") == scheme and p.get("segment") == segment
+        ),
+        None,
+    )
+    members = view.memberships(scheme)
+    member_ids = members.filter(pc.equal(members.column("segment"), segment)).column("customer_id")
+    scores = view.customer_scores()
+    clv = scores.filter(pc.is_in(scores.column("customer_id"), value_set=member_ids)).column("clv")
+    page_charts = []
+    if numeric:
+        page_charts.append(charts.profile_index_chart(numeric))
+    page_charts.append(charts.clv_histogram(clv.to_pylist()))
+    migration = _segment_migration(view, scheme, segment)
+    if migration is not None and (migration["came_from"] or migration["went_to"]):
+        page_charts.append(charts.migration_chart(migration["came_from"], migration["went_to"]))
+    return {
+        "scheme": scheme,
+        "segment": segment,
+        "summary": summary,
+        "numeric": sorted(numeric, key=lambda r: -abs(r["z"] or 0.0))[:12],
+        "attributes": attributes,
+        "persona": persona,
+        "members": len(clv),
+        "migration": migration,
+        "charts": page_charts,
+    }
+
+
+def _segment_migration(view: RunView, scheme: str, segment: str) -> dict[str, Any] | None:
+    """Customers in and out of one segment since the run's previous run, or None."""
+    if not view.has_table("segment_migration"):
+        return None
+    rows = [r for r in _rows(view, "segment_migration") if r["scheme"] == scheme]
+    previous = view.report().get("migration") or {}
+    if not rows:
+        return {
+            "scheme_compared": False,
+            "previous_run": previous.get("previous_run"),
+            "previous_as_of": previous.get("previous_as_of"),
+            "came_from": [],
+            "went_to": [],
+            "stayed": 0,
+        }
+    came_from = [
+        {"segment": r["from_segment"], "customers": r["customers"]}
+        for r in rows
+        if r["to_segment"] == segment and r["from_segment"] != segment
+    ]
+    went_to = [
+        {"segment": r["to_segment"], "customers": r["customers"]}
+        for r in rows
+        if r["from_segment"] == segment and r["to_segment"] != segment
+    ]
+    stayed = sum(r["customers"] for r in rows if r["from_segment"] == segment == r["to_segment"])
+    return {
+        "scheme_compared": True,
+        "previous_run": previous.get("previous_run"),
+        "previous_as_of": previous.get("previous_as_of"),
+        "came_from": sorted(came_from, key=lambda r: -r["customers"]),
+        "went_to": sorted(went_to, key=lambda r: -r["customers"]),
+        "stayed": stayed,
+    }
+
+
+def _parameters(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """A fitted model's parameters with 95% intervals.
+
+    The models are fitted on log-parameters, so the interval is the delta-method one on
+    that scale: ``value * exp(±1.96 * stderr / value)`` (the run report's own intervals).
+    """
+    params = document.get("params") or {}
+    stderr = document.get("stderr") or {}
+    out = []
+    for name, value in params.items():
+        se = stderr.get(name)
+        lower = upper = None
+        if se is not None and value is not None and value > 0 and math.isfinite(se):
+            lower = value * math.exp(-_Z95 * se / value)
+            upper = value * math.exp(_Z95 * se / value)
+        out.append({"name": name, "value": value, "stderr": se, "lower": lower, "upper": upper})
+    return out
+
+
+def models_page(view: RunView) -> dict[str, Any]:
+    """The CLV models: parameters with intervals, frequency histogram, holdout tracking.
+
+    The charts are drawn only when the run's report holds their data (a run without a
+    holdout period has no tracking curve).
+
+    Examples
+    --------
+    >>> callable(models_page)
+    True
+    """
+    documents = view.models()
+    models = [
+        {
+            "name": name,
+            "type": doc.get("type"),
+            "n_customers": doc.get("n_customers"),
+            "loglik": doc.get("loglik"),
+            "converged": doc.get("converged"),
+            "time_unit": doc.get("time_unit"),
+            "parameters": _parameters(doc),
+        }
+        for name, doc in documents.items()
+        if doc.get("params")
+    ]
+    clv = (view.report().get("clv") if view.has_document("run") else None) or {}
+    holdout = clv.get("holdout") or {}
+    page_charts = []
+    if holdout.get("frequency_histogram"):
+        page_charts.append(charts.frequency_histogram(holdout["frequency_histogram"]))
+    if holdout.get("cumulative"):
+        page_charts.append(
+            charts.holdout_tracking(holdout["cumulative"], time_unit=clv.get("time_unit"))
+        )
+    fit = {
+        key: holdout[key]
+        for key in ("actual_repeat", "predicted_repeat", "mae", "rmse", "correlation")
+        if holdout.get(key) is not None
+    }
+    return {
+        "models": models,
+        "selection": clv.get("selection"),
+        "candidates": clv.get("candidates") or {},
+        "holdout_fit": fit,
+        "warnings": clv.get("warnings") or [],
+        "charts": page_charts,
+    }
