@@ -46,11 +46,11 @@ CHROMIUM_ARGS = [
 
 
 def _break_two_orders(data: Path) -> None:
-    """Append an order with a negative amount and one without a customer to the orders."""
+    """Append an order of an unknown customer and one without a customer to the orders."""
     path = data / "orders.parquet"
     orders = pq.read_table(path)
     bad = orders.slice(0, 2).to_pylist()
-    bad[0].update(order_id="BROKEN-1", amount=-5.0)
+    bad[0].update(order_id="BROKEN-1", customer_id="NOT-A-CUSTOMER")
     bad[1].update(order_id="BROKEN-2", customer_id=None)
     pq.write_table(pa.concat_tables([orders, pa.Table.from_pylist(bad, orders.schema)]), path)
 
@@ -125,7 +125,7 @@ def test_overview_shows_kpis_against_targets_freshness_run_and_rejects(
         assert f"status-{name}" in html
     for table in view.info.freshness:
         assert f'<th scope="row">{table}</th>' in html
-    assert view.info.rejects, "the second run rejects the two broken orders"
+    assert view.info.rejects == {"orders.null_id": 1, "orders.unknown_customer": 1}
     for rule, count in view.info.rejects.items():
         row = f'<th scope="row">{rule}</th><td class="num">{count:,}</td>'
         assert row in html
@@ -246,6 +246,30 @@ def test_a_store_without_a_run_says_so(tmp_path: Path) -> None:
             response = client.get(url)
             assert response.status_code == 200, url
             assert "No complete run yet" in response.text
+
+
+def test_a_run_without_clv_models_or_kpis_still_shows_every_page(tmp_path: Path) -> None:
+    """Two one-order customers: no CLV model is fitted, no KPI target is set."""
+    (tmp_path / "o.csv").write_text(
+        "order_id,customer_id,order_ts,amount\n1,a,2024-01-02,5\n2,b,2024-01-09,7\n"
+    )
+    config = parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=tmp_path)
+    with Project(config) as project:
+        project.run()
+        client = TestClient(create_dashboard_app(project))
+        overview = client.get("/")
+        assert overview.status_code == 200
+        assert "This run has no KPI targets" in overview.text
+        segments = client.get("/segments?scheme=lifecycle")
+        assert segments.status_code == 200
+        assert _segment_url("lifecycle", "new") in segments.text
+        segment = client.get(_segment_url("lifecycle", "new"))
+        assert segment.status_code == 200
+        assert 'id="profile-index"' in segment.text
+        assert 'id="clv-histogram"' not in segment.text
+        models = client.get("/models")
+        assert models.status_code == 200
+        assert "holds no CLV model" in models.text
 
 
 def test_the_router_mounts_into_another_app(demo: dict[str, Any]) -> None:

@@ -298,7 +298,8 @@ def frequency_histogram(rows: Sequence[Mapping[str, Any]]) -> Chart:
 
 
 def holdout_tracking(rows: Sequence[Mapping[str, Any]], *, time_unit: str | None) -> Chart:
-    """Cumulative repeat purchases in the holdout period: actual against the model.
+    """Cumulative repeat purchases of the cohort since the calibration start: actual
+    against the model (the tracking curve; the holdout period is its last stretch).
 
     Parameters
     ----------
@@ -336,14 +337,15 @@ def holdout_tracking(rows: Sequence[Mapping[str, Any]], *, time_unit: str | None
     )
     figure.update_layout(
         _layout(
-            xaxis_title=f"{time_unit or 'period'}s into the holdout period",
+            xaxis_title=f"{time_unit or 'period'}s since the calibration start",
             yaxis_title="cumulative repeat purchases",
             height=340,
         )
     )
     return _chart(
         "holdout-tracking",
-        "Holdout tracking: cumulative repeat purchases",
-        "Line chart of cumulative repeat purchases in the holdout period, actual and expected.",
+        "Tracking: cumulative repeat purchases, actual against the model",
+        "Line chart of the cohort's cumulative repeat purchases since the calibration start, "
+        "actual and expected.",
         figure,
     )

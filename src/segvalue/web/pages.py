@@ -46,9 +46,18 @@ def overview_page(view: RunView) -> dict[str, Any]:
 
     Examples
     --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
     >>> from segvalue.project import Project
-    >>> callable(overview_page)
-    True
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> rows = "order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n2,b,2024-01-09,7\\n"
+    >>> _ = (d / "o.csv").write_text(rows)
+    >>> project = Project(parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d))
+    >>> _ = project.run()
+    >>> view = project.runs.latest()
+    >>> overview_page(view)["freshness"][1]
+    {'table': 'orders', 'latest': '2024-01-09T00:00:00', 'rows': 2}
+    >>> project.close()
     """
     info = view.info
     status_rows = _rows(view, "kpi_status")
@@ -93,8 +102,19 @@ def segments_page(view: RunView, scheme: str | None) -> dict[str, Any]:
 
     Examples
     --------
-    >>> callable(segments_page)
-    True
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> from segvalue.project import Project
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> rows = "order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n2,b,2024-01-09,7\\n"
+    >>> _ = (d / "o.csv").write_text(rows)
+    >>> project = Project(parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d))
+    >>> _ = project.run()
+    >>> view = project.runs.latest()
+    >>> page = segments_page(view, "lifecycle")
+    >>> [(s["segment"], s["customers"]) for s in page["segments"]]
+    [('new', 2)]
+    >>> project.close()
     """
     schemes = list(view.info.schemes)
     kpi_scheme = _kpi_scheme(view)
@@ -115,9 +135,10 @@ def segments_page(view: RunView, scheme: str | None) -> dict[str, Any]:
             "segment": r["segment"],
             "persona": personas.get(r["segment"]),
             "customers": r["customers"],
-            "share": r["share"],
-            "clv_mean": r["clv_mean"],
-            "churn_risk": r["churn_risk_mean"],
+            "share": r.get("share"),
+            # A run without a CLV model has no CLV or churn risk columns.
+            "clv_mean": r.get("clv_mean"),
+            "churn_risk": r.get("churn_risk_mean"),
             "roi": roi.get(r["segment"]),
             "priority": ranks[r["segment"]]["rank"] if r["segment"] in ranks else None,
             "priority_reasons": ranks[r["segment"]]["reasons"] if r["segment"] in ranks else None,
@@ -139,8 +160,19 @@ def segment_page(view: RunView, scheme: str, segment: str) -> dict[str, Any]:
 
     Examples
     --------
-    >>> callable(segment_page)
-    True
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> from segvalue.project import Project
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> rows = "order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n2,b,2024-01-09,7\\n"
+    >>> _ = (d / "o.csv").write_text(rows)
+    >>> project = Project(parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d))
+    >>> _ = project.run()
+    >>> view = project.runs.latest()
+    >>> page = segment_page(view, "lifecycle", "new")
+    >>> page["members"], [chart.chart_id for chart in page["charts"]]
+    (2, ['profile-index'])
+    >>> project.close()
     """
     import pyarrow.compute as pc
 
@@ -156,6 +188,10 @@ def segment_page(view: RunView, scheme: str, segment: str) -> dict[str, Any]:
     )
     if summary is None:
         raise NotFound(f"scheme {scheme!r} of run {view.run_id} has no segment {segment!r}")
+    summary = {
+        key: summary.get(key)
+        for key in ("customers", "share", "revenue_share", "clv_mean", "clv_total")
+    } | {"churn_risk_mean": summary.get("churn_risk_mean")}
     numeric = [
         r
         for r in _rows(view, "segment_profiles_numeric")
@@ -183,11 +219,12 @@ def segment_page(view: RunView, scheme: str, segment: str) -> dict[str, Any]:
     members = view.memberships(scheme)
     member_ids = members.filter(pc.equal(members.column("segment"), segment)).column("customer_id")
     scores = view.customer_scores()
-    clv = scores.filter(pc.is_in(scores.column("customer_id"), value_set=member_ids)).column("clv")
+    member_scores = scores.filter(pc.is_in(scores.column("customer_id"), value_set=member_ids))
     page_charts = []
     if numeric:
         page_charts.append(charts.profile_index_chart(numeric))
-    page_charts.append(charts.clv_histogram(clv.to_pylist()))
+    if "clv" in member_scores.column_names:  # a run without a CLV model has none
+        page_charts.append(charts.clv_histogram(member_scores.column("clv").to_pylist()))
     migration = _segment_migration(view, scheme, segment)
     if migration is not None and (migration["came_from"] or migration["went_to"]):
         page_charts.append(charts.migration_chart(migration["came_from"], migration["went_to"]))
@@ -198,7 +235,7 @@ def segment_page(view: RunView, scheme: str, segment: str) -> dict[str, Any]:
         "numeric": sorted(numeric, key=lambda r: -abs(r["z"] or 0.0))[:12],
         "attributes": attributes,
         "persona": persona,
-        "members": len(clv),
+        "members": member_scores.num_rows,
         "migration": migration,
         "charts": page_charts,
     }
@@ -267,8 +304,22 @@ def models_page(view: RunView) -> dict[str, Any]:
 
     Examples
     --------
-    >>> callable(models_page)
-    True
+    A run without a CLV model (too few customers to fit one) has none to show:
+
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> from segvalue.project import Project
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> rows = "order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n2,b,2024-01-09,7\\n"
+    >>> _ = (d / "o.csv").write_text(rows)
+    >>> project = Project(parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d))
+    >>> _ = project.run()
+    >>> view = project.runs.latest()
+    >>> models_page(view)
+    Traceback (most recent call last):
+    ...
+    segvalue.errors.DataValidationError: run ... holds no CLV model ...
+    >>> project.close()
     """
     documents = view.models()
     models = [
