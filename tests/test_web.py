@@ -272,6 +272,32 @@ def test_a_run_without_clv_models_or_kpis_still_shows_every_page(tmp_path: Path)
         assert "holds no CLV model" in models.text
 
 
+def test_a_run_in_another_process_writes_while_the_dashboard_is_up(
+    demo: dict[str, Any], tmp_path: Path
+) -> None:
+    """The dashboard holds no store connection between requests, and shows the new run."""
+    folder = tmp_path / "copy"
+    shutil.copytree(demo["config"].parent, folder)
+    config = folder / "segvalue.yaml"
+    client = TestClient(create_dashboard_app(Project.from_yaml(config)))
+    assert demo["second"] in client.get("/").text
+    assert client.get("/segments").status_code == 200
+    code = "import sys; from segvalue.project import Project; "
+    code += "print(Project.from_yaml(sys.argv[1]).run().run_id)"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(config)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    new_run = done.stdout.strip().splitlines()[-1]
+    html = client.get("/").text
+    assert f"Run <code>{new_run}</code>" in html
+    assert client.get(f"/?run={demo['second']}").status_code == 200
+
+
 def test_the_router_mounts_into_another_app(demo: dict[str, Any]) -> None:
     from fastapi import FastAPI
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request
@@ -19,14 +21,16 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from segvalue.errors import DataValidationError, SegvalueError
+from segvalue.project import Project, RunView
 from segvalue.web import pages
 
-if TYPE_CHECKING:
-    from segvalue.project import Project, RunView
+PageBuilder = Callable[[RunView], dict[str, Any]]
 
 __all__ = ["build_router", "format_number", "format_percent"]
 
 _HERE = Path(__file__).parent
+# Pages of complete runs kept in memory (a few tens of kB each).
+_KEPT_PAGES = 256
 _STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 
 
@@ -98,8 +102,12 @@ def build_router(project: Project) -> APIRouter:
     """
     environment = _environment()
     static = _static_files()
-    # The project's one store connection is shared: requests read it one at a time.
-    lock = threading.Lock()
+    # The dashboard reads through a Project of its own, closed after every request: an
+    # open DuckDB connection would keep `segvalue run` (another process) from writing
+    # the store. A complete run never changes, so its pages are kept instead.
+    reader = Project(project.config)
+    kept: OrderedDict[tuple[str, ...], dict[str, Any]] = OrderedDict()
+    lock = threading.Lock()  # one request reads at a time
     router = APIRouter(include_in_schema=False)
 
     def render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
@@ -107,46 +115,58 @@ def build_router(project: Project) -> APIRouter:
         html = environment.get_template(template).render(request_path=request.url.path, **context)
         return HTMLResponse(html, status_code=status)
 
+    def context_of(view: RunView, key: tuple[str, ...], build: PageBuilder) -> dict[str, Any]:
+        key = (view.run_id, *key)
+        if key in kept:
+            kept.move_to_end(key)
+        else:
+            kept[key] = build(view)
+            while len(kept) > _KEPT_PAGES:
+                kept.popitem(last=False)
+        return kept[key]
+
     def page(
-        request: Request,
-        template: str,
-        run_id: str | None,
-        build: Callable[[RunView], dict[str, Any]],
+        request: Request, run_id: str | None, build: PageBuilder, template: str, *args: str
     ) -> Response:
         with lock:
-            runs = project.runs.list(status="complete")
-            if run_id is None and not runs:
-                return render(request, "no_run.html", run=None, runs=[])
             try:
-                view = project.runs.require_latest(run_id)
-            except DataValidationError as exc:  # an unknown run id
-                return render(request, "not_found.html", 404, message=str(exc), run=None)
-            if view.info.status != "complete":
-                message = f"run {view.run_id} is {view.info.status}: it holds no results"
-                return render(request, "not_found.html", 404, message=message, run=None)
-            try:
-                context = build(view)
-            except pages.NotFound as exc:
-                return render(request, "not_found.html", 404, message=str(exc), run=view)
-            except SegvalueError as exc:  # a result this run does not hold
-                return render(request, "missing.html", message=str(exc), run=view, runs=runs)
+                runs = reader.runs.list(status="complete")
+                if run_id is None and not runs:
+                    return render(request, "no_run.html", run=None, runs=[])
+                try:
+                    view = reader.runs.require_latest(run_id)
+                except DataValidationError as exc:  # an unknown run id
+                    return render(request, "not_found.html", 404, message=str(exc), run=None)
+                if view.info.status != "complete":
+                    message = f"run {view.run_id} is {view.info.status}: it holds no results"
+                    return render(request, "not_found.html", 404, message=message, run=None)
+                try:
+                    context = context_of(view, (template, *args), build)
+                except pages.NotFound as exc:
+                    return render(request, "not_found.html", 404, message=str(exc), run=view)
+                except SegvalueError as exc:  # a result this run does not hold
+                    return render(request, "missing.html", message=str(exc), run=view, runs=runs)
+            finally:
+                reader.close()
         return render(request, template, run=view, runs=runs, **context)
 
     @router.get("/", response_class=HTMLResponse)
     def overview(request: Request, run: str | None = None) -> Response:
-        return page(request, "overview.html", run, pages.overview_page)
+        return page(request, run, pages.overview_page, "overview.html")
 
     @router.get("/segments", response_class=HTMLResponse)
     def segments(request: Request, run: str | None = None, scheme: str | None = None) -> Response:
-        return page(request, "segments.html", run, lambda v: pages.segments_page(v, scheme))
+        build = partial(pages.segments_page, scheme=scheme)
+        return page(request, run, build, "segments.html", scheme or "")
 
     @router.get("/segments/{scheme}/{segment}", response_class=HTMLResponse)
     def segment(request: Request, scheme: str, segment: str, run: str | None = None) -> Response:
-        return page(request, "segment.html", run, lambda v: pages.segment_page(v, scheme, segment))
+        build = partial(pages.segment_page, scheme=scheme, segment=segment)
+        return page(request, run, build, "segment.html", scheme, segment)
 
     @router.get("/models", response_class=HTMLResponse)
     def models(request: Request, run: str | None = None) -> Response:
-        return page(request, "models.html", run, pages.models_page)
+        return page(request, run, pages.models_page, "models.html")
 
     @router.get("/static/{name}")
     def static_file(name: str) -> Response:
