@@ -42,8 +42,11 @@ def dashboard_router(project: Project) -> APIRouter:
     Parameters
     ----------
     project
-        The project whose store the pages read. Requests share its store connection,
-        one at a time.
+        The project whose store the pages read. The dashboard reads through a
+        ``Project`` of its own over the same configuration and closes its store
+        connection after every request, so a run in another process can write the store
+        while the dashboard is up; pages of complete runs (which never change) are kept
+        in memory.
 
     Returns
     -------
