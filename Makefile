@@ -31,8 +31,8 @@ lint: sync
 	.venv/bin/mypy
 
 # The tests start a real PostgreSQL server on a free loopback port, Spark in local mode
-# (which needs Java 17+) and the dashboard's browser tests drive Debian's Chromium (never a
-# browser Playwright downloads): install them from Debian's packages when the machine lacks them.
+# (which needs Java 17+) and Debian's Chromium for the dashboard's browser tests (never a
+# browser Playwright downloads): install them from Debian's packages when missing.
 services:
 	@missing=""; \
 	command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
