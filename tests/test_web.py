@@ -9,6 +9,7 @@ nothing but the served dashboard.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import socket
@@ -29,7 +30,7 @@ from segvalue.config import parse_config
 from segvalue.pipeline import run_demo
 from segvalue.project import Project, RunView
 from segvalue.web import create_dashboard_app, dashboard_router
-from segvalue.web.pages import models_page
+from segvalue.web.pages import models_page, segment_page
 
 fastapi_testclient = pytest.importorskip("fastapi.testclient")
 TestClient = fastapi_testclient.TestClient
@@ -173,11 +174,28 @@ def test_segment_page_profile_persona_clv_and_migration(
     html = response.text
     persona = next(p for p in view.personas() if p["scheme"] == scheme and p["segment"] == segment)
     assert f"Persona: {persona['name']}" in html
-    for chart in ("profile-index", "clv-histogram", "migration"):
+    for chart in ("profile-index", "clv-histogram", "channel-use", "migration"):
         assert f'id="{chart}"' in html
     assert f"Since run <code>{demo['first']}</code>" in html
     members = sum(1 for r in view.memberships(scheme).to_pylist() if r["segment"] == segment)
     assert f"<p>{members:,} members.</p>" in html
+    # Channel use: the share of members with an engaged email touch, against the base.
+    ids = {
+        r["customer_id"] for r in view.memberships(scheme).to_pylist() if r["segment"] == segment
+    }
+    engaged = [
+        (r["customer_id"] in ids, r["engaged_email"] > 0)
+        for r in view.customer_scores().select(["customer_id", "engaged_email"]).to_pylist()
+    ]
+    channel = next(
+        c for c in segment_page(view, scheme, segment)["charts"] if c.chart_id == "channel-use"
+    )
+    members_trace, base_trace = json.loads(channel.figure_json)["data"]
+    email = members_trace["x"].index("email")
+    assert members_trace["y"][email] == pytest.approx(
+        sum(e for m, e in engaged if m) / sum(m for m, _ in engaged)
+    )
+    assert base_trace["y"][email] == pytest.approx(sum(e for _, e in engaged) / len(engaged))
 
 
 def test_segment_page_of_a_run_without_an_earlier_run_has_no_migration(
@@ -409,8 +427,8 @@ def _pages(demo: dict[str, Any]) -> list[tuple[str, str, int]]:
         ("overview", "/", len({r["kpi"] for r in view.kpi_status().to_pylist()})),
         ("segments", "/segments", 0),
         ("segments-rfm", "/segments?scheme=rfm", 0),
-        ("segment", _segment_url(*moved), 3),
-        ("segment-first-run", _segment_url(*moved, demo["first"]), 2),
+        ("segment", _segment_url(*moved), 4),
+        ("segment-first-run", _segment_url(*moved, demo["first"]), 3),
         ("models", "/models", 2),
     ]
 

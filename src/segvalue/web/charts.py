@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "STATUS_COLOURS",
     "Chart",
+    "channel_chart",
     "clv_histogram",
     "frequency_histogram",
     "holdout_tracking",
@@ -196,6 +197,57 @@ def clv_histogram(values: Sequence[float], *, bins: int = 30) -> Chart:
         "clv-histogram",
         "CLV of the segment's members",
         f"Histogram of the CLV of {data.size} customers.",
+        figure,
+    )
+
+
+def channel_chart(rows: Sequence[Mapping[str, Any]]) -> Chart:
+    """Channel use: the share of a segment's members engaged on each channel, and the base's.
+
+    Parameters
+    ----------
+    rows
+        ``channel, segment, base``: shares (0 to 1) of the segment and of all customers.
+
+    Examples
+    --------
+    >>> channel_chart([{"channel": "email", "segment": 0.5, "base": 0.4}]).chart_id
+    'channel-use'
+    """
+    import plotly.graph_objects as go
+
+    channels = [str(r["channel"]) for r in rows]
+    figure = go.Figure(
+        [
+            go.Bar(
+                x=channels,
+                y=[r["segment"] for r in rows],
+                name="segment",
+                marker_color=_BASE,
+                hovertemplate="%{x}: %{y:.1%}<extra>segment</extra>",
+            ),
+            go.Bar(
+                x=channels,
+                y=[r["base"] for r in rows],
+                name="all customers",
+                marker_color="#8c959f",
+                hovertemplate="%{x}: %{y:.1%}<extra>all customers</extra>",
+            ),
+        ]
+    )
+    figure.update_layout(
+        _layout(
+            barmode="group",
+            yaxis_title="customers engaged",
+            yaxis_tickformat=".0%",
+            height=320,
+        )
+    )
+    return _chart(
+        "channel-use",
+        "Channel use: customers engaged on each channel",
+        "Grouped bar chart of the share of the segment's members and of all customers who "
+        "engaged with each channel.",
         figure,
     )
 

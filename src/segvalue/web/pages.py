@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from segvalue.web import charts
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from segvalue.project import RunView
 
 __all__ = [
@@ -225,6 +227,9 @@ def segment_page(view: RunView, scheme: str, segment: str) -> dict[str, Any]:
         page_charts.append(charts.profile_index_chart(numeric))
     if "clv" in member_scores.column_names:  # a run without a CLV model has none
         page_charts.append(charts.clv_histogram(member_scores.column("clv").to_pylist()))
+    channels = _channel_use(member_scores, scores)
+    if channels:
+        page_charts.append(charts.channel_chart(channels))
     migration = _segment_migration(view, scheme, segment)
     if migration is not None and (migration["came_from"] or migration["went_to"]):
         page_charts.append(charts.migration_chart(migration["came_from"], migration["went_to"]))
@@ -239,6 +244,26 @@ def segment_page(view: RunView, scheme: str, segment: str) -> dict[str, Any]:
         "migration": migration,
         "charts": page_charts,
     }
+
+
+def _channel_use(members: pa.Table, everyone: pa.Table) -> list[dict[str, Any]]:
+    """Per channel (``engaged_<channel>`` columns), the share of members and of all
+    customers with at least one engaged touch; empty without touchpoint data."""
+    import numpy as np
+
+    def share(table: pa.Table, column: str) -> float | None:
+        values = np.asarray(table.column(column).to_numpy(zero_copy_only=False), dtype=float)
+        return float(np.mean(values > 0)) if values.size else None
+
+    return [
+        {
+            "channel": column.removeprefix("engaged_"),
+            "segment": share(members, column),
+            "base": share(everyone, column),
+        }
+        for column in everyone.column_names
+        if column.startswith("engaged_")
+    ]
 
 
 def _segment_migration(view: RunView, scheme: str, segment: str) -> dict[str, Any] | None:
