@@ -124,6 +124,10 @@ def test_overview_shows_kpis_against_targets_freshness_run_and_rejects(
     assert html.count('class="card status-') == len(status)
     for name in {row["status"] for row in status}:
         assert f"status-{name}" in html
+    # Each segment's card links to its page; the all-customers card has none.
+    for segment in {row["segment"] for row in status} - {"all customers"}:
+        assert _segment_url(status[0]["scheme"], segment, view.run_id) in html
+    assert "/all%20customers?" not in html
     for table in view.info.freshness:
         assert f'<th scope="row">{table}</th>' in html
     assert view.info.rejects == {"orders.null_id": 1, "orders.unknown_customer": 1}

@@ -154,7 +154,8 @@ def profile_index_chart(rows: Sequence[Mapping[str, Any]]) -> Chart:
             xaxis_title="index (base = 100)",
             height=max(300, 22 * len(usable) + 80),
             showlegend=False,
-            margin={"l": 170, "r": 20, "t": 20, "b": 50},
+            margin={"l": 10, "r": 20, "t": 20, "b": 50},
+            yaxis_automargin=True,
         )
     )
     return _chart(
@@ -298,7 +299,8 @@ def migration_chart(
             barmode="relative",
             xaxis_title="customers (out to the left, in to the right)",
             height=max(260, 28 * rows + 120),
-            margin={"l": 170, "r": 20, "t": 20, "b": 50},
+            margin={"l": 10, "r": 20, "t": 20, "b": 50},
+            yaxis_automargin=True,
         )
     )
     return _chart(

@@ -86,8 +86,13 @@ def overview_page(view: RunView) -> dict[str, Any]:
     duration = None
     if info.finished_at is not None:
         duration = (info.finished_at - info.started_at).total_seconds()
+    kpi_scheme = str(status_rows[0]["scheme"]) if status_rows else _kpi_scheme(view)
     return {
-        "kpi_scheme": str(status_rows[0]["scheme"]) if status_rows else _kpi_scheme(view),
+        "kpi_scheme": kpi_scheme,
+        # The segments with a page (not the "all customers" row).
+        "kpi_segments": {
+            r["segment"] for r in _rows(view, "segment_sizes") if r["scheme"] == kpi_scheme
+        },
         "kpis": kpis,
         "freshness": freshness,
         "rejects": rejects,
