@@ -11,6 +11,8 @@
       Plotly.newPlot(element, figure.data, figure.layout, {
         responsive: true,
         displaylogo: false,
+        // On a phone the tool bar would cover the chart: hover and tap still work.
+        displayModeBar: window.matchMedia("(min-width: 640px)").matches ? "hover" : false,
       });
     });
   }
