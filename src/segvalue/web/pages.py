@@ -129,7 +129,8 @@ def segments_page(view: RunView, scheme: str | None) -> dict[str, Any]:
         scheme = kpi_scheme if kpi_scheme in schemes else (schemes[0] if schemes else None)
     if scheme is None or scheme not in schemes:
         raise NotFound(f"run {view.run_id} has no scheme {scheme!r}")
-    profiles = [r for r in _rows(view, "segment_profiles") if r["scheme"] == scheme]
+    sizes = [r for r in _rows(view, "segment_sizes") if r["scheme"] == scheme]
+    profiles = {r["segment"]: r for r in _rows(view, "segment_profiles") if r["scheme"] == scheme}
     roi = {r["segment"]: r.get("roi") for r in _rows(view, "segment_kpis") if r["scheme"] == scheme}
     ranks = {r["segment"]: r for r in _rows(view, "segment_priorities") if r["scheme"] == scheme}
     personas = {
@@ -142,15 +143,15 @@ def segments_page(view: RunView, scheme: str | None) -> dict[str, Any]:
             "segment": r["segment"],
             "persona": personas.get(r["segment"]),
             "customers": r["customers"],
-            "share": r.get("share"),
-            # A run without a CLV model has no CLV or churn risk columns.
-            "clv_mean": r.get("clv_mean"),
-            "churn_risk": r.get("churn_risk_mean"),
+            "share": r["share"],
+            # Without profiles or a CLV model a run has no CLV or churn risk.
+            "clv_mean": profiles.get(r["segment"], {}).get("clv_mean"),
+            "churn_risk": profiles.get(r["segment"], {}).get("churn_risk_mean"),
             "roi": roi.get(r["segment"]),
             "priority": ranks[r["segment"]]["rank"] if r["segment"] in ranks else None,
             "priority_reasons": ranks[r["segment"]]["reasons"] if r["segment"] in ranks else None,
         }
-        for r in profiles
+        for r in sizes
     ]
     segments.sort(key=lambda s: -s["customers"])
     return {
@@ -185,14 +186,12 @@ def segment_page(view: RunView, scheme: str, segment: str) -> dict[str, Any]:
 
     if scheme not in view.info.schemes:
         raise NotFound(f"run {view.run_id} has no scheme {scheme!r}")
-    summary = next(
-        (
-            r
-            for r in _rows(view, "segment_profiles")
-            if r["scheme"] == scheme and r["segment"] == segment
-        ),
-        None,
-    )
+
+    def find(table: str) -> dict[str, Any] | None:
+        rows = _rows(view, table)
+        return next((r for r in rows if r["scheme"] == scheme and r["segment"] == segment), None)
+
+    summary = find("segment_profiles") or find("segment_sizes")
     if summary is None:
         raise NotFound(f"scheme {scheme!r} of run {view.run_id} has no segment {segment!r}")
     summary = {
