@@ -25,15 +25,13 @@ from urllib.parse import quote
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from fastapi.testclient import TestClient
 
 from segvalue.config import parse_config
 from segvalue.pipeline import run_demo
 from segvalue.project import Project, RunView
 from segvalue.web import create_dashboard_app, dashboard_router
 from segvalue.web.pages import models_page, segment_page
-
-fastapi_testclient = pytest.importorskip("fastapi.testclient")
-TestClient = fastapi_testclient.TestClient
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
