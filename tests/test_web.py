@@ -212,6 +212,35 @@ def test_segment_page_of_a_run_without_an_earlier_run_has_no_migration(
     assert 'id="clv-histogram"' in response.text
 
 
+def test_migration_page_compares_with_the_previous_run(
+    demo: dict[str, Any], client: TestClient
+) -> None:
+    view = _latest(demo)
+    diff = demo["project"].runs.diff(demo["first"], demo["second"])
+    response = client.get("/migration")
+    assert response.status_code == 200
+    html = response.text
+    assert f"From run <code>{demo['first']}</code>" in html
+    assert f"Scheme {diff.kpi_scheme}</h2>" in html
+    assert 'id="migration-sankey"' in html
+    sizes = diff.schemes[diff.kpi_scheme].sizes.to_pylist()
+    for row in sizes:
+        change = f"+{row['change']:,}" if row["change"] > 0 else f"{row['change']:,}"
+        cells = f'<td class="num">{row["before"]:,}</td><td class="num">{row["after"]:,}</td>'
+        assert f'<th scope="row">{row["segment"]}</th>{cells}<td class="num">{change}</td>' in html
+    other = next(s for s in view.info.schemes if s != diff.kpi_scheme)
+    response = client.get(f"/migration?scheme={quote(other)}&before={demo['first']}")
+    assert response.status_code == 200
+    assert f"Scheme {other}</h2>" in response.text
+    # The first run has nothing before it; an unknown earlier run or scheme is a 404.
+    response = client.get(f"/migration?run={demo['first']}")
+    assert response.status_code == 200
+    assert "has no earlier complete run to compare with" in response.text
+    assert client.get("/migration?before=20000101T000000Z-000000").status_code == 404
+    assert client.get(f"/migration?before={demo['second']}").status_code == 404
+    assert client.get("/migration?scheme=no-such-scheme").status_code == 404
+
+
 def test_unknown_segment_scheme_and_run_are_404(client: TestClient) -> None:
     for url in (
         "/segments/clusters/no-such-segment",
@@ -262,7 +291,7 @@ def test_a_store_without_a_run_says_so(tmp_path: Path) -> None:
     config = parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=tmp_path)
     with Project(config) as project:
         client = TestClient(create_dashboard_app(project))
-        for url in ("/", "/segments", "/models", "/segments/a/b"):
+        for url in ("/", "/segments", "/migration", "/models", "/segments/a/b"):
             response = client.get(url)
             assert response.status_code == 200, url
             assert "No complete run yet" in response.text
@@ -431,6 +460,7 @@ def _pages(demo: dict[str, Any]) -> list[tuple[str, str, int]]:
         ("segments-rfm", "/segments?scheme=rfm", 0),
         ("segment", _segment_url(*moved), 4),
         ("segment-first-run", _segment_url(*moved, demo["first"]), 3),
+        ("migration", "/migration", 1),
         ("models", "/models", 2),
     ]
 
@@ -447,8 +477,8 @@ def test_every_page_renders_its_charts_in_chromium(
             for index in range(expected):
                 chart = charts.nth(index)
                 chart.locator(".main-svg").first.wait_for(state="attached", timeout=15_000)
-                # Drawn, not an empty frame: at least one bar, line or point.
-                assert chart.locator(".trace, .point, .bars path").count() > 0, name
+                # Drawn, not an empty frame: at least one bar, line, point or Sankey band.
+                assert chart.locator(".trace, .point, .bars path, .sankey-link").count() > 0, name
             page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
             assert (tmp_path / f"{name}.png").stat().st_size > 0
         watched.check_clean()

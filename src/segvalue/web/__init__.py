@@ -51,8 +51,8 @@ def dashboard_router(project: Project) -> APIRouter:
     Returns
     -------
     fastapi.APIRouter
-        Pages ``/``, ``/segments``, ``/segments/{scheme}/{segment}``, ``/models`` (each
-        takes ``?run=ID``) and ``/static/{name}``.
+        Pages ``/``, ``/segments``, ``/segments/{scheme}/{segment}``, ``/migration``,
+        ``/models`` (each takes ``?run=ID``) and ``/static/{name}``.
 
     Examples
     --------
@@ -61,8 +61,8 @@ def dashboard_router(project: Project) -> APIRouter:
     >>> from segvalue.project import Project
     >>> project = Project(parse_config({"sources": {"orders": {"path": "o.csv"}}},
     ...                                base_dir=pathlib.Path(tempfile.mkdtemp())))
-    >>> sorted(route.path for route in dashboard_router(project).routes)[:2]
-    ['/', '/models']
+    >>> sorted(route.path for route in dashboard_router(project).routes)
+    ['/', '/migration', '/models', '/segments', '/segments/{scheme}/{segment}', '/static/{name}']
     """
     _require_web()
     from segvalue.web.app import build_router

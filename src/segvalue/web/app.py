@@ -126,7 +126,12 @@ def build_router(project: Project) -> APIRouter:
         return kept[key]
 
     def page(
-        request: Request, run_id: str | None, build: PageBuilder, template: str, *args: str
+        request: Request,
+        run_id: str | None,
+        build: PageBuilder,
+        template: str,
+        *args: str,
+        on_other_runs: bool = False,
     ) -> Response:
         with lock:
             try:
@@ -141,7 +146,10 @@ def build_router(project: Project) -> APIRouter:
                     message = f"run {view.run_id} is {view.info.status}: it holds no results"
                     return render(request, "not_found.html", 404, message=message, run=None)
                 try:
-                    context = context_of(view, (template, *args), build)
+                    key = (template, *args)
+                    if on_other_runs:  # the page changes when a run is added or removed
+                        key += tuple(info.run_id for info in runs)
+                    context = context_of(view, key, build)
                 except pages.NotFound as exc:
                     return render(request, "not_found.html", 404, message=str(exc), run=view)
                 except SegvalueError as exc:  # a result this run does not hold
@@ -167,6 +175,18 @@ def build_router(project: Project) -> APIRouter:
     @router.get("/models", response_class=HTMLResponse)
     def models(request: Request, run: str | None = None) -> Response:
         return page(request, run, pages.models_page, "models.html")
+
+    @router.get("/migration", response_class=HTMLResponse)
+    def migration(
+        request: Request,
+        run: str | None = None,
+        scheme: str | None = None,
+        before: str | None = None,
+    ) -> Response:
+        build = partial(pages.migration_page, reader.runs, scheme=scheme, before=before)
+        return page(
+            request, run, build, "migration.html", scheme or "", before or "", on_other_runs=True
+        )
 
     @router.get("/static/{name}")
     def static_file(name: str) -> Response:

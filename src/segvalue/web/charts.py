@@ -20,6 +20,7 @@ __all__ = [
     "holdout_tracking",
     "kpi_chart",
     "migration_chart",
+    "migration_sankey",
     "profile_index_chart",
 ]
 
@@ -308,6 +309,54 @@ def migration_chart(
         "Migration in and out since the previous run",
         "Bar chart of customers who moved into the segment, by the segment they came from, "
         "and out of it, by the segment they went to.",
+        figure,
+    )
+
+
+def migration_sankey(transitions: Sequence[Mapping[str, Any]], *, before: str, after: str) -> Chart:
+    """How customers moved between one scheme's segments from one run to another.
+
+    Parameters
+    ----------
+    transitions
+        ``from_segment, to_segment, customers`` (``RunDiff`` of an exclusive scheme); a
+        None segment: the customer was not in the scheme in that run.
+    before, after
+        Labels of the two runs (their as-of dates).
+
+    Examples
+    --------
+    >>> rows = [{"from_segment": "a", "to_segment": "b", "customers": 3}]
+    >>> migration_sankey(rows, before="2025-01-31", after="2025-02-28").chart_id
+    'migration-sankey'
+    """
+    import plotly.graph_objects as go
+
+    outside = "(not in the scheme)"
+    sources = sorted({str(r["from_segment"] or outside) for r in transitions})
+    targets = sorted({str(r["to_segment"] or outside) for r in transitions})
+    labels = [f"{name} ({before})" for name in sources] + [f"{name} ({after})" for name in targets]
+    figure = go.Figure(
+        go.Sankey(
+            arrangement="snap",
+            node={"label": labels, "pad": 12, "thickness": 14, "color": _BASE},
+            link={
+                "source": [sources.index(str(r["from_segment"] or outside)) for r in transitions],
+                "target": [
+                    len(sources) + targets.index(str(r["to_segment"] or outside))
+                    for r in transitions
+                ],
+                "value": [r["customers"] for r in transitions],
+                "color": "rgba(31, 95, 168, 0.25)",
+            },
+        )
+    )
+    figure.update_layout(_layout(height=max(360, 34 * max(len(sources), len(targets)) + 80)))
+    return _chart(
+        "migration-sankey",
+        f"Customers between segments, {before} to {after}",
+        "Sankey diagram: each band is the customers who were in one segment in the earlier "
+        "run and are in another (or the same) in the later run.",
         figure,
     )
 

@@ -11,15 +11,17 @@ import math
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
+from segvalue.errors import DataValidationError
 from segvalue.web import charts
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from segvalue.project import RunView
+    from segvalue.project import Runs, RunView
 
 __all__ = [
     "NotFound",
+    "migration_page",
     "models_page",
     "overview_page",
     "segment_page",
@@ -386,3 +388,78 @@ def models_page(view: RunView) -> dict[str, Any]:
         "warnings": clv.get("warnings") or [],
         "charts": page_charts,
     }
+
+
+def migration_page(
+    runs: Runs, view: RunView, scheme: str | None, before: str | None
+) -> dict[str, Any]:
+    """Segment sizes and transitions of one scheme from an earlier run to ``view``.
+
+    ``before`` None: the complete run just before ``view`` (newest first in the store);
+    ``scheme`` None: the KPI scheme, else the first scheme both runs hold. A run with
+    nothing before it says so (``before_run`` None).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> from segvalue.project import Project
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> rows = "order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n2,b,2024-01-09,7\\n"
+    >>> _ = (d / "o.csv").write_text(rows)
+    >>> project = Project(parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d))
+    >>> _ = project.run()
+    >>> page = migration_page(project.runs, project.runs.latest(), None, None)
+    >>> page["before_run"] is None, page["charts"]
+    (True, [])
+    >>> project.close()
+    """
+    earlier = [
+        info
+        for info in runs.list(status="complete")
+        if info.run_id != view.run_id
+        and (info.as_of, info.finished_at) <= (view.info.as_of, view.info.finished_at)
+    ]
+    context: dict[str, Any] = {
+        "earlier": earlier,
+        "before_run": None,
+        "scheme": scheme,
+        "schemes": [],
+        "sizes": [],
+        "tags": False,
+        "charts": [],
+    }
+    if before is None:
+        if not earlier:
+            return context
+        before = earlier[0].run_id
+    try:
+        before_view = runs.get(before)
+    except DataValidationError as exc:  # an unknown run id
+        raise NotFound(str(exc)) from exc
+    if before_view.run_id == view.run_id:
+        raise NotFound(f"run {before} is the run shown: compare it with an earlier one")
+    diff = runs.diff(before_view, view)
+    schemes = [s for s in view.info.schemes if s in diff.schemes]
+    if scheme is None:
+        kpi_scheme = diff.kpi_scheme
+        scheme = kpi_scheme if kpi_scheme in schemes else (schemes[0] if schemes else None)
+    if scheme is None or scheme not in diff.schemes:
+        raise NotFound(f"runs {before} and {view.run_id} have no scheme {scheme!r} to compare")
+    scheme_diff = diff.schemes[scheme]
+    context.update(
+        before_run=before_view.info,
+        scheme=scheme,
+        schemes=schemes,
+        sizes=scheme_diff.sizes.to_pylist(),
+        tags=scheme_diff.transitions is None,
+    )
+    if scheme_diff.transitions is not None and scheme_diff.transitions.num_rows:
+        context["charts"] = [
+            charts.migration_sankey(
+                scheme_diff.transitions.to_pylist(),
+                before=str(before_view.info.as_of),
+                after=str(view.info.as_of),
+            )
+        ]
+    return context
