@@ -30,13 +30,15 @@ lint: sync
 	.venv/bin/ruff format --check src tests bench
 	.venv/bin/mypy
 
-# The tests start a real PostgreSQL server on a free loopback port and Spark in local mode
-# (which needs Java 17+): install them from Debian's packages when the machine lacks them.
+# The tests start a real PostgreSQL server on a free loopback port, Spark in local mode
+# (which needs Java 17+) and Debian's Chromium for the dashboard's browser tests (never a
+# browser Playwright downloads): install them from Debian's packages when missing.
 services:
 	@missing=""; \
 	command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	  missing="$$missing postgresql"; \
 	command -v java >/dev/null 2>&1 || missing="$$missing openjdk-17-jre-headless"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing"; apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

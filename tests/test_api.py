@@ -609,10 +609,15 @@ def test_serve_runs_the_api_as_a_real_process(demo: Demo) -> None:
         assert customer.status_code == 200 and customer.json()["customer_id"] == CUSTOMER
         refused = httpx.get(f"{base}/api/v1/customers/{CUSTOMER}", timeout=10)
         assert refused.status_code == 401
+        # On loopback the same process serves the dashboard, open without a key.
+        page = httpx.get(f"{base}/", timeout=30)
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        assert demo.latest_run in page.text
     finally:
         server.terminate()
         out, err = server.communicate(timeout=30)
     assert f"segvalue API on {base}/api/v1" in out
     assert "segvalue keys create" in out and "--scope read" in out
+    assert f"dashboard: {base}/ (loopback only" in out
     assert "GET /api/v1/customers/{customer_id} 200" in err
     assert CUSTOMER not in err

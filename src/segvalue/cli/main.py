@@ -909,7 +909,8 @@ def serve(
         int | None, typer.Option("--port", help="Port to listen on (default: serve.port, 8000).")
     ] = None,
 ) -> None:
-    """Serve the REST API (/api/v1, see docs/api.md) until interrupted (Ctrl-C)."""
+    """Serve the REST API (/api/v1, see docs/api.md) and, on a loopback address, the
+    dashboard (/, see docs/dashboard.md) until interrupted (Ctrl-C)."""
     import logging
 
     try:
@@ -935,6 +936,14 @@ def serve(
     base = f"http://{shown}:{bind_port}"
     out.print(f"segvalue API on {base}{API_PREFIX} (OpenAPI: {base}{API_PREFIX}/openapi.json)")
     out.print(f"health: {base}/health")
+    app = create_app(project)
+    if _loopback(bind_host):
+        from segvalue.web import dashboard_router
+
+        app.include_router(dashboard_router(project))
+        out.print(f"dashboard: {base}/ (loopback only: open without a key)")
+    else:  # the dashboard's login (key form, session cookie) is not built yet
+        out.print("dashboard: not served on a non-loopback address (it has no login yet)")
     out.print(
         f"every {API_PREFIX} route needs an API key: "
         f"segvalue keys create -c {escape(_shown(config))} --scope read",
@@ -945,7 +954,7 @@ def serve(
         # uvicorn's access log would name the path (it may hold a customer id): ours logs
         # the route template instead.
         uvicorn.run(
-            create_app(project),
+            app,
             host=bind_host,
             port=bind_port,
             access_log=False,
@@ -954,6 +963,18 @@ def serve(
         )
     finally:
         project.close()
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_listen(host: str, port: int) -> None:

@@ -1,0 +1,94 @@
+"""The dashboard: server-rendered pages over a project's stored runs.
+
+``dashboard_router(project)`` is a FastAPI router with the pages under ``/`` and their
+static files (the stylesheet, the page script and Plotly's own ``plotly.min.js`` from the
+installed plotly package) under ``/static/``: no CDN, it works offline. The API's app
+includes it; :func:`create_dashboard_app` is an app with the dashboard only.
+
+Every page takes ``?run=ID`` (default: the latest complete run) and reads the store only
+through :class:`~segvalue.project.Project`; it never runs the pipeline. Needs the ``web``
+extra (``pip install 'segvalue[web]'``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from segvalue.errors import MissingDependencyError
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter, FastAPI
+
+    from segvalue.project import Project
+
+__all__ = ["create_dashboard_app", "dashboard_router"]
+
+
+def _require_web() -> None:
+    try:
+        import fastapi  # noqa: F401
+        import jinja2  # noqa: F401
+        import plotly  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"the dashboard needs {exc.name}, which is not installed",
+            fix="install the web extra: pip install 'segvalue[web]'",
+        ) from exc
+
+
+def dashboard_router(project: Project) -> APIRouter:
+    """The dashboard's pages and static files as a FastAPI router over ``project``.
+
+    Parameters
+    ----------
+    project
+        The project whose store the pages read. The dashboard reads through a
+        ``Project`` of its own over the same configuration and closes its store
+        connection after every request, so a run in another process can write the store
+        while the dashboard is up; pages of complete runs (which never change) are kept
+        in memory.
+
+    Returns
+    -------
+    fastapi.APIRouter
+        Pages ``/``, ``/segments``, ``/segments/{scheme}/{segment}``, ``/migration``,
+        ``/models`` (each takes ``?run=ID``) and ``/static/{name}``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> from segvalue.project import Project
+    >>> project = Project(parse_config({"sources": {"orders": {"path": "o.csv"}}},
+    ...                                base_dir=pathlib.Path(tempfile.mkdtemp())))
+    >>> sorted(route.path for route in dashboard_router(project).routes)
+    ['/', '/migration', '/models', '/segments', '/segments/{scheme}/{segment}', '/static/{name}']
+    """
+    _require_web()
+    from segvalue.web.app import build_router
+
+    return build_router(project)
+
+
+def create_dashboard_app(project: Project) -> FastAPI:
+    """A FastAPI app with the dashboard only (development and tests; ``segvalue serve``
+    mounts :func:`dashboard_router` into the API's app).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from fastapi.testclient import TestClient
+    >>> from segvalue.config import parse_config
+    >>> from segvalue.project import Project
+    >>> project = Project(parse_config({"sources": {"orders": {"path": "o.csv"}}},
+    ...                                base_dir=pathlib.Path(tempfile.mkdtemp())))
+    >>> response = TestClient(create_dashboard_app(project)).get("/")
+    >>> response.status_code, "No complete run" in response.text
+    (200, True)
+    """
+    _require_web()
+    from fastapi import FastAPI
+
+    app = FastAPI(title="segvalue dashboard", docs_url=None, redoc_url=None, openapi_url=None)
+    app.include_router(dashboard_router(project))
+    return app

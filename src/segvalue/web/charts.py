@@ -1,0 +1,454 @@
+"""The dashboard's charts: Plotly figures built on the server, sent to the page as JSON.
+
+Every function returns a :class:`Chart` (an id, a title, a text alternative and the
+figure's JSON); the page's script draws it with the ``plotly.min.js`` the dashboard serves
+itself. Nothing here reads the store: the pages pass in plain rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "STATUS_COLOURS",
+    "Chart",
+    "channel_chart",
+    "clv_histogram",
+    "frequency_histogram",
+    "holdout_tracking",
+    "kpi_chart",
+    "migration_chart",
+    "migration_sankey",
+    "profile_index_chart",
+]
+
+#: The colour of each KPI status (the cards use the same, from the stylesheet).
+STATUS_COLOURS = {"on_track": "#1a7f37", "at_risk": "#b35900", "off_track": "#c0262d"}
+_BASE = "#1f5fa8"
+_MODEL = "#b35900"
+_LAYOUT: dict[str, Any] = {
+    "margin": {"l": 60, "r": 20, "t": 40, "b": 50},
+    "font": {"family": "system-ui, sans-serif", "size": 13},
+    "paper_bgcolor": "rgba(0,0,0,0)",
+    "plot_bgcolor": "rgba(0,0,0,0)",
+    "legend": {"orientation": "h", "y": -0.2},
+    "autosize": True,
+}
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One server-built figure.
+
+    Attributes
+    ----------
+    chart_id
+        The HTML id of the chart's element (unique on its page).
+    title
+        What the chart shows, as the heading above it.
+    description
+        A text alternative for screen readers (the chart's element's label).
+    figure_json
+        The Plotly figure as JSON, safe to embed in a ``<script type="application/json">``.
+    """
+
+    chart_id: str
+    title: str
+    description: str
+    figure_json: str
+
+
+def _chart(chart_id: str, title: str, description: str, figure: Any) -> Chart:
+    text = figure.to_json()
+    # Inside a <script> element "</" would end it early; JSON allows these escapes.
+    for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(raw, escaped)
+    return Chart(chart_id, title, description, text)
+
+
+def _layout(**extra: Any) -> dict[str, Any]:
+    layout = dict(_LAYOUT)
+    layout.update(extra)
+    return layout
+
+
+def kpi_chart(kpi: str, rows: Sequence[Mapping[str, Any]]) -> Chart:
+    """One KPI per segment: the estimate with its interval, coloured by status, and the target.
+
+    Parameters
+    ----------
+    kpi
+        The KPI's name.
+    rows
+        ``kpi_status`` rows of that KPI: ``segment, estimate, lower, upper, target, status``.
+
+    Examples
+    --------
+    >>> rows = [{"segment": "a", "estimate": 0.5, "lower": 0.4, "upper": 0.6,
+    ...          "target": 0.45, "status": "on_track"}]
+    >>> kpi_chart("repeat_rate", rows).chart_id
+    'kpi-repeat_rate'
+    """
+    import plotly.graph_objects as go
+
+    segments = [str(r["segment"]) for r in rows]
+    estimates = [r["estimate"] for r in rows]
+    above = [None if r["upper"] is None else r["upper"] - r["estimate"] for r in rows]
+    below = [None if r["lower"] is None else r["estimate"] - r["lower"] for r in rows]
+    colours = [STATUS_COLOURS.get(str(r["status"]), _BASE) for r in rows]
+    figure = go.Figure(
+        go.Bar(
+            x=segments,
+            y=estimates,
+            marker_color=colours,
+            error_y={"type": "data", "array": above, "arrayminus": below, "color": "#333"},
+            name=kpi,
+            hovertemplate="%{x}: %{y:.3g}<extra></extra>",
+        )
+    )
+    targets = {r["target"] for r in rows if r.get("target") is not None}
+    if len(targets) == 1:
+        figure.add_hline(
+            y=targets.pop(), line_dash="dash", line_color="#333", annotation_text="target"
+        )
+    figure.update_layout(_layout(yaxis_title=kpi, showlegend=False, height=320))
+    return _chart(
+        f"kpi-{kpi}",
+        f"{kpi} by segment",
+        f"Bar chart of {kpi} per segment with 95% intervals against its target.",
+        figure,
+    )
+
+
+def profile_index_chart(rows: Sequence[Mapping[str, Any]]) -> Chart:
+    """A segment's numeric profile: each feature's mean as an index of the base (100).
+
+    Parameters
+    ----------
+    rows
+        ``segment_profiles_numeric`` rows of one segment: ``feature, index``.
+
+    Examples
+    --------
+    >>> profile_index_chart([{"feature": "orders", "index": 150.0}]).title
+    'Profile against the base (index, base = 100)'
+    """
+    import plotly.graph_objects as go
+
+    usable = sorted((r for r in rows if r.get("index") is not None), key=lambda r: r["index"])
+    figure = go.Figure(
+        go.Bar(
+            x=[r["index"] - 100 for r in usable],
+            y=[str(r["feature"]) for r in usable],
+            base=100,
+            orientation="h",
+            marker_color=[_BASE if r["index"] >= 100 else _MODEL for r in usable],
+            customdata=[r["index"] for r in usable],
+            hovertemplate="%{y}: index %{customdata:.0f}<extra></extra>",
+        )
+    )
+    figure.add_vline(x=100, line_color="#333")
+    figure.update_layout(
+        _layout(
+            xaxis_title="index (base = 100)",
+            height=max(300, 22 * len(usable) + 80),
+            showlegend=False,
+            margin={"l": 10, "r": 20, "t": 20, "b": 50},
+            yaxis_automargin=True,
+        )
+    )
+    return _chart(
+        "profile-index",
+        "Profile against the base (index, base = 100)",
+        "Horizontal bar chart: each feature's segment mean as an index of all customers' mean.",
+        figure,
+    )
+
+
+def clv_histogram(values: Sequence[float], *, bins: int = 30) -> Chart:
+    """The distribution of CLV among a segment's members (binned on the server).
+
+    Examples
+    --------
+    >>> clv_histogram([1.0, 2.0, 2.5, 10.0], bins=3).chart_id
+    'clv-histogram'
+    """
+    import numpy as np
+    import plotly.graph_objects as go
+
+    data = np.asarray([v for v in values if v is not None], dtype=float)
+    data = data[np.isfinite(data)]
+    counts, edges = np.histogram(data, bins=bins) if data.size else (np.zeros(0), np.zeros(1))
+    figure = go.Figure(
+        go.Bar(
+            x=((edges[:-1] + edges[1:]) / 2).tolist(),
+            y=counts.tolist(),
+            width=np.diff(edges).tolist(),
+            marker_color=_BASE,
+            customdata=np.column_stack([edges[:-1], edges[1:]]).tolist(),
+            hovertemplate="CLV %{customdata[0]:.1f} to %{customdata[1]:.1f}: "
+            "%{y} customers<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        _layout(xaxis_title="CLV", yaxis_title="customers", showlegend=False, height=320)
+    )
+    return _chart(
+        "clv-histogram",
+        "CLV of the segment's members",
+        f"Histogram of the CLV of {data.size} customers.",
+        figure,
+    )
+
+
+def channel_chart(rows: Sequence[Mapping[str, Any]]) -> Chart:
+    """Channel use: the share of a segment's members engaged on each channel, and the base's.
+
+    Parameters
+    ----------
+    rows
+        ``channel, segment, base``: shares (0 to 1) of the segment and of all customers.
+
+    Examples
+    --------
+    >>> channel_chart([{"channel": "email", "segment": 0.5, "base": 0.4}]).chart_id
+    'channel-use'
+    """
+    import plotly.graph_objects as go
+
+    channels = [str(r["channel"]) for r in rows]
+    figure = go.Figure(
+        [
+            go.Bar(
+                x=channels,
+                y=[r["segment"] for r in rows],
+                name="segment",
+                marker_color=_BASE,
+                hovertemplate="%{x}: %{y:.1%}<extra>segment</extra>",
+            ),
+            go.Bar(
+                x=channels,
+                y=[r["base"] for r in rows],
+                name="all customers",
+                marker_color="#8c959f",
+                hovertemplate="%{x}: %{y:.1%}<extra>all customers</extra>",
+            ),
+        ]
+    )
+    figure.update_layout(
+        _layout(
+            barmode="group",
+            yaxis_title="customers engaged",
+            yaxis_tickformat=".0%",
+            height=320,
+        )
+    )
+    return _chart(
+        "channel-use",
+        "Channel use: customers engaged on each channel",
+        "Grouped bar chart of the share of the segment's members and of all customers who "
+        "engaged with each channel.",
+        figure,
+    )
+
+
+def migration_chart(
+    came_from: Sequence[Mapping[str, Any]], went_to: Sequence[Mapping[str, Any]]
+) -> Chart:
+    """Where a segment's new members came from and where its former members went.
+
+    Parameters
+    ----------
+    came_from
+        ``segment, customers`` pairs: customers now in the segment, by earlier segment.
+    went_to
+        ``segment, customers`` pairs: customers who left the segment, by later segment.
+
+    Examples
+    --------
+    >>> migration_chart([{"segment": "a", "customers": 3}], []).chart_id
+    'migration'
+    """
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    figure.add_trace(
+        go.Bar(
+            y=[str(r["segment"]) for r in came_from],
+            x=[r["customers"] for r in came_from],
+            orientation="h",
+            name="moved in from",
+            marker_color=_BASE,
+        )
+    )
+    figure.add_trace(
+        go.Bar(
+            y=[str(r["segment"]) for r in went_to],
+            x=[-r["customers"] for r in went_to],
+            customdata=[r["customers"] for r in went_to],
+            orientation="h",
+            name="moved out to",
+            marker_color=_MODEL,
+            hovertemplate="%{y}: %{customdata} customers<extra>moved out to</extra>",
+        )
+    )
+    rows = len({str(r["segment"]) for r in [*came_from, *went_to]})
+    figure.update_layout(
+        _layout(
+            barmode="relative",
+            xaxis_title="customers (out to the left, in to the right)",
+            height=max(260, 28 * rows + 120),
+            margin={"l": 10, "r": 20, "t": 20, "b": 50},
+            yaxis_automargin=True,
+        )
+    )
+    return _chart(
+        "migration",
+        "Migration in and out since the previous run",
+        "Bar chart of customers who moved into the segment, by the segment they came from, "
+        "and out of it, by the segment they went to.",
+        figure,
+    )
+
+
+def migration_sankey(transitions: Sequence[Mapping[str, Any]], *, before: str, after: str) -> Chart:
+    """How customers moved between one scheme's segments from one run to another.
+
+    Parameters
+    ----------
+    transitions
+        ``from_segment, to_segment, customers`` (``RunDiff`` of an exclusive scheme); a
+        None segment: the customer was not in the scheme in that run.
+    before, after
+        Labels of the two runs (their as-of dates).
+
+    Examples
+    --------
+    >>> rows = [{"from_segment": "a", "to_segment": "b", "customers": 3}]
+    >>> migration_sankey(rows, before="2025-01-31", after="2025-02-28").chart_id
+    'migration-sankey'
+    """
+    import plotly.graph_objects as go
+
+    outside = "(not in the scheme)"
+    sources = sorted({str(r["from_segment"] or outside) for r in transitions})
+    targets = sorted({str(r["to_segment"] or outside) for r in transitions})
+    labels = [f"{name} ({before})" for name in sources] + [f"{name} ({after})" for name in targets]
+    figure = go.Figure(
+        go.Sankey(
+            arrangement="snap",
+            node={"label": labels, "pad": 12, "thickness": 14, "color": _BASE},
+            link={
+                "source": [sources.index(str(r["from_segment"] or outside)) for r in transitions],
+                "target": [
+                    len(sources) + targets.index(str(r["to_segment"] or outside))
+                    for r in transitions
+                ],
+                "value": [r["customers"] for r in transitions],
+                "color": "rgba(31, 95, 168, 0.25)",
+            },
+        )
+    )
+    figure.update_layout(_layout(height=max(360, 34 * max(len(sources), len(targets)) + 80)))
+    return _chart(
+        "migration-sankey",
+        f"Customers between segments, {before} to {after}",
+        "Sankey diagram: each band is the customers who were in one segment in the earlier "
+        "run and are in another (or the same) in the later run.",
+        figure,
+    )
+
+
+def frequency_histogram(rows: Sequence[Mapping[str, Any]]) -> Chart:
+    """Customers per number of repeat purchases: actual against the model's expectation.
+
+    Parameters
+    ----------
+    rows
+        The run report's ``clv.holdout.frequency_histogram``: ``frequency, actual, expected``.
+
+    Examples
+    --------
+    >>> frequency_histogram([{"frequency": "0", "actual": 5, "expected": 4.2}]).chart_id
+    'frequency-histogram'
+    """
+    import plotly.graph_objects as go
+
+    labels = [str(r["frequency"]) for r in rows]
+    figure = go.Figure(
+        [
+            go.Bar(x=labels, y=[r["actual"] for r in rows], name="actual", marker_color=_BASE),
+            go.Bar(x=labels, y=[r["expected"] for r in rows], name="model", marker_color=_MODEL),
+        ]
+    )
+    figure.update_layout(
+        _layout(
+            barmode="group",
+            xaxis_title="repeat purchases in the calibration period",
+            xaxis_type="category",
+            yaxis_title="customers",
+            height=340,
+        )
+    )
+    return _chart(
+        "frequency-histogram",
+        "Frequency histogram: actual against the model",
+        "Grouped bar chart of customers per number of repeat purchases, actual and expected.",
+        figure,
+    )
+
+
+def holdout_tracking(rows: Sequence[Mapping[str, Any]], *, time_unit: str | None) -> Chart:
+    """Cumulative repeat purchases of the cohort since the calibration start: actual
+    against the model (the tracking curve; the holdout period is its last stretch).
+
+    Parameters
+    ----------
+    rows
+        The run report's ``clv.holdout.cumulative``: ``period, actual, expected``.
+    time_unit
+        The unit of a period (``week``), for the axis title.
+
+    Examples
+    --------
+    >>> holdout_tracking([{"period": 1.0, "actual": 2.0, "expected": 1.5}],
+    ...                  time_unit="week").chart_id
+    'holdout-tracking'
+    """
+    import plotly.graph_objects as go
+
+    periods = [r["period"] for r in rows]
+    figure = go.Figure(
+        [
+            go.Scatter(
+                x=periods,
+                y=[r["actual"] for r in rows],
+                name="actual",
+                mode="lines",
+                line_color=_BASE,
+            ),
+            go.Scatter(
+                x=periods,
+                y=[r["expected"] for r in rows],
+                name="model",
+                mode="lines",
+                line={"color": _MODEL, "dash": "dash"},
+            ),
+        ]
+    )
+    figure.update_layout(
+        _layout(
+            xaxis_title=f"{time_unit or 'period'}s since the calibration start",
+            yaxis_title="cumulative repeat purchases",
+            height=340,
+        )
+    )
+    return _chart(
+        "holdout-tracking",
+        "Tracking: cumulative repeat purchases, actual against the model",
+        "Line chart of the cohort's cumulative repeat purchases since the calibration start, "
+        "actual and expected.",
+        figure,
+    )

@@ -1,0 +1,465 @@
+"""What each dashboard page shows, read from one stored run through ``RunView``.
+
+Each ``*_page`` function returns the template context of its page as plain Python values
+and :class:`~segvalue.web.charts.Chart` objects; nothing here knows HTTP or HTML. A
+segment or scheme the run does not hold raises :class:`NotFound`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from segvalue.errors import DataValidationError
+from segvalue.web import charts
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from segvalue.project import Runs, RunView
+
+__all__ = [
+    "NotFound",
+    "migration_page",
+    "models_page",
+    "overview_page",
+    "segment_page",
+    "segments_page",
+]
+
+# z of a two-sided 95% interval.
+_Z95 = 1.959963984540054
+
+
+class NotFound(LookupError):  # noqa: N818 - the page's answer: 404 Not Found
+    """The run holds no such scheme or segment (the page answers 404)."""
+
+
+def _rows(view: RunView, table: str) -> list[dict[str, Any]]:
+    return list(view.table(table).to_pylist()) if view.has_table(table) else []
+
+
+def _kpi_scheme(view: RunView) -> str | None:
+    rows = _rows(view, "segment_kpis")
+    return str(rows[0]["scheme"]) if rows else None
+
+
+def overview_page(view: RunView) -> dict[str, Any]:
+    """KPI cards against targets, data freshness per table, the run, rejects by rule.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> from segvalue.project import Project
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> rows = "order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n2,b,2024-01-09,7\\n"
+    >>> _ = (d / "o.csv").write_text(rows)
+    >>> project = Project(parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d))
+    >>> _ = project.run()
+    >>> view = project.runs.latest()
+    >>> overview_page(view)["freshness"][1]
+    {'table': 'orders', 'latest': '2024-01-09T00:00:00', 'rows': 2}
+    >>> project.close()
+    """
+    info = view.info
+    status_rows = _rows(view, "kpi_status")
+    by_kpi: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in status_rows:
+        by_kpi[str(row["kpi"])].append(row)
+    kpis = [
+        {
+            "name": name,
+            "target": rows[0]["target"],
+            "direction": rows[0]["direction"],
+            "tolerance": rows[0]["tolerance"],
+            "cards": rows,
+            "chart": charts.kpi_chart(name, rows),
+        }
+        for name, rows in by_kpi.items()
+    ]
+    tables = sorted(set(info.freshness) | set(info.row_counts))
+    freshness = [
+        {"table": t, "latest": info.freshness.get(t), "rows": info.row_counts.get(t)}
+        for t in tables
+    ]
+    rejects = sorted(info.rejects.items(), key=lambda item: (-item[1], item[0]))
+    duration = None
+    if info.finished_at is not None:
+        duration = (info.finished_at - info.started_at).total_seconds()
+    kpi_scheme = str(status_rows[0]["scheme"]) if status_rows else _kpi_scheme(view)
+    return {
+        "kpi_scheme": kpi_scheme,
+        # The segments with a page (not the "all customers" row).
+        "kpi_segments": {
+            r["segment"] for r in _rows(view, "segment_sizes") if r["scheme"] == kpi_scheme
+        },
+        "kpis": kpis,
+        "freshness": freshness,
+        "rejects": rejects,
+        "duration": duration,
+        "charts": [k["chart"] for k in kpis],
+    }
+
+
+def segments_page(view: RunView, scheme: str | None) -> dict[str, Any]:
+    """One scheme's segments: size, CLV, churn risk, ROI and priority, sortable.
+
+    ``scheme`` None: the KPI scheme when the run has one, else the run's first scheme.
+    ROI and priority exist for the KPI scheme only (the other schemes show none).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> from segvalue.project import Project
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> rows = "order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n2,b,2024-01-09,7\\n"
+    >>> _ = (d / "o.csv").write_text(rows)
+    >>> project = Project(parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d))
+    >>> _ = project.run()
+    >>> view = project.runs.latest()
+    >>> page = segments_page(view, "lifecycle")
+    >>> [(s["segment"], s["customers"]) for s in page["segments"]]
+    [('new', 2)]
+    >>> project.close()
+    """
+    schemes = list(view.info.schemes)
+    kpi_scheme = _kpi_scheme(view)
+    if scheme is None:
+        scheme = kpi_scheme if kpi_scheme in schemes else (schemes[0] if schemes else None)
+    if scheme is None or scheme not in schemes:
+        raise NotFound(f"run {view.run_id} has no scheme {scheme!r}")
+    sizes = [r for r in _rows(view, "segment_sizes") if r["scheme"] == scheme]
+    profiles = {r["segment"]: r for r in _rows(view, "segment_profiles") if r["scheme"] == scheme}
+    roi = {r["segment"]: r.get("roi") for r in _rows(view, "segment_kpis") if r["scheme"] == scheme}
+    ranks = {r["segment"]: r for r in _rows(view, "segment_priorities") if r["scheme"] == scheme}
+    personas = {
+        p["segment"]: p.get("name")
+        for p in (view.personas() if view.has_document("personas") else [])
+        if p.get("scheme") == scheme
+    }
+    segments = [
+        {
+            "segment": r["segment"],
+            "persona": personas.get(r["segment"]),
+            "customers": r["customers"],
+            "share": r["share"],
+            # Without profiles or a CLV model a run has no CLV or churn risk.
+            "clv_mean": profiles.get(r["segment"], {}).get("clv_mean"),
+            "churn_risk": profiles.get(r["segment"], {}).get("churn_risk_mean"),
+            "roi": roi.get(r["segment"]),
+            "priority": ranks[r["segment"]]["rank"] if r["segment"] in ranks else None,
+            "priority_reasons": ranks[r["segment"]]["reasons"] if r["segment"] in ranks else None,
+        }
+        for r in sizes
+    ]
+    segments.sort(key=lambda s: -s["customers"])
+    return {
+        "scheme": scheme,
+        "schemes": schemes,
+        "is_kpi_scheme": scheme == kpi_scheme,
+        "segments": segments,
+        "charts": [],
+    }
+
+
+def segment_page(view: RunView, scheme: str, segment: str) -> dict[str, Any]:
+    """One segment: profile against the base, persona, CLV of its members, migration.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> from segvalue.project import Project
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> rows = "order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n2,b,2024-01-09,7\\n"
+    >>> _ = (d / "o.csv").write_text(rows)
+    >>> project = Project(parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d))
+    >>> _ = project.run()
+    >>> view = project.runs.latest()
+    >>> page = segment_page(view, "lifecycle", "new")
+    >>> page["members"], [chart.chart_id for chart in page["charts"]]
+    (2, ['profile-index'])
+    >>> project.close()
+    """
+    import pyarrow.compute as pc
+
+    if scheme not in view.info.schemes:
+        raise NotFound(f"run {view.run_id} has no scheme {scheme!r}")
+
+    def find(table: str) -> dict[str, Any] | None:
+        rows = _rows(view, table)
+        return next((r for r in rows if r["scheme"] == scheme and r["segment"] == segment), None)
+
+    summary = find("segment_profiles") or find("segment_sizes")
+    if summary is None:
+        raise NotFound(f"scheme {scheme!r} of run {view.run_id} has no segment {segment!r}")
+    summary = {
+        key: summary.get(key)
+        for key in ("customers", "share", "revenue_share", "clv_mean", "clv_total")
+    } | {"churn_risk_mean": summary.get("churn_risk_mean")}
+    numeric = [
+        r
+        for r in _rows(view, "segment_profiles_numeric")
+        if r["scheme"] == scheme and r["segment"] == segment
+    ]
+    attributes = sorted(
+        (
+            r
+            for r in _rows(view, "segment_profiles_attributes")
+            if r["scheme"] == scheme
+            and r["segment"] == segment
+            and r.get("index") is not None
+            and r.get("z") is not None
+        ),
+        key=lambda r: -r["z"],
+    )[:10]
+    persona = next(
+        (
+            p
+            for p in (view.personas() if view.has_document("personas") else [])
+            if p.get("scheme") == scheme and p.get("segment") == segment
+        ),
+        None,
+    )
+    members = view.memberships(scheme)
+    member_ids = members.filter(pc.equal(members.column("segment"), segment)).column("customer_id")
+    scores = view.customer_scores()
+    member_scores = scores.filter(pc.is_in(scores.column("customer_id"), value_set=member_ids))
+    page_charts = []
+    if numeric:
+        page_charts.append(charts.profile_index_chart(numeric))
+    if "clv" in member_scores.column_names:  # a run without a CLV model has none
+        page_charts.append(charts.clv_histogram(member_scores.column("clv").to_pylist()))
+    channels = _channel_use(member_scores, scores)
+    if channels:
+        page_charts.append(charts.channel_chart(channels))
+    migration = _segment_migration(view, scheme, segment)
+    if migration is not None and (migration["came_from"] or migration["went_to"]):
+        page_charts.append(charts.migration_chart(migration["came_from"], migration["went_to"]))
+    return {
+        "scheme": scheme,
+        "segment": segment,
+        "summary": summary,
+        "numeric": sorted(numeric, key=lambda r: -abs(r["z"] or 0.0))[:12],
+        "attributes": attributes,
+        "persona": persona,
+        "members": member_scores.num_rows,
+        "migration": migration,
+        "charts": page_charts,
+    }
+
+
+def _channel_use(members: pa.Table, everyone: pa.Table) -> list[dict[str, Any]]:
+    """Per channel (``engaged_<channel>`` columns), the share of members and of all
+    customers with at least one engaged touch; empty without touchpoint data."""
+    import numpy as np
+
+    def share(table: pa.Table, column: str) -> float | None:
+        values = np.asarray(table.column(column).to_numpy(zero_copy_only=False), dtype=float)
+        return float(np.mean(values > 0)) if values.size else None
+
+    return [
+        {
+            "channel": column.removeprefix("engaged_"),
+            "segment": share(members, column),
+            "base": share(everyone, column),
+        }
+        for column in everyone.column_names
+        if column.startswith("engaged_")
+    ]
+
+
+def _segment_migration(view: RunView, scheme: str, segment: str) -> dict[str, Any] | None:
+    """Customers in and out of one segment since the run's previous run, or None."""
+    if not view.has_table("segment_migration"):
+        return None
+    rows = [r for r in _rows(view, "segment_migration") if r["scheme"] == scheme]
+    previous = view.report().get("migration") or {}
+    if not rows:
+        return {
+            "scheme_compared": False,
+            "previous_run": previous.get("previous_run"),
+            "previous_as_of": previous.get("previous_as_of"),
+            "came_from": [],
+            "went_to": [],
+            "stayed": 0,
+        }
+    came_from = [
+        {"segment": r["from_segment"], "customers": r["customers"]}
+        for r in rows
+        if r["to_segment"] == segment and r["from_segment"] != segment
+    ]
+    went_to = [
+        {"segment": r["to_segment"], "customers": r["customers"]}
+        for r in rows
+        if r["from_segment"] == segment and r["to_segment"] != segment
+    ]
+    stayed = sum(r["customers"] for r in rows if r["from_segment"] == segment == r["to_segment"])
+    return {
+        "scheme_compared": True,
+        "previous_run": previous.get("previous_run"),
+        "previous_as_of": previous.get("previous_as_of"),
+        "came_from": sorted(came_from, key=lambda r: -r["customers"]),
+        "went_to": sorted(went_to, key=lambda r: -r["customers"]),
+        "stayed": stayed,
+    }
+
+
+def _parameters(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """A fitted model's parameters with 95% intervals.
+
+    The models are fitted on log-parameters, so the interval is the delta-method one on
+    that scale: ``value * exp(±1.96 * stderr / value)`` (the run report's own intervals).
+    """
+    params = document.get("params") or {}
+    stderr = document.get("stderr") or {}
+    out = []
+    for name, value in params.items():
+        se = stderr.get(name)
+        lower = upper = None
+        if se is not None and value is not None and value > 0 and math.isfinite(se):
+            lower = value * math.exp(-_Z95 * se / value)
+            upper = value * math.exp(_Z95 * se / value)
+        out.append({"name": name, "value": value, "stderr": se, "lower": lower, "upper": upper})
+    return out
+
+
+def models_page(view: RunView) -> dict[str, Any]:
+    """The CLV models: parameters with intervals, frequency histogram, holdout tracking.
+
+    The charts are drawn only when the run's report holds their data (a run without a
+    holdout period has no tracking curve).
+
+    Examples
+    --------
+    A run without a CLV model (too few customers to fit one) has none to show:
+
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> from segvalue.project import Project
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> rows = "order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n2,b,2024-01-09,7\\n"
+    >>> _ = (d / "o.csv").write_text(rows)
+    >>> project = Project(parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d))
+    >>> _ = project.run()
+    >>> view = project.runs.latest()
+    >>> models_page(view)
+    Traceback (most recent call last):
+    ...
+    segvalue.errors.DataValidationError: run ... holds no CLV model ...
+    >>> project.close()
+    """
+    documents = view.models()
+    models = [
+        {
+            "name": name,
+            "type": doc.get("type"),
+            "n_customers": doc.get("n_customers"),
+            "loglik": doc.get("loglik"),
+            "converged": doc.get("converged"),
+            "time_unit": doc.get("time_unit"),
+            "parameters": _parameters(doc),
+        }
+        for name, doc in documents.items()
+        if doc.get("params")
+    ]
+    clv = (view.report().get("clv") if view.has_document("run") else None) or {}
+    holdout = clv.get("holdout") or {}
+    page_charts = []
+    if holdout.get("frequency_histogram"):
+        page_charts.append(charts.frequency_histogram(holdout["frequency_histogram"]))
+    if holdout.get("cumulative"):
+        page_charts.append(
+            charts.holdout_tracking(holdout["cumulative"], time_unit=clv.get("time_unit"))
+        )
+    fit = {
+        key: holdout[key]
+        for key in ("actual_repeat", "predicted_repeat", "mae", "rmse", "correlation")
+        if holdout.get(key) is not None
+    }
+    return {
+        "models": models,
+        "selection": clv.get("selection"),
+        "candidates": clv.get("candidates") or {},
+        "holdout_fit": fit,
+        "warnings": clv.get("warnings") or [],
+        "charts": page_charts,
+    }
+
+
+def migration_page(
+    runs: Runs, view: RunView, scheme: str | None, before: str | None
+) -> dict[str, Any]:
+    """Segment sizes and transitions of one scheme from an earlier run to ``view``.
+
+    ``before`` None: the complete run just before ``view`` (newest first in the store);
+    ``scheme`` None: the KPI scheme, else the first scheme both runs hold. A run with
+    nothing before it says so (``before_run`` None).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.config import parse_config
+    >>> from segvalue.project import Project
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> rows = "order_id,customer_id,order_ts,amount\\n1,a,2024-01-02,5\\n2,b,2024-01-09,7\\n"
+    >>> _ = (d / "o.csv").write_text(rows)
+    >>> project = Project(parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d))
+    >>> _ = project.run()
+    >>> page = migration_page(project.runs, project.runs.latest(), None, None)
+    >>> page["before_run"] is None, page["charts"]
+    (True, [])
+    >>> project.close()
+    """
+    earlier = [
+        info
+        for info in runs.list(status="complete")
+        if info.run_id != view.run_id
+        and (info.as_of, info.finished_at) <= (view.info.as_of, view.info.finished_at)
+    ]
+    context: dict[str, Any] = {
+        "earlier": earlier,
+        "before_run": None,
+        "scheme": scheme,
+        "schemes": [],
+        "sizes": [],
+        "tags": False,
+        "charts": [],
+    }
+    if before is None:
+        if not earlier:
+            return context
+        before = earlier[0].run_id
+    try:
+        before_view = runs.get(before)
+    except DataValidationError as exc:  # an unknown run id
+        raise NotFound(str(exc)) from exc
+    if before_view.run_id == view.run_id:
+        raise NotFound(f"run {before} is the run shown: compare it with an earlier one")
+    diff = runs.diff(before_view, view)
+    schemes = [s for s in view.info.schemes if s in diff.schemes]
+    if scheme is None:
+        kpi_scheme = diff.kpi_scheme
+        scheme = kpi_scheme if kpi_scheme in schemes else (schemes[0] if schemes else None)
+    if scheme is None or scheme not in diff.schemes:
+        raise NotFound(f"runs {before} and {view.run_id} have no scheme {scheme!r} to compare")
+    scheme_diff = diff.schemes[scheme]
+    context.update(
+        before_run=before_view.info,
+        scheme=scheme,
+        schemes=schemes,
+        sizes=scheme_diff.sizes.to_pylist(),
+        tags=scheme_diff.transitions is None,
+    )
+    if scheme_diff.transitions is not None and scheme_diff.transitions.num_rows:
+        context["charts"] = [
+            charts.migration_sankey(
+                scheme_diff.transitions.to_pylist(),
+                before=str(before_view.info.as_of),
+                after=str(view.info.as_of),
+            )
+        ]
+    return context
