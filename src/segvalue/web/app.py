@@ -199,7 +199,7 @@ def build_router(project: Project) -> APIRouter:
     ) -> Response:
         form = {"from": move_from, "to": move_to, "share": share}
         asked = any(value is not None for value in form.values())
-        status, answer = 200, {}
+        status, answer = 200, dict[str, Any]()
         with lock:
             try:
                 runs = reader.runs.list(status="complete")

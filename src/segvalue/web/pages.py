@@ -686,7 +686,7 @@ def what_if_result(
     ...         {"name": "b", "form": "michaelis_menten", "beta": 600, "k": 100, "current": 50}]}})
     >>> result = what_if_result(Project(cfg), "a", "b", "0.2")
     >>> result["move"], round(result["change_value"], 3)
-    ('a:b:0.2', 73.016)
+    ('a:b:0.2', 59.74)
     >>> what_if_result(Project(cfg), "a", "b", "lots")
     Traceback (most recent call last):
     ...
@@ -701,7 +701,7 @@ def what_if_result(
             f"the share to move must be a number from 0 to 1, got {share!r}"
         ) from None
     move = f"{source}:{destination}:{fraction!r}"
-    result = project.what_if(move).to_dict()
+    result: dict[str, Any] = project.what_if(move).to_dict()
     by_item = [
         {
             "item": name,
