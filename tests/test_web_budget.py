@@ -41,7 +41,7 @@ CHROMIUM_ARGS = [
 ]
 # The demo's budget items (channels of its channel_spend).
 MOVE = {"from": "paid_social", "to": "email", "share": "0.2"}
-CURVES = [
+CURVES: list[dict[str, Any]] = [
     {"name": "a", "form": "michaelis_menten", "beta": 1000, "k": 200, "current": 300},
     {"name": "b", "form": "michaelis_menten", "beta": 600, "k": 100, "current": 50},
 ]
