@@ -303,8 +303,8 @@ def served(demo: dict[str, Any]) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def page_in_chromium(served: str) -> Iterator[tuple[Any, list[str], list[str]]]:
-    """A Chromium page with its console / page errors and requests recorded."""
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium (installed when missing, never a downloaded one)."""
     if not Path(CHROMIUM).exists():
         if shutil.which("apt-get") is None:
             pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (make services)")
@@ -317,19 +317,25 @@ def page_in_chromium(served: str) -> Iterator[tuple[Any, list[str], list[str]]]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
+        chromium = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
         )
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        page = context.new_page()
-        errors: list[str] = []
-        requests: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("request", lambda r: requests.append(r.url))
-        yield page, errors, requests
-        context.close()
-        browser.close()
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def page_in_chromium(served: str, browser: Any) -> Iterator[tuple[Any, list[str], list[str]]]:
+    """A Chromium page with its console / page errors and requests recorded."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    requests: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    yield page, errors, requests
+    context.close()
 
 
 def _only_the_dashboard(served: str, errors: list[str], requests: list[str]) -> None:
@@ -393,3 +399,29 @@ def test_rfm_heat_map_in_chromium(
     assert drawn == sum(sizes)
     page.screenshot(path=str(tmp_path / "rfm-heatmap.png"), full_page=True)
     _only_the_dashboard(served, errors, requests)
+
+
+def test_budget_and_heat_map_fit_a_phone_screen(served: str, browser: Any, tmp_path: Path) -> None:
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        for name, path in [
+            ("budget", "/budget?from=paid_social&to=email&share=0.2"),
+            ("rfm", "/segments?scheme=rfm"),
+        ]:
+            response = page.goto(served + path, wait_until="load")
+            assert response is not None and response.status == 200
+            page.locator(".chart .main-svg").first.wait_for(state="attached", timeout=15_000)
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"{name} overflows a phone screen by {overflow}px"
+            page.screenshot(path=str(tmp_path / f"phone-{name}.png"), full_page=True)
+    finally:
+        context.close()
+    assert errors == []
