@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from html import unescape
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -257,6 +258,34 @@ def test_rfm_heat_map_counts_every_customer_of_the_scheme(
         # fm = 1 means f = m = 1 (fm is the rounded-up mean of f and m)
         assert cells[frequency - 1][recency - 1] == sizes[segment] > 0
         assert sum(map(sum, cells)) == sizes[segment]
+    # Every segment's members only in cells some monetary score lets its rule (the first
+    # that matches, in order) take; the segments' maps add up to the scheme's.
+    bins = int(state["bins"])
+
+    def segment_of(scores: dict[str, int]) -> str:
+        scores = scores | {"fm": (scores["f"] + scores["m"] + 1) // 2}
+        for rule in state["segments"]:
+            spans = {key: rule[key] for key in ("r", "f", "m", "fm") if key in rule}
+            if all(lo <= scores[key] <= hi for key, (lo, hi) in spans.items()):
+                return str(rule["segment"])
+        return str(state["unassigned"])
+
+    together = [[0] * bins for _ in range(bins)]
+    for segment in sizes:
+        page = client.get(f"/segments/rfm/{quote(segment, safe='')}").text
+        found = re.search(r'id="rfm-heatmap-figure">(.*?)</script>', page, re.S)
+        if segment == state["unassigned"]:
+            assert found is None or sum(map(sum, _heatmap_counts(found.group(1)))) == 0
+            continue
+        assert found is not None, segment
+        for f, row in enumerate(_heatmap_counts(found.group(1)), start=1):
+            for r, customers in enumerate(row, start=1):
+                together[f - 1][r - 1] += customers
+                allowed = any(
+                    segment_of({"r": r, "f": f, "m": m}) == segment for m in range(1, bins + 1)
+                )
+                assert allowed or customers == 0, (segment, r, f)
+    assert together == z
     # A scheme that is not RFM has no heat map.
     assert "rfm-heatmap" not in client.get("/segments", params={"scheme": "lifecycle"}).text
 
