@@ -28,6 +28,7 @@ from segvalue.errors import ConfigError, DataValidationError
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from segvalue.config import ResponseItem
     from segvalue.data.validation import ValidationReport
     from segvalue.pipeline import Progress, RunResult
     from segvalue.scoring import Scorer
@@ -458,6 +459,79 @@ class RunView:
     def report(self) -> dict[str, Any]:
         """The run document (``RunResult.summary()`` of the run)."""
         return dict(self.document("run"))
+
+    def rfm_grid(self, scheme: str, segment: str | None = None) -> dict[str, Any] | None:
+        """Customers per recency x frequency score of an RFM scheme (None for another).
+
+        The run stores each customer's RFM segment, not the scores: they are given again
+        from the stored features with the scheme's saved scorer state (the run's bin
+        boundaries), one rule per (R, F) cell. ``segment`` None: every customer of the
+        scheme; else its members. Returns ``bins``, ``cells`` (``recency``,
+        ``frequency``, ``customers``, ``clv_mean``), ``members`` and ``unscored``.
+        """
+        import math
+        from collections import defaultdict
+
+        import pyarrow.compute as pc
+
+        from segvalue.segments.rfm import FREQUENCY_COLUMN, MONETARY_MEASURE, RECENCY_COLUMN
+        from segvalue.segments.scoring import assign
+
+        if not self.has_document("scorer"):
+            return None
+        state = (self.document("scorer").get("schemes") or {}).get(scheme)
+        if not state or state.get("type") != "rfm":
+            return None
+        bins = int(state["bins"])
+        scores = range(1, bins + 1)
+        # The scheme's own scoring, with a "segment" per cell instead of its named segments.
+        by_cell = dict(
+            state,
+            segments=[
+                {"r": [r, r], "f": [f, f], "segment": f"{r},{f}"} for r in scores for f in scores
+            ],
+            unassigned="",
+        )
+        members = self.memberships(scheme)
+        if segment is not None:
+            members = members.filter(pc.equal(members.column("segment"), segment))
+        table = self.customer_scores()
+        table = table.filter(
+            pc.is_in(table.column("customer_id"), value_set=members.column("customer_id"))
+        )
+        columns = ["customer_id", RECENCY_COLUMN, FREQUENCY_COLUMN, MONETARY_MEASURE]
+        has_clv = "clv" in table.column_names
+        rows = table.select([*columns, "clv"] if has_clv else columns).to_pylist()
+        counts: dict[str, int] = defaultdict(int)
+        clv_sums: dict[str, float] = defaultdict(float)
+        clv_counts: dict[str, int] = defaultdict(int)
+        for row in rows:
+            cell = str(assign(by_cell, row))
+            if not cell:
+                continue
+            counts[cell] += 1
+            value = row.get("clv")
+            if value is not None and math.isfinite(value):
+                clv_sums[cell] += value
+                clv_counts[cell] += 1
+        cells = []
+        for cell, customers in sorted(counts.items()):
+            recency, frequency = (int(part) for part in cell.split(","))
+            clv_mean = clv_sums[cell] / clv_counts[cell] if clv_counts[cell] else None
+            cells.append(
+                {
+                    "recency": recency,
+                    "frequency": frequency,
+                    "customers": customers,
+                    "clv_mean": clv_mean if has_clv else None,
+                }
+            )
+        return {
+            "bins": bins,
+            "cells": cells,
+            "members": len(members),
+            "unscored": len(rows) - sum(counts.values()) + (members.num_rows - len(rows)),
+        }
 
     def scorer(self) -> Scorer:
         """The run's saved scorer: one customer's features, memberships and CLV, no re-run.
@@ -1001,3 +1075,34 @@ def _diff(before: RunView, after: RunView) -> RunDiff:
         kpi_scheme=scheme if kpis is not None else None,
         kpis=kpis,
     )
+
+
+def response_curve_points(
+    item: ResponseItem, current: float, planned: float, points: int = 101
+) -> dict[str, Any]:
+    """A budget item's return ``value * response`` from no spend to past its planned spend.
+
+    Examples
+    --------
+    >>> from segvalue.config import ResponseItem
+    >>> item = ResponseItem(name="email", beta=50.0, k=100.0, slope=1.0, value=2.0)
+    >>> curve = response_curve_points(item, 40.0, 60.0, points=5)
+    >>> curve["spend"][0], curve["response"][0], curve["planned"]
+    (0.0, 0.0, 60.0)
+    """
+    import numpy as np
+
+    from segvalue.economics.budget import item_response
+
+    top = 1.5 * max(current, planned, item.k)
+    spend = np.linspace(0.0, top, points)
+    ret = item.value * item_response(item, spend)
+    return {
+        "name": item.name,
+        "spend": spend.tolist(),
+        "response": ret.tolist(),
+        "current": current,
+        "planned": planned,
+        "current_response": float(item.value * item_response(item, current)),
+        "planned_response": float(item.value * item_response(item, planned)),
+    }

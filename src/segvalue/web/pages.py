@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from segvalue.config import ResponseItem
-    from segvalue.economics.budget import Allocation
     from segvalue.project import Project, Runs, RunView
 
 __all__ = [
@@ -509,88 +508,16 @@ def rfm_grid(view: RunView, scheme: str, segment: str | None = None) -> dict[str
     >>> sum(c["customers"] for c in grid["cells"]) + grid["unscored"] == grid["members"]
     True
     """
-    import pyarrow.compute as pc
-
-    from segvalue.segments.rfm import FREQUENCY_COLUMN, MONETARY_MEASURE, RECENCY_COLUMN
-    from segvalue.segments.scoring import assign
-
-    if not view.has_document("scorer"):
-        return None
-    state = (view.document("scorer").get("schemes") or {}).get(scheme)
-    if not state or state.get("type") != "rfm":
-        return None
-    bins = int(state["bins"])
-    scores = range(1, bins + 1)
-    # The scheme's own scoring, with a "segment" per cell instead of its named segments.
-    by_cell = dict(
-        state,
-        segments=[
-            {"r": [r, r], "f": [f, f], "segment": f"{r},{f}"} for r in scores for f in scores
-        ],
-        unassigned="",
-    )
-    members = view.memberships(scheme)
-    if segment is not None:
-        members = members.filter(pc.equal(members.column("segment"), segment))
-    table = view.customer_scores()
-    table = table.filter(
-        pc.is_in(table.column("customer_id"), value_set=members.column("customer_id"))
-    )
-    columns = ["customer_id", RECENCY_COLUMN, FREQUENCY_COLUMN, MONETARY_MEASURE]
-    has_clv = "clv" in table.column_names
-    rows = table.select([*columns, "clv"] if has_clv else columns).to_pylist()
-    counts: dict[str, int] = defaultdict(int)
-    clv_sums: dict[str, float] = defaultdict(float)
-    clv_counts: dict[str, int] = defaultdict(int)
-    for row in rows:
-        cell = str(assign(by_cell, row))
-        if not cell:
-            continue
-        counts[cell] += 1
-        value = row.get("clv")
-        if value is not None and math.isfinite(value):
-            clv_sums[cell] += value
-            clv_counts[cell] += 1
-    cells = []
-    for cell, customers in sorted(counts.items()):
-        recency, frequency = (int(part) for part in cell.split(","))
-        clv_mean = clv_sums[cell] / clv_counts[cell] if clv_counts[cell] else None
-        cells.append(
-            {
-                "recency": recency,
-                "frequency": frequency,
-                "customers": customers,
-                "clv_mean": clv_mean if has_clv else None,
-            }
-        )
-    return {
-        "bins": bins,
-        "cells": cells,
-        "members": len(members),
-        "unscored": len(rows) - sum(counts.values()) + (members.num_rows - len(rows)),
-    }
+    return view.rfm_grid(scheme, segment)
 
 
 def _curve_points(
     item: ResponseItem, current: float, planned: float, points: int = 101
 ) -> dict[str, Any]:
     """An item's return ``value * response`` from no spend to past its planned spend."""
-    import numpy as np
+    from segvalue.project import response_curve_points
 
-    from segvalue.economics.budget import item_response
-
-    top = 1.5 * max(current, planned, item.k)
-    spend = np.linspace(0.0, top, points)
-    ret = item.value * item_response(item, spend)
-    return {
-        "name": item.name,
-        "spend": spend.tolist(),
-        "response": ret.tolist(),
-        "current": current,
-        "planned": planned,
-        "current_response": float(item.value * item_response(item, current)),
-        "planned_response": float(item.value * item_response(item, planned)),
-    }
+    return response_curve_points(item, current, planned, points)
 
 
 def budget_page(project: Project) -> dict[str, Any]:
@@ -624,7 +551,7 @@ def budget_page(project: Project) -> dict[str, Any]:
             "response curves) nor a channel_spend source to fit curves from.",
             "charts": [],
         }
-    plan: Allocation
+    plan: Any
     plan, warnings = project.budget()
     items = [
         {
