@@ -189,8 +189,9 @@ def render_report(project: Project, view: RunView) -> str:
         main = pages.segments_page(view, None)
         main_scheme: str | None = main["scheme"]
         main_segments = [s["segment"] for s in main["segments"]]
+        personas = {s["segment"]: s["persona"] for s in main["segments"] if s["persona"]}
     except pages.NotFound:  # a run without schemes
-        main_scheme, main_segments = None, []
+        main_scheme, main_segments, personas = None, [], {}
     # The main scheme first, then the others in the run's order.
     schemes = sorted(view.info.schemes, key=lambda scheme: scheme != main_scheme)
     for index, scheme in enumerate(schemes):
@@ -208,7 +209,8 @@ def render_report(project: Project, view: RunView) -> str:
     for segment in main_segments:
         anchor = anchors["segment", str(main_scheme), segment]
         build = partial(pages.segment_page, scheme=str(main_scheme), segment=segment)
-        segment_sections.append(render(anchor, segment, "segment.html", build))
+        label = f"{segment}: {personas[segment]}" if segment in personas else segment
+        segment_sections.append(render(anchor, label, "segment.html", build))
     sections += segment_sections
     sections.append(render("models", "CLV model", "models.html", pages.models_page))
 
