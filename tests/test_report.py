@@ -142,6 +142,13 @@ def test_every_chart_renders_offline_in_chromium(
             chart = charts.nth(index)
             chart.locator(".main-svg").first.wait_for(state="attached", timeout=15_000)
             assert chart.locator(".trace, .point, .bars path").count() > 0, index
+        # The dashboard's script sorts the report's tables too (the KPI scheme's here).
+        table = page.locator("table#segments-0-segments-table")
+        cells = table.locator("tbody tr td:nth-child(5)")  # CLV (mean)
+        before = [float(v) for v in cells.evaluate_all("cs => cs.map(c => c.dataset.value)")]
+        table.get_by_role("button", name="CLV (mean)").click()
+        after = [float(v) for v in cells.evaluate_all("cs => cs.map(c => c.dataset.value)")]
+        assert after == sorted(before) != before
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         assert (tmp_path / "report.png").stat().st_size > 0
         assert errors == []
