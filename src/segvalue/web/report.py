@@ -40,8 +40,6 @@ __all__ = ["GENERATOR", "write_report"]
 #: The start of the report's generator tag: an existing file is replaced only if it has it.
 GENERATOR = "segvalue"
 _SIGNATURE = f'<meta name="generator" content="{GENERATOR}'
-#: How much of an existing file is read for the signature (it is in the <head>).
-_SIGNATURE_WINDOW = 4096
 _SUFFIXES = (".html", ".htm")
 # Attributes that name an element by id: prefixed per section, ids being unique per page only.
 _ID_ATTRIBUTE = re.compile(
@@ -106,7 +104,8 @@ def write_report(project: Project, out_path: str | Path, run_id: str | None = No
     from segvalue.web import _require_web
 
     _require_web()
-    target = _check_target(project, Path(out_path))
+    target = Path(out_path)
+    _check_target(project, target)
     view = project.runs.require_latest(run_id)
     if view.info.status != "complete":
         raise DataValidationError(
@@ -120,7 +119,7 @@ def write_report(project: Project, out_path: str | Path, run_id: str | None = No
     return write_text_atomic(target, text)
 
 
-def _check_target(project: Project, path: Path) -> Path:
+def _check_target(project: Project, path: Path) -> None:
     """Refuse a report path that is not .html, an input, the store or a foreign file."""
     from segvalue.data.safety import check_target
     from segvalue.pipeline.ingest import protected_inputs
@@ -139,26 +138,10 @@ def _check_target(project: Project, path: Path) -> Path:
             parameter="out_path",
         )
     protected = {**protected_inputs(project.config), **protected_store(project.config)}
-    try:
-        resolved = check_target(path, "file", protected=protected)
+    try:  # an existing file is replaced only when it is an earlier report
+        check_target(path, "file", protected=protected, signature=_SIGNATURE.encode())
     except ConfigError as exc:
         raise ConfigError(f"`out_path`: {exc.message}", fix=exc.fix, parameter="out_path") from None
-    if resolved.exists() and not _written_by_segvalue(resolved):
-        raise ConfigError(
-            f"`out_path`: output file {str(path)!r} exists and segvalue did not write it",
-            fix=f"choose another file name, or delete {path} first if it may go",
-            parameter="out_path",
-        )
-    return path
-
-
-def _written_by_segvalue(path: Path) -> bool:
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(_SIGNATURE_WINDOW)
-    except OSError:
-        return False
-    return _SIGNATURE.encode() in head
 
 
 def render_report(project: Project, view: RunView) -> str:
@@ -214,8 +197,8 @@ def render_report(project: Project, view: RunView) -> str:
     sections += segment_sections
     sections.append(render("models", "CLV model", "models.html", pages.models_page))
 
-    static = _static_files()
-    favicon = base64.b64encode(static["favicon.svg"].read_bytes()).decode("ascii")
+    asset = partial(_asset, environment, _static_files())
+    favicon = base64.b64encode(asset("favicon.svg").encode()).decode("ascii")
     parts = [sections[0]]
     if schemes:
         parts.append(_Section(anchors["segments", schemes[0]], "Segments", "", []))
@@ -229,9 +212,9 @@ def render_report(project: Project, view: RunView) -> str:
         version=__version__,
         written_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         favicon=f"data:image/svg+xml;base64,{favicon}",
-        stylesheet=_inline(static["dashboard.css"].read_text(encoding="utf-8"), "style"),
-        plotly_js=_inline(static["plotly.min.js"].read_text(encoding="utf-8"), "script"),
-        dashboard_js=_inline(static["dashboard.js"].read_text(encoding="utf-8"), "script"),
+        stylesheet=_inline(asset("dashboard.css"), "style"),
+        plotly_js=_inline(asset("plotly.min.js"), "script"),
+        dashboard_js=_inline(asset("dashboard.js"), "script"),
         parts=parts,
         main_scheme=main_scheme,
         segment_sections=segment_sections,
@@ -257,6 +240,19 @@ def _environment() -> Environment:
 
     environment.loader = ReportLoader()
     return environment
+
+
+def _asset(environment: Environment, static: dict[str, Path], name: str) -> str:
+    """One of the files the dashboard serves under /static/, as text.
+
+    Read like the templates, by Jinja's loader: files of the installed packages (ours
+    and plotly's), not data, so not through :mod:`segvalue.data`.
+    """
+    from jinja2 import FileSystemLoader
+
+    path = static[name]
+    source, _, _ = FileSystemLoader(path.parent).get_source(environment, path.name)
+    return source
 
 
 def _render_page(
