@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from segvalue.project import Project, RunView
     from segvalue.web.charts import Chart
 
-__all__ = ["GENERATOR", "write_report"]
+__all__ = ["GENERATOR", "render_report", "write_report"]
 
 #: The start of the report's generator tag: an existing file is replaced only if it has it.
 GENERATOR = "segvalue"
