@@ -457,7 +457,7 @@ def _pages(demo: dict[str, Any]) -> list[tuple[str, str, int]]:
     return [
         ("overview", "/", len({r["kpi"] for r in view.kpi_status().to_pylist()})),
         ("segments", "/segments", 0),
-        ("segments-rfm", "/segments?scheme=rfm", 0),
+        ("segments-rfm", "/segments?scheme=rfm", 1),  # the RFM heat map
         ("segment", _segment_url(*moved), 4),
         ("segment-first-run", _segment_url(*moved, demo["first"]), 3),
         ("migration", "/migration", 1),
@@ -477,8 +477,9 @@ def test_every_page_renders_its_charts_in_chromium(
             for index in range(expected):
                 chart = charts.nth(index)
                 chart.locator(".main-svg").first.wait_for(state="attached", timeout=15_000)
-                # Drawn, not an empty frame: at least one bar, line, point or Sankey band.
-                assert chart.locator(".trace, .point, .bars path, .sankey-link").count() > 0, name
+                # Drawn, not an empty frame: a bar, line, point, Sankey band or heat map image.
+                drawn = chart.locator(".trace, .point, .bars path, .sankey-link, .hm image")
+                assert drawn.count() > 0, name
             page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
             assert (tmp_path / f"{name}.png").stat().st_size > 0
         watched.check_clean()

@@ -52,7 +52,8 @@ def dashboard_router(project: Project) -> APIRouter:
     -------
     fastapi.APIRouter
         Pages ``/``, ``/segments``, ``/segments/{scheme}/{segment}``, ``/migration``,
-        ``/models`` (each takes ``?run=ID``) and ``/static/{name}``.
+        ``/models`` (each takes ``?run=ID``), ``/budget`` (the plan of the configuration,
+        and the what-if form: ``?from=ITEM&to=ITEM&share=0.2``) and ``/static/{name}``.
 
     Examples
     --------
@@ -61,8 +62,11 @@ def dashboard_router(project: Project) -> APIRouter:
     >>> from segvalue.project import Project
     >>> project = Project(parse_config({"sources": {"orders": {"path": "o.csv"}}},
     ...                                base_dir=pathlib.Path(tempfile.mkdtemp())))
-    >>> sorted(route.path for route in dashboard_router(project).routes)
-    ['/', '/migration', '/models', '/segments', '/segments/{scheme}/{segment}', '/static/{name}']
+    >>> paths = sorted(route.path for route in dashboard_router(project).routes)
+    >>> paths[:4]
+    ['/', '/budget', '/migration', '/models']
+    >>> paths[4:]
+    ['/segments', '/segments/{scheme}/{segment}', '/static/{name}']
     """
     _require_web()
     from segvalue.web.app import build_router

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -115,15 +115,17 @@ def build_router(project: Project) -> APIRouter:
         html = environment.get_template(template).render(request_path=request.url.path, **context)
         return HTMLResponse(html, status_code=status)
 
-    def context_of(view: RunView, key: tuple[str, ...], build: PageBuilder) -> dict[str, Any]:
-        key = (view.run_id, *key)
+    def remember(key: tuple[str, ...], build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         if key in kept:
             kept.move_to_end(key)
         else:
-            kept[key] = build(view)
+            kept[key] = build()
             while len(kept) > _KEPT_PAGES:
                 kept.popitem(last=False)
         return kept[key]
+
+    def context_of(view: RunView, key: tuple[str, ...], build: PageBuilder) -> dict[str, Any]:
+        return remember((view.run_id, *key), partial(build, view))
 
     def page(
         request: Request,
@@ -186,6 +188,43 @@ def build_router(project: Project) -> APIRouter:
         build = partial(pages.migration_page, reader.runs, scheme=scheme, before=before)
         return page(
             request, run, build, "migration.html", scheme or "", before or "", on_other_runs=True
+        )
+
+    @router.get("/budget", response_class=HTMLResponse)
+    def budget(
+        request: Request,
+        move_from: str | None = Query(None, alias="from"),
+        move_to: str | None = Query(None, alias="to"),
+        share: str | None = None,
+    ) -> Response:
+        form = {"from": move_from, "to": move_to, "share": share}
+        asked = any(value is not None for value in form.values())
+        status, answer = 200, dict[str, Any]()
+        with lock:
+            try:
+                runs = reader.runs.list(status="complete")
+                # The plan depends on the configuration and (objective clv) the latest run:
+                # it is computed once per latest run.
+                key = ("budget", runs[0].run_id if runs else "")
+                try:
+                    context = remember(key, partial(pages.budget_page, reader))
+                except SegvalueError as exc:  # the configuration's budget cannot be planned
+                    context = {
+                        "available": False,
+                        "message": f"The budget cannot be planned: {exc}",
+                    }
+                if asked and context["available"]:
+                    try:
+                        answer["what_if"] = remember(
+                            (*key, "what-if", move_from or "", move_to or "", share or ""),
+                            partial(pages.what_if_result, reader, move_from, move_to, share),
+                        )
+                    except (pages.InvalidInput, SegvalueError) as exc:
+                        status, answer["form_error"] = 400, str(exc)
+            finally:
+                reader.close()
+        return render(
+            request, "budget.html", status, run=None, runs=[], form=form, **context, **answer
         )
 
     @router.get("/static/{name}")

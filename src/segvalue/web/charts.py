@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "STATUS_COLOURS",
     "Chart",
+    "allocation_chart",
     "channel_chart",
     "clv_histogram",
     "frequency_histogram",
@@ -22,6 +23,8 @@ __all__ = [
     "migration_chart",
     "migration_sankey",
     "profile_index_chart",
+    "response_curves_chart",
+    "rfm_heatmap",
 ]
 
 #: The colour of each KPI status (the cards use the same, from the stylesheet).
@@ -450,5 +453,174 @@ def holdout_tracking(rows: Sequence[Mapping[str, Any]], *, time_unit: str | None
         "Tracking: cumulative repeat purchases, actual against the model",
         "Line chart of the cohort's cumulative repeat purchases since the calibration start, "
         "actual and expected.",
+        figure,
+    )
+
+
+def allocation_chart(current: Mapping[str, float], planned: Mapping[str, float]) -> Chart:
+    """Spend per budget item: the current allocation beside the optimised plan.
+
+    Parameters
+    ----------
+    current, planned
+        Spend per item (``Allocation.current`` and ``Allocation.allocation``).
+
+    Examples
+    --------
+    >>> allocation_chart({"email": 20.0}, {"email": 50.0}).chart_id
+    'budget-allocation'
+    """
+    import plotly.graph_objects as go
+
+    items = list(planned)
+    figure = go.Figure(
+        [
+            go.Bar(
+                x=items,
+                y=[current.get(item, 0.0) for item in items],
+                name="current",
+                marker_color="#8c959f",
+                hovertemplate="%{x}: %{y:,.2f}<extra>current</extra>",
+            ),
+            go.Bar(
+                x=items,
+                y=[planned[item] for item in items],
+                name="planned",
+                marker_color=_BASE,
+                hovertemplate="%{x}: %{y:,.2f}<extra>planned</extra>",
+            ),
+        ]
+    )
+    figure.update_layout(_layout(barmode="group", yaxis_title="spend per period", height=340))
+    return _chart(
+        "budget-allocation",
+        "Spend per item: current and planned",
+        "Grouped bar chart of each budget item's current spend and its spend in the plan.",
+        figure,
+    )
+
+
+def response_curves_chart(curves: Sequence[Mapping[str, Any]]) -> Chart:
+    """Each budget item's response curve, with its current and planned spend marked.
+
+    Parameters
+    ----------
+    curves
+        Per item: ``name``, ``spend`` and ``response`` (the curve's points, response in
+        money: ``value * response``), ``current`` and ``planned`` (spend) with
+        ``current_response`` and ``planned_response``.
+
+    Examples
+    --------
+    >>> curve = {"name": "a", "spend": [0.0, 100.0], "response": [0.0, 50.0],
+    ...          "current": 40.0, "current_response": 20.0,
+    ...          "planned": 60.0, "planned_response": 30.0}
+    >>> response_curves_chart([curve]).chart_id
+    'budget-curves'
+    """
+    import plotly.graph_objects as go
+
+    palette = ["#1f5fa8", "#b35900", "#1a7f37", "#8250df", "#c0262d", "#0a7e8c", "#6e7781"]
+    figure = go.Figure()
+    for index, curve in enumerate(curves):
+        colour = palette[index % len(palette)]
+        name = str(curve["name"])
+        figure.add_trace(
+            go.Scatter(
+                x=list(curve["spend"]),
+                y=list(curve["response"]),
+                mode="lines",
+                name=name,
+                legendgroup=name,
+                line_color=colour,
+                hovertemplate=f"{name}: spend %{{x:,.1f}}, return %{{y:,.1f}}<extra></extra>",
+            )
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=[curve["current"], curve["planned"]],
+                y=[curve["current_response"], curve["planned_response"]],
+                mode="markers",
+                name=f"{name}: current and planned",
+                legendgroup=name,
+                showlegend=False,
+                marker={"color": colour, "size": 10, "symbol": ["circle-open", "circle"]},
+                customdata=["current", "planned"],
+                hovertemplate=f"{name} %{{customdata}}: spend %{{x:,.1f}}, "
+                "return %{y:,.1f}<extra></extra>",
+            )
+        )
+    figure.update_layout(
+        _layout(xaxis_title="spend per period", yaxis_title="return (value x response)", height=380)
+    )
+    return _chart(
+        "budget-curves",
+        "Response curves (open circle: current spend, filled: planned)",
+        "Line chart of each budget item's return against its spend, with its current and "
+        "planned spend marked.",
+        figure,
+    )
+
+
+def rfm_heatmap(cells: Sequence[Mapping[str, Any]], *, bins: int) -> Chart:
+    """Customers per recency score x frequency score, with their mean CLV in the hover.
+
+    Parameters
+    ----------
+    cells
+        ``recency``, ``frequency`` (scores 1 to ``bins``), ``customers`` and
+        ``clv_mean`` (None without a CLV model).
+    bins
+        The scheme's number of score bins.
+
+    Examples
+    --------
+    >>> rfm_heatmap([{"recency": 5, "frequency": 1, "customers": 3, "clv_mean": 12.5}],
+    ...             bins=5).chart_id
+    'rfm-heatmap'
+    """
+    import plotly.graph_objects as go
+
+    scores = list(range(1, bins + 1))
+    counts = [[0 for _ in scores] for _ in scores]
+    clv: list[list[float | None]] = [[None for _ in scores] for _ in scores]
+    for cell in cells:
+        row, column = int(cell["frequency"]) - 1, int(cell["recency"]) - 1
+        counts[row][column] = int(cell["customers"])
+        clv[row][column] = cell.get("clv_mean")
+    hover = [
+        [
+            f"R {r}, F {f}: {counts[f - 1][r - 1]:,} customers"
+            + (f", mean CLV {clv[f - 1][r - 1]:,.2f}" if clv[f - 1][r - 1] is not None else "")
+            for r in scores
+        ]
+        for f in scores
+    ]
+    figure = go.Figure(
+        go.Heatmap(
+            x=scores,
+            y=scores,
+            z=counts,
+            text=counts,
+            texttemplate="%{text}",
+            hovertext=hover,
+            hoverinfo="text",
+            colorscale="Blues",
+            colorbar={"title": {"text": "customers"}},
+        )
+    )
+    figure.update_layout(
+        _layout(
+            xaxis={"title": {"text": f"recency score ({bins}: bought most recently)"}, "dtick": 1},
+            yaxis={"title": {"text": "frequency score"}, "dtick": 1},
+            height=380,
+        )
+    )
+    total = sum(int(c["customers"]) for c in cells)
+    return _chart(
+        "rfm-heatmap",
+        "RFM: customers by recency and frequency score",
+        f"Heat map of {total} customers by recency score (across) and frequency score "
+        "(up), with their mean CLV in each cell's hover text.",
         figure,
     )

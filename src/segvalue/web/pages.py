@@ -17,15 +17,21 @@ from segvalue.web import charts
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from segvalue.project import Runs, RunView
+    from segvalue.config import ResponseItem
+    from segvalue.economics.budget import Allocation
+    from segvalue.project import Project, Runs, RunView
 
 __all__ = [
+    "InvalidInput",
     "NotFound",
+    "budget_page",
     "migration_page",
     "models_page",
     "overview_page",
+    "rfm_grid",
     "segment_page",
     "segments_page",
+    "what_if_result",
 ]
 
 # z of a two-sided 95% interval.
@@ -34,6 +40,10 @@ _Z95 = 1.959963984540054
 
 class NotFound(LookupError):  # noqa: N818 - the page's answer: 404 Not Found
     """The run holds no such scheme or segment (the page answers 404)."""
+
+
+class InvalidInput(ValueError):  # noqa: N818 - the page's answer: 400 Bad Request
+    """A form's input the page cannot use (the page answers 400 with the message)."""
 
 
 def _rows(view: RunView, table: str) -> list[dict[str, Any]]:
@@ -156,12 +166,14 @@ def segments_page(view: RunView, scheme: str | None) -> dict[str, Any]:
         for r in sizes
     ]
     segments.sort(key=lambda s: -s["customers"])
+    grid = rfm_grid(view, scheme)
     return {
         "scheme": scheme,
         "schemes": schemes,
         "is_kpi_scheme": scheme == kpi_scheme,
         "segments": segments,
-        "charts": [],
+        "rfm": grid,
+        "charts": [] if grid is None else [charts.rfm_heatmap(grid["cells"], bins=grid["bins"])],
     }
 
 
@@ -236,6 +248,9 @@ def segment_page(view: RunView, scheme: str, segment: str) -> dict[str, Any]:
     channels = _channel_use(member_scores, scores)
     if channels:
         page_charts.append(charts.channel_chart(channels))
+    grid = rfm_grid(view, scheme, segment)
+    if grid is not None:
+        page_charts.append(charts.rfm_heatmap(grid["cells"], bins=grid["bins"]))
     migration = _segment_migration(view, scheme, segment)
     if migration is not None and (migration["came_from"] or migration["went_to"]):
         page_charts.append(charts.migration_chart(migration["came_from"], migration["went_to"]))
@@ -248,6 +263,7 @@ def segment_page(view: RunView, scheme: str, segment: str) -> dict[str, Any]:
         "persona": persona,
         "members": member_scores.num_rows,
         "migration": migration,
+        "rfm": grid,
         "charts": page_charts,
     }
 
@@ -463,3 +479,243 @@ def migration_page(
             )
         ]
     return context
+
+
+def rfm_grid(view: RunView, scheme: str, segment: str | None = None) -> dict[str, Any] | None:
+    """Customers per recency score x frequency score of an RFM scheme (None for another).
+
+    A run stores each customer's RFM segment, not the scores, so the scores are given
+    again from the customer's stored features with the scheme's saved state (the run's
+    bin boundaries, ``RunView.document("scorer")``) by
+    :func:`segvalue.segments.scoring.assign`, with one rule per (R, F) cell: the scores
+    the run gave. ``segment`` None: every customer of the scheme; else its members only.
+
+    Returns
+    -------
+    dict or None
+        ``bins``; ``cells`` (``recency``, ``frequency``, ``customers``, ``clv_mean``:
+        None without a CLV model), only cells with customers; ``members`` (customers of
+        the scheme or segment) and ``unscored`` (of them, those without a score: no
+        purchase, the scheme's unassigned segment).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.pipeline import run_demo
+    >>> from segvalue.project import Project
+    >>> _, path = run_demo(n_customers=300, out_dir=pathlib.Path(tempfile.mkdtemp()))
+    >>> with Project.from_yaml(path) as project:
+    ...     grid = rfm_grid(project.runs.latest(), "rfm")
+    >>> sum(c["customers"] for c in grid["cells"]) + grid["unscored"] == grid["members"]
+    True
+    """
+    import pyarrow.compute as pc
+
+    from segvalue.segments.rfm import FREQUENCY_COLUMN, MONETARY_MEASURE, RECENCY_COLUMN
+    from segvalue.segments.scoring import assign
+
+    if not view.has_document("scorer"):
+        return None
+    state = (view.document("scorer").get("schemes") or {}).get(scheme)
+    if not state or state.get("type") != "rfm":
+        return None
+    bins = int(state["bins"])
+    scores = range(1, bins + 1)
+    # The scheme's own scoring, with a "segment" per cell instead of its named segments.
+    by_cell = dict(
+        state,
+        segments=[
+            {"r": [r, r], "f": [f, f], "segment": f"{r},{f}"} for r in scores for f in scores
+        ],
+        unassigned="",
+    )
+    members = view.memberships(scheme)
+    if segment is not None:
+        members = members.filter(pc.equal(members.column("segment"), segment))
+    table = view.customer_scores()
+    table = table.filter(
+        pc.is_in(table.column("customer_id"), value_set=members.column("customer_id"))
+    )
+    columns = ["customer_id", RECENCY_COLUMN, FREQUENCY_COLUMN, MONETARY_MEASURE]
+    has_clv = "clv" in table.column_names
+    rows = table.select([*columns, "clv"] if has_clv else columns).to_pylist()
+    counts: dict[str, int] = defaultdict(int)
+    clv_sums: dict[str, float] = defaultdict(float)
+    clv_counts: dict[str, int] = defaultdict(int)
+    for row in rows:
+        cell = str(assign(by_cell, row))
+        if not cell:
+            continue
+        counts[cell] += 1
+        value = row.get("clv")
+        if value is not None and math.isfinite(value):
+            clv_sums[cell] += value
+            clv_counts[cell] += 1
+    cells = []
+    for cell, customers in sorted(counts.items()):
+        recency, frequency = (int(part) for part in cell.split(","))
+        clv_mean = clv_sums[cell] / clv_counts[cell] if clv_counts[cell] else None
+        cells.append(
+            {
+                "recency": recency,
+                "frequency": frequency,
+                "customers": customers,
+                "clv_mean": clv_mean if has_clv else None,
+            }
+        )
+    return {
+        "bins": bins,
+        "cells": cells,
+        "members": len(members),
+        "unscored": len(rows) - sum(counts.values()) + (members.num_rows - len(rows)),
+    }
+
+
+def _curve_points(
+    item: ResponseItem, current: float, planned: float, points: int = 101
+) -> dict[str, Any]:
+    """An item's return ``value * response`` from no spend to past its planned spend."""
+    import numpy as np
+
+    from segvalue.economics.budget import item_response
+
+    top = 1.5 * max(current, planned, item.k)
+    spend = np.linspace(0.0, top, points)
+    ret = item.value * item_response(item, spend)
+    return {
+        "name": item.name,
+        "spend": spend.tolist(),
+        "response": ret.tolist(),
+        "current": current,
+        "planned": planned,
+        "current_response": float(item.value * item_response(item, current)),
+        "planned_response": float(item.value * item_response(item, planned)),
+    }
+
+
+def budget_page(project: Project) -> dict[str, Any]:
+    """The budget of the project's configuration: current against planned allocation.
+
+    The plan is :meth:`Project.budget` with the configuration's ``budget`` section
+    (objective, total, limits). Its response curves are charted when the configuration
+    gives them (``budget.items``); curves fitted from ``channel_spend`` are not part of
+    the plan ``Project.budget`` returns, so they are not drawn. A configuration without
+    budget data (no ``budget.items`` and no ``channel_spend`` source) gives
+    ``available`` False and a message.
+
+    Examples
+    --------
+    >>> from segvalue.config import parse_config
+    >>> from segvalue.project import Project
+    >>> cfg = parse_config({
+    ...     "sources": {"orders": {"path": "o.csv"}},
+    ...     "budget": {"objective": "revenue", "items": [
+    ...         {"name": "a", "form": "michaelis_menten", "beta": 1000, "k": 200, "current": 300},
+    ...         {"name": "b", "form": "michaelis_menten", "beta": 600, "k": 100, "current": 50}]}})
+    >>> page = budget_page(Project(cfg))
+    >>> page["objective"], [row["item"] for row in page["items"]], len(page["charts"])
+    ('revenue', ['a', 'b'], 2)
+    """
+    settings = project.config.budget
+    if not settings.items and "channel_spend" not in project.config.sources:
+        return {
+            "available": False,
+            "message": "This configuration has no budget data: neither budget.items (explicit "
+            "response curves) nor a channel_spend source to fit curves from.",
+            "charts": [],
+        }
+    plan: Allocation
+    plan, warnings = project.budget()
+    items = [
+        {
+            "item": name,
+            "current": plan.current.get(name, 0.0),
+            "planned": planned,
+            "change": planned - plan.current.get(name, 0.0),
+            "marginal_roi": plan.marginal_roi.get(name),
+        }
+        for name, planned in plan.allocation.items()
+    ]
+    page_charts = [charts.allocation_chart(plan.current, plan.allocation)]
+    if settings.items:
+        curves = [
+            _curve_points(i, plan.current.get(i.name, 0.0), plan.allocation[i.name])
+            for i in settings.items
+            if i.name in plan.allocation
+        ]
+        page_charts.append(charts.response_curves_chart(curves))
+    return {
+        "available": True,
+        "objective": plan.objective,
+        "total": plan.total,
+        "spend": plan.spend,
+        "current_spend": plan.current_spend,
+        "expected_outcome": plan.expected_outcome,
+        "current_outcome": plan.current_outcome,
+        "expected_response": plan.expected_response,
+        "current_response": plan.current_response,
+        "method": plan.method,
+        "binding_constraints": list(plan.binding_constraints),
+        "curves_given": bool(settings.items),
+        "warnings": list(warnings),
+        "items": items,
+        "charts": page_charts,
+    }
+
+
+def what_if_result(
+    project: Project, source: str | None, destination: str | None, share: str | None
+) -> dict[str, Any]:
+    """The what-if form's answer: :meth:`Project.what_if` of ``FROM:TO:SHARE``.
+
+    Raises
+    ------
+    InvalidInput
+        A field is missing or the share is not a number.
+    segvalue.errors.ConfigError
+        From ``Project.what_if``: an unknown item, a share outside 0 to 1.
+
+    Examples
+    --------
+    >>> from segvalue.config import parse_config
+    >>> from segvalue.project import Project
+    >>> cfg = parse_config({
+    ...     "sources": {"orders": {"path": "o.csv"}},
+    ...     "budget": {"items": [
+    ...         {"name": "a", "form": "michaelis_menten", "beta": 1000, "k": 200, "current": 300},
+    ...         {"name": "b", "form": "michaelis_menten", "beta": 600, "k": 100, "current": 50}]}})
+    >>> result = what_if_result(Project(cfg), "a", "b", "0.2")
+    >>> result["move"], round(result["change_value"], 3)
+    ('a:b:0.2', 59.74)
+    >>> what_if_result(Project(cfg), "a", "b", "lots")
+    Traceback (most recent call last):
+    ...
+    segvalue.web.pages.InvalidInput: the share to move must be a number from 0 to 1, got 'lots'
+    """
+    if not source or not destination or share is None or not share.strip():
+        raise InvalidInput("give the item to move spend from, the item to move it to and the share")
+    try:
+        fraction = float(share)
+    except ValueError:
+        raise InvalidInput(
+            f"the share to move must be a number from 0 to 1, got {share!r}"
+        ) from None
+    move = f"{source}:{destination}:{fraction!r}"
+    result: dict[str, Any] = project.what_if(move).to_dict()
+    by_item = [
+        {
+            "item": name,
+            "baseline": result["baseline"][name],
+            "scenario": result["scenario"][name],
+            "change_value": change,
+        }
+        for name, change in result["change_by_item"].items()
+        if result["scenario"][name] != result["baseline"][name] or change != 0
+    ]
+    return result | {
+        "move": move,
+        "source": source,
+        "destination": destination,
+        "share": fraction,
+        "by_item": by_item,
+    }

@@ -1,0 +1,456 @@
+"""The dashboard's budget page (plan, response curves, what-if form) and the RFM heat map.
+
+In process through ``create_dashboard_app`` on a 1,500-customer demo (curves fitted from
+its ``channel_spend``) and on configurations with explicit curves or no budget data;
+then in Debian's Chromium through Playwright (never a browser Playwright downloads): the
+what-if form is filled and submitted, the charts draw, and the page loads nothing but the
+served dashboard.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from html import unescape
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from fastapi.testclient import TestClient
+
+from segvalue.config import parse_config
+from segvalue.pipeline import run_demo
+from segvalue.project import Project
+from segvalue.web import create_dashboard_app
+from segvalue.web.app import format_number
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+# The demo's budget items (channels of its channel_spend).
+MOVE = {"from": "paid_social", "to": "email", "share": "0.2"}
+CURVES: list[dict[str, Any]] = [
+    {"name": "a", "form": "michaelis_menten", "beta": 1000, "k": 200, "current": 300},
+    {"name": "b", "form": "michaelis_menten", "beta": 600, "k": 100, "current": 50},
+]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    folder = tmp_path_factory.mktemp("budget") / "demo"
+    run, config_path = run_demo(n_customers=1_500, seed=7, out_dir=folder)
+    with Project.from_yaml(config_path) as project:
+        yield {"config": config_path, "project": project, "run": run.run_id}
+
+
+@pytest.fixture(scope="module")
+def client(demo: dict[str, Any]) -> TestClient:
+    return TestClient(create_dashboard_app(demo["project"]))
+
+
+def _result_value(html: str) -> float:
+    found = re.search(r'id="what-if-result"[^>]*data-change-value="([^"]+)"', html)
+    assert found is not None, "no what-if result on the page"
+    return float(found.group(1))
+
+
+def _alert(html: str) -> str:
+    found = re.search(r'id="what-if-error">(.*?)</p>', html, re.S)
+    assert found is not None, "no error message on the page"
+    return unescape(found.group(1))
+
+
+def _fact(html: str, label: str) -> str:
+    found = re.search(rf"<dt>{label}</dt><dd>(.*?)</dd>", html, re.S)
+    assert found is not None, label
+    return re.sub(r"<[^>]+>", "", found.group(1)).strip()
+
+
+# ---------------------------------------------------------------- in process
+
+
+def test_budget_page_shows_the_plan_of_the_configuration(
+    demo: dict[str, Any], client: TestClient
+) -> None:
+    plan, _ = demo["project"].budget()
+    response = client.get("/budget")
+    assert response.status_code == 200
+    html = response.text
+    assert plan.objective == "profit"  # the demo's config sets no objective: the default
+    assert _fact(html, "Objective") == "profit"
+    assert _fact(html, "Total") == format_number(plan.total)
+    change = plan.expected_outcome - plan.current_outcome
+    assert change > 0  # the demo's current allocation is not the optimum
+    assert _fact(html, "Expected profit") == (
+        f"{format_number(plan.expected_outcome)} (+{format_number(change)} against now)"
+    )
+    response_change = plan.expected_response - plan.current_response
+    assert _fact(html, "Expected response").startswith(format_number(plan.expected_response))
+    assert format_number(abs(response_change)) in _fact(html, "Expected response")
+    # Every item, current and planned, in the table and the grouped bar chart.
+    for item, planned in plan.allocation.items():
+        row = re.search(rf'<th scope="row">{item}</th>(.*?)</tr>', html, re.S)
+        assert row is not None, item
+        cells = re.findall(r'<td class="num">([^<]*)</td>', row.group(1))
+        assert cells[:2] == [format_number(plan.current[item]), format_number(planned)]
+    assert 'id="budget-allocation"' in html
+    figure = re.search(r'id="budget-allocation-figure">(.*?)</script>', html, re.S)
+    assert figure is not None
+    assert '"name":"current"' in figure.group(1) and '"name":"planned"' in figure.group(1)
+    # Fitted curves are not carried by the plan: said so, not drawn.
+    assert 'id="budget-curves"' not in html
+    assert "the plan does not carry them" in html
+    # The nav links to the page, and marks it as the current one.
+    assert re.search(r'<a href="/budget"\s+aria-current="page">Budget</a>', html)
+    assert '<a href="/budget?run=' in client.get("/").text
+
+
+def test_what_if_form_shows_project_what_if_with_its_interval(
+    demo: dict[str, Any], client: TestClient
+) -> None:
+    expected = demo["project"].what_if("paid_social:email:0.2")
+    response = client.get("/budget", params=MOVE)
+    assert response.status_code == 200
+    html = response.text
+    value = _result_value(html)
+    assert value == expected.change_value  # the very number, not a rounding of it
+    assert value != 0.0
+    assert expected.interval is not None  # fitted curves carry their uncertainty
+    low, high = expected.interval
+    assert low < expected.change_value < high
+    assert f"95% interval {format_number(low)} to {format_number(high)}" in html
+    # The form keeps what was asked.
+    assert re.search(r'<option value="paid_social" selected>', html.split('id="move-to"')[0])
+    assert re.search(r'<option value="email" selected>', html.split('id="move-to"')[1])
+    assert 'name="share" type="number"' in html and 'value="0.2"' in html
+    # Another move, another answer (the page does not echo a kept one).
+    other = client.get("/budget", params=MOVE | {"share": "0.5"})
+    assert (
+        _result_value(other.text) == demo["project"].what_if("paid_social:email:0.5").change_value
+    )
+    assert _result_value(other.text) != value
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        (MOVE | {"share": "lots"}, "the share to move must be a number from 0 to 1, got 'lots'"),
+        (MOVE | {"share": "1.5"}, "the share to move must be between 0 and 1, got 1.5"),
+        (MOVE | {"share": "nan"}, "the share to move must be between 0 and 1, got nan"),
+        (MOVE | {"from": "billboards"}, "unknown 'from' item 'billboards'"),
+        (MOVE | {"to": "<b>x</b>"}, "unknown 'to' item '<b>x</b>'"),
+        ({"from": "paid_social", "to": "email"}, "give the item to move spend from"),
+        (MOVE | {"share": ""}, "give the item to move spend from"),
+    ],
+)
+def test_bad_what_if_input_is_a_400_page_with_the_message(
+    client: TestClient, query: dict[str, str], message: str
+) -> None:
+    response = client.get("/budget", params=query)
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("text/html")
+    assert message in _alert(response.text)
+    assert 'role="alert"' in response.text
+    assert "Traceback" not in response.text
+    assert "<b>x</b>" not in response.text  # escaped, never markup
+    assert 'id="what-if-result"' not in response.text
+    # Still the whole page: the plan and the form to try again.
+    assert 'id="budget-allocation"' in response.text and 'id="move-share"' in response.text
+
+
+def test_explicit_curves_are_charted_and_their_what_if_has_no_interval(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "sources": {"orders": {"path": "o.csv"}},
+            "budget": {"objective": "revenue", "total": 400, "items": CURVES},
+        },
+        base_dir=tmp_path,
+    )
+    project = Project(config)
+    plan, _ = project.budget()
+    with TestClient(create_dashboard_app(project)) as client:
+        page = client.get("/budget")  # no run in the store: the budget needs none
+        answer = client.get("/budget", params={"from": "a", "to": "b", "share": "0.2"})
+    assert page.status_code == 200 and answer.status_code == 200
+    assert _fact(page.text, "Objective") == "revenue"
+    assert _fact(page.text, "Total") == "400"
+    figure = re.search(r'id="budget-curves-figure">(.*?)</script>', page.text, re.S)
+    assert figure is not None
+    # One line per item and its current and planned spend marked on the curve.
+    traces = json.loads(figure.group(1))["data"]
+    assert [t["name"] for t in traces if t["mode"] == "lines"] == ["a", "b"]
+    marks = {t["legendgroup"]: t for t in traces if t["mode"] == "markers"}
+    for item in CURVES:
+        name = str(item["name"])
+        assert marks[name]["x"] == pytest.approx([item["current"], plan.allocation[name]])
+        beta, k = float(item["beta"]), float(item["k"])
+        assert marks[name]["y"] == pytest.approx([beta * x / (k + x) for x in marks[name]["x"]])
+    assert plan.allocation["a"] != 300  # the plan moved spend
+    assert _result_value(answer.text) == project.what_if("a:b:0.2").change_value
+    assert round(_result_value(answer.text), 3) == 59.74  # -54.545 on a, +114.286 on b
+    assert "no interval: the curves carry no uncertainty" in answer.text
+
+
+def test_a_configuration_without_budget_data_says_so(tmp_path: Path) -> None:
+    rows = "order_id,customer_id,order_ts,amount\n1,a,2024-01-02,5\n2,b,2024-01-09,7\n"
+    (tmp_path / "o.csv").write_text(rows)
+    config = parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=tmp_path)
+    with Project(config) as project:
+        project.run()
+        with TestClient(create_dashboard_app(project)) as client:
+            for query in ({}, MOVE):
+                response = client.get("/budget", params=query)
+                assert response.status_code == 200
+                assert "no budget data" in response.text
+                assert "budget.items" in response.text and "channel_spend" in response.text
+                assert 'id="move-share"' not in response.text
+
+
+def test_a_budget_that_cannot_be_planned_is_a_message_not_a_500(tmp_path: Path) -> None:
+    pinned = [dict(item, pinned=True) for item in CURVES]  # 350 pinned against a total of 100
+    config = parse_config(
+        {"sources": {"orders": {"path": "o.csv"}}, "budget": {"total": 100, "items": pinned}},
+        base_dir=tmp_path,
+    )
+    with TestClient(create_dashboard_app(Project(config))) as client:
+        response = client.get("/budget")
+    assert response.status_code == 200
+    assert "The budget cannot be planned" in response.text
+    assert "lower limits add up to 350" in unescape(response.text)
+
+
+def test_rfm_heat_map_counts_every_customer_of_the_scheme(
+    demo: dict[str, Any], client: TestClient
+) -> None:
+    view = demo["project"].runs.latest()
+    sizes = {
+        r["segment"]: r["customers"]
+        for r in view.table("segment_sizes").to_pylist()
+        if r["scheme"] == "rfm"
+    }
+    html = client.get("/segments", params={"scheme": "rfm"}).text
+    figure = re.search(r'id="rfm-heatmap-figure">(.*?)</script>', html, re.S)
+    assert figure is not None
+    z = _heatmap_counts(figure.group(1))
+    unscored = sizes.get("Others", 0)  # the scheme's unassigned: customers without a score
+    assert sum(map(sum, z)) + unscored == sum(sizes.values()) == view.info.row_counts["customers"]
+    # Every customer of a segment sits in the cells its rule allows.
+    state = view.document("scorer")["schemes"]["rfm"]
+    assert {"segment": "Lost", "fm": [1, 1], "r": [1, 1]} in state["segments"]
+    for segment, (recency, frequency) in {"New Customers": (5, 1), "Lost": (1, 1)}.items():
+        page = client.get(f"/segments/rfm/{segment}").text
+        cells = _heatmap_counts(
+            re.search(r'id="rfm-heatmap-figure">(.*?)</script>', page, re.S).group(1)  # type: ignore[union-attr]
+        )
+        # fm = 1 means f = m = 1 (fm is the rounded-up mean of f and m)
+        assert cells[frequency - 1][recency - 1] == sizes[segment] > 0
+        assert sum(map(sum, cells)) == sizes[segment]
+    # Every segment's members only in cells some monetary score lets its rule (the first
+    # that matches, in order) take; the segments' maps add up to the scheme's.
+    bins = int(state["bins"])
+
+    def segment_of(scores: dict[str, int]) -> str:
+        scores = scores | {"fm": (scores["f"] + scores["m"] + 1) // 2}
+        for rule in state["segments"]:
+            spans = {key: rule[key] for key in ("r", "f", "m", "fm") if key in rule}
+            if all(lo <= scores[key] <= hi for key, (lo, hi) in spans.items()):
+                return str(rule["segment"])
+        return str(state["unassigned"])
+
+    together = [[0] * bins for _ in range(bins)]
+    for segment in sizes:
+        page = client.get(f"/segments/rfm/{quote(segment, safe='')}").text
+        found = re.search(r'id="rfm-heatmap-figure">(.*?)</script>', page, re.S)
+        if segment == state["unassigned"]:
+            assert found is None or sum(map(sum, _heatmap_counts(found.group(1)))) == 0
+            continue
+        assert found is not None, segment
+        for f, row in enumerate(_heatmap_counts(found.group(1)), start=1):
+            for r, customers in enumerate(row, start=1):
+                together[f - 1][r - 1] += customers
+                allowed = any(
+                    segment_of({"r": r, "f": f, "m": m}) == segment for m in range(1, bins + 1)
+                )
+                assert allowed or customers == 0, (segment, r, f)
+    assert together == z
+    # A scheme that is not RFM has no heat map.
+    assert "rfm-heatmap" not in client.get("/segments", params={"scheme": "lifecycle"}).text
+
+
+def _heatmap_counts(figure_json: str) -> list[list[int]]:
+    figure = json.loads(figure_json)
+    (trace,) = figure["data"]
+    assert trace["type"] == "heatmap"
+    return [[int(v) for v in row] for row in trace["z"]]
+
+
+# ---------------------------------------------------------------- in Chromium
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served(demo: dict[str, Any]) -> Iterator[str]:
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_dashboard_app(demo["project"]),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium (installed when missing, never a downloaded one)."""
+    if not Path(CHROMIUM).exists():
+        if shutil.which("apt-get") is None:
+            pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (make services)")
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "chromium"],
+            check=True,
+            capture_output=True,
+            env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def page_in_chromium(served: str, browser: Any) -> Iterator[tuple[Any, list[str], list[str]]]:
+    """A Chromium page with its console / page errors and requests recorded."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    requests: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    yield page, errors, requests
+    context.close()
+
+
+def _only_the_dashboard(served: str, errors: list[str], requests: list[str]) -> None:
+    assert errors == []
+    assert requests
+    assert [u for u in requests if not u.startswith(served + "/")] == []
+
+
+def test_what_if_form_in_chromium(
+    demo: dict[str, Any],
+    served: str,
+    page_in_chromium: tuple[Any, list[str], list[str]],
+    tmp_path: Path,
+) -> None:
+    page, errors, requests = page_in_chromium
+    response = page.goto(served + "/budget", wait_until="load")
+    assert response is not None and response.status == 200
+    chart = page.locator("#budget-allocation")
+    chart.locator(".main-svg").first.wait_for(state="attached", timeout=15_000)
+    assert chart.locator(".bars path").count() > 0
+    assert page.locator("#what-if-result").count() == 0
+    page.get_by_label("Move spend from").select_option("paid_social")
+    page.get_by_label("to", exact=True).select_option("email")
+    page.get_by_label("Share of its spend (0 to 1)").fill("0.2")
+    page.get_by_role("button", name="Project the change").click()
+    result = page.locator("#what-if-result")
+    result.wait_for(state="visible", timeout=15_000)
+    expected = demo["project"].what_if("paid_social:email:0.2")
+    assert float(result.get_attribute("data-change-value")) == expected.change_value
+    assert (
+        result.locator(".what-if-change").inner_text() == f"+{format_number(expected.change_value)}"
+    )
+    assert "95% interval" in result.locator(".what-if-interval").inner_text()
+    assert "share=0.2" in page.url
+    page.locator("#budget-allocation .main-svg").first.wait_for(state="attached")
+    page.screenshot(path=str(tmp_path / "budget-what-if.png"), full_page=True)
+    assert (tmp_path / "budget-what-if.png").stat().st_size > 0
+    _only_the_dashboard(served, errors, requests)
+
+
+def test_rfm_heat_map_in_chromium(
+    demo: dict[str, Any],
+    served: str,
+    page_in_chromium: tuple[Any, list[str], list[str]],
+    tmp_path: Path,
+) -> None:
+    page, errors, requests = page_in_chromium
+    response = page.goto(served + "/segments?scheme=rfm", wait_until="load")
+    assert response is not None and response.status == 200
+    chart = page.locator("#rfm-heatmap")
+    chart.locator(".main-svg").first.wait_for(state="attached", timeout=15_000)
+    assert chart.locator(".hm image").count() > 0
+    drawn = page.evaluate(
+        "() => document.getElementById('rfm-heatmap').data[0].z.flat().reduce((a, b) => a + b, 0)"
+    )
+    sizes = [
+        r["customers"]
+        for r in demo["project"].runs.latest().table("segment_sizes").to_pylist()
+        if r["scheme"] == "rfm" and r["segment"] != "Others"
+    ]
+    assert drawn == sum(sizes)
+    page.screenshot(path=str(tmp_path / "rfm-heatmap.png"), full_page=True)
+    _only_the_dashboard(served, errors, requests)
+
+
+def test_budget_and_heat_map_fit_a_phone_screen(served: str, browser: Any, tmp_path: Path) -> None:
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        for name, path in [
+            ("budget", "/budget?from=paid_social&to=email&share=0.2"),
+            ("rfm", "/segments?scheme=rfm"),
+        ]:
+            response = page.goto(served + path, wait_until="load")
+            assert response is not None and response.status == 200
+            page.locator(".chart .main-svg").first.wait_for(state="attached", timeout=15_000)
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"{name} overflows a phone screen by {overflow}px"
+            page.screenshot(path=str(tmp_path / f"phone-{name}.png"), full_page=True)
+    finally:
+        context.close()
+    assert errors == []
