@@ -23,7 +23,19 @@ from segvalue.cli import main
 from segvalue.cli.main import cli
 
 WIDTH = 80
-COMMANDS = ["init", "demo", "validate", "run", "segment", "kpis", "budget", "rfm", "clv", "runs"]
+COMMANDS = [
+    "init",
+    "demo",
+    "validate",
+    "run",
+    "segment",
+    "kpis",
+    "report",
+    "budget",
+    "rfm",
+    "clv",
+    "runs",
+]
 
 
 @dataclass
@@ -165,6 +177,10 @@ def test_demo_suggests_commands_that_work(shop: tuple[Path, str]) -> None:
     for argv in suggested:
         assert argv[-2:] == ["-c", "shop/segvalue.yaml"]
         ok(argv, where)
+    # Then the report it wrote, and how to open the dashboard (a server: not run here).
+    size = (where / "shop" / "report.html").stat().st_size
+    assert f"report  shop/report.html ({size / 1_000_000:.1f} MB)" in text.splitlines()
+    assert text.splitlines()[-1] == "dashboard: segvalue serve -c shop/segvalue.yaml"
 
 
 def test_validate(shop: tuple[Path, str]) -> None:
@@ -307,3 +323,5 @@ def test_cdnow_demo_and_its_suggestions(tmp_path: Path) -> None:
     for argv in suggested:
         assert argv[-2:] == ["-c", "cdnow/segvalue.yaml"]
         ok(argv, tmp_path)
+    assert (tmp_path / "cdnow" / "report.html").is_file()
+    assert text.splitlines()[-1] == "dashboard: segvalue serve -c cdnow/segvalue.yaml"

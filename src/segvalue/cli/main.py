@@ -57,6 +57,7 @@ OPTIONS = {
     "move": "--move",
     "objective": "--objective",
     "out_file": "--out",
+    "out_path": "--out",
     "rejects": "--rejects",
     "rejects_path": "--rejects",
     "run_id": "--run",
@@ -232,8 +233,10 @@ def demo(
             progress=progress,
             wait=wait,
         )
+    report_path = _demo_report(config_path)
     if json_output:
-        out.print_json(json.dumps(result.summary(), default=str))
+        summary = {**result.summary(), "report": None if report_path is None else str(report_path)}
+        out.print_json(json.dumps(summary, default=str))
         return
     _print_report(result.report.to_dict())
     _print_features(result.features)
@@ -246,6 +249,33 @@ def demo(
         commands.append("budget")
     for command in commands:
         out.print(f"try: segvalue {command} -c {escape(_shown(config_path))}", soft_wrap=True)
+    if report_path is not None:
+        shown = f"{escape(_shown(report_path))} ({_size(report_path)})"
+        out.print(f"[bold]report[/]  {shown}", soft_wrap=True)
+    else:
+        out.print("report: not written (it needs the web extra: pip install 'segvalue[web]')")
+    out.print(f"dashboard: segvalue serve -c {escape(_shown(config_path))}", soft_wrap=True)
+
+
+def _demo_report(config_path: Path) -> Path | None:
+    """The demo's ``report.html`` beside its ``segvalue.yaml`` (None without the web extra)."""
+    from segvalue.errors import MissingDependencyError
+
+    try:
+        from segvalue.web.report import write_report
+
+        with _project(config_path) as project:
+            return write_report(project, config_path.parent / "report.html")
+    except MissingDependencyError:
+        return None
+
+
+def _size(path: Path) -> str:
+    """A file's size for a person: 4.2 MB, 812 kB, 120 bytes."""
+    size = path.stat().st_size
+    if size >= 1_000_000:
+        return f"{size / 1_000_000:.1f} MB"
+    return f"{size / 1_000:.0f} kB" if size >= 1_000 else f"{size} bytes"
 
 
 @app.command(short_help="Read and validate every source; report rejects.")
@@ -492,6 +522,30 @@ def _print_kpis(doc: dict[str, Any]) -> None:
         persona = doc["persona_names"].get(row["segment"])
         label = str(row["segment"]) + (f" ({persona})" if persona else "")
         out.print(f"{row['rank']}. {escape(label)}: {escape(row['reasons'])}")
+
+
+@app.command(short_help="One stored run as one self-contained HTML file.")
+def report(
+    out_path: Annotated[
+        Path, typer.Option("--out", help="The HTML file to write (e.g. report.html).")
+    ],
+    config: ConfigOption = DEFAULT_CONFIG,
+    run_id: RunOption = None,
+) -> None:
+    """Write one stored run as one HTML file with the dashboard's pages and charts.
+
+    Read from the latest complete run in the store (or --run ID): the overview, the
+    segments of every scheme, a section per segment of the KPI scheme and the CLV model.
+    Everything is inlined (Plotly too): it opens offline and can be mailed.
+    """
+    from segvalue.web.report import write_report
+
+    with _project(config) as project:
+        view = project.runs.require_latest(run_id)
+        path = write_report(project, out_path, run_id=view.run_id)
+    out.print(f"wrote {escape(_shown(path))} ({_size(path)})", soft_wrap=True)
+    out.print(f"run {escape(view.run_id)}, as of {view.info.as_of}", soft_wrap=True)
+    out.print("open it in a browser: it loads nothing from the network")
 
 
 runs_app = typer.Typer(

@@ -12,8 +12,9 @@ segvalue did not write. The rules, applied by :func:`check_target` on every writ
   config file) is refused, and so is a folder target that is or contains the config's
   folder; a folder target that is a file is refused;
 * a file target (``--out``, ``--rejects``) that exists is replaced only when segvalue
-  wrote it: a Parquet file with segvalue's key in its metadata, or a CSV file whose
-  header line is exactly the one segvalue writes for the same table.
+  wrote it: a Parquet file with segvalue's key in its metadata, a CSV file whose
+  header line is exactly the one segvalue writes for the same table, or a text file
+  (an HTML report) whose beginning holds the signature segvalue writes there.
 
 :func:`target_lock` holds one ``fcntl.flock`` lock per folder (a lock file beside it,
 recording who holds it), so a second run into the same folder refuses at once, naming
@@ -179,6 +180,19 @@ def _written_by_segvalue(path: Path, table: pa.Table) -> bool:
         return False
 
 
+#: How much of a text file is read for segvalue's signature (it is near the start).
+_SIGNATURE_WINDOW = 4096
+
+
+def _signed(path: Path, signature: bytes) -> bool:
+    """Whether a file's beginning holds ``signature`` (a text file segvalue wrote)."""
+    try:
+        with path.open("rb") as handle:
+            return signature in handle.read(_SIGNATURE_WINDOW)
+    except OSError:
+        return False
+
+
 def check_target(
     target: str | Path,
     kind: TargetKind,
@@ -187,6 +201,7 @@ def check_target(
     config_dir: Path | None = None,
     table: pa.Table | None = None,
     key: str | None = None,
+    signature: bytes | None = None,
 ) -> Path:
     """Refuse a write target that could destroy something segvalue did not write.
 
@@ -207,6 +222,9 @@ def check_target(
         only when segvalue wrote it for a table of this shape.
     key
         Where the target was given (e.g. ``output.dir``), for the message.
+    signature
+        For a file target that is not a table (an HTML report): an existing file is
+        replaced only when its first 4 kB hold these bytes, which segvalue writes there.
 
     Returns
     -------
@@ -233,6 +251,11 @@ def check_target(
     Traceback (most recent call last):
     ...
     segvalue.errors.ConfigError: output file ... is the input .../orders.csv...
+    >>> _ = (d / "mine.html").write_text("<p>my page</p>")
+    >>> check_target(d / "mine.html", "file", signature=b'<meta name="generator"')
+    Traceback (most recent call last):
+    ...
+    segvalue.errors.ConfigError: output file ... exists and segvalue did not write it...
     """
     given = Path(target)
     resolved = given.expanduser().resolve()
@@ -249,7 +272,7 @@ def check_target(
         if relation is not None:
             raise _refuse(f"{what} {relation} {role} {other}", fix)
     if kind == "file":
-        return _check_file(given, resolved, what, protected or {}, table)
+        return _check_file(given, resolved, what, protected or {}, table, signature)
     if not resolved.exists():
         if given.is_symlink():
             raise _refuse(f"{what} is a broken symbolic link", folder_fix)
@@ -272,7 +295,12 @@ def check_target(
 
 
 def _check_file(
-    given: Path, resolved: Path, what: str, protected: Mapping[Path, str], table: pa.Table | None
+    given: Path,
+    resolved: Path,
+    what: str,
+    protected: Mapping[Path, str],
+    table: pa.Table | None,
+    signature: bytes | None = None,
 ) -> Path:
     fix = "choose another file name"
     if resolved.is_dir():
@@ -284,9 +312,13 @@ def _check_file(
         with contextlib.suppress(OSError):
             if os.path.samefile(resolved, other):
                 raise _refuse(f"{what} is {role} {other}", fix)
-    if table is not None and not _written_by_segvalue(resolved, table):
+    written = (table is None or _written_by_segvalue(resolved, table)) and (
+        signature is None or _signed(resolved, signature)
+    )
+    if not written:
+        other_table = " (or wrote another table there)" if table is not None else ""
         raise _refuse(
-            f"{what} exists and segvalue did not write it (or wrote another table there)",
+            f"{what} exists and segvalue did not write it{other_table}",
             f"{fix}, or delete {given} first if it may go",
         )
     return resolved
