@@ -101,7 +101,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "api": {"errors", "units", "config", "project", "api", "__init__"},
     # The static report writes its file through data/ and protects the run's inputs.
-    "web": {"errors", "units", "config", "project", "data", "pipeline", "api", "web", "__init__"},
+    "web": {"errors", "units", "config", "project", "data", "api", "web", "__init__"},
     "__init__": {
         "errors",
         "units",

@@ -911,6 +911,21 @@ class Project:
         """
         return self.runs.require_latest(run_id).scorer()
 
+    def protected_paths(self) -> dict[Path, str]:
+        """What no file segvalue writes may be or hold: the inputs and the store file.
+
+        Examples
+        --------
+        >>> from segvalue.config import parse_config
+        >>> cfg = parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=Path("/p"))
+        >>> sorted(Project(cfg).protected_paths().values())
+        ['source orders', 'the results store']
+        """
+        from segvalue.pipeline.ingest import protected_inputs
+        from segvalue.pipeline.persist import protected_store
+
+        return {**protected_inputs(self.config), **protected_store(self.config)}
+
     def segment_clv(self, run_id: str | None = None) -> dict[str, float]:
         """Mean CLV per customer by segment (with ``all customers``) of a complete run.
 

@@ -122,8 +122,6 @@ def write_report(project: Project, out_path: str | Path, run_id: str | None = No
 def _check_target(project: Project, path: Path) -> None:
     """Refuse a report path that is not .html, an input, the store or a foreign file."""
     from segvalue.data.safety import check_target
-    from segvalue.pipeline.ingest import protected_inputs
-    from segvalue.pipeline.persist import protected_store
 
     if path.suffix.lower() not in _SUFFIXES:
         raise ConfigError(
@@ -137,7 +135,7 @@ def _check_target(project: Project, path: Path) -> None:
             fix="create it first",
             parameter="out_path",
         )
-    protected = {**protected_inputs(project.config), **protected_store(project.config)}
+    protected = project.protected_paths()
     try:  # an existing file is replaced only when it is an earlier report
         check_target(path, "file", protected=protected, signature=_SIGNATURE.encode())
     except ConfigError as exc:
