@@ -110,7 +110,7 @@ def write_report(project: Project, out_path: str | Path, run_id: str | None = No
     if view.info.status != "complete":
         raise DataValidationError(
             f"run {view.run_id} is {view.info.status}: it holds no results",
-            fix="pick a complete run (segvalue runs list --status complete)",
+            fix="pick a complete run (the runs whose status is complete)",
             parameter="run_id",
         )
     text = render_report(project, view)
