@@ -23,7 +23,6 @@ from segvalue.project import Project
 from segvalue.web.pages import overview_page, segment_page, segments_page
 from segvalue.web.report import write_report
 from test_cli_human import ok, show
-from test_web import browser  # noqa: F401 - the fixture: Debian's headless Chromium
 
 _SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.DOTALL | re.IGNORECASE)
 _STYLE = re.compile(r"<style\b[^>]*>.*?</style>", re.DOTALL | re.IGNORECASE)
@@ -120,7 +119,7 @@ def test_report_holds_the_run_its_kpis_segments_and_model(demo: dict[str, Any]) 
 
 def test_every_chart_renders_offline_in_chromium(
     demo: dict[str, Any],
-    browser: Any,  # noqa: F811 - the fixture imported from test_web
+    browser: Any,
     tmp_path: Path,
 ) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 900})

@@ -11,11 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import socket
-import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from html import unescape
 from pathlib import Path
@@ -31,15 +26,6 @@ from segvalue.project import Project
 from segvalue.web import create_dashboard_app
 from segvalue.web.app import format_number
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 # The demo's budget items (channels of its channel_spend).
 MOVE = {"from": "paid_social", "to": "email", "share": "0.2"}
 CURVES: list[dict[str, Any]] = [
@@ -300,57 +286,10 @@ def _heatmap_counts(figure_json: str) -> list[list[int]]:
 # ---------------------------------------------------------------- in Chromium
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def served(demo: dict[str, Any]) -> Iterator[str]:
-    import uvicorn
-
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_dashboard_app(demo["project"]),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            access_log=False,
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's headless Chromium (installed when missing, never a downloaded one)."""
-    if not Path(CHROMIUM).exists():
-        if shutil.which("apt-get") is None:
-            pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (make services)")
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "chromium"],
-            check=True,
-            capture_output=True,
-            env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
+def served(demo: dict[str, Any], serve_app: Any) -> Iterator[str]:
+    with serve_app(create_dashboard_app(demo["project"])) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
