@@ -307,8 +307,12 @@ def test_a_file_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot open the results store"):
         open_store(f"duckdb://{text}", create=True)
     assert text.read_text() == "mine\n"
-    # A creation killed before its rename leaves only the temporary file: replaced.
+    # A file named like a creation's temporary file is someone's: left as it was.
     (tmp_path / ".new.duckdb.new").write_text("half-written")
     with open_store(f"duckdb://{tmp_path / 'new.duckdb'}", create=True) as store:
         assert store.runs() == []
-    assert sorted(p.name for p in tmp_path.iterdir() if "new" in p.name) == ["new.duckdb"]
+    assert sorted(p.name for p in tmp_path.iterdir() if "new" in p.name) == [
+        ".new.duckdb.new",
+        "new.duckdb",
+    ]
+    assert (tmp_path / ".new.duckdb.new").read_text() == "half-written"

@@ -1023,21 +1023,34 @@ def open_store(url: str, *, create: bool = False, read_only: bool | None = None)
 def _create_file(path: Path) -> None:
     """Create a new store file whole: built under a temporary name, then renamed.
 
-    A file at ``path`` is then always a complete segvalue store (a killed creation
-    leaves only the temporary file, which the next creation replaces).
+    A file at ``path`` is then always a complete segvalue store. The temporary name is
+    new each time (nothing of that name is ever removed or replaced: it could be
+    someone else's file), and the rename is a hard link that fails rather than replace a
+    file that appeared at ``path`` meanwhile. A killed creation leaves its temporary file.
     """
-    temp = path.with_name(f".{path.name}.new")
+    temp = path.with_name(f".{path.name}.new-{os.getpid()}-{time.monotonic_ns()}")
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        for leftover in (temp, temp.with_name(temp.name + ".wal")):
-            if leftover.exists():
-                leftover.unlink()
-        store = ResultsStore(_connect(f"duckdb://{temp}", read_only=False), url="", read_only=False)
         try:
-            store._create()
+            store = ResultsStore(
+                _connect(f"duckdb://{temp}", read_only=False), url="", read_only=False
+            )
+            try:
+                store._create()
+            finally:
+                store.close()
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                raise ConfigError(
+                    f"{path} appeared while segvalue was creating the results store there",
+                    fix="point store.url at a new file",
+                    parameter="store.url",
+                ) from None
         finally:
-            store.close()
-        os.replace(temp, path)
+            for made in (temp, temp.with_name(temp.name + ".wal")):
+                if made.exists():  # ours: created under a name of this call
+                    made.unlink()
 
 
 @contextmanager
