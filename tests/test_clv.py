@@ -380,3 +380,59 @@ def test_total_clv_sum_of_a_million_customers_is_math_fsum() -> None:
         np.full(1_000_000, 0.1),
     ):
         assert _exact_sum(x) == math.fsum(x)
+
+
+def test_fits_on_two_threads_each_note_their_fallbacks_in_a_fixed_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The spend model is fitted on a worker thread while the transaction model fits here.
+
+    Each fit's fallback notes reach the valuation's warnings (never a Python warning), in
+    the same order whichever fit finishes first: the worker notes first here.
+    """
+    import threading
+    import time
+    import warnings
+
+    from segvalue.errors import ConvergenceWarning
+    from segvalue.models import _fit
+    from segvalue.valuation import fit_valuation
+
+    threads: dict[str, int] = {}
+    real_bg, real_gg = BetaGeoModel.fit, GammaGammaModel.fit
+
+    def slow_bg(self: BetaGeoModel, *args: object, **kwargs: object) -> BetaGeoModel:
+        time.sleep(0.3)  # the spend fit (and its note) finishes first
+        threads["bgnbd"] = threading.get_ident()
+        _fit.note_fallback("bgnbd: converged only with BFGS")
+        return real_bg(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def noted_gg(self: GammaGammaModel, *args: object, **kwargs: object) -> GammaGammaModel:
+        threads["gamma-gamma"] = threading.get_ident()
+        _fit.note_fallback("gamma-gamma: converged only with Nelder-Mead")
+        return real_gg(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(BetaGeoModel, "fit", slow_bg)
+    monkeypatch.setattr(GammaGammaModel, "fit", noted_gg)
+    rng = np.random.default_rng(3)
+    x = rng.poisson(2.0, 400).astype(float)
+    t_x = np.where(x > 0, rng.uniform(0, 40, 400), 0.0)
+    features = {
+        "frequency": x,
+        "recency": t_x,
+        "T": np.full(400, 40.0),
+        "monetary_value": np.where(x > 0, rng.gamma(5, 4, 400), 0.0),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        valuation = fit_valuation(features, model="bgnbd")
+    assert threads["bgnbd"] != threads["gamma-gamma"]
+    notes = [w for w in valuation.warnings if "converged only" in w]
+    assert notes == [
+        "bgnbd: converged only with BFGS",
+        "gamma-gamma: converged only with Nelder-Mead",
+    ]
+    assert valuation.spend is not None
+    # Outside a valuation, a fallback is a Python warning, as before.
+    with pytest.warns(ConvergenceWarning, match="converged only"):
+        _fit.note_fallback("bgnbd: converged only with BFGS")

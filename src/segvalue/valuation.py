@@ -8,10 +8,11 @@ out; no Ibis, no I/O.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import importlib
-import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
@@ -161,22 +162,20 @@ class Valuation:
 
 
 def _collecting(fit: Callable[[], Any], notes: list[str]) -> Any:
-    """Run a fit; its ConvergenceWarnings become notes for the user (not Python warnings).
+    """Run a fit; the fallbacks it needed become notes for the user (not Python warnings).
 
     Which optimiser path converges may differ between machines; the user sees it among
     the valuation's warnings either way, and a caller's warning filters are not tripped.
+    The notes go through a context variable (:data:`segvalue.models._fit.convergence_notes`),
+    so fits on two threads at once each note their own.
     """
-    from segvalue.errors import ConvergenceWarning
+    from segvalue.models._fit import convergence_notes
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        result = fit()
-    for item in caught:
-        if issubclass(item.category, ConvergenceWarning):
-            notes.append(str(item.message))
-        else:
-            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
-    return result
+    token = convergence_notes.set(notes)
+    try:
+        return fit()
+    finally:
+        convergence_notes.reset(token)
 
 
 def _interval_problems(model: Any) -> dict[str, str]:
@@ -313,8 +312,6 @@ def fit_valuation(
     >>> v.model in AUTO_CANDIDATES, sorted(v.candidates)
     (True, ['mbgnbd', 'pnbd'])
     """
-    from segvalue.errors import ConvergenceError
-
     if spend_model not in SPEND_MODELS:
         raise ConfigError(
             f"unknown spend model {spend_model!r}", fix=f"use one of: {', '.join(SPEND_MODELS)}"
@@ -325,22 +322,24 @@ def fit_valuation(
     if histories is None:
         histories = Histories.of(x, t_x, big_t)
     notes: list[str] = []
-    candidates: dict[str, Any] = {}
-    for name, cls in classes.items():
-        fit = functools.partial(
-            cls().fit, *histories.columns, weights=histories.counts, time_unit=time_unit
+    # The spend model is fitted on a worker thread meanwhile: both fits spend their time
+    # in numpy loops, which release the GIL. Each is computed by the same code as on one
+    # thread; its notes keep their place among the others.
+    spend_notes: list[str] = []
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        spend_job = (
+            worker.submit(
+                contextvars.copy_context().run,
+                _fit_spend,
+                x,
+                calibration["monetary_value"],
+                spend_notes,
+            )
+            if spend_model == "gamma-gamma"
+            else None
         )
-        try:
-            candidates[name] = _collecting(fit, notes)
-        except ConvergenceError as exc:
-            if len(names) == 1:
-                raise
-            notes.append(f"{name} left out of the choice: {exc.message}")
-    if not candidates:
-        raise ConvergenceError(
-            f"no transaction model could be fitted ({'; '.join(notes)})",
-            fix="check that the data have enough repeat customers (clv.model, clv.holdout)",
-        )
+        candidates = _fit_transactions(classes, histories, time_unit, notes)
+        spend_fit = spend_job.result() if spend_job is not None else None
     reports: dict[str, HoldoutReport] = {}
     if holdout is not None:
         periods, actual = cumulative if cumulative is not None else (None, None)
@@ -375,8 +374,9 @@ def fit_valuation(
         selection += "; left out as degenerate: " + ", ".join(sorted(set(candidates) - set(pool)))
     notes.extend(fit_warnings(chosen, candidates[chosen], reports.get(chosen)))
     spend, spend_excluded = None, 0
-    if spend_model == "gamma-gamma":
-        spend, spend_excluded, note = _fit_spend(x, calibration["monetary_value"], notes)
+    if spend_fit is not None:
+        spend, spend_excluded, note = spend_fit
+        notes.extend(spend_notes)
         if note:
             notes.append(note)
         if spend is not None:
@@ -393,6 +393,32 @@ def fit_valuation(
         notes,
         selection,
     )
+
+
+def _fit_transactions(
+    classes: dict[str, Any], histories: Histories, time_unit: TimeUnit | None, notes: list[str]
+) -> dict[str, Any]:
+    """Each transaction model fitted on the distinct histories; a failed one is left out
+    of the choice (noted) unless it was the only one asked for."""
+    from segvalue.errors import ConvergenceError
+
+    candidates: dict[str, Any] = {}
+    for name, cls in classes.items():
+        fit = functools.partial(
+            cls().fit, *histories.columns, weights=histories.counts, time_unit=time_unit
+        )
+        try:
+            candidates[name] = _collecting(fit, notes)
+        except ConvergenceError as exc:
+            if len(classes) == 1:
+                raise
+            notes.append(f"{name} left out of the choice: {exc.message}")
+    if not candidates:
+        raise ConvergenceError(
+            f"no transaction model could be fitted ({'; '.join(notes)})",
+            fix="check that the data have enough repeat customers (clv.model, clv.holdout)",
+        )
+    return candidates
 
 
 def _fit_spend(x: FloatArray, m: FloatArray, notes: list[str]) -> tuple[Any, int, str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +25,43 @@ from segvalue.errors import ConvergenceError, ConvergenceWarning
 __all__ = [
     "FitResult",
     "compress_rows",
+    "convergence_notes",
     "factorize",
     "fit_log_params",
     "log_scale_derivatives",
     "log_wald_intervals",
+    "note_fallback",
     "unique_rows",
 ]
+
+#: Where the fits in this context report a result reached only by a fallback: a list
+#: collects the messages; None (the default) issues a :class:`ConvergenceWarning`. A
+#: context variable, so that fits on several threads each report to their own caller
+#: (``warnings.catch_warnings`` is process-wide).
+convergence_notes: ContextVar[list[str] | None] = ContextVar(
+    "segvalue_convergence_notes", default=None
+)
+
+
+def note_fallback(message: str) -> None:
+    """Report a fit that needed a fallback: to :data:`convergence_notes` when set, else as a
+    :class:`ConvergenceWarning`.
+
+    Examples
+    --------
+    >>> notes: list[str] = []
+    >>> token = convergence_notes.set(notes)
+    >>> note_fallback("bgnbd: converged only with BFGS")
+    >>> convergence_notes.reset(token)
+    >>> notes
+    ['bgnbd: converged only with BFGS']
+    """
+    sink = convergence_notes.get()
+    if sink is None:
+        warnings.warn(message, ConvergenceWarning, stacklevel=3)
+    else:
+        sink.append(message)
+
 
 Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
 HessianObjective = Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]
@@ -495,7 +527,8 @@ def fit_log_params(
     Tries trust-region Newton when an exact Hessian is given, then L-BFGS-B with the
     exact gradient from ``initial``; if that fails, BFGS, then
     Nelder-Mead followed by an L-BFGS-B polish, then restarts from perturbed points. A
-    result reached only by a fallback issues a :class:`ConvergenceWarning`.
+    result reached only by a fallback issues a :class:`ConvergenceWarning` (or is noted in
+    :data:`convergence_notes` when a caller collects them).
 
     Parameters
     ----------
@@ -548,12 +581,10 @@ def fit_log_params(
             grad_norm = float(np.linalg.norm((exact or objective)(result.x)[1]))
             if np.isfinite(result.fun) and result.fun < 1e299 and grad_norm < tolerance:
                 if attempt or method not in preferred:
-                    warnings.warn(
-                        f"{model}: converged only with {method}"
-                        + (f" from restart {attempt}" if attempt else ""),
-                        ConvergenceWarning,
-                        stacklevel=2,
+                    note = f"{model}: converged only with {method}" + (
+                        f" from restart {attempt}" if attempt else ""
                     )
+                    note_fallback(note)
                 return FitResult(
                     params=np.exp(result.x),
                     covariance=_covariance(objective, result.x, exact),

@@ -321,12 +321,15 @@ def clv_from_file(
         histories=histories,
     )
     rate = per_period_rate(discount_rate, unit)
+    # The per-customer intervals (four more evaluations of the transaction model) only
+    # when they are written: the summary reports none of them.
     scores = score_customers(
         valuation,
         full,
         horizon=int(horizon),
         discount_rate=rate,
         margin=margin,
+        intervals=out_file is not None,
         histories=histories,
     )
     customer_ids = summary.column("customer_id") if out_file is not None else None
