@@ -393,6 +393,11 @@ class RunView:
             self._cache[key] = self._store().table(self.info.run_id, name)
         return self._cache[key]
 
+    def rows(self, name: str, column: str, value: Any) -> pa.Table:
+        """The rows of table ``name`` whose ``column`` equals ``value`` (e.g. one customer's),
+        read without reading the whole table (``ResultsStore.rows``)."""
+        return self._store().rows(self.info.run_id, name, column, value)
+
     def document(self, name: str) -> Any:
         """One stored JSON document of the run."""
         key = ("document", name)
@@ -911,6 +916,176 @@ class Project:
         """
         return self.runs.require_latest(run_id).scorer()
 
+    # ------------------------------------------------------------------ real time
+    def _open_writer(self) -> ResultsStore:
+        """The store opened for writing and kept open (a server applying events).
+
+        A DuckDB file is open for one writer or for readers: our read connection is
+        closed first. The server's gate closes it again when idle, so a run can write.
+        """
+        if self._store is not None and not self._store.read_only:
+            return self._store
+        from segvalue.store import open_store
+
+        self.close()
+        self._store = open_store(self.config.store_url, create=True)
+        return self._store
+
+    def customer(self, customer_id: str, run_id: str | None = None) -> dict[str, Any] | None:
+        """One customer now: as the latest complete run (or ``run_id``) scored them, then
+        re-scored with the events received for them since that run, if any.
+
+        The shape of :meth:`RunView.customer` (and of ``Scorer.score``); None when
+        neither the run nor the events know the customer.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from segvalue.pipeline import run_demo
+        >>> _, path = run_demo(n_customers=300, out_dir=pathlib.Path(tempfile.mkdtemp()))
+        >>> with Project.from_yaml(path) as project:
+        ...     before = project.customer("C0000001")["features"]["orders"]
+        ...     reply = project.record_event({"type": "order", "customer_id": "C0000001",
+        ...         "order_id": "API-1", "order_ts": "2025-12-31T10:00:00", "amount": 42.5})
+        ...     after = project.customer("C0000001")["features"]["orders"]
+        >>> after - before, reply["customer"]["features"]["orders"] == after
+        (1, True)
+        """
+        view = self.runs.require_latest(run_id)
+        store = self._store_for_views()
+        pending = store.events(customer_id=customer_id, after=_events_through(view))
+        if not pending:
+            return view.customer(customer_id)
+        state = store.customer_state(view.run_id, customer_id)
+        if state is not None and state[0] == pending[-1].seq:
+            return state[1]
+        return self._rescored(view, customer_id, [e.body for e in pending])
+
+    def _rescored(
+        self, view: RunView, customer_id: str, events: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The customer re-scored by the run's scorer with the run's history and ``events``."""
+        import json
+
+        from segvalue.data.writers import json_safe
+        from segvalue.realtime import EventError, rescore
+        from segvalue.scoring import PREDICTIONS
+
+        scorer = view.scorer()
+        known = (
+            view.rows("history_customers", "customer_id", customer_id).to_pylist()
+            if view.has_table("history_customers")
+            else []
+        )
+        if not known and scorer.to_dict()["features"].get("customers"):
+            raise EventError(
+                f"unknown_customer: customer {customer_id!r} is not in the customers table "
+                f"of run {view.run_id}",
+                rule="unknown_customer",
+                field="customer_id",
+                fix="add the customer to the customers source and run again",
+            )
+        attributes = {**(known[0] if known else {}), "customer_id": customer_id}
+        history: dict[str, list[dict[str, Any]]] = {}
+        for name in ("history_orders", "history_order_lines", "history_touchpoints"):
+            history[name] = (
+                view.rows(name, "customer_id", customer_id).to_pylist()
+                if view.has_table(name)
+                else []
+            )
+        scored = rescore(
+            scorer,
+            attributes=attributes,
+            orders=history["history_orders"],
+            order_lines=history["history_order_lines"],
+            touchpoints=history["history_touchpoints"],
+            events=events,
+            run_as_of=dt.date.fromisoformat(str(view.info.as_of)),
+            as_of_fixed=self.config.as_of is not None,
+        )
+        # Features as the run stores them (the predictions beside them, not among them).
+        predicted = {*PREDICTIONS, "purchase_propensity"}
+        scored["features"] = {k: v for k, v in scored["features"].items() if k not in predicted}
+        # As stored and as read back: JSON values (dates as ISO text).
+        clean: dict[str, Any] = json.loads(
+            json.dumps(json_safe(scored), default=str, allow_nan=False)
+        )
+        return clean
+
+    def record_event(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Apply one new order or touchpoint now: check it, store it, re-score its customer.
+
+        The event is checked with the rules a file's rows are checked against
+        (:func:`segvalue.realtime.check_event`), stored (an event already stored, or an
+        order the run's files hold, is applied once), and the customer is re-scored by
+        the latest complete run's scorer with everything received for them since that
+        run; the segments they entered and left are stored too. The next
+        ``segvalue run`` includes the stored events.
+
+        Parameters
+        ----------
+        event
+            ``{"type": "order", "customer_id", "order_id", "order_ts", "amount"}`` (and
+            optionally ``discount``, ``currency``, ``channel``), or ``{"type":
+            "touchpoint", "customer_id", "ts", "channel"}`` (and ``event``, ``touch_id``,
+            ``campaign_id``, ``cost``).
+
+        Returns
+        -------
+        dict
+            ``customer`` (as :meth:`customer`), ``events``: ``[{"scheme", "from",
+            "to"}]`` for each segment entered or left, and ``duplicate`` (True when the
+            event had been applied already: nothing changed).
+
+        Raises
+        ------
+        segvalue.realtime.EventError
+            The event breaks a rule (``rule``), naming the field.
+        """
+        from segvalue.realtime import check_event, transitions
+        from segvalue.store import EventRecord
+
+        checked = check_event(event, self.config)
+        store = self._open_writer()
+        view = self.runs.require_latest()
+        customer_id = checked.customer_id
+        known_order = (
+            checked.type == "order"
+            and view.has_table("history_orders")
+            and view.rows("history_orders", "order_id", checked.body["order_id"]).num_rows > 0
+        )
+        if known_order or store.event(checked.event_id) is not None:
+            return {"customer": self.customer(customer_id), "events": [], "duplicate": True}
+        before = self.customer(customer_id)
+        since = _events_through(view)
+        pending = [e.body for e in store.events(customer_id=customer_id, after=since)]
+        after = self._rescored(view, customer_id, [*pending, checked.body])
+        moves = transitions((before or {}).get("memberships") or {}, after["memberships"])
+        record = EventRecord(
+            store.last_event_seq() + 1,
+            checked.event_id,
+            checked.type,
+            customer_id,
+            checked.occurred_at,
+            checked.body,
+        )
+        store.apply_event(record, run_id=view.run_id, state=after, transitions=moves)
+        return {
+            "customer": after,
+            "events": [{"scheme": s, "from": a, "to": b} for s, a, b in moves],
+            "duplicate": False,
+        }
+
+    def segment_events(
+        self, customer_id: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Segment entries and exits found in real time, newest first (see
+        :meth:`record_event`)."""
+        store = self._open_store(missing_ok=True)
+        if store is None:
+            return []
+        return [m.to_dict() for m in store.segment_events(customer_id=customer_id, limit=limit)]
+
     def protected_paths(self) -> dict[Path, str]:
         """What no file segvalue writes may be or hold: the inputs and the store file.
 
@@ -945,6 +1120,11 @@ class Project:
             for row in kpis.select(["segment", "clv_mean"]).to_pylist()
             if row["clv_mean"] is not None
         }
+
+
+def _events_through(view: RunView) -> int:
+    """The last stored event the run took in (0 for a run from before real-time events)."""
+    return int(view.document("events")["through"]) if view.has_document("events") else 0
 
 
 def _scheme_modes(view: RunView) -> dict[str, str]:
