@@ -143,6 +143,16 @@ def test_a_touchpoint_counts_as_a_touch(served: Served) -> None:
             "amount",
         ),
         (order("NOT-A-CUSTOMER", "B-11"), "unknown_customer", "customer_id"),
+        (
+            order("C0000006", "B-12", lines=[{"category": "x"}]),
+            "missing_value",
+            "lines[0].line_amount",
+        ),
+        (
+            order("C0000006", "B-13", lines=[{"line_amount": 1, "sku": "x"}]),
+            "unparseable_value",
+            "lines[0].sku",
+        ),
         ({"type": "refund", "customer_id": "C0000006"}, "unparseable_value", "type"),
         (
             {
@@ -251,11 +261,16 @@ def test_real_time_equals_a_full_re_run_for_that_customer(tmp_path: Path) -> Non
         client = TestClient(create_app(project))
         headers = {"Authorization": f"Bearer {key}"}
         with client:
-            for customer, oid, amount in (("C0000010", "R-1", 120.0), ("C0000011", "R-2", 35.0)):
-                response = client.post(
-                    "/api/v1/events", json=order(customer, oid, amount), headers=headers
-                )
+            lines = [
+                {"category": "garden", "line_amount": 70.0, "product_id": "P1", "quantity": 1},
+                {"category": "books", "line_amount": 50.0},
+            ]
+            bodies = [order("C0000010", "R-1", 120.0, lines=lines), order("C0000011", "R-2", 35.0)]
+            for body in bodies:
+                response = client.post("/api/v1/events", json=body, headers=headers)
                 assert response.status_code == 200, response.text
+            before = project.runs.latest().customer("C0000010")
+            assert before is not None
             live = {
                 c: client.get(f"/api/v1/customers/{c}", headers=headers).json()
                 for c in ("C0000010", "C0000011")
@@ -279,6 +294,8 @@ def test_real_time_equals_a_full_re_run_for_that_customer(tmp_path: Path) -> Non
                     assert scored["features"][name] == value, name
             for name in ("probability_alive", "expected_purchases", "clv", "clv_lower"):
                 assert scored[name] == pytest.approx(full[name], rel=1e-9)
+        # The order's lines moved the customer's category shares, as a file's lines would.
+        assert live["C0000010"]["features"]["share_garden"] > before["features"]["share_garden"]
         # After the re-run the events are part of the run: nothing pending, same answer.
         assert project.customer("C0000010") == view.customer("C0000010")
 

@@ -1026,7 +1026,8 @@ class Project:
         ----------
         event
             ``{"type": "order", "customer_id", "order_id", "order_ts", "amount"}`` (and
-            optionally ``discount``, ``currency``, ``channel``), or ``{"type":
+            optionally ``discount``, ``currency``, ``channel``, ``lines``: ``[{"category",
+            "line_amount", "product_id", "quantity", "brand"}]``), or ``{"type":
             "touchpoint", "customer_id", "ts", "channel"}`` (and ``event``, ``touch_id``,
             ``campaign_id``, ``cost``).
 

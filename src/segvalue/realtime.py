@@ -60,6 +60,7 @@ _FIELDS: dict[str, dict[str, str]] = {
         "discount": "money",
         "currency": "text",
         "channel": "text",
+        "lines": "lines",
     },
     "touchpoint": {
         "type": "text",
@@ -79,6 +80,14 @@ _REQUIRED = {
 _TIME_FIELD = {"order": "order_ts", "touchpoint": "ts"}
 _FUTURE_MARGIN = dt.timedelta(days=1)  # as in files: data written east of UTC
 _MAX_TEXT = 200
+_MAX_LINES = 1000
+_LINE_FIELDS = {
+    "line_amount": "money",
+    "category": "text",
+    "product_id": "text",
+    "quantity": "number",
+    "brand": "text",
+}
 
 
 class EventError(DataValidationError):
@@ -154,6 +163,51 @@ def _money(value: Any, field: str, limit: float) -> float:
             "check the unit (cents?) or raise validation.max_amount",
         )
     return number
+
+
+def _lines(value: Any, limit: float) -> list[dict[str, Any]]:
+    """An order's lines: a list of ``{"line_amount", "category", ...}`` objects."""
+    if not isinstance(value, list) or len(value) > _MAX_LINES:
+        raise _fail(
+            "unparseable_value",
+            "lines",
+            f"lines is not a list of at most {_MAX_LINES} objects",
+            'send e.g. [{"category": "shoes", "line_amount": 42.5}]',
+        )
+    out = []
+    for i, line in enumerate(value):
+        field = f"lines[{i}]"
+        if not isinstance(line, Mapping):
+            raise _fail("unparseable_value", field, f"{field} is not an object", "")
+        unknown = sorted(set(line) - set(_LINE_FIELDS))
+        if unknown:
+            raise _fail(
+                "unparseable_value",
+                f"{field}.{unknown[0]}",
+                f"unknown field {unknown[0]!r} of an order line",
+                f"use only {', '.join(_LINE_FIELDS)}",
+            )
+        if line.get("line_amount") is None:
+            raise _fail(
+                "missing_value", f"{field}.line_amount", f"{field}.line_amount is missing", ""
+            )
+        clean: dict[str, Any] = {}
+        for name, what in _LINE_FIELDS.items():
+            item = line.get(name)
+            if item is None:
+                continue
+            if what == "text":
+                if not isinstance(item, str) or len(item) > _MAX_TEXT:
+                    raise _fail(
+                        "unparseable_value", f"{field}.{name}", f"{name} {item!r} is not text", ""
+                    )
+                item = item.strip() or None
+            else:
+                item = _money(item, f"{field}.{name}", limit)
+            if item is not None:
+                clean[name] = item
+        out.append(clean)
+    return out
 
 
 def check_event(
@@ -233,6 +287,8 @@ def check_event(
             value = _time(value, field, config.timezone)
         elif what == "money":
             value = _money(value, field, validation.max_amount)
+        elif what == "lines":
+            value = _lines(value, validation.max_amount)
         body[field] = value
     if kind == "order" and body["amount"] == 0 and validation.zero_amounts == "reject":
         raise _fail("zero_amount", "amount", "amount is 0", "validation.zero_amounts: keep")
@@ -314,6 +370,15 @@ def rescore(
         purchase.
     """
     orders = [*orders, *(_order_of(e) for e in events if e["type"] == "order")]
+    order_lines = [
+        *order_lines,
+        *(
+            {**line, "order_id": e["order_id"]}
+            for e in events
+            if e["type"] == "order"
+            for line in e.get("lines", ())
+        ),
+    ]
     touches = [*touchpoints, *(_touch_of(e) for e in events if e["type"] == "touchpoint")]
     as_of = run_as_of
     if not as_of_fixed and events:

@@ -151,9 +151,22 @@ def merge_stored_events(config: Config, data: ValidatedData) -> EventsMerged:
             known = table.select("order_id").distinct()
             fresh = incoming.filter(~incoming.order_id.isin(known.order_id))
             incoming = materialise(data.con, fresh, "event_orders")
-            n = int(incoming.count().to_pyarrow().as_py())
+            added_ids = set(incoming.order_id.to_pyarrow().to_pylist())
+            n = len(added_ids)
             if n < len(kept):
                 skipped["orders whose id the files hold"] = len(kept) - n
+            lines = [
+                {**line, "order_id": b["order_id"], "_row": None}
+                for b in kept
+                if b["order_id"] in added_ids
+                for line in b.get("lines", ())
+            ]
+            if lines and "order_lines" in data.tables:
+                owned = data.tables["order_lines"]
+                extra = engine_table(data.con, _rows_like(owned, lines))
+                data.tables["order_lines"] = owned.union(extra.select(*owned.columns))
+            elif lines:
+                skipped["order lines without an order_lines source"] = len(lines)
         else:
             n = len(kept)
         if n:
