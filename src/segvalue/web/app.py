@@ -99,6 +99,8 @@ def _environment() -> Environment:
     )
     environment.filters["num"] = format_number
     environment.filters["pct"] = format_percent
+    # A value through the filter named in the template ("num" or "pct").
+    environment.filters["apply"] = lambda value, name: environment.filters[name](value)
     # A scheme or segment name as one path segment ("/" and "?" quoted too).
     environment.filters["path"] = lambda value: quote(str(value), safe="")
     return environment
