@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from segvalue.config import ResponseItem
     from segvalue.data.validation import ValidationReport
+    from segvalue.economics.curves import FittedCurve
     from segvalue.pipeline import Progress, RunResult
     from segvalue.scoring import Scorer
     from segvalue.store import ResultsStore
@@ -38,6 +39,7 @@ __all__ = [
     "API_KEY_SCOPES",
     "MODEL_DOCUMENTS",
     "ApiKeys",
+    "BudgetCurve",
     "KeyInfo",
     "Profiles",
     "Project",
@@ -894,6 +896,37 @@ class Project:
 
         return budget_what_if(move, config=self.config)
 
+    def budget_curves(self) -> list[BudgetCurve]:
+        """The response curves the budget plans with, one per item, with their fit.
+
+        The curves of ``budget.items`` as given, or, without them, the curves fitted per
+        (segment x) channel from the ``channel_spend`` source, as :meth:`budget` fits
+        them (form, adstock and scheme from the ``budget`` section): each with its
+        parameters, standard errors and 95% intervals, and its fit quality (R²,
+        Durbin-Watson, periods, observed spend, warnings).
+
+        Raises
+        ------
+        ConfigError
+            The configuration has neither ``budget.items`` nor a ``channel_spend`` source.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from segvalue.pipeline import run_demo
+        >>> _, path = run_demo(n_customers=300, out_dir=pathlib.Path(tempfile.mkdtemp()))
+        >>> curves = Project.from_yaml(path).budget_curves()
+        >>> [c.item.name for c in curves]
+        ['app_push', 'email', 'onsite', 'paid_social', 'search_ads']
+        >>> fit = curves[0].fit
+        >>> fit.form, sorted(fit.params), 0 < fit.r_squared <= 1, fit.n_periods
+        ('hill', ['beta', 'k', 'slope', 'theta'], True, 156)
+        """
+        from segvalue.pipeline.budget import _budget_items  # the plan's very curves
+
+        items, _, _, fits, _ = _budget_items(self.config, None)
+        return [BudgetCurve(item=item, fit=fits.get(item.name)) for item in items]
+
     def scorer(self, run_id: str | None = None) -> Scorer:
         """The scorer saved with the latest complete run (or ``run_id``).
 
@@ -1302,3 +1335,60 @@ def response_curve_points(
         "current_response": float(item.value * item_response(item, current)),
         "planned_response": float(item.value * item_response(item, planned)),
     }
+
+
+@dataclass(frozen=True)
+class BudgetCurve:
+    """One budget item's response curve as the plan uses it, and its fit when fitted.
+
+    Attributes
+    ----------
+    item
+        The item: ``form``, ``beta``, ``k``, ``slope``, ``value`` (money per unit of
+        response), ``current`` spend and its limits.
+    fit
+        The fitted curve (:class:`segvalue.economics.curves.FittedCurve`: parameters with
+        standard errors and intervals, ``r_squared``, ``durbin_watson``, ``n_periods``,
+        ``spend_range``, ``warnings``); None for a curve given in ``budget.items``.
+
+    Examples
+    --------
+    >>> from segvalue.config import ResponseItem
+    >>> curve = BudgetCurve(ResponseItem(name="email", form="michaelis_menten", beta=50, k=9))
+    >>> curve.to_dict()["source"], curve.to_dict()["params"]
+    ('given', {'beta': 50.0, 'k': 9.0, 'slope': 1.0})
+    """
+
+    item: ResponseItem
+    fit: FittedCurve | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the item's curve, and ``fit`` (None for a given curve)."""
+        item, fit = self.item, self.fit
+        out: dict[str, Any] = {
+            "item": item.name,
+            "source": "given" if fit is None else "fitted",
+            "form": item.form,
+            "params": {"beta": item.beta, "k": item.k, "slope": item.slope or 1.0},
+            "value": item.value,
+            "current": item.current,
+            "segment": item.segment,
+            "fit": None,
+        }
+        if fit is not None:
+            out["fit"] = {
+                "channel": fit.channel,
+                "segment": fit.segment,
+                "params": dict(fit.params),
+                "standard_errors": dict(fit.standard_errors),
+                "intervals": {name: list(bounds) for name, bounds in fit.intervals.items()},
+                "r_squared": fit.r_squared,
+                "durbin_watson": fit.durbin_watson,
+                "residual_std": fit.residual_std,
+                "n_periods": fit.n_periods,
+                "spend_range": list(fit.spend_range),
+                "loss": fit.loss,
+                "converged": fit.converged,
+                "warnings": list(fit.warnings),
+            }
+        return out
