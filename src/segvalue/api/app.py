@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -157,19 +156,8 @@ def create_app(project: Project) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Release the store when idle, so that runs can write it while the API is up.
         gate: ProjectGate = app.state.gate
-        stop = threading.Event()
-
-        def release() -> None:
-            while not stop.wait(0.25):
-                gate.release_if_idle()
-
-        thread = threading.Thread(target=release, name="segvalue-store-release", daemon=True)
-        thread.start()
-        try:
+        with gate.releasing():
             yield
-        finally:
-            stop.set()
-            thread.join()
 
     app = FastAPI(
         lifespan=lifespan,

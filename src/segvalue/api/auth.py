@@ -76,14 +76,39 @@ class ProjectGate:
         self._in_use_since_release = False
 
     @contextmanager
-    def use(self) -> Iterator[Project]:
-        """The project, for this request only."""
+    def use(self, *, close: bool = False) -> Iterator[Project]:
+        """The project, for this request only; ``close``: close its store afterwards (the
+        dashboard's pages, which may be mounted in an app that never releases it)."""
         with self._lock:
             try:
                 yield self.project
             finally:
                 self._last_use = time.monotonic()
                 self._in_use_since_release = True
+                if close:
+                    self.project.close()
+                    self._in_use_since_release = False
+
+    @contextmanager
+    def releasing(self, every: float = 0.25) -> Iterator[None]:
+        """While inside, a background thread closes the store when it has been idle for
+        ``idle_seconds`` (:meth:`release_if_idle`), so a run can write it meanwhile."""
+        stop = threading.Event()
+
+        def release() -> None:
+            while not stop.wait(every):
+                self.release_if_idle()
+
+        thread = threading.Thread(target=release, name="segvalue-store-release", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            with self._lock:  # the app stops: nothing will use the store, close it now
+                self.project.close()
+                self._in_use_since_release = False
 
     def release_if_idle(self) -> bool:
         """Close the project's store if no request used it for ``idle_seconds``."""

@@ -458,7 +458,10 @@ def _duckdb_file(path: str, read_only: bool) -> Any:
 
             return ibis.duckdb.connect(path, read_only=False)
         except Exception as exc:  # duckdb.IOException: another process holds the file
-            if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+            # ... or, in this process, a connection of the other mode (a server's read
+            # connection while a writer opens it): both are released, so wait for it.
+            held = "lock" in str(exc).lower() or "different configuration" in str(exc)
+            if not held or time.monotonic() >= deadline:
                 raise ConfigError(
                     f"cannot open the results store {path}: {str(exc).splitlines()[0]}",
                     fix="point store.url at a segvalue results store or a new file "

@@ -42,11 +42,12 @@ def dashboard_router(project: Project, *, login: bool = False) -> APIRouter:
     Parameters
     ----------
     project
-        The project whose store the pages read. The dashboard reads through a
-        ``Project`` of its own over the same configuration and closes its store
-        connection after every request, so a run in another process can write the store
-        while the dashboard is up; pages of complete runs (which never change) are kept
-        in memory.
+        The project whose store the pages read, through its one
+        :class:`~segvalue.api.auth.ProjectGate` (one request at a time, shared with the
+        API's routes and its real-time writes: a DuckDB file is open for one writer or
+        for readers), and closed after each page, so a run in another process can write
+        the store while the dashboard is up; pages of complete runs (which never change)
+        are kept in memory.
     login
         Every page needs a login with one of the project's API keys (either scope):
         ``GET /login`` shows the form, ``POST /login`` starts a session (cookie

@@ -10,7 +10,6 @@ import functools
 import logging
 import math
 import secrets
-import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
@@ -24,6 +23,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
+from segvalue.api.auth import ProjectGate
 from segvalue.errors import DataValidationError, SegvalueError
 from segvalue.project import Project, RunView
 from segvalue.web import pages
@@ -129,9 +129,9 @@ def build_router(project: Project, *, login: bool = False) -> APIRouter:
     # The dashboard reads through a Project of its own, closed after every request: an
     # open DuckDB connection would keep `segvalue run` (another process) from writing
     # the store. A complete run never changes, so its pages are kept instead.
-    reader = Project(project.config)
+    gate = ProjectGate.of(project)
+    reader = gate.project
     kept: OrderedDict[tuple[str, ...], dict[str, Any]] = OrderedDict()
-    lock = threading.Lock()  # one request reads at a time
     router = APIRouter(include_in_schema=False)
 
     sessions = Sessions(lifetime_seconds=3600 * project.config.serve.session_hours)
@@ -169,19 +169,13 @@ def build_router(project: Project, *, login: bool = False) -> APIRouter:
         )
 
     def key_is_active(key_id: str) -> bool:
-        with lock:
-            try:
-                return any(key.key_id == key_id and key.active for key in reader.keys.list())
-            finally:
-                reader.close()
+        with gate.use(close=True):
+            return any(key.key_id == key_id and key.active for key in reader.keys.list())
 
     def verify(key: str) -> str | None:
         """The id of ``key`` when it is a known, unrevoked key of the project (any scope)."""
-        with lock:
-            try:
-                info = reader.keys.verify(key)
-            finally:
-                reader.close()
+        with gate.use(close=True):
+            info = reader.keys.verify(key)
         return None if info is None else info.key_id
 
     def current_session(request: Request) -> Session | None:
@@ -355,29 +349,26 @@ def build_router(project: Project, *, login: bool = False) -> APIRouter:
         *args: str,
         on_other_runs: bool = False,
     ) -> Response:
-        with lock:
+        with gate.use(close=True):
+            runs = reader.runs.list(status="complete")
+            if run_id is None and not runs:
+                return render(request, "no_run.html", run=None, runs=[])
             try:
-                runs = reader.runs.list(status="complete")
-                if run_id is None and not runs:
-                    return render(request, "no_run.html", run=None, runs=[])
-                try:
-                    view = reader.runs.require_latest(run_id)
-                except DataValidationError as exc:  # an unknown run id
-                    return render(request, "not_found.html", 404, message=str(exc), run=None)
-                if view.info.status != "complete":
-                    message = f"run {view.run_id} is {view.info.status}: it holds no results"
-                    return render(request, "not_found.html", 404, message=message, run=None)
-                try:
-                    key = (template, *args)
-                    if on_other_runs:  # the page changes when a run is added or removed
-                        key += tuple(info.run_id for info in runs)
-                    context = context_of(view, key, build)
-                except pages.NotFound as exc:
-                    return render(request, "not_found.html", 404, message=str(exc), run=view)
-                except SegvalueError as exc:  # a result this run does not hold
-                    return render(request, "missing.html", message=str(exc), run=view, runs=runs)
-            finally:
-                reader.close()
+                view = reader.runs.require_latest(run_id)
+            except DataValidationError as exc:  # an unknown run id
+                return render(request, "not_found.html", 404, message=str(exc), run=None)
+            if view.info.status != "complete":
+                message = f"run {view.run_id} is {view.info.status}: it holds no results"
+                return render(request, "not_found.html", 404, message=message, run=None)
+            try:
+                key = (template, *args)
+                if on_other_runs:  # the page changes when a run is added or removed
+                    key += tuple(info.run_id for info in runs)
+                context = context_of(view, key, build)
+            except pages.NotFound as exc:
+                return render(request, "not_found.html", 404, message=str(exc), run=view)
+            except SegvalueError as exc:  # a result this run does not hold
+                return render(request, "missing.html", message=str(exc), run=view, runs=runs)
         return render(request, template, run=view, runs=runs, **context)
 
     @router.get("/", response_class=HTMLResponse)
@@ -426,29 +417,26 @@ def build_router(project: Project, *, login: bool = False) -> APIRouter:
         form = {"from": move_from, "to": move_to, "share": share}
         asked = any(value is not None for value in form.values())
         status, answer = 200, dict[str, Any]()
-        with lock:
+        with gate.use(close=True):
+            runs = reader.runs.list(status="complete")
+            # The plan depends on the configuration and (objective clv) the latest run:
+            # it is computed once per latest run.
+            key = ("budget", runs[0].run_id if runs else "")
             try:
-                runs = reader.runs.list(status="complete")
-                # The plan depends on the configuration and (objective clv) the latest run:
-                # it is computed once per latest run.
-                key = ("budget", runs[0].run_id if runs else "")
+                context = remember(key, partial(pages.budget_page, reader))
+            except SegvalueError as exc:  # the configuration's budget cannot be planned
+                context = {
+                    "available": False,
+                    "message": f"The budget cannot be planned: {exc}",
+                }
+            if asked and context["available"]:
                 try:
-                    context = remember(key, partial(pages.budget_page, reader))
-                except SegvalueError as exc:  # the configuration's budget cannot be planned
-                    context = {
-                        "available": False,
-                        "message": f"The budget cannot be planned: {exc}",
-                    }
-                if asked and context["available"]:
-                    try:
-                        answer["what_if"] = remember(
-                            (*key, "what-if", move_from or "", move_to or "", share or ""),
-                            partial(pages.what_if_result, reader, move_from, move_to, share),
-                        )
-                    except (pages.InvalidInput, SegvalueError) as exc:
-                        status, answer["form_error"] = 400, str(exc)
-            finally:
-                reader.close()
+                    answer["what_if"] = remember(
+                        (*key, "what-if", move_from or "", move_to or "", share or ""),
+                        partial(pages.what_if_result, reader, move_from, move_to, share),
+                    )
+                except (pages.InvalidInput, SegvalueError) as exc:
+                    status, answer["form_error"] = 400, str(exc)
         return render(
             request, "budget.html", status, run=None, runs=[], form=form, **context, **answer
         )
