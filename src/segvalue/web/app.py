@@ -6,6 +6,7 @@ top; :mod:`segvalue.web` imports it lazily, after checking the extra is there.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -28,6 +29,7 @@ from segvalue.errors import DataValidationError, SegvalueError
 from segvalue.project import Project, RunView
 from segvalue.web import pages
 from segvalue.web.login import (
+    FORM_CSRF_COOKIE,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     LoginThrottle,
@@ -440,6 +442,114 @@ def build_router(project: Project, *, login: bool = False) -> APIRouter:
         return render(
             request, "budget.html", status, run=None, runs=[], form=form, **context, **answer
         )
+
+    # ------------------------------------------------------------ customers (real time)
+
+    def form_token(request: Request) -> tuple[str, bool]:
+        """The token a POST form carries: the session's, or (no login) a double-submit
+        cookie's value; and whether the cookie is new (to be set)."""
+        session: Session | None = getattr(request.state, "session", None)
+        if session is not None:
+            return session.csrf_token, False
+        token = request.cookies.get(FORM_CSRF_COOKIE, "")
+        if 32 <= len(token) <= 64 and token.replace("-", "").replace("_", "").isalnum():
+            return token, False
+        return secrets.token_urlsafe(32), True
+
+    def customer_response(
+        request: Request, customer_id: str, status: int = 200, **extra: Any
+    ) -> Response:
+        token, fresh = form_token(request)
+        with gate.use(close=True):
+            try:
+                context = pages.customer_page(reader, customer_id)
+            except pages.NotFound as exc:
+                message = str(exc)
+                return render(request, "customers.html", 404, message=message, searched=customer_id)
+            except SegvalueError as exc:  # no complete run yet
+                return render(request, "customers.html", 404, message=str(exc))
+        response = render(
+            request,
+            "customer.html",
+            status,
+            csrf_token=token,
+            form=extra.pop("form", {}),
+            **context,
+            **extra,
+        )
+        if fresh:
+            set_cookie(response, request, FORM_CSRF_COOKIE, token, path="/customers", max_age=28800)
+        return response
+
+    def key_can_write(key_id: str) -> bool:
+        with gate.use(close=True):
+            keys = reader.keys.list()
+        return any(k.key_id == key_id and k.active and k.scope == "write" for k in keys)
+
+    @router.get("/customers", response_class=HTMLResponse)
+    @guarded
+    def customers(request: Request, id: str | None = None) -> Response:
+        if id is not None and id.strip():
+            return RedirectResponse("/customers/" + quote(id.strip(), safe=""), status_code=303)
+        return render(request, "customers.html")
+
+    @router.get("/customers/{customer_id}", response_class=HTMLResponse)
+    @guarded
+    def customer(request: Request, customer_id: str) -> Response:
+        return customer_response(request, customer_id)
+
+    @router.post("/customers/{customer_id}/orders", response_class=HTMLResponse)
+    async def record_order(request: Request, customer_id: str) -> Response:
+        """The customer page's order form: a real-time event (``Project.record_event``)."""
+        session = None
+        if login:
+            session = await run_in_threadpool(current_session, request)
+            if session is None:
+                return to_login(request)
+            request.state.session = session
+        form = await read_form(request)
+        if form is None:
+            return problem_page(request, 413, "Too large", "The form is larger than it can be.")
+        expected = session.csrf_token if session else request.cookies.get(FORM_CSRF_COOKIE)
+        if not same_token(expected, form.get("csrf_token")):
+            return forbidden(request)
+        if session is not None and not await run_in_threadpool(key_can_write, session.key_id):
+            return problem_page(
+                request,
+                403,
+                "Forbidden",
+                "You logged in with a read key: recording an order needs a key of the write "
+                "scope (segvalue keys create --scope write).",
+            )
+        amount: Any = form.get("amount", "").strip()
+        with contextlib.suppress(ValueError):  # text that is no number: the check names it
+            amount = float(amount)
+        event = {
+            "type": "order",
+            "customer_id": customer_id,
+            "order_id": form.get("order_id"),
+            "order_ts": form.get("order_ts", "").strip() or None,
+            "amount": amount if amount != "" else None,
+        }
+
+        def record() -> Response:
+            try:
+                with gate.use(close=True):
+                    reply = reader.record_event(event)
+            except SegvalueError as exc:
+                return customer_response(request, customer_id, 422, form_error=str(exc), form=form)
+            if reply["duplicate"]:
+                notice = "That order was recorded already: nothing changed."
+            elif reply["events"]:
+                moved = "; ".join(
+                    f"{m['scheme']}: {m['from'] or '–'} → {m['to'] or '–'}" for m in reply["events"]
+                )
+                notice = f"Order recorded. Segments changed: {moved}."
+            else:
+                notice = "Order recorded. No segment changed."
+            return customer_response(request, customer_id, notice=notice)
+
+        return await run_in_threadpool(record)
 
     @router.get("/static/{name}")
     def static_file(name: str) -> Response:

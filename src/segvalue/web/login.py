@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 __all__ = [
+    "FORM_CSRF_COOKIE",
     "LOGIN_CSRF_COOKIE",
     "SESSION_COOKIE",
     "LoginThrottle",
@@ -35,6 +36,9 @@ __all__ = [
 SESSION_COOKIE = "segvalue_session"
 #: The login form's CSRF cookie (double submit: the form carries the same value).
 LOGIN_CSRF_COOKIE = "segvalue_login_csrf"
+#: The double-submit cookie of the dashboard's other forms without a login (loopback): a
+#: page on another site cannot read it, so cannot send a form in the browser's name.
+FORM_CSRF_COOKIE = "segvalue_form_csrf"
 # Longest `next` path followed after a login.
 _NEXT_LIMIT = 2_000
 

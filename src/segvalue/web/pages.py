@@ -667,3 +667,62 @@ def what_if_result(
         "share": fraction,
         "by_item": by_item,
     }
+
+
+#: The features shown on a customer's page, in order (others are in the full table).
+CUSTOMER_FACTS = (
+    ("orders", "Orders"),
+    ("revenue", "Revenue"),
+    ("average_order_value", "Average order value"),
+    ("frequency", "Repeat purchase days"),
+    ("recency", "Recency (time units)"),
+    ("T", "Age as a customer (time units)"),
+    ("monetary_value", "Mean repeat spend"),
+    ("days_since_last_order", "Days since the last order"),
+    ("first_purchase", "First purchase"),
+    ("last_purchase", "Last purchase"),
+)
+
+
+def customer_page(project: Project, customer_id: str) -> dict[str, Any]:
+    """One customer now: predictions, segments, features, real-time segment moves.
+
+    What :meth:`Project.customer` gives (the latest run, re-scored with the events
+    received since), and :meth:`Project.segment_events` of the customer.
+
+    Raises
+    ------
+    NotFound
+        When neither the run nor the events know the customer.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.pipeline import run_demo
+    >>> _, path = run_demo(n_customers=300, out_dir=pathlib.Path(tempfile.mkdtemp()))
+    >>> with Project.from_yaml(path) as project:
+    ...     page = customer_page(project, "C0000001")
+    >>> page["customer"]["customer_id"], page["facts"][0][0], page["moves"]
+    ('C0000001', 'Orders', [])
+    """
+    customer = project.customer(customer_id)
+    if customer is None:
+        raise NotFound(f"the latest run holds no customer {customer_id!r}")
+    features = customer["features"]
+    facts = [(label, features.get(key)) for key, label in CUSTOMER_FACTS if key in features]
+    others = sorted(
+        (key, value)
+        for key, value in features.items()
+        if key not in dict(CUSTOMER_FACTS) and not isinstance(value, (dict, list))
+    )
+    memberships = []
+    for scheme, held in sorted(customer["memberships"].items()):
+        segments = held if isinstance(held, list) else ([] if held is None else [held])
+        memberships.append({"scheme": scheme, "segments": segments})
+    return {
+        "customer": customer,
+        "facts": facts,
+        "others": others,
+        "memberships": memberships,
+        "moves": project.segment_events(customer_id=customer_id, limit=20),
+    }
