@@ -624,5 +624,6 @@ def test_serve_runs_the_api_as_a_real_process(demo: Demo) -> None:
     assert f"segvalue API on {base}/api/v1" in out
     assert "segvalue keys create" in out and "--scope read" in out
     assert f"dashboard: {base}/ (loopback only" in out
+    assert f"POST {base}/api/v1/events with a key of scope write" in out
     assert "GET /api/v1/customers/{customer_id} 200" in err
     assert CUSTOMER not in err

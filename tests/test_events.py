@@ -265,7 +265,19 @@ def test_real_time_equals_a_full_re_run_for_that_customer(tmp_path: Path) -> Non
                 {"category": "garden", "line_amount": 70.0, "product_id": "P1", "quantity": 1},
                 {"category": "books", "line_amount": 50.0},
             ]
-            bodies = [order("C0000010", "R-1", 120.0, lines=lines), order("C0000011", "R-2", 35.0)]
+            touch = {
+                "type": "touchpoint",
+                "customer_id": "C0000011",
+                "ts": "2025-12-30T08:00:00",
+                "channel": "email",
+                "event": "open",
+                "campaign_id": "X1",
+            }
+            bodies = [
+                order("C0000010", "R-1", 120.0, lines=lines),
+                order("C0000011", "R-2", 35.0),
+                touch,
+            ]
             for body in bodies:
                 response = client.post("/api/v1/events", json=body, headers=headers)
                 assert response.status_code == 200, response.text
@@ -278,9 +290,10 @@ def test_real_time_equals_a_full_re_run_for_that_customer(tmp_path: Path) -> Non
         first_run = project.runs.latest().run_id
         project.close()
         rerun = project.run()
-        assert any("real-time events included: 2 orders" in n for n in rerun.report.notes)
+        included = "real-time events included: 2 orders, 1 touchpoints"
+        assert any(included in n for n in rerun.report.notes), rerun.report.notes
         view = project.runs.latest()
-        assert view.run_id != first_run and view.document("events")["through"] == 2
+        assert view.run_id != first_run and view.document("events")["through"] == 3
         for customer, scored in live.items():
             full = view.customer(customer)
             assert full is not None
@@ -325,3 +338,27 @@ def test_a_run_leaves_out_an_event_order_the_files_now_hold(tmp_path: Path) -> N
         assert result.report.tables["orders"].rows_accepted == 151
         kept = project.runs.latest().document("events")
         assert kept["orders"] == 0 and kept["skipped"] == {"orders whose id the files hold": 1}
+
+
+def test_events_before_any_run_are_a_404_problem(tmp_path: Path) -> None:
+    """Nothing to score against yet: 404, naming the run, and nothing stored."""
+    (tmp_path / "o.csv").write_text("order_id,customer_id,order_ts,amount\n1,a,2024-01-02,5\n")
+    config = parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=tmp_path)
+    with Project(config) as project:
+        key, _ = project.keys.create("write")
+        with TestClient(create_app(project)) as client:
+            response = client.post(
+                "/api/v1/events",
+                json={
+                    "type": "order",
+                    "customer_id": "a",
+                    "order_id": "2",
+                    "order_ts": "2024-01-03",
+                    "amount": 5.0,
+                },
+                headers={"Authorization": f"Bearer {key}"},
+            )
+        assert response.status_code == 404, response.text
+        assert response.headers["content-type"].startswith(PROBLEM)
+        assert "no complete run" in response.json()["detail"]
+        assert project.segment_events() == []

@@ -35,6 +35,8 @@ PAGES = [
     "/models",
     "/budget",
     "/budget?from=paid_social&to=email&share=0.2",
+    "/customers",
+    "/customers/C0000001",
 ]
 
 
@@ -101,6 +103,9 @@ def test_every_page_redirects_to_the_login_with_its_path(demo: Login, client: Te
         "/migration",
         "/models",
         "/budget",
+        "/customers",
+        "/customers/{customer_id}",
+        "/customers/{customer_id}/orders",
         "/login",
         "/logout",
         "/static/{name}",
@@ -111,6 +116,10 @@ def test_every_page_redirects_to_the_login_with_its_path(demo: Login, client: Te
         location = response.headers["location"]
         assert urlsplit(location).path == "/login"
         assert parse_qs(urlsplit(location).query)["next"] == [path]
+    # The order form too: no session, no order (to the login, nothing recorded).
+    form = {"order_id": "L-0", "order_ts": "2025-12-31T10:00:00", "amount": "5"}
+    posted = client.post("/customers/C0000001/orders", data=form)
+    assert posted.status_code == 303 and posted.headers["location"].startswith("/login")
     # The static files stay open (the login page needs its stylesheet).
     assert client.get("/static/dashboard.css").status_code == 200
     assert client.get("/static/plotly.min.js").status_code == 200

@@ -1003,6 +1003,11 @@ def serve(
     else:
         out.print(f"dashboard: {base}/ (loopback only: open without a key)")
     out.print(f"every {API_PREFIX} route needs an API key: {create_key}", soft_wrap=True)
+    out.print(
+        f"real-time orders and touchpoints: POST {base}{API_PREFIX}/events with a key of "
+        "scope write (--scope write)",
+        soft_wrap=True,
+    )
     out.file.flush()
     try:
         # uvicorn's access log would name the path (it may hold a customer id): ours logs

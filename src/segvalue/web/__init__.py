@@ -61,7 +61,9 @@ def dashboard_router(project: Project, *, login: bool = False) -> APIRouter:
     fastapi.APIRouter
         Pages ``/``, ``/segments``, ``/segments/{scheme}/{segment}``, ``/migration``,
         ``/models`` (each takes ``?run=ID``), ``/budget`` (the plan of the configuration,
-        and the what-if form: ``?from=ITEM&to=ITEM&share=0.2``) and ``/static/{name}``;
+        and the what-if form: ``?from=ITEM&to=ITEM&share=0.2``), ``/customers`` and
+        ``/customers/{customer_id}`` (with its order form, ``POST .../orders``: a
+        real-time event) and ``/static/{name}``;
         with ``login``, ``/login`` and ``/logout`` too.
 
     Examples
@@ -72,10 +74,10 @@ def dashboard_router(project: Project, *, login: bool = False) -> APIRouter:
     >>> project = Project(parse_config({"sources": {"orders": {"path": "o.csv"}}},
     ...                                base_dir=pathlib.Path(tempfile.mkdtemp())))
     >>> paths = sorted(route.path for route in dashboard_router(project).routes)
-    >>> paths[:4]
-    ['/', '/budget', '/migration', '/models']
-    >>> paths[4:]
-    ['/segments', '/segments/{scheme}/{segment}', '/static/{name}']
+    >>> paths[:5]
+    ['/', '/budget', '/customers', '/customers/{customer_id}', '/customers/{customer_id}/orders']
+    >>> paths[5:]
+    ['/migration', '/models', '/segments', '/segments/{scheme}/{segment}', '/static/{name}']
     """
     _require_web()
     from segvalue.web.app import build_router

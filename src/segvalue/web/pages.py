@@ -699,6 +699,7 @@ def customer_page(project: Project, customer_id: str) -> dict[str, Any]:
     --------
     >>> import tempfile, pathlib
     >>> from segvalue.pipeline import run_demo
+    >>> from segvalue.project import Project
     >>> _, path = run_demo(n_customers=300, out_dir=pathlib.Path(tempfile.mkdtemp()))
     >>> with Project.from_yaml(path) as project:
     ...     page = customer_page(project, "C0000001")
