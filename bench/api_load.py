@@ -269,7 +269,7 @@ async def _open_loop(load: Load, warm_up: int) -> None:
         load.log_offset = load.server_log.stat().st_size  # the server's lines from here on
         rng = random.Random(load.seed)
         tag = f"{load.seed}-{time.time_ns()}"  # order ids unique across runs of this script
-        pending: set[asyncio.Task[None]] = set()
+        pending: dict[asyncio.Task[None], tuple[str, float]] = {}
         start = time.perf_counter()
         total = min(load.max_requests, int(load.rate * load.seconds))
         for i in range(total):
@@ -283,13 +283,14 @@ async def _open_loop(load: Load, warm_up: int) -> None:
                 load.results.append(Result(route, "too many in flight", 0.0))
                 continue
             task = asyncio.create_task(_send(client, load, route, due, **kw))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
+            pending[task] = (route, due)
+            task.add_done_callback(lambda done: pending.pop(done, None))
         load.sent_for = time.perf_counter() - start
         if pending:
-            await asyncio.wait(pending, timeout=load.timeout + 5)
-        for task in pending:
+            await asyncio.wait(list(pending), timeout=load.timeout + 5)
+        for task, (route, due) in list(pending.items()):  # unanswered at the end: errors
             task.cancel()
+            load.results.append(Result(route, "unanswered", (time.perf_counter() - due) * 1000))
 
 
 def _server_ms(log: Path, offset: int) -> dict[str, list[float]]:
