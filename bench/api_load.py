@@ -53,7 +53,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -217,55 +216,123 @@ class Load:
     log_offset: int = 0
 
 
-def _request(load: Load, route: str, i: int, rng: random.Random, tag: str) -> dict[str, Any]:
+def _request(load: Load, route: str, i: int, rng: random.Random, tag: str) -> Request:
     customer = rng.choice(load.ids)
     if route == "get":
-        return {
-            "method": "GET",
-            "url": f"/api/v1/customers/{quote(customer, safe='')}",
-            "headers": {"Authorization": f"Bearer {load.keys['read'].key}"},
-        }
+        return Request("GET", f"/api/v1/customers/{quote(customer, safe='')}", "read", None)
     second = rng.randrange(86_400)
     order_ts = dt.datetime.combine(load.as_of, dt.time()) + dt.timedelta(seconds=second)
-    return {
-        "method": "POST",
-        "url": "/api/v1/events",
-        "headers": {"Authorization": f"Bearer {load.keys['write'].key}"},
-        "json": {
-            "type": "order",
-            "customer_id": customer,
-            "order_id": f"api-load-{tag}-{i}",
-            "order_ts": order_ts.isoformat(),
-            "amount": round(rng.uniform(10, 200), 2),
-        },
+    body = {
+        "type": "order",
+        "customer_id": customer,
+        "order_id": f"api-load-{tag}-{i}",
+        "order_ts": order_ts.isoformat(),
+        "amount": round(rng.uniform(10, 200), 2),
     }
+    return Request("POST", "/api/v1/events", "write", json.dumps(body).encode())
 
 
-async def _send(client: httpx.AsyncClient, load: Load, route: str, due: float, **kw: Any) -> None:
+@dataclass
+class Request:
+    """One request to send: method, path, the key's scope, a JSON body."""
+
+    method: str
+    path: str
+    scope: str
+    body: bytes | None
+
+
+class Connections:
+    """Keep-alive HTTP/1.1 connections to the server, at most ``size`` at once: a request
+    waits for a free one, and the wait counts in its latency.
+
+    Deliberately small: a general client (httpx) spends about 1 ms of CPU a request,
+    which on 2 cores shared with the server would be measured as the server's latency.
+    It reads what ``segvalue serve`` sends: a status line, headers, a body of
+    ``Content-Length`` bytes.
+    """
+
+    def __init__(self, host: str, port: int, size: int, keys: dict[str, Key]) -> None:
+        self.host, self.port = host.strip("[]"), port
+        self.authority = f"{host}:{port}"
+        self.keys = keys
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.slots = asyncio.Semaphore(size)
+
+    async def send(self, request: Request) -> tuple[int, bytes]:
+        """The response's status and body."""
+        async with self.slots:
+            if self.idle:
+                reader, writer = self.idle.pop()
+            else:
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+            head = [
+                f"{request.method} {request.path} HTTP/1.1",
+                f"Host: {self.authority}",
+                f"Authorization: Bearer {self.keys[request.scope].key}",
+            ]
+            if request.body is not None:
+                head += ["Content-Type: application/json", f"Content-Length: {len(request.body)}"]
+            try:
+                writer.write("\r\n".join([*head, "", ""]).encode("latin-1") + (request.body or b""))
+                lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+                status, length, close = int(lines[0].split(" ", 2)[1]), 0, False
+                for line in lines[1:]:
+                    name, _, value = line.partition(":")
+                    name, value = name.strip().lower(), value.strip().lower()
+                    if name == "content-length":
+                        length = int(value)
+                    elif name == "connection":
+                        close = value == "close"
+                    elif name == "transfer-encoding":
+                        raise ValueError(f"a {value} response (not read here)")
+                body = await reader.readexactly(length)
+            except BaseException:  # a time-out (cancelled) too: the connection is spent
+                writer.close()
+                raise
+            if close:
+                writer.close()
+            else:
+                self.idle.append((reader, writer))
+            return status, body
+
+    def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+
+
+async def _send(pool: Connections, load: Load, route: str, due: float, request: Request) -> None:
     try:
-        response = await client.request(**kw)
-        outcome = str(response.status_code)
-    except httpx.HTTPError as exc:
+        status, _ = await asyncio.wait_for(pool.send(request), load.timeout)
+        outcome = str(status)
+    except (OSError, ValueError, asyncio.IncompleteReadError, TimeoutError) as exc:
         outcome = type(exc).__name__
     load.results.append(Result(route, outcome, (time.perf_counter() - due) * 1000))
 
 
-async def _warm_up(client: httpx.AsyncClient, load: Load, count: int) -> None:
+async def _warm_up(pool: Connections, load: Load, count: int) -> None:
     """A few requests one at a time before the clock starts (not counted): the server's
-    first-request costs (imports, the store's first open) are not what is measured."""
+    first-request costs (imports, the store's first open) are not what is measured.
+    Each answer is checked: a customer's own record, a stored event."""
     rng = random.Random(load.seed + 1)
+    tag = f"warm{load.seed}-{time.time_ns()}"
     for i in range(count):
         route = load.routes[i % len(load.routes)]
-        await client.request(**_request(load, route, i, rng, f"warm{load.seed}-{time.time_ns()}"))
+        request = _request(load, route, i, rng, tag)
+        status, body = await asyncio.wait_for(pool.send(request), load.timeout)
+        if status // 100 != 2:
+            raise SystemExit(f"warm-up: {request.method} {route} answered {status}: {body[:300]!r}")
+        if route == "get" and not request.path.endswith(
+            quote(json.loads(body)["customer_id"], safe="")
+        ):
+            raise SystemExit(f"warm-up: {request.path} answered another customer")
 
 
 async def _open_loop(load: Load, warm_up: int) -> None:
-    limits = httpx.Limits(
-        max_connections=load.connections, max_keepalive_connections=load.connections
-    )
-    timeout = httpx.Timeout(load.timeout, pool=load.timeout)
-    async with httpx.AsyncClient(base_url=load.base, limits=limits, timeout=timeout) as client:
-        await _warm_up(client, load, warm_up)
+    host, _, port = load.base.removeprefix("http://").rpartition(":")
+    pool = Connections(host, int(port), load.connections, load.keys)
+    try:
+        await _warm_up(pool, load, warm_up)
         load.log_offset = load.server_log.stat().st_size  # the server's lines from here on
         rng = random.Random(load.seed)
         tag = f"{load.seed}-{time.time_ns()}"  # order ids unique across runs of this script
@@ -278,11 +345,11 @@ async def _open_loop(load: Load, warm_up: int) -> None:
             if delay > 0:
                 await asyncio.sleep(delay)
             route = load.routes[i % len(load.routes)]
-            kw = _request(load, route, i, rng, tag)
+            request = _request(load, route, i, rng, tag)
             if len(pending) >= load.max_in_flight:
                 load.results.append(Result(route, "too many in flight", 0.0))
                 continue
-            task = asyncio.create_task(_send(client, load, route, due, **kw))
+            task = asyncio.create_task(_send(pool, load, route, due, request))
             pending[task] = (route, due)
             task.add_done_callback(lambda done: pending.pop(done, None))
         load.sent_for = time.perf_counter() - start
@@ -291,6 +358,8 @@ async def _open_loop(load: Load, warm_up: int) -> None:
         for task, (route, due) in list(pending.items()):  # unanswered at the end: errors
             task.cancel()
             load.results.append(Result(route, "unanswered", (time.perf_counter() - due) * 1000))
+    finally:
+        pool.close()
 
 
 def _server_ms(log: Path, offset: int) -> dict[str, list[float]]:
