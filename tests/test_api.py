@@ -22,17 +22,15 @@ import httpx2 as httpx
 import pyarrow.compute as pc
 import pytest
 import yaml
-from fastapi import Depends
 from fastapi.testclient import TestClient
 from openapi_spec_validator import validate
 
 from segvalue.api import create_app
-from segvalue.api.auth import require_scope
 from segvalue.api.problems import PROBLEM_BASE
 from segvalue.cli.main import cli
 from segvalue.config import load_config
 from segvalue.pipeline import run_demo
-from segvalue.project import KeyInfo, Project
+from segvalue.project import Project
 
 SRC = Path(__file__).parents[1] / "src"
 PROBLEM = "application/problem+json"
@@ -108,6 +106,20 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/api/v1/budget/plan", {}),
     ("POST", "/api/v1/budget/what-if", {"move": "email:search_ads:0.2"}),
 ]
+# Routes that store something: a write key only (their successes: tests/test_events.py).
+WRITE_ROUTES: list[tuple[str, str, Any]] = [
+    (
+        "POST",
+        "/api/v1/events",
+        {
+            "type": "order",
+            "customer_id": CUSTOMER,
+            "order_id": "T-1",
+            "order_ts": "2025-12-31T10:00:00",
+            "amount": 10.0,
+        },
+    ),
+]
 
 
 def _call(demo: Demo, method: str, path: str, body: Any, key: str | None) -> httpx.Response:
@@ -132,7 +144,7 @@ def test_the_routes_list_is_every_api_route(demo: Demo) -> None:
             .replace("{run}", "{run_id}")
             .replace(CUSTOMER, "{customer_id}"),
         )
-        for method, path, _ in ROUTES
+        for method, path, _ in ROUTES + WRITE_ROUTES
     }
     assert served == listed
 
@@ -145,7 +157,9 @@ def test_every_route_answers_a_read_key(demo: Demo, method: str, path: str, body
     assert response.json()
 
 
-@pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=[r[1] for r in ROUTES])
+@pytest.mark.parametrize(
+    ("method", "path", "body"), ROUTES + WRITE_ROUTES, ids=[r[1] for r in ROUTES + WRITE_ROUTES]
+)
 @pytest.mark.parametrize(
     "key", [None, "Basic dXNlcjpwYXNz", "svk_nope_secret", "revoked", "not-a-key"]
 )
@@ -173,21 +187,12 @@ def test_a_tampered_key_is_refused(demo: Demo) -> None:
 
 
 def test_a_read_key_is_forbidden_a_write_route(demo: Demo) -> None:
-    """No route of this API writes yet (budgets compute and store nothing): the scope
-    check is exercised on a route that requires ``write``, as POST events will."""
-    app = create_app(demo.project)
-
-    @app.post("/api/v1/_writes")
-    def writes(info: KeyInfo = Depends(require_scope("write"))) -> dict[str, str]:  # noqa: B008
-        return {"key": info.key_id}
-
-    with TestClient(app) as client:
-        read = client.post("/api/v1/_writes", headers=demo._auth("read"))
-        doc = assert_problem(read, 403, "forbidden")
+    """POST events stores: a read key gets 403 (and nothing is stored), a write key reads."""
+    for _, path, body in WRITE_ROUTES:
+        doc = assert_problem(demo.post(path, body, key="read"), 403, "forbidden")
         assert "scope read" in doc["detail"] and "needs write" in doc["detail"]
-        written = client.post("/api/v1/_writes", headers=demo._auth("write"))
-        assert written.status_code == 200
-        assert_problem(client.post("/api/v1/_writes"), 401)
+    assert demo.reader.segment_events() == []
+    assert demo.reader.customer(CUSTOMER) == demo.reader.runs.latest().customer(CUSTOMER)
     # A write key reads as well.
     assert demo.get("/api/v1/runs", key="write").status_code == 200
 

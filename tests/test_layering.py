@@ -27,6 +27,8 @@ ALLOWED: dict[str, set[str]] = {
     # Scoring one customer applies what a run learned: features' conventions, the models,
     # the segment rules.
     "scoring": {"errors", "units", "config", "features", "models", "segments", "valuation"},
+    # Real-time events: checked with the data layer's rules, scored by a run's scorer.
+    "realtime": {"errors", "units", "config", "data", "scoring"},
     # One package: its stage modules import each other.
     "pipeline": {
         "pipeline",
@@ -80,6 +82,7 @@ ALLOWED: dict[str, set[str]] = {
         "economics",
         "store",
         "scoring",
+        "realtime",
         "pipeline",
         "measurement",
         "activation",

@@ -221,7 +221,7 @@ def test_older_schemas_are_migrated_when_opened_for_writing(
         assert store._db.execute("SELECT note FROM segvalue_runs") == [(None,)]
 
 
-def test_a_version_1_store_gains_the_api_keys_table(
+def test_a_version_1_store_gains_the_api_keys_and_events_tables(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with monkeypatch.context() as old:  # a store as segvalue wrote it before API keys
@@ -231,11 +231,12 @@ def test_a_version_1_store_gains_the_api_keys_table(
             store.commit_run("r1", {}, {"run": {"ok": True}})
             assert store._schema_version() == 1
             assert "segvalue_api_keys" not in store._db.tables()
-    with pytest.raises(ConfigError, match="version 1 and needs a migration to 2"):
+    with pytest.raises(ConfigError, match="version 1 and needs a migration to 3"):
         open_store(url)  # a reader does not migrate
     with open_store(url, create=True) as store:  # a writer does, in one transaction
-        assert store._schema_version() == 2
+        assert store._schema_version() == 3
         assert store.api_keys() == []
+        assert store.last_event_seq() == 0 and store.events() == []
         assert store.document("r1", "run") == {"ok": True}
         key = store_results.ApiKeyRecord("k1", "ci", "read", "0" * 64, T0)
         store.add_api_key(key)
@@ -245,7 +246,7 @@ def test_a_version_1_store_gains_the_api_keys_table(
 
 def test_new_stores_are_created_at_the_current_version_with_api_keys(url: str) -> None:
     with open_store(url, create=True) as store:
-        assert store._schema_version() == store_results.SCHEMA_VERSION == 2
+        assert store._schema_version() == store_results.SCHEMA_VERSION == 3
         first = store_results.ApiKeyRecord("k1", None, "write", "a" * 64, T0)
         second = store_results.ApiKeyRecord(
             "k2", "dash", "read", "b" * 64, T0 + dt.timedelta(minutes=1)
@@ -433,3 +434,24 @@ def test_a_file_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
         "new.duckdb",
     ]
     assert (tmp_path / ".new.duckdb.new").read_text() == "half-written"
+
+
+def test_a_version_2_store_gains_the_events_tables(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store written before real-time events (schema 2) is migrated by a writer."""
+    with monkeypatch.context() as old:
+        old.setattr(store_results, "SCHEMA_VERSION", 2)
+        with open_store(url, create=True) as store:
+            assert store._schema_version() == 2
+            assert "segvalue_events" not in store._db.tables()
+    with open_store(url, create=True) as store:
+        assert store._schema_version() == 3
+        tables = store._db.tables()
+        assert {"segvalue_events", "segvalue_customer_state", "segvalue_segment_events"} <= tables
+        event = store_results.EventRecord(1, "order:A", "order", "c", T0.replace(tzinfo=None), {})
+        store.apply_event(event, run_id="r1", state={"x": 1}, transitions=[("s", None, "a")])
+        with pytest.raises(DataValidationError, match="not stored"):  # the same event again
+            store.apply_event(event, run_id="r1", state={"x": 2}, transitions=[])
+        assert store.customer_state("r1", "c") == (1, {"x": 1})
+        assert [e.event_id for e in store.events(customer_id="c")] == ["order:A"]

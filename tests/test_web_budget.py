@@ -27,6 +27,7 @@ from segvalue.web import create_dashboard_app
 from segvalue.web.app import format_number
 
 # The demo's budget items (channels of its channel_spend).
+CHANNELS = ["app_push", "email", "onsite", "paid_social", "search_ads"]
 MOVE = {"from": "paid_social", "to": "email", "share": "0.2"}
 CURVES: list[dict[str, Any]] = [
     {"name": "a", "form": "michaelis_menten", "beta": 1000, "k": 200, "current": 300},
@@ -96,12 +97,63 @@ def test_budget_page_shows_the_plan_of_the_configuration(
     figure = re.search(r'id="budget-allocation-figure">(.*?)</script>', html, re.S)
     assert figure is not None
     assert '"name":"current"' in figure.group(1) and '"name":"planned"' in figure.group(1)
-    # Fitted curves are not carried by the plan: said so, not drawn.
-    assert 'id="budget-curves"' not in html
-    assert "the plan does not carry them" in html
+    # The curves fitted from channel_spend are drawn (see the next test).
+    assert 'id="budget-curves"' in html and 'id="budget-curve-fits"' in html
     # The nav links to the page, and marks it as the current one.
     assert re.search(r'<a href="/budget"\s+aria-current="page">Budget</a>', html)
     assert '<a href="/budget?run=' in client.get("/").text
+
+
+def test_fitted_curves_are_charted_with_current_and_planned_spend_and_their_fit(
+    demo: dict[str, Any], client: TestClient
+) -> None:
+    plan, _ = demo["project"].budget()
+    curves = demo["project"].budget_curves()
+    assert sorted(c.item.name for c in curves) == sorted(plan.allocation) == CHANNELS
+    html = client.get("/budget").text
+    figure = re.search(r'id="budget-curves-figure">(.*?)</script>', html, re.S)
+    assert figure is not None
+    traces = json.loads(figure.group(1))["data"]
+    lines = {t["name"]: t for t in traces if t["mode"] == "lines"}
+    marks = {t["legendgroup"]: t for t in traces if t["mode"] == "markers"}
+    assert sorted(lines) == sorted(marks) == CHANNELS  # one curve per channel
+    for curve in curves:
+        fit, name = curve.fit, curve.item.name
+        assert fit is not None and fit.channel == name and fit.n_periods == 156
+        p = fit.params
+
+        def fitted(spend: float, p: dict[str, float] = p) -> float:
+            # The steady-state Hill curve of the fit (value 1: revenue curves).
+            return p["beta"] * spend ** p["slope"] / (p["k"] ** p["slope"] + spend ** p["slope"])
+
+        line = lines[name]
+        assert line["y"][0] == 0.0 and line["x"][-1] >= plan.allocation[name]
+        middle = len(line["x"]) // 2
+        assert line["y"][middle] == pytest.approx(fitted(line["x"][middle]), rel=1e-9)
+        assert marks[name]["x"] == pytest.approx([plan.current[name], plan.allocation[name]])
+        assert marks[name]["y"] == pytest.approx([fitted(x) for x in marks[name]["x"]], rel=1e-9)
+        # The fit's quality in the table: R², Durbin-Watson, periods, observed spend.
+        row = re.search(rf'<tr data-item="{name}">(.*?)</tr>', html, re.S)
+        assert row is not None, name
+        cells = re.findall(r'<td class="num">([^<]*)</td>', row.group(1))
+        low, high = fit.spend_range
+        assert cells == [
+            format_number(fit.r_squared),
+            format_number(fit.durbin_watson),
+            "156",
+            f"{format_number(low)} to {format_number(high)}",
+        ]
+        beta_low, beta_high = fit.intervals["beta"]
+        assert (
+            f'beta</span> {format_number(p["beta"])} <span class="sub">'
+            f"({format_number(beta_low)} to {format_number(beta_high)})"
+        ) in row.group(1)
+        assert 0.8 < fit.r_squared <= 1  # the demo's channels follow their curves
+    assert "The curves are fitted to each channel" in html
+    # JSON-ready, for other faces.
+    as_dict = curves[0].to_dict()
+    assert as_dict["source"] == "fitted" and as_dict["fit"]["n_periods"] == 156
+    assert set(as_dict["fit"]["params"]) == {"beta", "k", "slope", "theta"}
 
 
 def test_what_if_form_shows_project_what_if_with_its_interval(
@@ -188,6 +240,13 @@ def test_explicit_curves_are_charted_and_their_what_if_has_no_interval(tmp_path:
     assert _result_value(answer.text) == project.what_if("a:b:0.2").change_value
     assert round(_result_value(answer.text), 3) == 59.74  # -54.545 on a, +114.286 on b
     assert "no interval: the curves carry no uncertainty" in answer.text
+    # Their parameters in the table, without fit columns (nothing was fitted).
+    assert "The curves are given in <code>budget.items</code>" in page.text
+    table = re.search(r'id="budget-curve-fits">(.*?)</table>', page.text, re.S)
+    assert table is not None
+    assert '<span class="param-name">k</span> 200' in table.group(1)
+    assert "Durbin-Watson" not in table.group(1) and "slope" not in table.group(1)
+    assert [c.fit for c in project.budget_curves()] == [None, None]
 
 
 def test_a_configuration_without_budget_data_says_so(tmp_path: Path) -> None:
@@ -325,6 +384,16 @@ def test_what_if_form_in_chromium(
     chart.locator(".main-svg").first.wait_for(state="attached", timeout=15_000)
     assert chart.locator(".bars path").count() > 0
     assert page.locator("#what-if-result").count() == 0
+    # A response curve drawn per channel, its current and planned spend marked.
+    curves = page.locator("#budget-curves")
+    curves.locator(".main-svg").first.wait_for(state="attached", timeout=15_000)
+    drawn = page.evaluate(
+        "() => document.getElementById('budget-curves').data"
+        ".filter(t => t.mode === 'lines').map(t => t.name).sort()"
+    )
+    assert drawn == CHANNELS
+    assert curves.locator(".scatterlayer .trace").count() == 2 * len(CHANNELS)
+    assert curves.locator(".scatterlayer .trace .js-line").count() == len(CHANNELS)
     page.get_by_label("Move spend from").select_option("paid_social")
     page.get_by_label("to", exact=True).select_option("email")
     page.get_by_label("Share of its spend (0 to 1)").fill("0.2")

@@ -937,6 +937,12 @@ class ServeConfig(_Strict):
     max_body_bytes: int = Field(
         1_000_000, ge=1, description="largest request body accepted (bytes; larger: 413)"
     )
+    session_hours: float = Field(
+        8.0,
+        gt=0,
+        le=24 * 30,
+        description="how long a dashboard login lasts (off loopback, where it needs one)",
+    )
 
     @field_validator("cors_origins")
     @classmethod

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from segvalue.config import ResponseItem
     from segvalue.data.validation import ValidationReport
+    from segvalue.economics.curves import FittedCurve
     from segvalue.pipeline import Progress, RunResult
     from segvalue.scoring import Scorer
     from segvalue.store import ResultsStore
@@ -38,6 +39,7 @@ __all__ = [
     "API_KEY_SCOPES",
     "MODEL_DOCUMENTS",
     "ApiKeys",
+    "BudgetCurve",
     "KeyInfo",
     "Profiles",
     "Project",
@@ -392,6 +394,11 @@ class RunView:
                 raise self._missing(f"table {name!r}")
             self._cache[key] = self._store().table(self.info.run_id, name)
         return self._cache[key]
+
+    def rows(self, name: str, column: str, value: Any) -> pa.Table:
+        """The rows of table ``name`` whose ``column`` equals ``value`` (e.g. one customer's),
+        read without reading the whole table (``ResultsStore.rows``)."""
+        return self._store().rows(self.info.run_id, name, column, value)
 
     def document(self, name: str) -> Any:
         """One stored JSON document of the run."""
@@ -890,6 +897,37 @@ class Project:
 
         return budget_what_if(move, config=self.config)
 
+    def budget_curves(self) -> list[BudgetCurve]:
+        """The response curves the budget plans with, one per item, with their fit.
+
+        The curves of ``budget.items`` as given, or, without them, the curves fitted per
+        (segment x) channel from the ``channel_spend`` source, as :meth:`budget` fits
+        them (form, adstock and scheme from the ``budget`` section): each with its
+        parameters, standard errors and 95% intervals, and its fit quality (R²,
+        Durbin-Watson, periods, observed spend, warnings).
+
+        Raises
+        ------
+        ConfigError
+            The configuration has neither ``budget.items`` nor a ``channel_spend`` source.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from segvalue.pipeline import run_demo
+        >>> _, path = run_demo(n_customers=300, out_dir=pathlib.Path(tempfile.mkdtemp()))
+        >>> curves = Project.from_yaml(path).budget_curves()
+        >>> [c.item.name for c in curves]
+        ['app_push', 'email', 'onsite', 'paid_social', 'search_ads']
+        >>> fit = curves[0].fit
+        >>> fit.form, sorted(fit.params), 0 < fit.r_squared <= 1, fit.n_periods
+        ('hill', ['beta', 'k', 'slope', 'theta'], True, 156)
+        """
+        from segvalue.pipeline.budget import _budget_items  # the plan's very curves
+
+        items, _, _, fits, _ = _budget_items(self.config, None)
+        return [BudgetCurve(item=item, fit=fits.get(item.name)) for item in items]
+
     def scorer(self, run_id: str | None = None) -> Scorer:
         """The scorer saved with the latest complete run (or ``run_id``).
 
@@ -911,6 +949,177 @@ class Project:
         ('returning', True)
         """
         return self.runs.require_latest(run_id).scorer()
+
+    # ------------------------------------------------------------------ real time
+    def _open_writer(self) -> ResultsStore:
+        """The store opened for writing and kept open (a server applying events).
+
+        A DuckDB file is open for one writer or for readers: our read connection is
+        closed first. The server's gate closes it again when idle, so a run can write.
+        """
+        if self._store is not None and not self._store.read_only:
+            return self._store
+        from segvalue.store import open_store
+
+        self.close()
+        self._store = open_store(self.config.store_url, create=True)
+        return self._store
+
+    def customer(self, customer_id: str, run_id: str | None = None) -> dict[str, Any] | None:
+        """One customer now: as the latest complete run (or ``run_id``) scored them, then
+        re-scored with the events received for them since that run, if any.
+
+        The shape of :meth:`RunView.customer` (and of ``Scorer.score``); None when
+        neither the run nor the events know the customer.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from segvalue.pipeline import run_demo
+        >>> _, path = run_demo(n_customers=300, out_dir=pathlib.Path(tempfile.mkdtemp()))
+        >>> with Project.from_yaml(path) as project:
+        ...     before = project.customer("C0000001")["features"]["orders"]
+        ...     reply = project.record_event({"type": "order", "customer_id": "C0000001",
+        ...         "order_id": "API-1", "order_ts": "2025-12-31T10:00:00", "amount": 42.5})
+        ...     after = project.customer("C0000001")["features"]["orders"]
+        >>> after - before, reply["customer"]["features"]["orders"] == after
+        (1, True)
+        """
+        view = self.runs.require_latest(run_id)
+        store = self._store_for_views()
+        pending = store.events(customer_id=customer_id, after=_events_through(view))
+        if not pending:
+            return view.customer(customer_id)
+        state = store.customer_state(view.run_id, customer_id)
+        if state is not None and state[0] == pending[-1].seq:
+            return state[1]
+        return self._rescored(view, customer_id, [e.body for e in pending])
+
+    def _rescored(
+        self, view: RunView, customer_id: str, events: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The customer re-scored by the run's scorer with the run's history and ``events``."""
+        import json
+
+        from segvalue.data.writers import json_safe
+        from segvalue.realtime import EventError, rescore
+        from segvalue.scoring import PREDICTIONS
+
+        scorer = view.scorer()
+        known = (
+            view.rows("history_customers", "customer_id", customer_id).to_pylist()
+            if view.has_table("history_customers")
+            else []
+        )
+        if not known and scorer.to_dict()["features"].get("customers"):
+            raise EventError(
+                f"unknown_customer: customer {customer_id!r} is not in the customers table "
+                f"of run {view.run_id}",
+                rule="unknown_customer",
+                field="customer_id",
+                fix="add the customer to the customers source and run again",
+            )
+        attributes = {**(known[0] if known else {}), "customer_id": customer_id}
+        history: dict[str, list[dict[str, Any]]] = {}
+        for name in ("history_orders", "history_order_lines", "history_touchpoints"):
+            history[name] = (
+                view.rows(name, "customer_id", customer_id).to_pylist()
+                if view.has_table(name)
+                else []
+            )
+        scored = rescore(
+            scorer,
+            attributes=attributes,
+            orders=history["history_orders"],
+            order_lines=history["history_order_lines"],
+            touchpoints=history["history_touchpoints"],
+            events=events,
+            run_as_of=dt.date.fromisoformat(str(view.info.as_of)),
+            as_of_fixed=self.config.as_of is not None,
+        )
+        # Features as the run stores them (the predictions beside them, not among them).
+        predicted = {*PREDICTIONS, "purchase_propensity"}
+        scored["features"] = {k: v for k, v in scored["features"].items() if k not in predicted}
+        # As stored and as read back: JSON values (dates as ISO text).
+        clean: dict[str, Any] = json.loads(
+            json.dumps(json_safe(scored), default=str, allow_nan=False)
+        )
+        return clean
+
+    def record_event(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Apply one new order or touchpoint now: check it, store it, re-score its customer.
+
+        The event is checked with the rules a file's rows are checked against
+        (:func:`segvalue.realtime.check_event`), stored (an event already stored, or an
+        order the run's files hold, is applied once), and the customer is re-scored by
+        the latest complete run's scorer with everything received for them since that
+        run; the segments they entered and left are stored too. The next
+        ``segvalue run`` includes the stored events.
+
+        Parameters
+        ----------
+        event
+            ``{"type": "order", "customer_id", "order_id", "order_ts", "amount"}`` (and
+            optionally ``discount``, ``currency``, ``channel``, ``lines``: ``[{"category",
+            "line_amount", "product_id", "quantity", "brand"}]``), or ``{"type":
+            "touchpoint", "customer_id", "ts", "channel"}`` (and ``event``, ``touch_id``,
+            ``campaign_id``, ``cost``).
+
+        Returns
+        -------
+        dict
+            ``customer`` (as :meth:`customer`), ``events``: ``[{"scheme", "from",
+            "to"}]`` for each segment entered or left, and ``duplicate`` (True when the
+            event had been applied already: nothing changed).
+
+        Raises
+        ------
+        segvalue.realtime.EventError
+            The event breaks a rule (``rule``), naming the field.
+        """
+        from segvalue.realtime import check_event, transitions
+        from segvalue.store import EventRecord
+
+        checked = check_event(event, self.config)
+        store = self._open_writer()
+        view = self.runs.require_latest()
+        customer_id = checked.customer_id
+        known_order = (
+            checked.type == "order"
+            and view.has_table("history_orders")
+            and view.rows("history_orders", "order_id", checked.body["order_id"]).num_rows > 0
+        )
+        if known_order or store.event(checked.event_id) is not None:
+            return {"customer": self.customer(customer_id), "events": [], "duplicate": True}
+        before = self.customer(customer_id)
+        since = _events_through(view)
+        pending = [e.body for e in store.events(customer_id=customer_id, after=since)]
+        after = self._rescored(view, customer_id, [*pending, checked.body])
+        moves = transitions((before or {}).get("memberships") or {}, after["memberships"])
+        record = EventRecord(
+            store.last_event_seq() + 1,
+            checked.event_id,
+            checked.type,
+            customer_id,
+            checked.occurred_at,
+            checked.body,
+        )
+        store.apply_event(record, run_id=view.run_id, state=after, transitions=moves)
+        return {
+            "customer": after,
+            "events": [{"scheme": s, "from": a, "to": b} for s, a, b in moves],
+            "duplicate": False,
+        }
+
+    def segment_events(
+        self, customer_id: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Segment entries and exits found in real time, newest first (see
+        :meth:`record_event`)."""
+        store = self._open_store(missing_ok=True)
+        if store is None:
+            return []
+        return [m.to_dict() for m in store.segment_events(customer_id=customer_id, limit=limit)]
 
     def protected_paths(self) -> dict[Path, str]:
         """What no file segvalue writes may be or hold: the inputs and the store file.
@@ -946,6 +1155,11 @@ class Project:
             for row in kpis.select(["segment", "clv_mean"]).to_pylist()
             if row["clv_mean"] is not None
         }
+
+
+def _events_through(view: RunView) -> int:
+    """The last stored event the run took in (0 for a run from before real-time events)."""
+    return int(view.document("events")["through"]) if view.has_document("events") else 0
 
 
 def _scheme_modes(view: RunView) -> dict[str, str]:
@@ -1122,3 +1336,60 @@ def response_curve_points(
         "current_response": float(item.value * item_response(item, current)),
         "planned_response": float(item.value * item_response(item, planned)),
     }
+
+
+@dataclass(frozen=True)
+class BudgetCurve:
+    """One budget item's response curve as the plan uses it, and its fit when fitted.
+
+    Attributes
+    ----------
+    item
+        The item: ``form``, ``beta``, ``k``, ``slope``, ``value`` (money per unit of
+        response), ``current`` spend and its limits.
+    fit
+        The fitted curve (:class:`segvalue.economics.curves.FittedCurve`: parameters with
+        standard errors and intervals, ``r_squared``, ``durbin_watson``, ``n_periods``,
+        ``spend_range``, ``warnings``); None for a curve given in ``budget.items``.
+
+    Examples
+    --------
+    >>> from segvalue.config import ResponseItem
+    >>> curve = BudgetCurve(ResponseItem(name="email", form="michaelis_menten", beta=50, k=9))
+    >>> curve.to_dict()["source"], curve.to_dict()["params"]
+    ('given', {'beta': 50.0, 'k': 9.0, 'slope': 1.0})
+    """
+
+    item: ResponseItem
+    fit: FittedCurve | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the item's curve, and ``fit`` (None for a given curve)."""
+        item, fit = self.item, self.fit
+        out: dict[str, Any] = {
+            "item": item.name,
+            "source": "given" if fit is None else "fitted",
+            "form": item.form,
+            "params": {"beta": item.beta, "k": item.k, "slope": item.slope or 1.0},
+            "value": item.value,
+            "current": item.current,
+            "segment": item.segment,
+            "fit": None,
+        }
+        if fit is not None:
+            out["fit"] = {
+                "channel": fit.channel,
+                "segment": fit.segment,
+                "params": dict(fit.params),
+                "standard_errors": dict(fit.standard_errors),
+                "intervals": {name: list(bounds) for name, bounds in fit.intervals.items()},
+                "r_squared": fit.r_squared,
+                "durbin_watson": fit.durbin_watson,
+                "residual_std": fit.residual_std,
+                "n_periods": fit.n_periods,
+                "spend_range": list(fit.spend_range),
+                "loss": fit.loss,
+                "converged": fit.converged,
+                "warnings": list(fit.warnings),
+            }
+        return out

@@ -37,7 +37,7 @@ from segvalue.features.customer import BROWSE_EVENTS, ENGAGED_EVENTS, column_slu
 from segvalue.models.base import model_from_json
 from segvalue.models.clv import customer_lifetime_value
 from segvalue.models.propensity import PurchasePropensityModel, encode_categories
-from segvalue.segments.scoring import PURCHASE_DAYS, assign, scheme_state
+from segvalue.segments.scoring import AS_OF, PURCHASE_DAYS, assign, scheme_state
 from segvalue.units import parse_time_unit, per_period_rate
 
 __all__ = ["PREDICTIONS", "Scorer", "scorer_state"]
@@ -546,6 +546,7 @@ class Scorer:
         *,
         order_lines: Sequence[Mapping[str, Any]] = (),
         touchpoints: Sequence[Mapping[str, Any]] = (),
+        as_of: dt.date | None = None,
     ) -> dict[str, Any]:
         """Features, a membership per scheme and the predictions of one customer.
 
@@ -557,6 +558,9 @@ class Scorer:
             The order history: ``order_ts``, ``amount`` (and ``order_id``, ``discount``).
         order_lines, touchpoints
             The order lines and touchpoints, when the run had those tables.
+        as_of
+            Observation end (default: the run's): a later day scores the customer as of
+            that day with the run's models (events after the run, in real time).
 
         Returns
         -------
@@ -575,7 +579,12 @@ class Scorer:
         """
         state = self._state["features"]
         row, days = customer_features_of(
-            state, attributes, orders, order_lines=order_lines, touchpoints=touchpoints
+            state,
+            attributes,
+            orders,
+            order_lines=order_lines,
+            touchpoints=touchpoints,
+            as_of=as_of,
         )
         predictions = self.predict(
             row["frequency"], row["recency"], row["T"], row["monetary_value"]
@@ -591,13 +600,13 @@ class Scorer:
         if self._propensity is not None:
             propensity = self.purchase_propensity(segment_row)
             row["purchase_propensity"] = segment_row["purchase_propensity"] = propensity
-        segment_row.update({"customer_id": customer_id, PURCHASE_DAYS: days})
+        segment_row.update({"customer_id": customer_id, PURCHASE_DAYS: days, AS_OF: as_of})
         memberships = {
             name: assign(scheme, segment_row) for name, scheme in self._state["schemes"].items()
         }
         return {
             "customer_id": customer_id,
-            "as_of": state["as_of"],
+            "as_of": state["as_of"] if as_of is None else as_of.isoformat(),
             "features": row,
             "memberships": memberships,
             **predictions,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from segvalue.api.auth import gate_of, require_scope
@@ -391,17 +391,89 @@ def get_customer(
     customer_id: Annotated[str, Path(description="the customer's id")],
     run: RunParam = None,
 ) -> Customer:
-    """The customer as the run scored them; predictions are null where the run has no
-    CLV model."""
+    """The customer as the run scored them, re-scored with the events received for them
+    since (``POST /api/v1/events``); predictions are null where the run has no CLV
+    model."""
     gate = gate_of(request)
     with gate.use() as project:
         view = _view(project, run)
-        customer = view.customer(customer_id)
+        customer = project.customer(customer_id, view.run_id)
     if customer is None:
         raise Problem(
             404, f"run {view.run_id} holds no customer with that id", parameter="customer_id"
         )
     return Customer.model_validate(json_ready(customer))
+
+
+# ---------------------------------------------------------------------------- events
+class SegmentMove(BaseModel):
+    """A segment the customer entered or left (``from`` / ``to`` null: none)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    scheme: str
+    from_: str | None = Field(alias="from")
+    to: str | None
+
+
+class EventReply(BaseModel):
+    """``POST /api/v1/events``: the customer re-scored and the segment changes."""
+
+    customer: Customer
+    events: list[SegmentMove]
+    duplicate: bool = Field(description="the event had been applied already: nothing changed")
+
+
+_EVENT_EXAMPLES = {
+    "order": {
+        "summary": "a new order",
+        "value": {
+            "type": "order",
+            "customer_id": "C0000001",
+            "order_id": "A-1",
+            "order_ts": "2025-12-31T10:00:00",
+            "amount": 42.5,
+        },
+    },
+    "touchpoint": {
+        "summary": "a touchpoint",
+        "value": {
+            "type": "touchpoint",
+            "customer_id": "C0000001",
+            "ts": "2025-12-31T09:30:00",
+            "channel": "email",
+            "event": "click",
+        },
+    },
+}
+
+
+@v1_router.post(
+    "/events",
+    summary="A new order or touchpoint: stored, its customer re-scored in real time",
+    dependencies=[Depends(require_scope("write"))],
+    response_model_by_alias=True,
+)
+def post_event(
+    request: Request,
+    event: Annotated[
+        dict[str, Any],
+        Body(
+            description="an order (customer_id, order_id, order_ts, amount; optionally "
+            "discount, currency, channel) or a touchpoint (customer_id, ts, channel; "
+            "optionally event, touch_id, campaign_id, cost), with its type; checked with "
+            "the rules of the files (docs/api.md)",
+            openapi_examples=_EVENT_EXAMPLES,
+        ),
+    ],
+) -> EventReply:
+    """Checks the event (422 naming the rule and the field), stores it (an order id sent
+    again is applied once), re-scores its customer with the latest run's scorer and
+    stores the segments entered and left. The next ``segvalue run`` includes it."""
+    gate = gate_of(request)
+    with gate.use() as project:
+        reply = project.record_event(event)
+    return EventReply.model_validate(json_ready(reply))
 
 
 # ---------------------------------------------------------------------------- budget

@@ -963,8 +963,9 @@ def serve(
         int | None, typer.Option("--port", help="Port to listen on (default: serve.port, 8000).")
     ] = None,
 ) -> None:
-    """Serve the REST API (/api/v1, see docs/api.md) and, on a loopback address, the
-    dashboard (/, see docs/dashboard.md) until interrupted (Ctrl-C)."""
+    """Serve the REST API (/api/v1, see docs/api.md) and the dashboard (/, see
+    docs/dashboard.md) until interrupted (Ctrl-C); off loopback the dashboard asks for an
+    API key."""
     import logging
 
     try:
@@ -990,19 +991,18 @@ def serve(
     base = f"http://{shown}:{bind_port}"
     out.print(f"segvalue API on {base}{API_PREFIX} (OpenAPI: {base}{API_PREFIX}/openapi.json)")
     out.print(f"health: {base}/health")
-    app = create_app(project)
-    if _loopback(bind_host):
-        from segvalue.web import dashboard_router
+    from segvalue.web import dashboard_router
 
-        app.include_router(dashboard_router(project))
+    app = create_app(project)
+    create_key = f"segvalue keys create -c {escape(_shown(config))} --scope read"
+    # Open without a key on loopback (this machine only); any other address: a login.
+    login = not _loopback(bind_host)
+    app.include_router(dashboard_router(project, login=login))
+    if login:
+        out.print(f"dashboard: {base}/ (log in with an API key: {create_key})", soft_wrap=True)
+    else:
         out.print(f"dashboard: {base}/ (loopback only: open without a key)")
-    else:  # the dashboard's login (key form, session cookie) is not built yet
-        out.print("dashboard: not served on a non-loopback address (it has no login yet)")
-    out.print(
-        f"every {API_PREFIX} route needs an API key: "
-        f"segvalue keys create -c {escape(_shown(config))} --scope read",
-        soft_wrap=True,
-    )
+    out.print(f"every {API_PREFIX} route needs an API key: {create_key}", soft_wrap=True)
     out.file.flush()
     try:
         # uvicorn's access log would name the path (it may hold a customer id): ours logs

@@ -39,6 +39,7 @@ from segvalue.errors import DataValidationError
 from segvalue.units import TimeUnit
 
 __all__ = [
+    "BLANKS",
     "RULES",
     "NoValidRowsError",
     "TableReport",
@@ -82,6 +83,7 @@ _FUTURE_MARGIN = dt.timedelta(days=1)
 # spaces, zero-width space, byte-order mark); identifiers are trimmed of them too.
 _UNICODE_BLANKS = "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
 _UNICODE_BLANKS += "\u200a\u200b\u2028\u2029\u202f\u205f\u3000\ufeff"
+BLANKS = _UNICODE_BLANKS
 
 _LOOKBACK_CODE = 127  # not a rule: rows older than the lookback window
 

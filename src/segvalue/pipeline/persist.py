@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from segvalue.data.validation import ValidatedData
+    from segvalue.pipeline.events import EventsMerged
     from segvalue.pipeline.segments import Migration
     from segvalue.segments.segmentation import Segmentation
     from segvalue.store import RunRecord
@@ -190,6 +191,8 @@ def persist(
     data: ValidatedData,
     steps: Steps,
     fingerprint: str,
+    *,
+    events: EventsMerged | None = None,
 ) -> Persisted:
     """Compare with the previous run, commit the run to the store, export the outputs.
 
@@ -224,6 +227,8 @@ def persist(
     'complete'
     """
     from segvalue.data.writers import write_outputs
+    from segvalue.pipeline.events import EventsMerged, history_tables
+    from segvalue.pipeline.ingest import contact_columns_of
     from segvalue.scoring import scorer_state
     from segvalue.store import open_store
 
@@ -264,6 +269,12 @@ def persist(
             # What scoring one customer later needs (Project.scorer), raw ids kept: the
             # store is working state, never pseudonymised.
             stored_documents["scorer"] = scorer_state(result, config)
+            # What re-scoring one customer after a real-time event reads: the customer's
+            # accepted rows, and which stored events the run took in.
+            contacts = list(contact_columns_of(config, data))
+            scoring = stored_documents["scorer"]["features"]
+            stored.update(history_tables(data, scoring, contacts))
+            stored_documents["events"] = (events or EventsMerged()).to_dict()
 
             def finished(running: RunRecord) -> RunRecord:
                 return replace(

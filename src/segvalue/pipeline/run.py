@@ -174,7 +174,11 @@ def _after_load(
 ) -> RunResult:
     """The run from the validated data on (``owned``: the run opened the engine itself)."""
     from segvalue.data.readers import materialise
+    from segvalue.pipeline.events import EventsMerged, merge_stored_events
 
+    # The orders and touchpoints received in real time (POST /api/v1/events) are part of
+    # the data a recorded run sees.
+    events = merge_stored_events(config, data) if write else EventsMerged()
     ingested = ingest(config, data)
     report, contacts = data.report, list(ingested.contacts)
     restore_threads = _leave_cores(data.con, 0)  # nothing to give back yet
@@ -232,7 +236,7 @@ def _after_load(
         economics=economics,
     )
     if write:
-        persist(config, result, data, steps, ingested.fingerprint)
+        persist(config, result, data, steps, ingested.fingerprint, events=events)
     result.timings = steps.timings
     return result
 

@@ -52,11 +52,15 @@ from segvalue.segments.rfm import (
     default_rfm_segments,
 )
 
-__all__ = ["PURCHASE_DAYS", "assign", "rfm_boundaries", "scheme_state"]
+__all__ = ["AS_OF", "PURCHASE_DAYS", "assign", "rfm_boundaries", "scheme_state"]
 
 #: Row key of the customer's distinct purchase days (``datetime.date``, any order): what
 #: a lifecycle stage is computed from. Columns starting with ``_`` are never attributes.
 PURCHASE_DAYS = "_purchase_days"
+
+#: Row key of the day a customer is assigned as of (``datetime.date``), when it is not the
+#: run's as-of date: a customer re-scored in real time after a later event.
+AS_OF = "_as_of"
 
 #: Two monetary values this close (relative) are the same value: a sum of the same
 #: amounts added in another order may differ from the run's in the last bits.
@@ -361,7 +365,8 @@ def _assign_lifecycle(state: Mapping[str, Any], row: Mapping[str, Any]) -> str:
     days = sorted({_epoch_days(d) for d in row.get(PURCHASE_DAYS) or ()})
     if not days:
         return "prospect"
-    end = _epoch_days(dt.date.fromisoformat(state["as_of"]))
+    as_of = row.get(AS_OF)
+    end = _epoch_days(as_of if as_of is not None else dt.date.fromisoformat(state["as_of"]))
     new, active, lapsed = state["new_days"], state["active_days"], state["lapsed_days"]
     since_first, since_last = end - days[0], end - days[-1]
     if len(days) == 1:

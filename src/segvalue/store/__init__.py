@@ -10,8 +10,10 @@ from __future__ import annotations
 from segvalue.store.results import (
     SCHEMA_VERSION,
     ApiKeyRecord,
+    EventRecord,
     ResultsStore,
     RunRecord,
+    SegmentEvent,
     StoreMissingError,
     open_store,
     store_lock,
@@ -20,8 +22,10 @@ from segvalue.store.results import (
 __all__ = [
     "SCHEMA_VERSION",
     "ApiKeyRecord",
+    "EventRecord",
     "ResultsStore",
     "RunRecord",
+    "SegmentEvent",
     "StoreMissingError",
     "open_store",
     "store_lock",

@@ -18,6 +18,19 @@ Layout (schema version :data:`SCHEMA_VERSION`, the same on DuckDB and PostgreSQL
     API keys (schema version 2): ``key_id``, ``name``, ``scope`` (``read`` or
     ``write``), ``key_hash`` (SHA-256 of the key: the key itself is never stored),
     ``created_at``, ``revoked_at`` (null while the key is valid).
+``segvalue_events``
+    Orders and touchpoints received one at a time (``POST /api/v1/events``, schema
+    version 3): ``seq`` (1, 2, ... in arrival order), ``event_id`` (unique: an event sent
+    twice is kept once), ``type``, ``customer_id``, ``occurred_at``, ``body`` (the
+    validated event, JSON), ``received_at``. Inputs, not results: retention keeps them.
+``segvalue_customer_state``
+    A customer as re-scored after real-time events: ``run_id`` (the run whose scorer
+    scored it), ``customer_id``, ``through_seq`` (the last event applied), ``body``
+    (JSON, the shape of ``GET /api/v1/customers/{id}``), ``updated_at``.
+``segvalue_segment_events``
+    Segment entries and exits found in real time: ``seq`` (the event that caused it),
+    ``customer_id``, ``scheme``, ``from_segment``, ``to_segment`` (null: none), ``moved_at``,
+    ``run_id``.
 ``sv_<name>_<hash>``
     The rows of every run's tables of one name and Arrow schema: ``run_id``, ``_row``
     (the row's position) and columns ``c0``, ``c1``, ... (names and exact types live in
@@ -57,15 +70,17 @@ from segvalue.errors import ConfigError, DataValidationError, redact_secrets
 __all__ = [
     "SCHEMA_VERSION",
     "ApiKeyRecord",
+    "EventRecord",
     "ResultsStore",
     "RunRecord",
+    "SegmentEvent",
     "StoreMissingError",
     "open_store",
     "store_lock",
 ]
 
 #: Version of the store's layout; older stores are migrated when opened for writing.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 META, RUNS, TABLES, DOCUMENTS, API_KEYS = (
     "segvalue_meta",
@@ -73,6 +88,11 @@ META, RUNS, TABLES, DOCUMENTS, API_KEYS = (
     "segvalue_tables",
     "segvalue_documents",
     "segvalue_api_keys",
+)
+EVENTS, CUSTOMER_STATE, SEGMENT_EVENTS = (
+    "segvalue_events",
+    "segvalue_customer_state",
+    "segvalue_segment_events",
 )
 STATUSES = ("running", "complete", "failed")
 _JSON_FIELDS = ("schemes", "row_counts", "rejects", "freshness", "timings", "versions")
@@ -92,8 +112,22 @@ _API_KEYS_DDL = (
     "key_hash TEXT NOT NULL, created_at TIMESTAMP NOT NULL, revoked_at TIMESTAMP)"
 )
 _API_KEY_COLUMNS = ("key_id", "name", "scope", "key_hash", "created_at", "revoked_at")
+_EVENT_COLUMNS = ("seq", "event_id", "type", "customer_id", "occurred_at", "body", "received_at")
+_EVENTS_DDL = [
+    f"CREATE TABLE {EVENTS} (seq BIGINT PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, "
+    "type TEXT NOT NULL, customer_id TEXT NOT NULL, occurred_at TIMESTAMP NOT NULL, "
+    "body TEXT NOT NULL, received_at TIMESTAMP NOT NULL)",
+    f"CREATE INDEX segvalue_events_customer ON {EVENTS} (customer_id)",
+    f"CREATE TABLE {CUSTOMER_STATE} (run_id TEXT NOT NULL, customer_id TEXT NOT NULL, "
+    "through_seq BIGINT NOT NULL, body TEXT NOT NULL, updated_at TIMESTAMP NOT NULL, "
+    "PRIMARY KEY (run_id, customer_id))",
+    f"CREATE TABLE {SEGMENT_EVENTS} (seq BIGINT NOT NULL, customer_id TEXT NOT NULL, "
+    "scheme TEXT NOT NULL, from_segment TEXT, to_segment TEXT, moved_at TIMESTAMP NOT NULL, "
+    "run_id TEXT NOT NULL)",
+    f"CREATE INDEX segvalue_segment_events_customer ON {SEGMENT_EVENTS} (customer_id)",
+]
 #: Statements that bring a store of version ``v - 1`` to version ``v``, by ``v``.
-MIGRATIONS: dict[int, list[str]] = {2: [_API_KEYS_DDL]}
+MIGRATIONS: dict[int, list[str]] = {2: [_API_KEYS_DDL], 3: _EVENTS_DDL}
 #: A reader waits this long for a DuckDB store a writer holds open (seconds).
 READ_WAIT = 30.0
 _ADVISORY_KEY = 7_300_451_227  # PostgreSQL advisory lock of the store's writer
@@ -120,6 +154,63 @@ class ApiKeyRecord:
     key_hash: str
     created_at: dt.datetime
     revoked_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One real-time event as the store records it.
+
+    Examples
+    --------
+    >>> e = EventRecord(1, "order:A-1", "order", "C1", dt.datetime(2024, 1, 2), {"amount": 5.0})
+    >>> e.body["amount"], e.received_at is None
+    (5.0, True)
+    """
+
+    seq: int
+    event_id: str
+    type: str
+    customer_id: str
+    occurred_at: dt.datetime
+    body: dict[str, Any]
+    received_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class SegmentEvent:
+    """A customer entering or leaving a segment (``from_segment`` / ``to_segment`` None:
+    none)."""
+
+    seq: int
+    customer_id: str
+    scheme: str
+    from_segment: str | None
+    to_segment: str | None
+    at: dt.datetime
+    run_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``scheme``, ``from``, ``to``, ``at`` (ISO, UTC), ``customer_id``,
+        ``run_id``, ``seq``."""
+        return {
+            "scheme": self.scheme,
+            "from": self.from_segment,
+            "to": self.to_segment,
+            "at": self.at.replace(tzinfo=dt.UTC).isoformat(),
+            "customer_id": self.customer_id,
+            "run_id": self.run_id,
+            "seq": self.seq,
+        }
+
+
+def _event_record(row: Sequence[Any]) -> EventRecord:
+    values = dict(zip(_EVENT_COLUMNS, row, strict=True))
+    values["body"] = json.loads(values["body"])
+    return EventRecord(**values)
+
+
+def _naive_utc(moment: dt.datetime) -> dt.datetime:
+    return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def _key_record(row: Sequence[Any]) -> ApiKeyRecord:
@@ -791,6 +882,7 @@ class ResultsStore:
             self._db.execute(f"DELETE FROM {name} WHERE run_id = ?", [run_id])
         self._db.execute(f"DELETE FROM {TABLES} WHERE run_id = ?", [run_id])
         self._db.execute(f"DELETE FROM {DOCUMENTS} WHERE run_id = ?", [run_id])
+        self._db.execute(f"DELETE FROM {CUSTOMER_STATE} WHERE run_id = ?", [run_id])
 
     def apply_retention(self, keep: int | None) -> list[str]:
         """Remove all but the ``keep`` latest complete runs (and failed runs before them).
@@ -1112,6 +1204,132 @@ class ResultsStore:
         record = self.api_key(key_id)
         assert record is not None
         return record
+
+    # ------------------------------------------------------------------ events
+    def event(self, event_id: str) -> EventRecord | None:
+        """The stored event ``event_id``, or None."""
+        rows = self._db.execute(
+            f"SELECT {', '.join(_EVENT_COLUMNS)} FROM {EVENTS} WHERE event_id = ?", [event_id]
+        )
+        return _event_record(rows[0]) if rows else None
+
+    def last_event_seq(self) -> int:
+        """The ``seq`` of the latest stored event (0 when there is none)."""
+        rows = self._db.execute(f"SELECT max(seq) FROM {EVENTS}")
+        return int(rows[0][0] or 0)
+
+    def events(
+        self, *, customer_id: str | None = None, after: int = 0, through: int | None = None
+    ) -> list[EventRecord]:
+        """Stored events in arrival order: of one customer or all, with
+        ``after < seq <= through``."""
+        where, params = ["seq > ?"], list[Any]([after])
+        if through is not None:
+            where.append("seq <= ?")
+            params.append(through)
+        if customer_id is not None:
+            where.append("customer_id = ?")
+            params.append(customer_id)
+        rows = self._db.execute(
+            f"SELECT {', '.join(_EVENT_COLUMNS)} FROM {EVENTS} "
+            f"WHERE {' AND '.join(where)} ORDER BY seq",
+            params,
+        )
+        return [_event_record(r) for r in rows]
+
+    def customer_state(self, run_id: str, customer_id: str) -> tuple[int, dict[str, Any]] | None:
+        """``(through_seq, body)`` of a customer re-scored in real time under ``run_id``."""
+        rows = self._db.execute(
+            f"SELECT through_seq, body FROM {CUSTOMER_STATE} WHERE run_id = ? AND customer_id = ?",
+            [run_id, customer_id],
+        )
+        return (int(rows[0][0]), json.loads(rows[0][1])) if rows else None
+
+    def segment_events(
+        self, *, customer_id: str | None = None, limit: int = 1000
+    ) -> list[SegmentEvent]:
+        """Segment entries and exits found in real time, newest first."""
+        where, params = "", []
+        if customer_id is not None:
+            where, params = "WHERE customer_id = ? ", [customer_id]
+        rows = self._db.execute(
+            "SELECT seq, customer_id, scheme, from_segment, to_segment, moved_at, run_id "
+            f"FROM {SEGMENT_EVENTS} {where}ORDER BY seq DESC, scheme LIMIT {int(limit)}",
+            params,
+        )
+        return [SegmentEvent(*r) for r in rows]
+
+    def apply_event(
+        self,
+        event: EventRecord,
+        *,
+        run_id: str,
+        state: dict[str, Any],
+        transitions: Sequence[tuple[str, str | None, str | None]],
+    ) -> None:
+        """Store a new event, the customer re-scored with it and the segment changes it
+        caused, in one transaction (all or nothing).
+
+        Raises
+        ------
+        DataValidationError
+            When ``event.seq`` is not the next one (another writer stored an event
+            meanwhile) or its id is stored already.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> url = f"duckdb://{pathlib.Path(tempfile.mkdtemp()) / 's.duckdb'}"
+        >>> at = dt.datetime(2024, 1, 2, 10)
+        >>> with open_store(url, create=True) as store:
+        ...     e = EventRecord(store.last_event_seq() + 1, "order:A", "order", "C1", at, {})
+        ...     store.apply_event(e, run_id="r1", state={"clv": 2.0},
+        ...                       transitions=[("rfm", "New", "Promising")])
+        ...     moves = [m.to_dict()["to"] for m in store.segment_events(customer_id="C1")]
+        ...     store.last_event_seq(), store.customer_state("r1", "C1"), moves
+        (1, (1, {'clv': 2.0}), ['Promising'])
+        """
+        self._require_writer()
+        received = _naive_utc(event.received_at or dt.datetime.now(dt.UTC))
+        with self._db.transaction():
+            if event.seq != self.last_event_seq() + 1 or self.event(event.event_id) is not None:
+                raise DataValidationError(
+                    f"event {event.event_id!r} was not stored: another event was stored "
+                    "meanwhile, or this one already",
+                    fix="send it again (an event already stored is applied once)",
+                    parameter="event_id",
+                )
+            self._db.execute(
+                f"INSERT INTO {EVENTS} ({', '.join(_EVENT_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    event.seq,
+                    event.event_id,
+                    event.type,
+                    event.customer_id,
+                    _naive_utc(event.occurred_at),
+                    json.dumps(json_safe(event.body), default=str, allow_nan=False),
+                    received,
+                ],
+            )
+            self._db.execute(
+                f"DELETE FROM {CUSTOMER_STATE} WHERE run_id = ? AND customer_id = ?",
+                [run_id, event.customer_id],
+            )
+            self._db.execute(
+                f"INSERT INTO {CUSTOMER_STATE} VALUES (?, ?, ?, ?, ?)",
+                [
+                    run_id,
+                    event.customer_id,
+                    event.seq,
+                    json.dumps(json_safe(state), default=str, allow_nan=False),
+                    received,
+                ],
+            )
+            for scheme, before, after in transitions:
+                self._db.execute(
+                    f"INSERT INTO {SEGMENT_EVENTS} VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [event.seq, event.customer_id, scheme, before, after, received, run_id],
+                )
 
 
 def open_store(url: str, *, create: bool = False, read_only: bool | None = None) -> ResultsStore:

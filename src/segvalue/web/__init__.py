@@ -36,7 +36,7 @@ def _require_web() -> None:
         ) from exc
 
 
-def dashboard_router(project: Project) -> APIRouter:
+def dashboard_router(project: Project, *, login: bool = False) -> APIRouter:
     """The dashboard's pages and static files as a FastAPI router over ``project``.
 
     Parameters
@@ -47,13 +47,21 @@ def dashboard_router(project: Project) -> APIRouter:
         connection after every request, so a run in another process can write the store
         while the dashboard is up; pages of complete runs (which never change) are kept
         in memory.
+    login
+        Every page needs a login with one of the project's API keys (either scope):
+        ``GET /login`` shows the form, ``POST /login`` starts a session (cookie
+        ``segvalue_session``, for ``serve.session_hours``), ``POST /logout`` ends it; a
+        page without a session redirects (303) to ``/login?next=PATH``. ``segvalue
+        serve`` asks for it on any address but loopback. Without it the pages are open
+        (loopback only).
 
     Returns
     -------
     fastapi.APIRouter
         Pages ``/``, ``/segments``, ``/segments/{scheme}/{segment}``, ``/migration``,
         ``/models`` (each takes ``?run=ID``), ``/budget`` (the plan of the configuration,
-        and the what-if form: ``?from=ITEM&to=ITEM&share=0.2``) and ``/static/{name}``.
+        and the what-if form: ``?from=ITEM&to=ITEM&share=0.2``) and ``/static/{name}``;
+        with ``login``, ``/login`` and ``/logout`` too.
 
     Examples
     --------
@@ -71,12 +79,13 @@ def dashboard_router(project: Project) -> APIRouter:
     _require_web()
     from segvalue.web.app import build_router
 
-    return build_router(project)
+    return build_router(project, login=login)
 
 
-def create_dashboard_app(project: Project) -> FastAPI:
+def create_dashboard_app(project: Project, *, login: bool = False) -> FastAPI:
     """A FastAPI app with the dashboard only (development and tests; ``segvalue serve``
-    mounts :func:`dashboard_router` into the API's app).
+    mounts :func:`dashboard_router` into the API's app). ``login``: see
+    :func:`dashboard_router`.
 
     Examples
     --------
@@ -89,10 +98,13 @@ def create_dashboard_app(project: Project) -> FastAPI:
     >>> response = TestClient(create_dashboard_app(project)).get("/")
     >>> response.status_code, "No complete run" in response.text
     (200, True)
+    >>> app = create_dashboard_app(project, login=True)
+    >>> TestClient(app).get("/", follow_redirects=False).headers["location"]
+    '/login?next=%2F'
     """
     _require_web()
     from fastapi import FastAPI
 
     app = FastAPI(title="segvalue dashboard", docs_url=None, redoc_url=None, openapi_url=None)
-    app.include_router(dashboard_router(project))
+    app.include_router(dashboard_router(project, login=login))
     return app

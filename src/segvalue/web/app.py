@@ -6,7 +6,10 @@ top; :mod:`segvalue.web` imports it lazily, after checking the extra is there.
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
+import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -14,15 +17,25 @@ from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
 
 from segvalue.errors import DataValidationError, SegvalueError
 from segvalue.project import Project, RunView
 from segvalue.web import pages
+from segvalue.web.login import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    LoginThrottle,
+    Session,
+    Sessions,
+    safe_next,
+    same_token,
+)
 
 PageBuilder = Callable[[RunView], dict[str, Any]]
 
@@ -32,6 +45,10 @@ _HERE = Path(__file__).parent
 # Pages of complete runs kept in memory (a few tens of kB each).
 _KEPT_PAGES = 256
 _STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+# A login form's body is a key, a token and a path: anything much larger is not one.
+_FORM_LIMIT = 16_384
+#: Dashboard logins: failures and sessions ended (never a key, a token or a client address).
+LOGIN_LOG = logging.getLogger("segvalue.web.login")
 
 
 def _static_files() -> dict[str, Path]:
@@ -82,13 +99,18 @@ def _environment() -> Environment:
     )
     environment.filters["num"] = format_number
     environment.filters["pct"] = format_percent
+    # A value through the filter named in the template ("num" or "pct").
+    environment.filters["apply"] = lambda value, name: environment.filters[name](value)
     # A scheme or segment name as one path segment ("/" and "?" quoted too).
     environment.filters["path"] = lambda value: quote(str(value), safe="")
     return environment
 
 
-def build_router(project: Project) -> APIRouter:
+def build_router(project: Project, *, login: bool = False) -> APIRouter:
     """The dashboard's router over ``project`` (see :func:`segvalue.web.dashboard_router`).
+
+    With ``login`` every page needs a session (``/login`` with an API key of the project);
+    ``/static/`` stays open.
 
     Examples
     --------
@@ -99,6 +121,8 @@ def build_router(project: Project) -> APIRouter:
     ...                                base_dir=pathlib.Path(tempfile.mkdtemp())))
     >>> "/segments/{scheme}/{segment}" in [route.path for route in build_router(project).routes]
     True
+    >>> [r.path for r in build_router(project, login=True).routes if "log" in r.path]
+    ['/login', '/login', '/logout']
     """
     environment = _environment()
     static = _static_files()
@@ -110,10 +134,206 @@ def build_router(project: Project) -> APIRouter:
     lock = threading.Lock()  # one request reads at a time
     router = APIRouter(include_in_schema=False)
 
+    sessions = Sessions(lifetime_seconds=3600 * project.config.serve.session_hours)
+    throttle = LoginThrottle()
+
     def render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
         context.setdefault("charts", [])
-        html = environment.get_template(template).render(request_path=request.url.path, **context)
-        return HTMLResponse(html, status_code=status)
+        session: Session | None = getattr(request.state, "session", None)
+        html = environment.get_template(template).render(
+            request_path=request.url.path, session=session, **context
+        )
+        response = HTMLResponse(html, status_code=status)
+        if login:  # a page behind the login (or the login form) is no one else's to keep
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    # ------------------------------------------------------------ the login (off loopback)
+
+    def set_cookie(
+        response: Response, request: Request, name: str, value: str, *, path: str, max_age: int
+    ) -> None:
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path=path,
+            secure=request.url.scheme == "https",
+            httponly=True,
+            samesite="strict",
+        )
+
+    def end_cookie(response: Response, request: Request, name: str, *, path: str) -> None:
+        response.delete_cookie(
+            name, path=path, secure=request.url.scheme == "https", httponly=True, samesite="strict"
+        )
+
+    def key_is_active(key_id: str) -> bool:
+        with lock:
+            try:
+                return any(key.key_id == key_id and key.active for key in reader.keys.list())
+            finally:
+                reader.close()
+
+    def verify(key: str) -> str | None:
+        """The id of ``key`` when it is a known, unrevoked key of the project (any scope)."""
+        with lock:
+            try:
+                info = reader.keys.verify(key)
+            finally:
+                reader.close()
+        return None if info is None else info.key_id
+
+    def current_session(request: Request) -> Session | None:
+        """The request's live session; a revoked key's sessions end here."""
+        session = sessions.get(request.cookies.get(SESSION_COOKIE))
+        if session is not None and not key_is_active(session.key_id):
+            ended = sessions.end_key(session.key_id)
+            LOGIN_LOG.info(
+                "dashboard: API key %s is revoked: %d session(s) ended", session.key_id, ended
+            )
+            return None
+        return session
+
+    def to_login(request: Request) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        response = RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
+        if SESSION_COOKIE in request.cookies:  # an ended or expired session's cookie
+            end_cookie(response, request, SESSION_COOKIE, path="/")
+        return response
+
+    def guarded(handler: Callable[..., Response]) -> Callable[..., Response]:
+        """The page ``handler``, behind the login when the dashboard has one."""
+        if not login:
+            return handler
+
+        @functools.wraps(handler)  # FastAPI reads the handler's own parameters
+        def checked(*args: Any, **kwargs: Any) -> Response:
+            request: Request = kwargs["request"]
+            session = current_session(request)
+            if session is None:
+                return to_login(request)
+            request.state.session = session
+            return handler(*args, **kwargs)
+
+        return checked
+
+    def problem_page(request: Request, status: int, title: str, message: str) -> Response:
+        return render(request, "problem.html", status, title=title, message=message, run=None)
+
+    def forbidden(request: Request) -> Response:
+        return problem_page(
+            request,
+            403,
+            "Forbidden",
+            "The form came without its security token (CSRF), which keeps other sites from "
+            "sending it in your name: reload the page and send the form again.",
+        )
+
+    async def read_form(request: Request) -> dict[str, str] | None:
+        """A url-encoded POST body, the first value of each field; None when too large."""
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > _FORM_LIMIT:
+            return None
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > _FORM_LIMIT:
+                return None
+        if not request.headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"
+        ):
+            return {}
+        try:
+            fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
+        except ValueError:  # more fields than a login form has
+            return {}
+        return {name: values[0] for name, values in fields.items()}
+
+    def login_page(
+        request: Request,
+        next_path: str,
+        status: int = 200,
+        message: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        # Double submit: the form carries the value of a cookie only this site can set.
+        csrf = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+        if not (32 <= len(csrf) <= 64 and csrf.replace("-", "").replace("_", "").isalnum()):
+            csrf = secrets.token_urlsafe(32)
+        response = render(
+            request,
+            "login.html",
+            status,
+            run=None,
+            runs=[],
+            next_path=next_path,
+            csrf_token=csrf,
+            message=message,
+            logged_out=request.query_params.get("logged_out") == "1",
+        )
+        set_cookie(response, request, LOGIN_CSRF_COOKIE, csrf, path="/login", max_age=3600)
+        response.headers.update(headers or {})
+        return response
+
+    if login:
+
+        @router.get("/login", response_class=HTMLResponse)
+        def login_form(
+            request: Request, next_path: str | None = Query(None, alias="next")
+        ) -> Response:
+            if current_session(request) is not None:
+                return RedirectResponse(safe_next(next_path), status_code=303)
+            return login_page(request, safe_next(next_path))
+
+        @router.post("/login", response_class=HTMLResponse)
+        async def login_submit(request: Request) -> Response:
+            form = await read_form(request)
+            if form is None:
+                return problem_page(request, 413, "Too large", "That is not a login form.")
+            next_path = safe_next(form.get("next"))
+            if not same_token(request.cookies.get(LOGIN_CSRF_COOKIE), form.get("csrf_token")):
+                return forbidden(request)
+            client = request.client.host if request.client else "unknown"
+            wait = throttle.wait_seconds(client)
+            if wait:
+                LOGIN_LOG.warning("dashboard: logins refused for %d s after failed ones", wait)
+                message = f"Too many failed logins from this address: try again in {wait} seconds."
+                return login_page(request, next_path, 429, message, {"Retry-After": str(wait)})
+            key = form.get("api_key", "").strip()
+            if not key:
+                message = "Enter an API key (create one with: segvalue keys create --scope read)."
+                return login_page(request, next_path, 401, message)
+            key_id = await run_in_threadpool(verify, key)
+            if key_id is None:
+                throttle.failed(client)
+                LOGIN_LOG.warning("dashboard: a login failed: unknown or revoked API key")
+                message = (
+                    "That API key is unknown or revoked. Check it, or create a new one with: "
+                    "segvalue keys create --scope read."
+                )
+                return login_page(request, next_path, 401, message)
+            throttle.succeeded(client)
+            sessions.end(request.cookies.get(SESSION_COOKIE))  # a fresh token at every login
+            token, _ = sessions.create(key_id)
+            LOGIN_LOG.info("dashboard: API key %s logged in", key_id)
+            response = RedirectResponse(next_path, status_code=303)
+            max_age = int(sessions.lifetime_seconds)
+            set_cookie(response, request, SESSION_COOKIE, token, path="/", max_age=max_age)
+            end_cookie(response, request, LOGIN_CSRF_COOKIE, path="/login")
+            return response
+
+        @router.post("/logout")
+        async def logout(request: Request) -> Response:
+            form = await read_form(request) or {}
+            token = request.cookies.get(SESSION_COOKIE)
+            session = sessions.get(token)
+            if session is not None and not same_token(session.csrf_token, form.get("csrf_token")):
+                return forbidden(request)
+            sessions.end(token)
+            response = RedirectResponse("/login?logged_out=1", status_code=303)
+            end_cookie(response, request, SESSION_COOKIE, path="/")
+            return response
 
     def remember(key: tuple[str, ...], build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         if key in kept:
@@ -161,24 +381,29 @@ def build_router(project: Project) -> APIRouter:
         return render(request, template, run=view, runs=runs, **context)
 
     @router.get("/", response_class=HTMLResponse)
+    @guarded
     def overview(request: Request, run: str | None = None) -> Response:
         return page(request, run, pages.overview_page, "overview.html")
 
     @router.get("/segments", response_class=HTMLResponse)
+    @guarded
     def segments(request: Request, run: str | None = None, scheme: str | None = None) -> Response:
         build = partial(pages.segments_page, scheme=scheme)
         return page(request, run, build, "segments.html", scheme or "")
 
     @router.get("/segments/{scheme}/{segment}", response_class=HTMLResponse)
+    @guarded
     def segment(request: Request, scheme: str, segment: str, run: str | None = None) -> Response:
         build = partial(pages.segment_page, scheme=scheme, segment=segment)
         return page(request, run, build, "segment.html", scheme, segment)
 
     @router.get("/models", response_class=HTMLResponse)
+    @guarded
     def models(request: Request, run: str | None = None) -> Response:
         return page(request, run, pages.models_page, "models.html")
 
     @router.get("/migration", response_class=HTMLResponse)
+    @guarded
     def migration(
         request: Request,
         run: str | None = None,
@@ -191,6 +416,7 @@ def build_router(project: Project) -> APIRouter:
         )
 
     @router.get("/budget", response_class=HTMLResponse)
+    @guarded
     def budget(
         request: Request,
         move_from: str | None = Query(None, alias="from"),

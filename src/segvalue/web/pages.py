@@ -520,15 +520,35 @@ def _curve_points(
     return response_curve_points(item, current, planned, points)
 
 
+def _curve_row(curve: dict[str, Any]) -> dict[str, Any]:
+    """A curve's line in the page's table: parameters with their 95% intervals, fit."""
+    fit = curve["fit"]
+    names = ["beta", "k", "slope"] + (["theta"] if fit is not None else [])
+    params = []
+    for name in names:
+        if fit is None:
+            value, bounds = curve["params"][name], None
+        else:
+            value, bounds = fit["params"][name], fit["intervals"].get(name)
+        if name == "slope" and curve["form"] == "michaelis_menten":
+            continue  # 1 by definition
+        if name == "theta" and bounds is None and value == 0:
+            continue  # fitted without adstock
+        finite = bounds is not None and all(math.isfinite(b) for b in bounds)
+        params.append({"name": name, "value": value, "interval": bounds if finite else None})
+    return curve | {"param_rows": params}
+
+
 def budget_page(project: Project) -> dict[str, Any]:
     """The budget of the project's configuration: current against planned allocation.
 
     The plan is :meth:`Project.budget` with the configuration's ``budget`` section
-    (objective, total, limits). Its response curves are charted when the configuration
-    gives them (``budget.items``); curves fitted from ``channel_spend`` are not part of
-    the plan ``Project.budget`` returns, so they are not drawn. A configuration without
-    budget data (no ``budget.items`` and no ``channel_spend`` source) gives
-    ``available`` False and a message.
+    (objective, total, limits). Its response curves, given (``budget.items``) or fitted
+    from ``channel_spend`` (:meth:`Project.budget_curves`), are charted with each item's
+    current and planned spend marked, and listed with their parameters and, when fitted,
+    their fit quality (``curves``). A configuration without budget data (no
+    ``budget.items`` and no ``channel_spend`` source) gives ``available`` False and a
+    message.
 
     Examples
     --------
@@ -564,13 +584,13 @@ def budget_page(project: Project) -> dict[str, Any]:
         for name, planned in plan.allocation.items()
     ]
     page_charts = [charts.allocation_chart(plan.current, plan.allocation)]
-    if settings.items:
-        curves = [
-            _curve_points(i, plan.current.get(i.name, 0.0), plan.allocation[i.name])
-            for i in settings.items
-            if i.name in plan.allocation
+    curves = [c for c in project.budget_curves() if c.item.name in plan.allocation]
+    if curves:
+        points = [
+            _curve_points(c.item, plan.current.get(c.item.name, 0.0), plan.allocation[c.item.name])
+            for c in curves
         ]
-        page_charts.append(charts.response_curves_chart(curves))
+        page_charts.append(charts.response_curves_chart(points))
     return {
         "available": True,
         "objective": plan.objective,
@@ -584,6 +604,7 @@ def budget_page(project: Project) -> dict[str, Any]:
         "method": plan.method,
         "binding_constraints": list(plan.binding_constraints),
         "curves_given": bool(settings.items),
+        "curves": [_curve_row(c.to_dict()) for c in curves],
         "warnings": list(warnings),
         "items": items,
         "charts": page_charts,
