@@ -359,7 +359,10 @@ def test_held_rows_are_bounded_and_never_outlive_their_run(
     for run_id in ("r0", "r1"):
         for _ in range(store_results.HOLD_AFTER + 1):
             assert look(run_id) == ["x", "z", "x"]
-    # Room for one table: the least recently used one went.
+    # Room for one table: the least recently used one went, for good.
+    assert [k[1] for k in holder.held] == ["r1"]
+    for _ in range(store_results.HOLD_AFTER + 1):
+        assert look("r0") == ["x", "z", "x"]
     assert [k[1] for k in holder.held] == ["r1"]
     monkeypatch.setattr(store_results, "HOLD_BYTES", one - 1)
     for _ in range(store_results.HOLD_AFTER + 1):

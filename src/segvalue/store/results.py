@@ -500,7 +500,8 @@ def _is_duckdb(url: str) -> bool:
 #: never pays for reading the whole table.
 HOLD_AFTER = 3
 #: The most memory the held tables of one process take (bytes, roughly); a table that
-#: would not fit alone is never held (its lookups stay a WHERE on the database).
+#: would not fit alone, or that was dropped to make room, is not held (again): its
+#: lookups stay a WHERE on the database.
 HOLD_BYTES = 256 * 2**20
 
 
@@ -579,7 +580,9 @@ class _Holder:
                 return
             self.held[key] = rows
             while sum(h.nbytes for h in self.held.values()) > HOLD_BYTES:
-                self.held.popitem(last=False)
+                # Not held again: tables taking turns would each be read whole, again
+                # and again.
+                self.too_big.add(self.held.popitem(last=False)[0])
 
     def clear(self) -> None:
         with self.lock:
