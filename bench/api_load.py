@@ -260,41 +260,58 @@ class Connections:
         self.slots = asyncio.Semaphore(size)
 
     async def send(self, request: Request) -> tuple[int, bytes]:
-        """The response's status and body."""
+        """The response's status and body.
+
+        A kept connection the server has closed meanwhile (uvicorn closes one idle for
+        5 s) is replaced: once before use if its end was seen, once after if it answered
+        nothing at all (as browsers and httpx do).
+        """
         async with self.slots:
-            if self.idle:
+            while self.idle:
                 reader, writer = self.idle.pop()
-            else:
-                reader, writer = await asyncio.open_connection(self.host, self.port)
-            head = [
-                f"{request.method} {request.path} HTTP/1.1",
-                f"Host: {self.authority}",
-                f"Authorization: Bearer {self.keys[request.scope].key}",
-            ]
-            if request.body is not None:
-                head += ["Content-Type: application/json", f"Content-Length: {len(request.body)}"]
-            try:
-                writer.write("\r\n".join([*head, "", ""]).encode("latin-1") + (request.body or b""))
-                lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-                status, length, close = int(lines[0].split(" ", 2)[1]), 0, False
-                for line in lines[1:]:
-                    name, _, value = line.partition(":")
-                    name, value = name.strip().lower(), value.strip().lower()
-                    if name == "content-length":
-                        length = int(value)
-                    elif name == "connection":
-                        close = value == "close"
-                    elif name == "transfer-encoding":
-                        raise ValueError(f"a {value} response (not read here)")
-                body = await reader.readexactly(length)
-            except BaseException:  # a time-out (cancelled) too: the connection is spent
+                if not reader.at_eof():
+                    try:
+                        return await self._exchange(reader, writer, request)
+                    except (asyncio.IncompleteReadError, ConnectionResetError) as exc:
+                        if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
+                            raise
+                    break
                 writer.close()
-                raise
-            if close:
-                writer.close()
-            else:
-                self.idle.append((reader, writer))
-            return status, body
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+            return await self._exchange(reader, writer, request)
+
+    async def _exchange(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: Request
+    ) -> tuple[int, bytes]:
+        head = [
+            f"{request.method} {request.path} HTTP/1.1",
+            f"Host: {self.authority}",
+            f"Authorization: Bearer {self.keys[request.scope].key}",
+        ]
+        if request.body is not None:
+            head += ["Content-Type: application/json", f"Content-Length: {len(request.body)}"]
+        try:
+            writer.write("\r\n".join([*head, "", ""]).encode("latin-1") + (request.body or b""))
+            lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+            status, length, close = int(lines[0].split(" ", 2)[1]), 0, False
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                name, value = name.strip().lower(), value.strip().lower()
+                if name == "content-length":
+                    length = int(value)
+                elif name == "connection":
+                    close = value == "close"
+                elif name == "transfer-encoding":
+                    raise ValueError(f"a {value} response (not read here)")
+            body = await reader.readexactly(length)
+        except BaseException:  # a time-out (cancelled) too: the connection is spent
+            writer.close()
+            raise
+        if close:
+            writer.close()
+        else:
+            self.idle.append((reader, writer))
+        return status, body
 
     def close(self) -> None:
         for _, writer in self.idle:
@@ -438,10 +455,11 @@ def main() -> None:
 
     folder = args.folder or CACHE / f"api-load-{args.customers}"
     config = _demo(folder, args.customers, args.rebuild)
+    log = folder.parent / f"{folder.name}.bench.log"
+    # Created first: a writer, it also migrates a store an older segvalue made.
+    keys = {scope: _create_key(config, scope, log) for scope in ("read", "write")}
     run_id, as_of, ids = _run_facts(config)
     print(f"run {run_id}, as of {as_of}, {len(ids):,} customers")
-    log = folder.parent / f"{folder.name}.bench.log"
-    keys = {scope: _create_key(config, scope, log) for scope in ("read", "write")}
     server_log = folder.parent / f"{folder.name}.serve.log"
     try:
         with _server(config, args.host, server_log) as base:
