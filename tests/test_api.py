@@ -504,6 +504,30 @@ def test_the_store_is_released_when_idle_so_others_can_write_it(demo: Demo) -> N
     assert demo.get("/api/v1/runs", key=key).status_code == 200
 
 
+def test_a_key_revoked_while_serving_is_refused_at_once(demo: Demo) -> None:
+    """The API keeps a verified key while it holds the DuckDB file open, when no one can
+    revoke it; a revocation is written once the file is released, and counts at once."""
+
+    def released() -> None:
+        gate = demo.app.state.gate
+        deadline = time.monotonic() + 10
+        while gate._in_use_since_release:
+            assert time.monotonic() < deadline, "the store was not released"
+            time.sleep(0.1)
+        demo.reader.close()
+
+    released()
+    with Project.from_yaml(demo.config) as other:
+        key, info = other.keys.create("read", name="to revoke")
+    for _ in range(3):
+        assert demo.get(f"/api/v1/customers/{CUSTOMER}", key=key).status_code == 200
+    released()
+    with Project.from_yaml(demo.config) as other:
+        other.keys.revoke(info.key_id)
+    assert_problem(demo.get(f"/api/v1/customers/{CUSTOMER}", key=key), 401)
+    assert demo.get(f"/api/v1/customers/{CUSTOMER}").status_code == 200
+
+
 def test_the_api_reads_a_postgresql_store_alike(demo: Demo, pg_schema_url: str) -> None:
     """The same demo data, recorded in PostgreSQL: keys, runs and one customer's scores
     (a filtered read on the server) as from the DuckDB file."""

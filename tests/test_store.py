@@ -289,6 +289,126 @@ def test_rows_filters_on_a_stored_column(url: str) -> None:
             store.rows("r1", "nope", "customer_id", "C1")
 
 
+@pytest.fixture
+def holder() -> Iterator[store_results._Holder]:
+    """The process's held tables, empty before and after the test."""
+    store_results._HOLDER.clear()
+    yield store_results._HOLDER
+    store_results._HOLDER.clear()
+
+
+def _members() -> pa.Table:
+    """Several rows per customer, not grouped, a null id, a dictionary-encoded id."""
+    ids = ["C2", "C1", "Ωmega", "C2", None, "C1", "C2"]
+    return pa.table(
+        {
+            "customer_id": pa.array(ids).dictionary_encode(),
+            "scheme": ["a", "a", "a", "b", "b", "b", "c"],
+            "segment": pa.array(["x", "y", None, "z", "x", "y", "x"]),
+        }
+    )
+
+
+def test_rows_looked_up_often_are_held_and_answer_as_the_database(
+    url: str, holder: store_results._Holder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = _members()
+    with open_store(url, create=True) as store:
+        store.begin_run(_record("r1"))
+        store.commit_run("r1", {"memberships": table}, {})
+    values = ["C2", "C1", "Ωmega", "nobody", "", "c2"]
+    with open_store(url) as store:
+        for value in values[: store_results.HOLD_AFTER - 1]:
+            store.rows("r1", "memberships", "customer_id", value)
+        assert not holder.held  # a lookup or two never reads the whole table
+        hold_after = store_results.HOLD_AFTER
+        monkeypatch.setattr(store_results, "HOLD_AFTER", 10**9)
+        from_database = [store.rows("r1", "memberships", "customer_id", v) for v in values]
+        monkeypatch.setattr(store_results, "HOLD_AFTER", hold_after)
+    assert not holder.held
+    assert [t.column("scheme").to_pylist() for t in from_database[:2]] == [
+        ["a", "b", "c"],  # committed order
+        ["a", "b"],
+    ]
+    key = (url, "r1", "memberships", "customer_id")
+    with open_store(url) as store:  # held for the process, across connections
+        held = [store.rows("r1", "memberships", "customer_id", v) for v in values]
+        assert key in holder.held
+        assert [t.schema for t in held] == [table.schema] * len(values)
+        assert [t.to_pylist() for t in held] == [t.to_pylist() for t in from_database]
+        # Only text values are answered from memory: anything else is the database's.
+        assert store.rows("r1", "memberships", "customer_id", None).num_rows == 0
+        assert store.rows("r1", "memberships", "scheme", "b").num_rows == 3
+
+
+def test_held_rows_are_bounded_and_never_outlive_their_run(
+    url: str, holder: store_results._Holder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_store(url, create=True) as store:
+        for i in range(3):
+            store.begin_run(_record(f"r{i}", minutes=i))
+            store.commit_run(f"r{i}", {"memberships": _members()}, {})
+
+    def look(run_id: str) -> list[str]:
+        with open_store(url) as store:
+            found = store.rows(run_id, "memberships", "customer_id", "C2")
+        return found.column("segment").to_pylist()
+
+    one = store_results._HeldRows(_members(), "customer_id").nbytes
+    monkeypatch.setattr(store_results, "HOLD_BYTES", int(one * 1.5))
+    for run_id in ("r0", "r1"):
+        for _ in range(store_results.HOLD_AFTER + 1):
+            assert look(run_id) == ["x", "z", "x"]
+    # Room for one table: the least recently used one went, for good.
+    assert [k[1] for k in holder.held] == ["r1"]
+    for _ in range(store_results.HOLD_AFTER + 1):
+        assert look("r0") == ["x", "z", "x"]
+    assert [k[1] for k in holder.held] == ["r1"]
+    monkeypatch.setattr(store_results, "HOLD_BYTES", one - 1)
+    for _ in range(store_results.HOLD_AFTER + 1):
+        assert look("r2") == ["x", "z", "x"]
+    assert [k[1] for k in holder.held] == ["r1"]  # too big alone: read from the database
+    # A run removed by retention is gone, though its rows are held.
+    with open_store(url, create=True) as store:
+        assert "r1" in store.apply_retention(1)
+    with pytest.raises(DataValidationError, match="no run 'r1'"):
+        look("r1")
+
+
+def test_a_reader_sees_a_revocation_once_it_can_happen(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What an open reader keeps of keys and runs is never stale: a DuckDB file open
+    read-only cannot be written until it is closed; a server store is read each time."""
+    key = store_results.ApiKeyRecord("k1", None, "read", "a" * 64, T0)
+    with open_store(url, create=True) as store:
+        store.add_api_key(key)
+    reader = open_store(url)
+    try:
+        assert reader.api_key("k1") == key
+        assert reader.runs() == [] and reader.latest() is None
+        if url.startswith("duckdb://"):
+            monkeypatch.setattr(store_results, "READ_WAIT", 0.2)
+            with pytest.raises(ConfigError, match="cannot open the results store"):
+                open_store(url, create=True)
+            reader.close()
+            reader = open_store(url)
+            assert reader.api_key("k1") == key
+            reader.close()
+        with open_store(url, create=True) as store:
+            store.revoke_api_key("k1", T0 + dt.timedelta(hours=1))
+            store.begin_run(_record("r1"))
+            store.commit_run("r1", {}, {})
+        if url.startswith("duckdb://"):
+            reader = open_store(url)
+        revoked = reader.api_key("k1")
+        assert revoked is not None and revoked.revoked_at == T0 + dt.timedelta(hours=1)
+        latest = reader.latest()
+        assert latest is not None and latest.run_id == "r1"
+    finally:
+        reader.close()
+
+
 def test_a_file_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
     folder = tmp_path / "folder.duckdb"
     folder.mkdir()

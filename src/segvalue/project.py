@@ -556,7 +556,8 @@ class RunView:
     def customer(self, customer_id: str) -> dict[str, Any] | None:
         """One customer as the run scored it; None when the run does not hold the customer.
 
-        Reads that customer's rows only (``ResultsStore.rows``), not the run's tables.
+        Reads that customer's rows only (``ResultsStore.rows``), not the run's tables; a
+        process that reads many customers of a run (a server) holds its tables instead.
 
         Returns
         -------

@@ -52,7 +52,9 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -495,6 +497,106 @@ def _is_duckdb(url: str) -> bool:
     return url.startswith("duckdb://")
 
 
+#: Lookups by one column of one complete run's table (``ResultsStore.rows``) in one
+#: process after which the table is held in memory, its rows grouped by that column: a
+#: long-lived reader (``segvalue serve``) then answers from memory, a one-off command
+#: never pays for reading the whole table.
+HOLD_AFTER = 3
+#: The most memory the held tables of one process take (bytes, roughly); a table that
+#: would not fit alone, or that was dropped to make room, is not held (again): its
+#: lookups stay a WHERE on the database.
+HOLD_BYTES = 256 * 2**20
+
+
+class _HeldRows:
+    """One complete run's table in memory, the positions of its rows grouped by one column.
+
+    Rows of one value come out in committed order (a stable sort of the positions).
+    """
+
+    def __init__(self, table: pa.Table, column: str) -> None:
+        import numpy as np
+        import pyarrow.compute as pc
+
+        values = table.column(column).combine_chunks()
+        if pa.types.is_dictionary(values.type):
+            values = values.cast(values.type.value_type)
+        encoded = pc.dictionary_encode(values)
+        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+        distinct = encoded.dictionary.to_pylist()
+        self.table = table
+        self.order = np.argsort(codes, kind="stable")  # null values (-1) first
+        self.counts = np.bincount(codes[codes >= 0], minlength=len(distinct))
+        self.starts = int((codes < 0).sum()) + np.cumsum(self.counts) - self.counts
+        self.position = {value: i for i, value in enumerate(distinct)}
+        # The table, the index arrays and the dictionary (about 100 bytes an entry).
+        arrays = self.order.nbytes + self.counts.nbytes + self.starts.nbytes
+        self.nbytes = int(table.nbytes + arrays) + 100 * len(distinct)
+
+    def rows(self, value: str) -> pa.Table:
+        i = self.position.get(value)
+        if i is None:
+            return self.table.slice(0, 0)
+        start, count = int(self.starts[i]), int(self.counts[i])
+        if count == 1:  # a slice is a view: cheaper than a take of every column
+            return self.table.slice(int(self.order[start]), 1)
+        return self.table.take(self.order[start : start + count])
+
+
+class _Holder:
+    """The tables held in this process (least recently used dropped first), by store URL,
+    run, table and column, and how often each was looked up before being held.
+
+    A complete run's tables never change (retention removes a run whole, and ``rows``
+    checks that the run is still complete before using what is held), so what is held
+    stays true for the life of the process.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.held: OrderedDict[tuple[str, ...], _HeldRows] = OrderedDict()
+        self.lookups: dict[tuple[str, ...], int] = {}
+        self.too_big: set[tuple[str, ...]] = set()
+
+    def get(self, key: tuple[str, ...]) -> _HeldRows | None:
+        """The held table of ``key``, or None (counting the lookup)."""
+        with self.lock:
+            held = self.held.get(key)
+            if held is not None:
+                self.held.move_to_end(key)
+                return held
+            if len(self.lookups) > 10_000:  # bounded: counts of old lookups are dropped
+                self.lookups.clear()
+            self.lookups[key] = self.lookups.get(key, 0) + 1
+            return None
+
+    def wants(self, key: tuple[str, ...]) -> bool:
+        """Whether ``key`` was looked up often enough to be held (and may fit)."""
+        with self.lock:
+            return key not in self.too_big and self.lookups.get(key, 0) >= HOLD_AFTER
+
+    def hold(self, key: tuple[str, ...], rows: _HeldRows) -> None:
+        with self.lock:
+            self.lookups.pop(key, None)
+            if rows.nbytes > HOLD_BYTES:
+                self.too_big.add(key)
+                return
+            self.held[key] = rows
+            while sum(h.nbytes for h in self.held.values()) > HOLD_BYTES:
+                # Not held again: tables taking turns would each be read whole, again
+                # and again.
+                self.too_big.add(self.held.popitem(last=False)[0])
+
+    def clear(self) -> None:
+        with self.lock:
+            self.held.clear()
+            self.lookups.clear()
+            self.too_big.clear()
+
+
+_HOLDER = _Holder()
+
+
 class ResultsStore:
     """An open results store (see the module's docstring for its layout).
 
@@ -519,8 +621,22 @@ class ResultsStore:
         self.url = url
         self.read_only = read_only
         self._located: dict[tuple[str, str], tuple[str, pa.Schema]] = {}
+        # A DuckDB file open read-only cannot change until closed: DuckDB lets a writer
+        # (another process, or this one) open it only when no reader holds it. What this
+        # connection reads of runs and keys is then kept for its life.
+        self._memo: dict[tuple[Any, ...], Any] | None = (
+            {} if read_only and self._db.name == "duckdb" else None
+        )
 
     # ------------------------------------------------------------------ life cycle
+    def _memoized(self, key: tuple[Any, ...], read: Callable[[], Any]) -> Any:
+        """``read()``, kept for the connection's life when the store cannot change."""
+        if self._memo is None:
+            return read()
+        if key not in self._memo:
+            self._memo[key] = read()
+        return self._memo[key]
+
     def close(self) -> None:
         """Close the connection (idempotent)."""
         if self._backend is not None:
@@ -805,12 +921,16 @@ class ResultsStore:
                 parameter="status",
             )
         where, params = ("WHERE status = ?", [status]) if status else ("", [])
-        rows = self._db.execute(
-            f"SELECT {', '.join(_RUN_COLUMNS)} FROM {RUNS} {where} "
-            "ORDER BY started_at DESC, run_id DESC",
-            params,
-        )
-        return [_record(row) for row in rows]
+
+        def read() -> list[RunRecord]:
+            rows = self._db.execute(
+                f"SELECT {', '.join(_RUN_COLUMNS)} FROM {RUNS} {where} "
+                "ORDER BY started_at DESC, run_id DESC",
+                params,
+            )
+            return [_record(row) for row in rows]
+
+        return list(self._memoized(("runs", status), read))
 
     def run(self, run_id: str, *, status: str | None = None) -> RunRecord:
         """One run (of the given status, when given).
@@ -820,10 +940,14 @@ class ResultsStore:
         DataValidationError
             When the store has no such run, listing the latest ones.
         """
-        rows = self._db.execute(
-            f"SELECT {', '.join(_RUN_COLUMNS)} FROM {RUNS} WHERE run_id = ?", [run_id]
-        )
-        record = _record(rows[0]) if rows else None
+
+        def read() -> RunRecord | None:
+            rows = self._db.execute(
+                f"SELECT {', '.join(_RUN_COLUMNS)} FROM {RUNS} WHERE run_id = ?", [run_id]
+            )
+            return _record(rows[0]) if rows else None
+
+        record: RunRecord | None = self._memoized(("run", run_id), read)
         if record is None or (status is not None and record.status != status):
             recent = [r.run_id for r in self.runs(status="complete")[:5]]
             if record is None:
@@ -858,8 +982,11 @@ class ResultsStore:
     def table_names(self, run_id: str) -> list[str]:
         """Names of a complete run's tables."""
         self._complete(run_id)
-        rows = self._db.execute(
-            f"SELECT name FROM {TABLES} WHERE run_id = ? ORDER BY name", [run_id]
+        rows = self._memoized(
+            ("tables", run_id),
+            lambda: self._db.execute(
+                f"SELECT name FROM {TABLES} WHERE run_id = ? ORDER BY name", [run_id]
+            ),
         )
         return [r[0] for r in rows]
 
@@ -911,8 +1038,11 @@ class ResultsStore:
     def document_names(self, run_id: str) -> list[str]:
         """Names of a complete run's documents."""
         self._complete(run_id)
-        rows = self._db.execute(
-            f"SELECT name FROM {DOCUMENTS} WHERE run_id = ? ORDER BY name", [run_id]
+        rows = self._memoized(
+            ("documents", run_id),
+            lambda: self._db.execute(
+                f"SELECT name FROM {DOCUMENTS} WHERE run_id = ? ORDER BY name", [run_id]
+            ),
         )
         return [r[0] for r in rows]
 
@@ -936,7 +1066,10 @@ class ResultsStore:
 
         A WHERE on the stored column, not a read of the whole table: reading one
         customer's rows of a large run stays fast (on PostgreSQL an index on the run and
-        the ``customer_id`` column serves it).
+        the ``customer_id`` column serves it). A process that looks up text values of the
+        same table and column :data:`HOLD_AFTER` times holds the table in memory, its
+        rows grouped by the column (up to :data:`HOLD_BYTES` in all): a server then
+        answers from memory, without a scan of the database's table per lookup.
 
         Parameters
         ----------
@@ -990,6 +1123,15 @@ class ResultsStore:
                 fix="filter on a column of plain values",
                 parameter="column",
             )
+        if isinstance(value, str) and _stored_type(schema.field(index).type)[0] == pa.string():
+            # Text equality in Python is text equality in SQL: a held table answers alike.
+            key = (self.url, run_id, name, column)
+            kept = _HOLDER.get(key)
+            if kept is None and _HOLDER.wants(key):
+                kept = _HeldRows(self.table(run_id, name), column)
+                _HOLDER.hold(key, kept)
+            if kept is not None:
+                return kept.rows(value)
         # A plain comparison on the stored column (no function around it): an index on
         # (run_id, column) serves it.
         read = self._db.select(
@@ -1025,11 +1167,25 @@ class ResultsStore:
         return [_key_record(row) for row in rows]
 
     def api_key(self, key_id: str) -> ApiKeyRecord | None:
-        """The API key ``key_id`` (revoked or not), or None."""
+        """The API key ``key_id`` (revoked or not), or None.
+
+        A known key's record is kept while the connection cannot see a change (a DuckDB
+        file open read-only: a revocation is written only after it is closed); an
+        unknown id is looked up every time (nothing to keep for guessed ids).
+        """
+        memo = ("api_key", key_id)
+        if self._memo is not None and memo in self._memo:
+            record: ApiKeyRecord = self._memo[memo]
+            return record
         rows = self._db.execute(
             f"SELECT {', '.join(_API_KEY_COLUMNS)} FROM {API_KEYS} WHERE key_id = ?", [key_id]
         )
-        return _key_record(rows[0]) if rows else None
+        if not rows:
+            return None
+        record = _key_record(rows[0])
+        if self._memo is not None:
+            self._memo[memo] = record
+        return record
 
     def revoke_api_key(self, key_id: str, at: dt.datetime) -> ApiKeyRecord:
         """Revoke the key ``key_id`` at ``at`` (a key revoked already keeps its time).
