@@ -69,6 +69,23 @@ def test_json_round_trip_predicts_the_same(
     assert not hasattr(loaded, "classifier_")  # no scikit-learn object needed to score
 
 
+def test_one_row_at_a_time_predicts_what_all_rows_at_once_predict(
+    fitted: tuple[PurchasePropensityModel, np.ndarray],
+) -> None:
+    """Few rows (real-time scoring) walk each path in Python, many rows in numpy: the same
+    leaves and sums, so identical probabilities, missing values and categories included."""
+    model, X = fitted
+    loaded = PurchasePropensityModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    rows = X[:300].copy()
+    rows[::7, 0] = np.nan  # missing numbers
+    rows[::11, 1] = np.nan  # missing categories
+    rows[5, 1] = 99.0  # a code no one had at fit time
+    at_once = loaded.predict_proba(rows)
+    one_by_one = np.concatenate([loaded.predict_proba(row[None, :]) for row in rows])
+    np.testing.assert_array_equal(one_by_one, at_once)
+    np.testing.assert_array_equal(at_once, model.predict_proba(rows))
+
+
 def test_unknown_category_at_scoring_is_scored_as_missing(
     fitted: tuple[PurchasePropensityModel, np.ndarray],
 ) -> None:

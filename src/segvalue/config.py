@@ -937,6 +937,12 @@ class ServeConfig(_Strict):
     max_body_bytes: int = Field(
         1_000_000, ge=1, description="largest request body accepted (bytes; larger: 413)"
     )
+    memory_mib: int = Field(
+        512,
+        ge=0,
+        description="memory the server may use to hold run tables for lookups by customer "
+        "(MiB; 0: every lookup reads the database)",
+    )
     session_hours: float = Field(
         8.0,
         gt=0,

@@ -10,11 +10,13 @@ Reads read: nothing here but :meth:`Project.run` computes or records a run.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import hashlib
 import hmac
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -543,11 +545,17 @@ class RunView:
     def scorer(self) -> Scorer:
         """The run's saved scorer: one customer's features, memberships and CLV, no re-run.
 
-        See :class:`segvalue.scoring.Scorer` (``score(attributes, orders, ...)``).
+        See :class:`segvalue.scoring.Scorer` (``score(attributes, orders, ...)``). Built
+        once per view (a complete run never changes; the scorer keeps no state between
+        customers).
         """
         from segvalue.scoring import Scorer
 
-        return Scorer(self.document("scorer"))
+        key = ("scorer", "")
+        if key not in self._cache:
+            self._cache[key] = Scorer(self.document("scorer"))
+        scorer: Scorer = self._cache[key]
+        return scorer
 
     def segments(self) -> dict[str, Any]:
         """Segments summary: per scheme its type, mode, segments, sizes and personas."""
@@ -735,7 +743,9 @@ class Project:
             from segvalue.store import StoreMissingError, open_store
 
             try:
-                self._store = open_store(self.config.store_url, create=False)
+                self._store = open_store(
+                    self.config.store_url, create=False, hold_bytes=self._hold_bytes()
+                )
             except StoreMissingError:  # e.g. a server schema no run has written to
                 if missing_ok:
                     return None
@@ -962,8 +972,11 @@ class Project:
         from segvalue.store import open_store
 
         self.close()
-        self._store = open_store(self.config.store_url, create=True)
+        self._store = open_store(self.config.store_url, create=True, hold_bytes=self._hold_bytes())
         return self._store
+
+    def _hold_bytes(self) -> int:
+        return self.config.serve.memory_mib * 2**20
 
     def customer(self, customer_id: str, run_id: str | None = None) -> dict[str, Any] | None:
         """One customer now: as the latest complete run (or ``run_id``) scored them, then
@@ -988,12 +1001,22 @@ class Project:
         view = self.runs.require_latest(run_id)
         store = self._store_for_views()
         pending = store.events(customer_id=customer_id, after=_events_through(view))
+        return self._current(view, customer_id, pending)
+
+    def _current(
+        self, view: RunView, customer_id: str, pending: list[Any]
+    ) -> dict[str, Any] | None:
+        """The customer as the run scored them, with the ``pending`` events applied."""
         if not pending:
             return view.customer(customer_id)
-        state = store.customer_state(view.run_id, customer_id)
-        if state is not None and state[0] == pending[-1].seq:
-            return state[1]
-        return self._rescored(view, customer_id, [e.body for e in pending])
+        key = (view.run_id, customer_id, pending[-1].seq)
+        known = _RESCORED.get(key)
+        if known is not None:
+            _RESCORED.move_to_end(key)
+            return copy.deepcopy(known)
+        scored = self._rescored(view, customer_id, [e.body for e in pending])
+        _remember_rescored(key, scored)
+        return scored
 
     def _rescored(
         self, view: RunView, customer_id: str, events: list[dict[str, Any]]
@@ -1005,6 +1028,13 @@ class Project:
         from segvalue.realtime import EventError, rescore
         from segvalue.scoring import PREDICTIONS
 
+        if not view.has_table("history_orders"):
+            raise ConfigError(
+                f"run {view.run_id} was recorded without the customers' history that "
+                "real-time events are applied to (by an older segvalue)",
+                fix="run the main job once (segvalue run), then send the event again",
+                parameter="store.url",
+            )
         scorer = view.scorer()
         known = (
             view.rows("history_customers", "customer_id", customer_id).to_pylist()
@@ -1084,17 +1114,19 @@ class Project:
         store = self._open_writer()
         view = self.runs.require_latest()
         customer_id = checked.customer_id
-        known_order = (
+        pending = store.events(customer_id=customer_id, after=_events_through(view))
+
+        def duplicate() -> dict[str, Any]:
+            return {"customer": self.customer(customer_id), "events": [], "duplicate": True}
+
+        if any(e.event_id == checked.event_id for e in pending) or (
             checked.type == "order"
             and view.has_table("history_orders")
-            and view.rows("history_orders", "order_id", checked.body["order_id"]).num_rows > 0
-        )
-        if known_order or store.event(checked.event_id) is not None:
-            return {"customer": self.customer(customer_id), "events": [], "duplicate": True}
-        before = self.customer(customer_id)
-        since = _events_through(view)
-        pending = [e.body for e in store.events(customer_id=customer_id, after=since)]
-        after = self._rescored(view, customer_id, [*pending, checked.body])
+            and store.contains(view.run_id, "history_orders", "order_id", checked.body["order_id"])
+        ):
+            return duplicate()
+        before = self._current(view, customer_id, pending)
+        after = self._rescored(view, customer_id, [*(e.body for e in pending), checked.body])
         moves = transitions((before or {}).get("memberships") or {}, after["memberships"])
         record = EventRecord(
             store.last_event_seq() + 1,
@@ -1104,7 +1136,13 @@ class Project:
             checked.occurred_at,
             checked.body,
         )
-        store.apply_event(record, run_id=view.run_id, state=after, transitions=moves)
+        try:
+            store.apply_event(record, run_id=view.run_id, transitions=moves)
+            _remember_rescored((view.run_id, customer_id, record.seq), after)
+        except DataValidationError:
+            if store.event(checked.event_id) is not None:  # sent before, for the run's data
+                return duplicate()
+            raise
         return {
             "customer": after,
             "events": [{"scheme": s, "from": a, "to": b} for s, a, b in moves],
@@ -1155,6 +1193,18 @@ class Project:
             for row in kpis.select(["segment", "clv_mean"]).to_pylist()
             if row["clv_mean"] is not None
         }
+
+
+#: Customers re-scored after events, by (run, customer, last event applied): the same
+#: inputs give the same answer, so what was computed is kept (least recently used out).
+_RESCORED: OrderedDict[tuple[str, str, int], dict[str, Any]] = OrderedDict()
+_RESCORED_KEPT = 100_000
+
+
+def _remember_rescored(key: tuple[str, str, int], scored: dict[str, Any]) -> None:
+    _RESCORED[key] = copy.deepcopy(scored)
+    while len(_RESCORED) > _RESCORED_KEPT:
+        _RESCORED.popitem(last=False)
 
 
 def _events_through(view: RunView) -> int:

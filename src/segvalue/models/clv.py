@@ -297,6 +297,10 @@ def _available_cores() -> int:
     return os.cpu_count() or 1
 
 
+#: Below this many rows the moved models are evaluated on the calling thread.
+_THREADED_ROWS = 10_000
+
+
 def _evaluations(
     model: Any, factor_of: Any, columns: tuple[FloatArray, ...], *, moved: bool
 ) -> tuple[FloatArray, list[FloatArray] | None]:
@@ -319,7 +323,9 @@ def _evaluations(
     if not models:
         return factor_of(model, columns), None
     workers = min(len(models), _available_cores())
-    if workers <= 1:
+    # Few rows (one customer scored in real time): starting threads costs more (about
+    # 4 ms) than the evaluations themselves.
+    if workers <= 1 or columns[0].size < _THREADED_ROWS:
         return factor_of(model, columns), [factor_of(m, columns) for m in models]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         # Each in a copy of this thread's context: numpy's error state (np.errstate) is a

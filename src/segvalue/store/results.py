@@ -23,10 +23,6 @@ Layout (schema version :data:`SCHEMA_VERSION`, the same on DuckDB and PostgreSQL
     version 3): ``seq`` (1, 2, ... in arrival order), ``event_id`` (unique: an event sent
     twice is kept once), ``type``, ``customer_id``, ``occurred_at``, ``body`` (the
     validated event, JSON), ``received_at``. Inputs, not results: retention keeps them.
-``segvalue_customer_state``
-    A customer as re-scored after real-time events: ``run_id`` (the run whose scorer
-    scored it), ``customer_id``, ``through_seq`` (the last event applied), ``body``
-    (JSON, the shape of ``GET /api/v1/customers/{id}``), ``updated_at``.
 ``segvalue_segment_events``
     Segment entries and exits found in real time: ``seq`` (the event that caused it),
     ``customer_id``, ``scheme``, ``from_segment``, ``to_segment`` (null: none), ``moved_at``,
@@ -48,6 +44,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -59,7 +56,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pyarrow as pa
 
@@ -89,11 +86,7 @@ META, RUNS, TABLES, DOCUMENTS, API_KEYS = (
     "segvalue_documents",
     "segvalue_api_keys",
 )
-EVENTS, CUSTOMER_STATE, SEGMENT_EVENTS = (
-    "segvalue_events",
-    "segvalue_customer_state",
-    "segvalue_segment_events",
-)
+EVENTS, SEGMENT_EVENTS = "segvalue_events", "segvalue_segment_events"
 STATUSES = ("running", "complete", "failed")
 _JSON_FIELDS = ("schemes", "row_counts", "rejects", "freshness", "timings", "versions")
 _RUN_COLUMNS = (
@@ -118,9 +111,6 @@ _EVENTS_DDL = [
     "type TEXT NOT NULL, customer_id TEXT NOT NULL, occurred_at TIMESTAMP NOT NULL, "
     "body TEXT NOT NULL, received_at TIMESTAMP NOT NULL)",
     f"CREATE INDEX segvalue_events_customer ON {EVENTS} (customer_id)",
-    f"CREATE TABLE {CUSTOMER_STATE} (run_id TEXT NOT NULL, customer_id TEXT NOT NULL, "
-    "through_seq BIGINT NOT NULL, body TEXT NOT NULL, updated_at TIMESTAMP NOT NULL, "
-    "PRIMARY KEY (run_id, customer_id))",
     f"CREATE TABLE {SEGMENT_EVENTS} (seq BIGINT NOT NULL, customer_id TEXT NOT NULL, "
     "scheme TEXT NOT NULL, from_segment TEXT, to_segment TEXT, moved_at TIMESTAMP NOT NULL, "
     "run_id TEXT NOT NULL)",
@@ -502,10 +492,11 @@ def _is_duckdb(url: str) -> bool:
 #: long-lived reader (``segvalue serve``) then answers from memory, a one-off command
 #: never pays for reading the whole table.
 HOLD_AFTER = 3
-#: The most memory the held tables of one process take (bytes, roughly); a table that
-#: would not fit alone, or that was dropped to make room, is not held (again): its
-#: lookups stay a WHERE on the database.
-HOLD_BYTES = 256 * 2**20
+#: The most memory the held tables of one process take (bytes, roughly) unless a store
+#: is opened with ``hold_bytes`` (``serve.memory_mib``); a table that would not fit alone,
+#: or that was dropped to make room, is not held (again): its lookups stay a WHERE on the
+#: database.
+HOLD_BYTES = 512 * 2**20
 
 
 class _HeldRows:
@@ -557,6 +548,11 @@ class _Holder:
         self.held: OrderedDict[tuple[str, ...], _HeldRows] = OrderedDict()
         self.lookups: dict[tuple[str, ...], int] = {}
         self.too_big: set[tuple[str, ...]] = set()
+        self.limit: int | None = None  # bytes; None: HOLD_BYTES
+        self.hashes: OrderedDict[tuple[str, ...], Any] = OrderedDict()
+
+    def _limit(self) -> int:
+        return HOLD_BYTES if self.limit is None else self.limit
 
     def get(self, key: tuple[str, ...]) -> _HeldRows | None:
         """The held table of ``key``, or None (counting the lookup)."""
@@ -578,11 +574,11 @@ class _Holder:
     def hold(self, key: tuple[str, ...], rows: _HeldRows) -> None:
         with self.lock:
             self.lookups.pop(key, None)
-            if rows.nbytes > HOLD_BYTES:
+            if rows.nbytes > self._limit():
                 self.too_big.add(key)
                 return
             self.held[key] = rows
-            while sum(h.nbytes for h in self.held.values()) > HOLD_BYTES:
+            while sum(h.nbytes for h in self.held.values()) > self._limit():
                 # Not held again: tables taking turns would each be read whole, again
                 # and again.
                 self.too_big.add(self.held.popitem(last=False)[0])
@@ -592,9 +588,48 @@ class _Holder:
             self.held.clear()
             self.lookups.clear()
             self.too_big.clear()
+            self.hashes.clear()
+            self.limit = None
+
+    #: Hash sets kept (:meth:`ResultsStore.contains`), least recently used dropped first.
+    HASH_SETS = 16
+
+    def hash_set(self, key: tuple[str, ...], build: Callable[[], Any]) -> Any:
+        """The sorted hashes of one column of a complete run's table (built once)."""
+        with self.lock:
+            found = self.hashes.get(key)
+            if found is not None:
+                self.hashes.move_to_end(key)
+                return found
+        built = build()
+        with self.lock:
+            self.hashes[key] = built
+            while len(self.hashes) > self.HASH_SETS:
+                self.hashes.popitem(last=False)
+        return built
 
 
 _HOLDER = _Holder()
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _writes_runs_or_keys(method: _F) -> _F:
+    """A writer method that changes runs or keys: what the connection kept is not used
+    while it runs (it reads what it writes) and is forgotten after it."""
+
+    @functools.wraps(method)
+    def wrapped(self: ResultsStore, *args: Any, **kwargs: Any) -> Any:
+        kept, self._memo = self._memo, None  # nothing kept is used or kept meanwhile
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            if kept is not None:
+                kept.clear()
+            self._memo = kept
+
+    return cast(_F, wrapped)
 
 
 class ResultsStore:
@@ -621,12 +656,11 @@ class ResultsStore:
         self.url = url
         self.read_only = read_only
         self._located: dict[tuple[str, str], tuple[str, pa.Schema]] = {}
-        # A DuckDB file open read-only cannot change until closed: DuckDB lets a writer
-        # (another process, or this one) open it only when no reader holds it. What this
-        # connection reads of runs and keys is then kept for its life.
-        self._memo: dict[tuple[Any, ...], Any] | None = (
-            {} if read_only and self._db.name == "duckdb" else None
-        )
+        # A DuckDB file cannot change but through this connection while it is open: DuckDB
+        # lets a writer (another process, or this one) open it only when no reader holds
+        # it, and a writer holds it alone. What this connection reads of runs and keys is
+        # kept until it writes them itself (_writes_runs_or_keys).
+        self._memo: dict[tuple[Any, ...], Any] | None = {} if self._db.name == "duckdb" else None
 
     # ------------------------------------------------------------------ life cycle
     def _memoized(self, key: tuple[Any, ...], read: Callable[[], Any]) -> Any:
@@ -744,6 +778,7 @@ class ResultsStore:
         if self.read_only:
             raise ConfigError(f"the results store {self.shown} is open read-only", fix="")
 
+    @_writes_runs_or_keys
     def begin_run(self, record: RunRecord) -> None:
         """Record a run as ``running`` (committed at once; readers do not list its data)."""
         self._require_writer()
@@ -769,6 +804,7 @@ class ResultsStore:
             sql = f"UPDATE {RUNS} SET {sets} WHERE run_id = ?"
             self._db.execute(sql, [values[c] for c in _RUN_COLUMNS[1:]] + [record.run_id])
 
+    @_writes_runs_or_keys
     def commit_run(
         self,
         run_id: str,
@@ -856,6 +892,7 @@ class ResultsStore:
             [run_id, name, physical, _schema_text(schema), rows],
         )
 
+    @_writes_runs_or_keys
     def fail_run(self, run_id: str, error: str) -> None:
         """Mark a running run ``failed`` with its error (its data was never committed)."""
         self._require_writer()
@@ -866,6 +903,7 @@ class ResultsStore:
             [now, error[:2000], run_id],
         )
 
+    @_writes_runs_or_keys
     def remove_debris(self) -> list[str]:
         """Mark runs left ``running`` by a killed writer ``failed``; return their ids.
 
@@ -888,8 +926,8 @@ class ResultsStore:
             self._db.execute(f"DELETE FROM {name} WHERE run_id = ?", [run_id])
         self._db.execute(f"DELETE FROM {TABLES} WHERE run_id = ?", [run_id])
         self._db.execute(f"DELETE FROM {DOCUMENTS} WHERE run_id = ?", [run_id])
-        self._db.execute(f"DELETE FROM {CUSTOMER_STATE} WHERE run_id = ?", [run_id])
 
+    @_writes_runs_or_keys
     def apply_retention(self, keep: int | None) -> list[str]:
         """Remove all but the ``keep`` latest complete runs (and failed runs before them).
 
@@ -1142,7 +1180,43 @@ class ResultsStore:
         )
         return _restored(read, schema)
 
+    def contains(self, run_id: str, name: str, column: str, value: str) -> bool:
+        """Whether a run's table has a row whose text ``column`` equals ``value``.
+
+        The process keeps the sorted (Python) hashes of the column's values, 8 bytes a
+        row: a value whose hash is not among them is not there; one whose hash is, is
+        looked up (:meth:`rows`), so the answer is exact. For "is this order id known?"
+        per real-time event without holding the whole table.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> url = f"duckdb://{pathlib.Path(tempfile.mkdtemp()) / 's.duckdb'}"
+        >>> t0 = dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
+        >>> with open_store(url, create=True) as store:
+        ...     store.begin_run(RunRecord("r1", "running", t0))
+        ...     _ = store.commit_run("r1", {"orders": pa.table({"order_id": ["a", "b"]})}, {})
+        ...     store.contains("r1", "orders", "order_id", "b"), store.contains(
+        ...         "r1", "orders", "order_id", "c")
+        (True, False)
+        """
+        import numpy as np
+
+        self._complete(run_id)
+
+        def build() -> Any:
+            values = self.table(run_id, name, [column]).column(0).to_pylist()
+            return np.sort(np.fromiter((hash(v) for v in values if v is not None), np.int64))
+
+        hashes = _HOLDER.hash_set((self.url, run_id, name, column), build)
+        wanted = hash(value)
+        at = int(np.searchsorted(hashes, wanted))
+        if at >= hashes.size or int(hashes[at]) != wanted:
+            return False
+        return bool(self.rows(run_id, name, column, value).num_rows > 0)
+
     # ------------------------------------------------------------------ API keys
+    @_writes_runs_or_keys
     def add_api_key(self, record: ApiKeyRecord) -> None:
         """Record a new API key (its hash; the key itself is never stored)."""
         self._require_writer()
@@ -1187,6 +1261,7 @@ class ResultsStore:
             self._memo[memo] = record
         return record
 
+    @_writes_runs_or_keys
     def revoke_api_key(self, key_id: str, at: dt.datetime) -> ApiKeyRecord:
         """Revoke the key ``key_id`` at ``at`` (a key revoked already keeps its time).
 
@@ -1221,8 +1296,12 @@ class ResultsStore:
 
     def last_event_seq(self) -> int:
         """The ``seq`` of the latest stored event (0 when there is none)."""
-        rows = self._db.execute(f"SELECT max(seq) FROM {EVENTS}")
-        return int(rows[0][0] or 0)
+        return int(
+            self._memoized(
+                ("last_event_seq",),
+                lambda: self._db.execute(f"SELECT max(seq) FROM {EVENTS}")[0][0] or 0,
+            )
+        )
 
     def events(
         self, *, customer_id: str | None = None, after: int = 0, through: int | None = None
@@ -1243,14 +1322,6 @@ class ResultsStore:
         )
         return [_event_record(r) for r in rows]
 
-    def customer_state(self, run_id: str, customer_id: str) -> tuple[int, dict[str, Any]] | None:
-        """``(through_seq, body)`` of a customer re-scored in real time under ``run_id``."""
-        rows = self._db.execute(
-            f"SELECT through_seq, body FROM {CUSTOMER_STATE} WHERE run_id = ? AND customer_id = ?",
-            [run_id, customer_id],
-        )
-        return (int(rows[0][0]), json.loads(rows[0][1])) if rows else None
-
     def segment_events(
         self, *, customer_id: str | None = None, limit: int = 1000
     ) -> list[SegmentEvent]:
@@ -1270,11 +1341,10 @@ class ResultsStore:
         event: EventRecord,
         *,
         run_id: str,
-        state: dict[str, Any],
         transitions: Sequence[tuple[str, str | None, str | None]],
     ) -> None:
-        """Store a new event, the customer re-scored with it and the segment changes it
-        caused, in one transaction (all or nothing).
+        """Store a new event and the segment changes it caused (the customer re-scored
+        under ``run_id``), in one transaction (all or nothing).
 
         Raises
         ------
@@ -1289,56 +1359,59 @@ class ResultsStore:
         >>> at = dt.datetime(2024, 1, 2, 10)
         >>> with open_store(url, create=True) as store:
         ...     e = EventRecord(store.last_event_seq() + 1, "order:A", "order", "C1", at, {})
-        ...     store.apply_event(e, run_id="r1", state={"clv": 2.0},
-        ...                       transitions=[("rfm", "New", "Promising")])
+        ...     store.apply_event(e, run_id="r1", transitions=[("rfm", "New", "Promising")])
         ...     moves = [m.to_dict()["to"] for m in store.segment_events(customer_id="C1")]
-        ...     store.last_event_seq(), store.customer_state("r1", "C1"), moves
-        (1, (1, {'clv': 2.0}), ['Promising'])
+        ...     store.last_event_seq(), moves
+        (1, ['Promising'])
         """
         self._require_writer()
         received = _naive_utc(event.received_at or dt.datetime.now(dt.UTC))
-        with self._db.transaction():
-            if event.seq != self.last_event_seq() + 1 or self.event(event.event_id) is not None:
+        try:
+            with self._db.transaction():
+                # The keys refuse a second event of that id or seq: no read first.
+                self._db.execute(
+                    f"INSERT INTO {EVENTS} ({', '.join(_EVENT_COLUMNS)}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        event.seq,
+                        event.event_id,
+                        event.type,
+                        event.customer_id,
+                        _naive_utc(event.occurred_at),
+                        json.dumps(json_safe(event.body), default=str, allow_nan=False),
+                        received,
+                    ],
+                )
+                if transitions:
+                    marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(transitions))
+                    values: list[Any] = []
+                    for scheme, before, after in transitions:
+                        values += [event.seq, event.customer_id, scheme, before, after]
+                        values += [received, run_id]
+                    self._db.execute(f"INSERT INTO {SEGMENT_EVENTS} VALUES {marks}", values)
+        except Exception as exc:
+            if self._memo is not None:
+                self._memo.pop(("last_event_seq",), None)
+            text = str(exc).lower()
+            if "constraint" in text or "duplicate" in text or "unique" in text:
                 raise DataValidationError(
                     f"event {event.event_id!r} was not stored: another event was stored "
                     "meanwhile, or this one already",
                     fix="send it again (an event already stored is applied once)",
                     parameter="event_id",
-                )
-            self._db.execute(
-                f"INSERT INTO {EVENTS} ({', '.join(_EVENT_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    event.seq,
-                    event.event_id,
-                    event.type,
-                    event.customer_id,
-                    _naive_utc(event.occurred_at),
-                    json.dumps(json_safe(event.body), default=str, allow_nan=False),
-                    received,
-                ],
-            )
-            self._db.execute(
-                f"DELETE FROM {CUSTOMER_STATE} WHERE run_id = ? AND customer_id = ?",
-                [run_id, event.customer_id],
-            )
-            self._db.execute(
-                f"INSERT INTO {CUSTOMER_STATE} VALUES (?, ?, ?, ?, ?)",
-                [
-                    run_id,
-                    event.customer_id,
-                    event.seq,
-                    json.dumps(json_safe(state), default=str, allow_nan=False),
-                    received,
-                ],
-            )
-            for scheme, before, after in transitions:
-                self._db.execute(
-                    f"INSERT INTO {SEGMENT_EVENTS} VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [event.seq, event.customer_id, scheme, before, after, received, run_id],
-                )
+                ) from None
+            raise
+        if self._memo is not None:
+            self._memo[("last_event_seq",)] = event.seq
 
 
-def open_store(url: str, *, create: bool = False, read_only: bool | None = None) -> ResultsStore:
+def open_store(
+    url: str,
+    *,
+    create: bool = False,
+    read_only: bool | None = None,
+    hold_bytes: int | None = None,
+) -> ResultsStore:
     """Open the results store at ``url`` (``duckdb:///path`` or ``postgresql://...``).
 
     Parameters
@@ -1351,6 +1424,9 @@ def open_store(url: str, *, create: bool = False, read_only: bool | None = None)
         waited for, up to :data:`READ_WAIT` seconds).
     read_only
         Override the mode (default: read-only unless ``create``).
+    hold_bytes
+        The most memory this process may use to hold run tables for lookups by a
+        column (:meth:`ResultsStore.rows`; default :data:`HOLD_BYTES`), process-wide.
 
     Raises
     ------
@@ -1371,6 +1447,8 @@ def open_store(url: str, *, create: bool = False, read_only: bool | None = None)
     []
     """
     ro = (not create) if read_only is None else read_only
+    if hold_bytes is not None:
+        _HOLDER.limit = hold_bytes
     if _is_duckdb(url):
         path = Path(url.removeprefix("duckdb://"))
         if path.is_dir():
