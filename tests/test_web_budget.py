@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from html import unescape
 from pathlib import Path
@@ -462,3 +464,147 @@ def test_budget_and_heat_map_fit_a_phone_screen(served: str, browser: Any, tmp_p
     finally:
         context.close()
     assert errors == []
+
+
+def test_rfm_grid_with_ties_split_by_customer_id_matches_scoring_each_customer(
+    tmp_path: Path,
+) -> None:
+    """The grid scores each recency and order count once, but a value on a boundary
+    whose tie is split by customer id customer by customer: the same cells as scoring
+    every customer with the run's saved scorer."""
+    from collections import Counter
+
+    import yaml
+
+    from segvalue.segments.rfm import FREQUENCY_COLUMN, MONETARY_MEASURE, RECENCY_COLUMN
+    from segvalue.segments.scoring import assign
+
+    _, config_path = run_demo(n_customers=300, seed=3, out_dir=tmp_path / "demo")
+    config = yaml.safe_load(config_path.read_text())
+    rfm = next(s for s in config["segments"]["schemes"] if s["type"] == "rfm")
+    rfm["ties"] = "split"
+    config_path.write_text(yaml.safe_dump(config))
+    with Project.from_yaml(config_path) as project:
+        project.run()
+        view = project.runs.require_latest()
+        state = view.document("scorer")["schemes"]["rfm"]
+        assert state["ties"] == "split"
+        by_cell = dict(
+            state,
+            segments=[
+                {"r": [r, r], "f": [f, f], "segment": f"{r},{f}"}
+                for r in range(1, state["bins"] + 1)
+                for f in range(1, state["bins"] + 1)
+            ],
+            unassigned="",
+        )
+        columns = ["customer_id", RECENCY_COLUMN, FREQUENCY_COLUMN, MONETARY_MEASURE]
+        rows = view.customer_scores().select(columns).to_pylist()
+        members = {r["customer_id"]: r["segment"] for r in view.memberships("rfm").to_pylist()}
+        # Customers on a split boundary: scored one by one (order counts tie often).
+        on_boundary = {float(b[0]) for b in state["boundaries"]["f"] if len(b) > 1}
+        assert sum(r[FREQUENCY_COLUMN] in on_boundary for r in rows) > 10
+        for segment in (None, "Champions"):
+            chosen = [r for r in rows if segment is None or members[r["customer_id"]] == segment]
+            expected = Counter(str(assign(by_cell, r)) for r in chosen)
+            expected.pop("", None)
+            grid = view.rfm_grid("rfm", segment)
+            assert grid is not None
+            got = {f"{c['recency']},{c['frequency']}": c["customers"] for c in grid["cells"]}
+            assert got == dict(expected), segment
+
+
+def _prepared(timeout: float = 120.0) -> None:
+    """Wait for the dashboards' start-up preparation threads."""
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name == "segvalue-dashboard-prepare":
+            thread.join(timeout)
+            assert not thread.is_alive(), "the preparation did not finish"
+
+
+def test_budget_curves_plan_and_what_if_are_project_budget_and_what_if(
+    demo: dict[str, Any],
+) -> None:
+    """One read of the sources: the plan and what-ifs on its curves are the project's."""
+    project = demo["project"]
+    curves = project.budget_curves()
+    for objective in (None, "revenue", "clv"):
+        plan, warnings = curves.plan(objective=objective)
+        expected, expected_warnings = project.budget(objective=objective)
+        assert plan.to_dict() == expected.to_dict(), objective
+        assert warnings == expected_warnings
+    for move in (("paid_social", "email", 0.2), ("email", "onsite", 0.5)):
+        answer = curves.what_if(*move).to_dict()
+        assert answer == project.what_if(":".join(map(str, move))).to_dict()
+        assert answer["interval"] is not None
+
+
+def test_prepared_pages_and_budget_are_served_without_building_them_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``prepare``: the latest run's first pages and the budget plan are built at start-up
+    on a background thread, and again when a new run appears."""
+    from segvalue.web import pages
+
+    _, config_path = run_demo(n_customers=300, seed=5, out_dir=tmp_path / "demo")
+    project = Project.from_yaml(config_path)
+    view = project.runs.require_latest()
+    scheme = view.segment_kpis().column("scheme")[0].as_py()
+    segment = next(r["segment"] for r in view.segment_kpis().to_pylist()[1:])
+    app = create_dashboard_app(project, prepare=True)
+    _prepared()
+    calls: list[str] = []
+
+    def counted(name: str) -> Any:
+        original = getattr(pages, name)
+
+        def build(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return original(*args, **kwargs)
+
+        return build
+
+    for name in ("overview_page", "segments_page", "segment_page", "models_page", "budget_page"):
+        monkeypatch.setattr(pages, name, counted(name))
+    with TestClient(app) as client:
+        for path in (
+            "/",
+            "/segments",
+            "/segments?scheme=rfm",
+            f"/segments/{quote(scheme, safe='')}/{quote(segment, safe='')}",
+            "/models",
+            "/budget",
+        ):
+            assert client.get(path).status_code == 200, path
+        assert calls == []  # all kept from the preparation
+        answer = client.get("/budget", params=MOVE)
+        assert _result_value(answer.text) == project.what_if("paid_social:email:0.2").change_value
+        assert calls == []  # the what-if is answered on the prepared curves
+        assert client.get("/segments/rfm/Champions").status_code == 200
+        assert calls == ["segment_page"]  # another scheme's segment: built when asked
+
+        # A new run (another process: this one holds the store open): the next page
+        # notices it and prepares the new run's pages.
+        project.close()
+        code = "import sys; from segvalue.project import Project; "
+        code += "print(Project.from_yaml(sys.argv[1]).run().run_id)"
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(config_path)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr
+        new_run = done.stdout.strip().splitlines()[-1]
+        calls.clear()
+        assert new_run in client.get("/").text
+        _prepared()
+        built = len(calls)
+        assert calls.count("budget_page") == 1  # planned again for the new latest run
+        assert client.get("/budget").status_code == 200
+        assert client.get("/segments?scheme=rfm").status_code == 200
+        assert len(calls) == built
+    project.close()

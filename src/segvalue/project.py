@@ -17,12 +17,12 @@ import hashlib
 import hmac
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from segvalue.config import Config, load_config
 from segvalue.errors import ConfigError, DataValidationError
@@ -42,6 +42,7 @@ __all__ = [
     "MODEL_DOCUMENTS",
     "ApiKeys",
     "BudgetCurve",
+    "BudgetCurves",
     "KeyInfo",
     "Profiles",
     "Project",
@@ -422,7 +423,7 @@ class RunView:
         table = self.table("memberships")
         if scheme is None:
             return table
-        if scheme not in set(table.column("scheme").to_pylist()):
+        if scheme not in pc.unique(table.column("scheme")).to_pylist():
             raise self._missing(f"scheme {scheme!r} (schemes: {', '.join(self.info.schemes)})")
         return table.filter(pc.equal(table.column("scheme"), scheme))
 
@@ -478,19 +479,18 @@ class RunView:
         scheme; else its members. Returns ``bins``, ``cells`` (``recency``,
         ``frequency``, ``customers``, ``clv_mean``), ``members`` and ``unscored``.
         """
-        import math
-        from collections import defaultdict
-
-        import pyarrow.compute as pc
-
-        from segvalue.segments.rfm import FREQUENCY_COLUMN, MONETARY_MEASURE, RECENCY_COLUMN
-        from segvalue.segments.scoring import assign
-
         if not self.has_document("scorer"):
             return None
         state = (self.document("scorer").get("schemes") or {}).get(scheme)
         if not state or state.get("type") != "rfm":
             return None
+        # Imported only for an RFM scheme (segments.rfm imports Ibis: 0.3 s the first time).
+        import numpy as np
+        import pyarrow.compute as pc
+
+        from segvalue.segments.rfm import FREQUENCY_COLUMN, MONETARY_MEASURE, RECENCY_COLUMN
+        from segvalue.segments.scoring import assign
+
         bins = int(state["bins"])
         scores = range(1, bins + 1)
         # The scheme's own scoring, with a "segment" per cell instead of its named segments.
@@ -510,28 +510,76 @@ class RunView:
         )
         columns = ["customer_id", RECENCY_COLUMN, FREQUENCY_COLUMN, MONETARY_MEASURE]
         has_clv = "clv" in table.column_names
-        rows = table.select([*columns, "clv"] if has_clv else columns).to_pylist()
-        counts: dict[str, int] = defaultdict(int)
-        clv_sums: dict[str, float] = defaultdict(float)
-        clv_counts: dict[str, int] = defaultdict(int)
-        for row in rows:
-            cell = str(assign(by_cell, row))
-            if not cell:
-                continue
-            counts[cell] += 1
-            value = row.get("clv")
-            if value is not None and math.isfinite(value):
-                clv_sums[cell] += value
-                clv_counts[cell] += 1
+        selected = table.select([*columns, "clv"] if has_clv else columns)
+        size = selected.num_rows
+
+        def numbers(name: str) -> Any:
+            """A column as floats, NaN where missing."""
+            return np.asarray(selected.column(name).to_numpy(), dtype=float)
+
+        def row_at(index: int) -> dict[str, Any]:
+            return dict(selected.slice(index, 1).to_pylist()[0])
+
+        recency, orders = numbers(RECENCY_COLUMN), numbers(FREQUENCY_COLUMN)
+        finite = np.isfinite(recency) & np.isfinite(orders)
+        r_value = np.trunc(np.where(finite, recency, 0.0)).astype(np.int64)  # int(recency)
+        f_value = np.trunc(np.where(finite, orders, 0.0)).astype(np.int64)
+        money = np.isfinite(numbers(MONETARY_MEASURE))
+        # The R score depends on the customer only through the recency and the F score
+        # through the orders (whether scored at all: also through a missing monetary
+        # value), but for a value on a boundary with split ties, where the customer id
+        # breaks them: those customers are scored one by one, the others once per value,
+        # each by the scheme's own scoring.
+        boundaries = state.get("boundaries") or {}
+        by_value = finite.copy()
+        for short, values in (("r", r_value), ("f", f_value)):
+            for bound in (b for b in boundaries.get(short, []) if len(b) > 1):
+                edge = float(bound[0])
+                by_value &= np.abs(values - edge) > 1e-9 * max(1.0, abs(edge))
+        picked = np.flatnonzero(by_value)
+
+        def scored(short: str, values: Any, flags: Any) -> Any:
+            """The ``short`` score (0: unscored) of the rows scored by value."""
+            state_of_score = dict(
+                state,
+                segments=[{short: [v, v], "segment": str(v)} for v in scores],
+                unassigned="",
+            )
+            keys = values[picked] * 2 + flags[picked]
+            _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+            distinct = [
+                int(str(assign(state_of_score, row_at(int(picked[i])))) or 0) for i in first
+            ]
+            out = np.zeros(size, dtype=np.int64)
+            out[picked] = np.asarray(distinct, dtype=np.int64)[inverse]
+            return out
+
+        r_score = scored("r", r_value, money & (f_value > 0))
+        f_score = scored("f", f_value, money)
+        width = bins + 1
+        code = np.where((r_score > 0) & (f_score > 0), r_score * width + f_score, 0)
+        for index in np.flatnonzero(~by_value):  # one by one
+            cell = str(assign(by_cell, row_at(int(index))))
+            if cell:
+                r, f = (int(part) for part in cell.split(","))
+                code[index] = r * width + f
+        counts = np.bincount(code, minlength=width * width)
+        clv = numbers("clv") if has_clv else np.full(size, np.nan)
+        known = np.isfinite(clv) & (code > 0)
+        clv_sums = np.bincount(code[known], weights=clv[known], minlength=width * width)
+        clv_counts = np.bincount(code[known], minlength=width * width)
         cells = []
-        for cell, customers in sorted(counts.items()):
-            recency, frequency = (int(part) for part in cell.split(","))
-            clv_mean = clv_sums[cell] / clv_counts[cell] if clv_counts[cell] else None
+        order = sorted((f"{r},{f}", r, f) for r in scores for f in scores)  # as "r,f" sort
+        for _, r, f in order:
+            at = r * width + f
+            if counts[at] == 0:
+                continue
+            clv_mean = float(clv_sums[at] / clv_counts[at]) if clv_counts[at] else None
             cells.append(
                 {
-                    "recency": recency,
-                    "frequency": frequency,
-                    "customers": customers,
+                    "recency": r,
+                    "frequency": f,
+                    "customers": int(counts[at]),
                     "clv_mean": clv_mean if has_clv else None,
                 }
             )
@@ -539,7 +587,7 @@ class RunView:
             "bins": bins,
             "cells": cells,
             "members": len(members),
-            "unscored": len(rows) - sum(counts.values()) + (members.num_rows - len(rows)),
+            "unscored": members.num_rows - int(counts[1:].sum()),
         }
 
     def scorer(self) -> Scorer:
@@ -907,14 +955,16 @@ class Project:
 
         return budget_what_if(move, config=self.config)
 
-    def budget_curves(self) -> list[BudgetCurve]:
+    def budget_curves(self) -> BudgetCurves:
         """The response curves the budget plans with, one per item, with their fit.
 
         The curves of ``budget.items`` as given, or, without them, the curves fitted per
         (segment x) channel from the ``channel_spend`` source, as :meth:`budget` fits
         them (form, adstock and scheme from the ``budget`` section): each with its
         parameters, standard errors and 95% intervals, and its fit quality (R²,
-        Durbin-Watson, periods, observed spend, warnings).
+        Durbin-Watson, periods, observed spend, warnings). Fitting reads the sources;
+        the result plans (:meth:`BudgetCurves.plan`) and answers what-ifs
+        (:meth:`BudgetCurves.what_if`) on these curves without reading them again.
 
         Raises
         ------
@@ -926,17 +976,22 @@ class Project:
         >>> import tempfile, pathlib
         >>> from segvalue.pipeline import run_demo
         >>> _, path = run_demo(n_customers=300, out_dir=pathlib.Path(tempfile.mkdtemp()))
-        >>> curves = Project.from_yaml(path).budget_curves()
+        >>> project = Project.from_yaml(path)
+        >>> curves = project.budget_curves()
         >>> [c.item.name for c in curves]
         ['app_push', 'email', 'onsite', 'paid_social', 'search_ads']
         >>> fit = curves[0].fit
         >>> fit.form, sorted(fit.params), 0 < fit.r_squared <= 1, fit.n_periods
         ('hill', ['beta', 'k', 'slope', 'theta'], True, 156)
+        >>> curves.plan()[0].allocation == project.budget()[0].allocation
+        True
         """
         from segvalue.pipeline.budget import _budget_items  # the plan's very curves
 
-        items, _, _, fits, _ = _budget_items(self.config, None)
-        return [BudgetCurve(item=item, fit=fits.get(item.name)) for item in items]
+        items, _, _, fits, warnings = _budget_items(self.config, None)
+        return BudgetCurves(
+            self, [BudgetCurve(item, fits.get(item.name)) for item in items], warnings
+        )
 
     def scorer(self, run_id: str | None = None) -> Scorer:
         """The scorer saved with the latest complete run (or ``run_id``).
@@ -1443,3 +1498,80 @@ class BudgetCurve:
                 "warnings": list(fit.warnings),
             }
         return out
+
+
+class BudgetCurves(Sequence[BudgetCurve]):
+    """The curves of a project's budget, read and fitted once (:meth:`Project.budget_curves`).
+
+    A sequence of :class:`BudgetCurve`; :meth:`plan` and :meth:`what_if` give what
+    :meth:`Project.budget` and :meth:`Project.what_if` give, on these curves, without
+    reading the sources again.
+
+    Examples
+    --------
+    >>> from segvalue.config import parse_config
+    >>> cfg = parse_config({
+    ...     "sources": {"orders": {"path": "o.csv"}},
+    ...     "budget": {"objective": "revenue", "total": 400, "items": [
+    ...         {"name": "a", "form": "michaelis_menten", "beta": 1000, "k": 200, "current": 300},
+    ...         {"name": "b", "form": "michaelis_menten", "beta": 600, "k": 100, "current": 50}]}})
+    >>> curves = Project(cfg).budget_curves()
+    >>> len(curves), curves.warnings, round(curves.what_if("a", "b", 0.2).change_value, 3)
+    (2, [], 59.74)
+    """
+
+    def __init__(self, project: Project, curves: list[BudgetCurve], warnings: list[str]) -> None:
+        self._project = project
+        self._curves = list(curves)
+        self.warnings = list(warnings)  #: the fits' warnings
+
+    @overload
+    def __getitem__(self, index: int) -> BudgetCurve: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[BudgetCurve]: ...
+    def __getitem__(self, index: int | slice) -> BudgetCurve | list[BudgetCurve]:
+        return self._curves[index]
+
+    def __len__(self) -> int:
+        return len(self._curves)
+
+    def __repr__(self) -> str:
+        return f"BudgetCurves({[c.item.name for c in self._curves]!r})"
+
+    def plan(
+        self,
+        *,
+        total: float | None = None,
+        objective: str | None = None,
+        target: float | None = None,
+    ) -> tuple[Any, list[str]]:
+        """:meth:`Project.budget` on these curves: the same plan and warnings."""
+        from segvalue.pipeline import plan_budget
+
+        # The configuration with these curves as its given items: the settings (objective,
+        # total, limits) apply as they do to curves fitted from channel_spend.
+        config = self._project.config
+        budget = config.budget.model_copy(update={"items": [c.item for c in self._curves]})
+        plan, notes = plan_budget(
+            config=config.model_copy(update={"budget": budget}),
+            total=total,
+            objective=objective,
+            target=target,
+            segment_clv=self._project.segment_clv,
+        )
+        return plan, [*self.warnings, *notes]
+
+    def what_if(self, source: str, destination: str, share: float) -> Any:
+        """:meth:`Project.what_if` of ``source:destination:share`` on these curves.
+
+        Fitted curves carry their parameter uncertainty into the interval; given ones
+        have none (the interval is None).
+        """
+        from segvalue.economics.budget import what_if
+
+        fits = {c.item.name: c.fit for c in self._curves if c.fit is not None}
+        return what_if(
+            [c.item for c in self._curves],
+            move=(source, destination, share),
+            uncertainty=fits or None,
+        )

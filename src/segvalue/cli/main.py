@@ -980,12 +980,14 @@ def serve(
     project = _project(config)
     settings = project.config.serve
     bind_host, bind_port = host or settings.host, port or settings.port
-    access = logging.getLogger("segvalue.api")
-    if not access.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
-        access.addHandler(handler)
-        access.setLevel(logging.INFO)
+    # The API's access log and the dashboard's (logins, pages prepared) on standard error.
+    for name in ("segvalue.api", "segvalue.web"):
+        log = logging.getLogger(name)
+        if not log.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+            log.addHandler(handler)
+            log.setLevel(logging.INFO)
     _check_listen(bind_host, bind_port)
     shown = f"[{bind_host}]" if ":" in bind_host else bind_host
     base = f"http://{shown}:{bind_port}"
@@ -997,7 +999,7 @@ def serve(
     create_key = f"segvalue keys create -c {escape(_shown(config))} --scope read"
     # Open without a key on loopback (this machine only); any other address: a login.
     login = not _loopback(bind_host)
-    app.include_router(dashboard_router(project, login=login))
+    app.include_router(dashboard_router(project, login=login, prepare=True))
     if login:
         out.print(f"dashboard: {base}/ (log in with an API key: {create_key})", soft_wrap=True)
     else:

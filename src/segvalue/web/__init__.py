@@ -36,7 +36,7 @@ def _require_web() -> None:
         ) from exc
 
 
-def dashboard_router(project: Project, *, login: bool = False) -> APIRouter:
+def dashboard_router(project: Project, *, login: bool = False, prepare: bool = False) -> APIRouter:
     """The dashboard's pages and static files as a FastAPI router over ``project``.
 
     Parameters
@@ -55,6 +55,12 @@ def dashboard_router(project: Project, *, login: bool = False) -> APIRouter:
         page without a session redirects (303) to ``/login?next=PATH``. ``segvalue
         serve`` asks for it on any address but loopback. Without it the pages are open
         (loopback only).
+    prepare
+        Build the overview of the latest complete run and the budget plan (whose curves
+        are fitted from every source: seconds on a large project) now, on a background
+        thread, and again when a new run appears, so that the first visitor finds them
+        built. ``segvalue serve`` asks for it; a request for a page being built waits
+        for it.
 
     Returns
     -------
@@ -82,12 +88,14 @@ def dashboard_router(project: Project, *, login: bool = False) -> APIRouter:
     _require_web()
     from segvalue.web.app import build_router
 
-    return build_router(project, login=login)
+    return build_router(project, login=login, prepare=prepare)
 
 
-def create_dashboard_app(project: Project, *, login: bool = False) -> FastAPI:
+def create_dashboard_app(
+    project: Project, *, login: bool = False, prepare: bool = False
+) -> FastAPI:
     """A FastAPI app with the dashboard only (development and tests; ``segvalue serve``
-    mounts :func:`dashboard_router` into the API's app). ``login``: see
+    mounts :func:`dashboard_router` into the API's app). ``login``, ``prepare``: see
     :func:`dashboard_router`.
 
     Examples
@@ -109,5 +117,5 @@ def create_dashboard_app(project: Project, *, login: bool = False) -> FastAPI:
     from fastapi import FastAPI
 
     app = FastAPI(title="segvalue dashboard", docs_url=None, redoc_url=None, openapi_url=None)
-    app.include_router(dashboard_router(project, login=login))
+    app.include_router(dashboard_router(project, login=login, prepare=prepare))
     return app

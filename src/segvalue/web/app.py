@@ -11,6 +11,8 @@ import functools
 import logging
 import math
 import secrets
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
@@ -51,6 +53,7 @@ _STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/sv
 _FORM_LIMIT = 16_384
 #: Dashboard logins: failures and sessions ended (never a key, a token or a client address).
 LOGIN_LOG = logging.getLogger("segvalue.web.login")
+LOG = logging.getLogger("segvalue.web")
 
 
 def _static_files() -> dict[str, Path]:
@@ -108,11 +111,12 @@ def _environment() -> Environment:
     return environment
 
 
-def build_router(project: Project, *, login: bool = False) -> APIRouter:
+def build_router(project: Project, *, login: bool = False, prepare: bool = False) -> APIRouter:
     """The dashboard's router over ``project`` (see :func:`segvalue.web.dashboard_router`).
 
     With ``login`` every page needs a session (``/login`` with an API key of the project);
-    ``/static/`` stays open.
+    ``/static/`` stays open. With ``prepare`` the overview of the latest run and the
+    budget plan are built on a background thread now and again when a new run appears.
 
     Examples
     --------
@@ -331,14 +335,125 @@ def build_router(project: Project, *, login: bool = False) -> APIRouter:
             end_cookie(response, request, SESSION_COOKIE, path="/")
             return response
 
+    # The kept pages are shared by requests (under the gate) and the budget's planner
+    # and the start-up preparation (outside it): their own small lock.
+    kept_lock = threading.Lock()
+
     def remember(key: tuple[str, ...], build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        if key in kept:
-            kept.move_to_end(key)
-        else:
-            kept[key] = build()
+        """The kept context of ``key``, built now if need be (and then kept)."""
+        with kept_lock:
+            if key in kept:
+                kept.move_to_end(key)
+                return kept[key]
+        context = build()
+        with kept_lock:
+            kept[key] = context
             while len(kept) > _KEPT_PAGES:
                 kept.popitem(last=False)
-        return kept[key]
+        return context
+
+    def kept_context(key: tuple[str, ...]) -> dict[str, Any] | None:
+        with kept_lock:
+            return kept.get(key)
+
+    # The budget is planned through a Project of its own, outside the gate: fitting its
+    # curves reads every source through the engine (seconds on a large project), not the
+    # store, and no page or API request waits for it. It opens the store only for
+    # objective clv (the latest run's segment CLV), briefly, and closes it.
+    planner = Project(project.config)
+    planning = threading.Lock()  # one plan at a time: a request waits for one under way
+
+    def budget_context(latest: str) -> dict[str, Any]:
+        """The budget page of the latest complete run ``latest`` ("" none), planned once."""
+        key = ("budget", latest)  # objective clv plans with the latest run's CLV
+        with planning:
+            context = kept_context(key)
+            if context is not None:
+                return context
+            try:
+                context = pages.budget_page(planner)
+            except SegvalueError as exc:  # the configuration's budget cannot be planned
+                return {"available": False, "message": f"The budget cannot be planned: {exc}"}
+            finally:
+                planner.close()
+            return remember(key, lambda: context)
+
+    prepared: set[str] = set()
+
+    def prepare_for(latest: str | None) -> None:
+        """With ``prepare``: build the first pages of the latest complete run and the budget
+        plan on a background thread, once per latest run (None: find it there)."""
+        if not prepare or (latest is not None and latest in prepared):
+            return
+        if latest is not None:
+            prepared.add(latest)
+        threading.Thread(target=prepare_now, name="segvalue-dashboard-prepare", daemon=True).start()
+
+    def prepare_now() -> None:
+        started = time.perf_counter()
+        try:
+            latest = prepare_pages()
+            budget_context(latest)
+        except Exception as exc:  # each page shows its own error when asked for
+            LOG.warning("dashboard: preparing the pages stopped: %s", type(exc).__name__)
+        else:
+            LOG.info("dashboard: pages prepared in %.1f s", time.perf_counter() - started)
+
+    def prepare_pages() -> str:
+        """Build the latest run's first pages, one at a time through the gate as a request
+        does; the latest run's id ("" none)."""
+        try:
+            with gate.use():
+                runs = reader.runs.list(status="complete")
+                view = reader.runs.latest()
+            latest = runs[0].run_id if runs else ""
+            prepared.add(latest)
+            if view is None:
+                return latest
+            # The pages a visitor opens first, with the keys their routes use: the overview,
+            # the segments of every scheme, the CLV model, then the KPI scheme's segments
+            # (the overview's cards and the segments table link to them).
+            builds: list[tuple[tuple[str, ...], PageBuilder]] = [
+                (("overview.html",), pages.overview_page),
+                (("segments.html", ""), partial(pages.segments_page, scheme=None)),
+                *[
+                    (("segments.html", name), partial(pages.segments_page, scheme=name))
+                    for name in view.info.schemes
+                ],
+                (("models.html",), pages.models_page),
+            ]
+            compiled = False
+            while builds:
+                key, build = builds.pop(0)
+                context = prepared_page(key, build)
+                if not compiled:  # after the overview: every template, compiled once
+                    for name in environment.list_templates():
+                        environment.get_template(name)
+                    compiled = True
+                if key == ("segments.html", "") and context is not None:
+                    scheme = str(context["scheme"])
+                    builds += [
+                        (
+                            ("segment.html", scheme, str(row["segment"])),
+                            partial(pages.segment_page, scheme=scheme, segment=str(row["segment"])),
+                        )
+                        for row in context["segments"]
+                    ]
+            return latest
+        finally:
+            with gate.use(close=True):  # as every page leaves it: closed
+                pass
+
+    def prepared_page(key: tuple[str, ...], build: PageBuilder) -> dict[str, Any] | None:
+        """One page of the run a page without ?run= shows, kept (None: it has an error)."""
+        # Through the gate, one page at a time: requests (the API's too) take turns with
+        # it. The store stays open from one page to the next (its tables loaded once),
+        # unless a request closes it meanwhile; the preparation closes it at its end.
+        with gate.use():
+            try:
+                return context_of(reader.runs.require_latest(None), key, build)
+            except (pages.NotFound, SegvalueError):  # the page says so when asked
+                return None
 
     def context_of(view: RunView, key: tuple[str, ...], build: PageBuilder) -> dict[str, Any]:
         return remember((view.run_id, *key), partial(build, view))
@@ -353,6 +468,7 @@ def build_router(project: Project, *, login: bool = False) -> APIRouter:
     ) -> Response:
         with gate.use(close=True):
             runs = reader.runs.list(status="complete")
+            prepare_for(runs[0].run_id if runs else None)
             if run_id is None and not runs:
                 return render(request, "no_run.html", run=None, runs=[])
             try:
@@ -421,24 +537,20 @@ def build_router(project: Project, *, login: bool = False) -> APIRouter:
         status, answer = 200, dict[str, Any]()
         with gate.use(close=True):
             runs = reader.runs.list(status="complete")
-            # The plan depends on the configuration and (objective clv) the latest run:
-            # it is computed once per latest run.
-            key = ("budget", runs[0].run_id if runs else "")
+        latest = runs[0].run_id if runs else ""
+        prepare_for(latest or None)
+        # The plan depends on the configuration and (objective clv) the latest run: it is
+        # computed once per latest run, and each what-if answer on its very curves.
+        context = budget_context(latest)
+        if asked and context["available"]:
+            key = ("budget", latest, "what-if", move_from or "", move_to or "", share or "")
+            build = partial(
+                pages.what_if_result, context["budget_curves"], move_from, move_to, share
+            )
             try:
-                context = remember(key, partial(pages.budget_page, reader))
-            except SegvalueError as exc:  # the configuration's budget cannot be planned
-                context = {
-                    "available": False,
-                    "message": f"The budget cannot be planned: {exc}",
-                }
-            if asked and context["available"]:
-                try:
-                    answer["what_if"] = remember(
-                        (*key, "what-if", move_from or "", move_to or "", share or ""),
-                        partial(pages.what_if_result, reader, move_from, move_to, share),
-                    )
-                except (pages.InvalidInput, SegvalueError) as exc:
-                    status, answer["form_error"] = 400, str(exc)
+                answer["what_if"] = remember(key, build)
+            except (pages.InvalidInput, SegvalueError) as exc:
+                status, answer["form_error"] = 400, str(exc)
         return render(
             request, "budget.html", status, run=None, runs=[], form=form, **context, **answer
         )
@@ -558,4 +670,5 @@ def build_router(project: Project, *, login: bool = False) -> APIRouter:
             raise HTTPException(status_code=404, detail=f"no static file {name!r}")
         return FileResponse(path, media_type=_STATIC_TYPES.get(path.suffix))
 
+    prepare_for(None)  # with `prepare`: the latest run's, now, on a background thread
     return router

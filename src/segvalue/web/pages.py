@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from segvalue.config import ResponseItem
-    from segvalue.project import Project, Runs, RunView
+    from segvalue.project import BudgetCurves, Project, Runs, RunView
 
 __all__ = [
     "InvalidInput",
@@ -571,8 +571,10 @@ def budget_page(project: Project) -> dict[str, Any]:
             "response curves) nor a channel_spend source to fit curves from.",
             "charts": [],
         }
+    # Read and fitted once: the plan, the chart and every what-if answer use these curves.
+    budget_curves = project.budget_curves()
     plan: Any
-    plan, warnings = project.budget()
+    plan, warnings = budget_curves.plan()
     items = [
         {
             "item": name,
@@ -584,7 +586,7 @@ def budget_page(project: Project) -> dict[str, Any]:
         for name, planned in plan.allocation.items()
     ]
     page_charts = [charts.allocation_chart(plan.current, plan.allocation)]
-    curves = [c for c in project.budget_curves() if c.item.name in plan.allocation]
+    curves = [c for c in budget_curves if c.item.name in plan.allocation]
     if curves:
         points = [
             _curve_points(c.item, plan.current.get(c.item.name, 0.0), plan.allocation[c.item.name])
@@ -605,6 +607,7 @@ def budget_page(project: Project) -> dict[str, Any]:
         "binding_constraints": list(plan.binding_constraints),
         "curves_given": bool(settings.items),
         "curves": [_curve_row(c.to_dict()) for c in curves],
+        "budget_curves": budget_curves,  # for the what-if form's answers
         "warnings": list(warnings),
         "items": items,
         "charts": page_charts,
@@ -612,16 +615,17 @@ def budget_page(project: Project) -> dict[str, Any]:
 
 
 def what_if_result(
-    project: Project, source: str | None, destination: str | None, share: str | None
+    curves: BudgetCurves, source: str | None, destination: str | None, share: str | None
 ) -> dict[str, Any]:
-    """The what-if form's answer: :meth:`Project.what_if` of ``FROM:TO:SHARE``.
+    """The what-if form's answer: :meth:`Project.what_if` of ``FROM:TO:SHARE``, on the
+    curves the page was planned with (``curves``: :meth:`Project.budget_curves`).
 
     Raises
     ------
     InvalidInput
         A field is missing or the share is not a number.
     segvalue.errors.ConfigError
-        From ``Project.what_if``: an unknown item, a share outside 0 to 1.
+        From the what-if: an unknown item, a share outside 0 to 1.
 
     Examples
     --------
@@ -632,10 +636,11 @@ def what_if_result(
     ...     "budget": {"items": [
     ...         {"name": "a", "form": "michaelis_menten", "beta": 1000, "k": 200, "current": 300},
     ...         {"name": "b", "form": "michaelis_menten", "beta": 600, "k": 100, "current": 50}]}})
-    >>> result = what_if_result(Project(cfg), "a", "b", "0.2")
+    >>> curves = Project(cfg).budget_curves()
+    >>> result = what_if_result(curves, "a", "b", "0.2")
     >>> result["move"], round(result["change_value"], 3)
     ('a:b:0.2', 59.74)
-    >>> what_if_result(Project(cfg), "a", "b", "lots")
+    >>> what_if_result(curves, "a", "b", "lots")
     Traceback (most recent call last):
     ...
     segvalue.web.pages.InvalidInput: the share to move must be a number from 0 to 1, got 'lots'
@@ -649,7 +654,7 @@ def what_if_result(
             f"the share to move must be a number from 0 to 1, got {share!r}"
         ) from None
     move = f"{source}:{destination}:{fraction!r}"
-    result: dict[str, Any] = project.what_if(move).to_dict()
+    result: dict[str, Any] = curves.what_if(source, destination, fraction).to_dict()
     by_item = [
         {
             "item": name,
