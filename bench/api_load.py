@@ -11,7 +11,7 @@ What it does, each step as a whole process where a user would run one:
 2. reads the latest run's customer ids and as-of date from the store;
 3. creates a read and a write key (``segvalue keys create --json``), revoked at the end;
 4. starts ``segvalue serve -c FOLDER/segvalue.yaml --host 127.0.0.1 --port FREE`` and
-   waits for ``/health``;
+   waits for ``/health`` and for the dashboard's start-up preparation (its log line);
 5. sends requests at a fixed rate (open loop: each request is due at ``start + i / rate``
    whether or not earlier ones have answered, and its latency counts from that due time,
    so time spent queued in the client or the server counts); customers are drawn with a
@@ -173,6 +173,13 @@ def _server(config: Path, host: str, log: Path) -> Iterator[str]:
                 pass
             if time.monotonic() > deadline:
                 raise SystemExit(f"segvalue serve did not answer /health in 60 s: see {log}")
+            time.sleep(0.2)
+        # Steady state: the dashboard builds its first pages in the background when the
+        # server starts (through the same store gate); the load starts after that.
+        ready = time.monotonic() + 120
+        while "pages prepared" not in log.read_text() and time.monotonic() < ready:
+            if server.poll() is not None:
+                raise SystemExit(f"segvalue serve exited ({server.returncode}): see {log}")
             time.sleep(0.2)
         yield base
     finally:
