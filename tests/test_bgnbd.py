@@ -818,3 +818,41 @@ def test_mbgnbd_customers_without_repeat_purchases_may_be_gone() -> None:
     bg = _fitted(BetaGeoModel, FHL05)
     assert float(mbg.probability_alive(0, 0.0, 38.86)) < 1.0
     assert float(bg.probability_alive(0, 0.0, 38.86)) == 1.0
+
+
+def test_one_customer_at_a_time_gives_each_customer_the_batch_value() -> None:
+    """Real-time scoring evaluates one customer at a time and keeps the discounted sum of
+    each (x, T) pair: every value equals the one the whole batch gives, computed or kept."""
+    from segvalue.models import _bgnbd_math as math_module
+
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 6, 40).astype(float)
+    big_t = rng.integers(10, 60, 40).astype(float)
+    t_x = np.where(x > 0, rng.uniform(0, 1, 40) * big_t, 0.0)
+    params = (0.24, 4.4, 0.79, 2.43)
+    for modified in (False, True):
+        batch = math_module.discounted_expected_purchases(
+            params, x, t_x, big_t, discount_rate=0.002, horizon=52, modified=modified
+        )
+        math_module._PAIR_SUMS.clear()
+        for _ in range(2):  # computed, then kept
+            alone = [
+                float(
+                    math_module.discounted_expected_purchases(
+                        params,
+                        x[i],
+                        t_x[i],
+                        big_t[i],
+                        discount_rate=0.002,
+                        horizon=52,
+                        modified=modified,
+                    )
+                )
+                for i in range(x.size)
+            ]
+            assert alone == batch.tolist()
+        assert math_module._PAIR_SUMS  # kept
+    other = math_module.discounted_expected_purchases(
+        (0.3, 4.4, 0.79, 2.43), x[0], t_x[0], big_t[0], discount_rate=0.002, horizon=52
+    )
+    assert float(other) != batch[0] or x[0] == 0  # other parameters: not the kept value

@@ -459,3 +459,26 @@ def test_a_version_2_store_gains_the_events_tables(
         assert store.last_event_seq() == 1
         assert [m.to_dict()["to"] for m in store.segment_events(customer_id="c")] == ["a"]
         assert [e.event_id for e in store.events(customer_id="c")] == ["order:A"]
+
+
+def test_a_connection_keeps_the_events_since_a_run_as_the_database_has_them(url: str) -> None:
+    """One customer's events since a run come from what the connection read and added
+    itself: the same as the database's, for the writer and for a reader opened after."""
+    at = T0.replace(tzinfo=None)
+    with open_store(url, create=True) as store:
+        for seq, customer in enumerate(["a", "b", "a"], start=1):
+            store.apply_event(
+                store_results.EventRecord(seq, f"e{seq}", "order", customer, at, {"n": seq}),
+                run_id="r1",
+                transitions=[],
+            )
+        kept = store.events(customer_id="a", after=1)  # read once, kept
+        event = store_results.EventRecord(4, "e4", "order", "a", at, {"n": 4})
+        store.apply_event(event, run_id="r1", transitions=[])
+        mine = store.events(customer_id="a", after=1)
+        direct = store._read_events(customer_id="a", after=1, through=None)
+        assert [e.seq for e in kept] == [3] and [e.seq for e in mine] == [3, 4]
+        assert [(e.event_id, e.body) for e in mine] == [(e.event_id, e.body) for e in direct]
+    with open_store(url) as reader:
+        assert [e.seq for e in reader.events(customer_id="a", after=1)] == [3, 4]
+        assert reader.events(customer_id="nobody") == []

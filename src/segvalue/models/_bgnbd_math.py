@@ -855,6 +855,13 @@ def expected_time_to_next_purchase(params: Params, x: Any, T: Any) -> FloatArray
         )
 
 
+#: Discounted sums of (x, T) pairs already computed, by parameters, discount rate,
+#: horizon and pair: kept for inputs of at most _PAIR_CACHE_ROWS pairs (one customer).
+_PAIR_SUMS: dict[tuple[float, ...], float] = {}
+_PAIR_SUMS_KEPT = 100_000
+_PAIR_CACHE_ROWS = 8
+
+
 def discounted_expected_purchases(
     params: Params,
     x: Any,
@@ -883,6 +890,16 @@ def discounted_expected_purchases(
     # Given alive, the future depends on (x, T) only, not on t_x: evaluate the discounted
     # sum once per distinct (x, T) pair (far fewer than customers) and scale by P(alive).
     pairs, inverse = unique_rows(x, T)
+    # One customer at a time (real-time scoring): the sum of a pair already computed with
+    # these parameters is the same number (each pair's sum is computed on its own row).
+    keys: list[tuple[float, ...]] = []
+    if pairs.shape[0] <= _PAIR_CACHE_ROWS:
+        base = (*map(float, _unpack(params)), float(discount_rate), float(horizon), float(modified))
+        keys = [(*base, float(p[0]), float(p[1])) for p in pairs]
+        known = [_PAIR_SUMS.get(k) for k in keys]
+        if all(v is not None for v in known):
+            total = np.array(known, dtype=np.float64)
+            return np.asarray(alive * total[inverse.ravel()].reshape(x.shape), dtype=np.float64)
     r_post, alpha_post, a, b_post = _alive_posterior(params, pairs[:, 0], pairs[:, 1], modified)
     periods = np.arange(1, horizon + 1, dtype=np.float64)
     factors = (1.0 + discount_rate) ** -periods
@@ -898,4 +915,8 @@ def discounted_expected_purchases(
         # whatever the blocks.
         increments = np.diff(cumulative, axis=1, prepend=0.0)
         total[part] = np.einsum("ij,j->i", increments, factors)
+    if keys:
+        if len(_PAIR_SUMS) > _PAIR_SUMS_KEPT:  # bounded: start over
+            _PAIR_SUMS.clear()
+        _PAIR_SUMS.update(zip(keys, total.tolist(), strict=True))
     return np.asarray(alive * total[inverse.ravel()].reshape(x.shape), dtype=np.float64)

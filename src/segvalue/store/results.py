@@ -54,7 +54,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -1307,7 +1307,25 @@ class ResultsStore:
         self, *, customer_id: str | None = None, after: int = 0, through: int | None = None
     ) -> list[EventRecord]:
         """Stored events in arrival order: of one customer or all, with
-        ``after < seq <= through``."""
+        ``after < seq <= through``.
+
+        On DuckDB one customer's events since a run are answered from the events since
+        that run, read once and kept by the connection (which alone writes the file while
+        open: :meth:`apply_event` adds to them)."""
+        if customer_id is not None and through is None and self._memo is not None:
+            since = self._memoized(("events_since", after), lambda: self._events_by_customer(after))
+            return list(since.get(customer_id, ()))
+        return self._read_events(customer_id=customer_id, after=after, through=through)
+
+    def _events_by_customer(self, after: int) -> dict[str, list[EventRecord]]:
+        grouped: dict[str, list[EventRecord]] = {}
+        for event in self._read_events(customer_id=None, after=after, through=None):
+            grouped.setdefault(event.customer_id, []).append(event)
+        return grouped
+
+    def _read_events(
+        self, *, customer_id: str | None, after: int, through: int | None
+    ) -> list[EventRecord]:
         where, params = ["seq > ?"], list[Any]([after])
         if through is not None:
             where.append("seq <= ?")
@@ -1403,6 +1421,10 @@ class ResultsStore:
             raise
         if self._memo is not None:
             self._memo[("last_event_seq",)] = event.seq
+            stored = replace(event, received_at=received)
+            for key, grouped in self._memo.items():
+                if key[0] == "events_since" and key[1] < event.seq:
+                    grouped.setdefault(event.customer_id, []).append(stored)
 
 
 def open_store(
