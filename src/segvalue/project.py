@@ -1096,7 +1096,7 @@ class Project:
             if view.has_table("history_customers")
             else []
         )
-        if not known and scorer.to_dict()["features"].get("customers"):
+        if not known and scorer.knows_customers:
             raise EventError(
                 f"unknown_customer: customer {customer_id!r} is not in the customers table "
                 f"of run {view.run_id}",

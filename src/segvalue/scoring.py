@@ -472,6 +472,17 @@ class Scorer:
         """Names of the schemes the scorer assigns."""
         return list(self._state["schemes"])
 
+    @property
+    def knows_customers(self) -> bool:
+        """Whether the run had a customers table (a customer not in it is unknown to it).
+
+        Examples
+        --------
+        >>> Scorer({"features": {"customers": True}, "schemes": {}, "models": None}).knows_customers
+        True
+        """
+        return bool(self._state["features"].get("customers"))
+
     def to_dict(self) -> dict[str, Any]:
         """The scorer as JSON-ready data.
 

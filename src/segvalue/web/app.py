@@ -39,6 +39,7 @@ from segvalue.web.login import (
     Sessions,
     safe_next,
     same_token,
+    token_shaped,
 )
 
 PageBuilder = Callable[[RunView], dict[str, Any]]
@@ -259,7 +260,7 @@ def build_router(project: Project, *, login: bool = False, prepare: bool = False
     ) -> Response:
         # Double submit: the form carries the value of a cookie only this site can set.
         csrf = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-        if not (32 <= len(csrf) <= 64 and csrf.replace("-", "").replace("_", "").isalnum()):
+        if not token_shaped(csrf):
             csrf = secrets.token_urlsafe(32)
         response = render(
             request,
@@ -564,7 +565,7 @@ def build_router(project: Project, *, login: bool = False, prepare: bool = False
         if session is not None:
             return session.csrf_token, False
         token = request.cookies.get(FORM_CSRF_COOKIE, "")
-        if 32 <= len(token) <= 64 and token.replace("-", "").replace("_", "").isalnum():
+        if token_shaped(token):
             return token, False
         return secrets.token_urlsafe(32), True
 

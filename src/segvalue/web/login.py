@@ -30,6 +30,7 @@ __all__ = [
     "Sessions",
     "safe_next",
     "same_token",
+    "token_shaped",
 ]
 
 #: The session cookie's name.
@@ -45,6 +46,23 @@ _NEXT_LIMIT = 2_000
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_shaped(value: str | None) -> bool:
+    """Whether ``value`` looks like a token of ``secrets.token_urlsafe(32)`` (a cookie's
+    value is used as the form's token only then).
+
+    Examples
+    --------
+    >>> import secrets
+    >>> token_shaped(secrets.token_urlsafe(32)), token_shaped("x"), token_shaped(None)
+    (True, False, False)
+    """
+    return (
+        value is not None
+        and 32 <= len(value) <= 64
+        and value.replace("-", "").replace("_", "").isalnum()
+    )
 
 
 def same_token(expected: str | None, given: str | None) -> bool:
