@@ -362,3 +362,89 @@ def test_events_before_any_run_are_a_404_problem(tmp_path: Path) -> None:
         assert response.headers["content-type"].startswith(PROBLEM)
         assert "no complete run" in response.json()["detail"]
         assert project.segment_events() == []
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, floats to 1e-9 relative (nested dicts, lists and tuples)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return bool(a == b)
+
+
+def test_events_sent_together_are_applied_as_if_sent_one_by_one(tmp_path: Path) -> None:
+    """The server's group commit (ProjectGate.record_event): requests waiting for the
+    project are applied in one Project.record_events call; each reply, each error and the
+    stored state equal what the same events sent one at a time give (a copy of the
+    demo). The group holds two events of one customer (applied in turn), an order of
+    another customer, a bad event (its own 422, the others applied) and a repeat."""
+    import shutil
+    import threading
+
+    from segvalue.api.auth import ProjectGate
+
+    _, config = run_demo(n_customers=400, out_dir=tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    sent = [
+        order("C0000003", "G-1", 30.0),
+        order("C0000004", "G-2", 250.0),
+        order("C0000003", "G-3", 45.0),
+        order("C0000005", "G-4", float("nan")),
+        order("C0000004", "G-2", 250.0),
+        {
+            "type": "touchpoint",
+            "customer_id": "C0000006",
+            "ts": "2025-12-31T09:00:00",
+            "channel": "email",
+            "event": "click",
+        },
+    ]
+
+    def outcome(call: Any) -> Any:
+        try:
+            return call()
+        except EventError as exc:
+            return ("error", exc.rule, exc.parameter)
+
+    with Project.from_yaml(tmp_path / "b" / config.name) as alone:
+        expected = [outcome(lambda e=e: alone.record_event(e)) for e in sent]
+        expected_state = [alone.customer(f"C000000{k}") for k in (3, 4, 5, 6)]
+
+    project = Project.from_yaml(config)
+    gate = ProjectGate(project)
+    groups: list[int] = []
+    record_events = project.record_events
+
+    def counted(events: Any) -> Any:
+        groups.append(len(events))
+        return record_events(events)
+
+    project.record_events = counted  # type: ignore[method-assign]
+    got: dict[int, Any] = {}
+    with gate.use():  # the project is busy: every request waits, then goes as one group
+        threads = []
+        for i, event in enumerate(sent):
+            thread = threading.Thread(
+                target=lambda i=i, e=event: got.__setitem__(
+                    i, outcome(lambda: gate.record_event(e))
+                )
+            )
+            thread.start()
+            threads.append(thread)
+            while len(gate._events) < i + 1:  # queued in the order sent
+                threading.Event().wait(0.001)
+    for thread in threads:
+        thread.join(timeout=60)
+    assert groups == [len(sent)]
+    # Equal up to float rounding: the models evaluated for several customers at once
+    # may take other vector paths than for one.
+    assert same([got[i] for i in range(len(sent))], expected)
+    assert expected[3] == ("error", "non_finite", "amount")
+    assert expected[4]["duplicate"] is True and expected[2]["customer"]["features"]["orders"] == (
+        expected[0]["customer"]["features"]["orders"] + 1
+    )
+    assert same([project.customer(f"C000000{k}") for k in (3, 4, 5, 6)], expected_state)
+    project.close()

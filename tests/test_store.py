@@ -482,3 +482,33 @@ def test_a_connection_keeps_the_events_since_a_run_as_the_database_has_them(url:
     with open_store(url) as reader:
         assert [e.seq for e in reader.events(customer_id="a", after=1)] == [3, 4]
         assert reader.events(customer_id="nobody") == []
+
+
+def test_events_stored_together_are_all_stored_or_none(url: str) -> None:
+    """apply_events: one transaction; a group holding an event stored already stores
+    nothing of the group (the connection's kept events too), a good group all of it."""
+    at = T0.replace(tzinfo=None)
+
+    def record(seq: int, event_id: str, customer: str) -> store_results.EventRecord:
+        return store_results.EventRecord(seq, event_id, "order", customer, at, {"n": seq})
+
+    with open_store(url, create=True) as store:
+        store.apply_event(record(1, "e1", "a"), run_id="r1", transitions=[])
+        assert [e.seq for e in store.events(customer_id="b", after=0)] == []
+        with pytest.raises(DataValidationError, match="not stored"):
+            store.apply_events(
+                [(record(2, "e2", "b"), [("s", None, "x")]), (record(3, "e1", "a"), [])],
+                run_id="r1",
+            )
+        assert store.last_event_seq() == 1
+        assert store.events(customer_id="b", after=0) == []
+        assert store.segment_events(customer_id="b") == []
+        store.apply_events(
+            [(record(2, "e2", "b"), [("s", None, "x")]), (record(3, "e3", "a"), [])],
+            run_id="r1",
+        )
+        assert store.last_event_seq() == 3
+        assert [e.seq for e in store.events(customer_id="a", after=0)] == [1, 3]
+        assert [m.to_dict()["to"] for m in store.segment_events(customer_id="b")] == ["x"]
+    with open_store(url) as reader:
+        assert [e.event_id for e in reader.events(customer_id="b")] == ["e2"]

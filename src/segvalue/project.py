@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from segvalue.data.validation import ValidationReport
     from segvalue.economics.curves import FittedCurve
     from segvalue.pipeline import Progress, RunResult
+    from segvalue.realtime import EventError
     from segvalue.scoring import Scorer
     from segvalue.store import ResultsStore
 
@@ -1077,11 +1078,21 @@ class Project:
         self, view: RunView, customer_id: str, events: list[dict[str, Any]]
     ) -> dict[str, Any]:
         """The customer re-scored by the run's scorer with the run's history and ``events``."""
+        scored = self._rescored_many(view, [(customer_id, events)])[0]
+        if isinstance(scored, Exception):
+            raise scored
+        return scored
+
+    def _rescored_many(
+        self, view: RunView, customers: Sequence[tuple[str, list[dict[str, Any]]]]
+    ) -> list[dict[str, Any] | EventError]:
+        """:meth:`_rescored` of several customers (distinct), the models evaluated once;
+        a customer whose events break a rule gets the :class:`EventError` instead."""
         import json
 
         from segvalue.data.writers import json_safe
-        from segvalue.realtime import EventError, rescore
-        from segvalue.scoring import PREDICTIONS
+        from segvalue.realtime import EventError, history_with
+        from segvalue.scoring import PREDICTIONS, History
 
         if not view.has_table("history_orders"):
             raise ConfigError(
@@ -1091,45 +1102,59 @@ class Project:
                 parameter="store.url",
             )
         scorer = view.scorer()
-        known = (
-            view.rows("history_customers", "customer_id", customer_id).to_pylist()
-            if view.has_table("history_customers")
-            else []
-        )
-        if not known and scorer.knows_customers:
-            raise EventError(
-                f"unknown_customer: customer {customer_id!r} is not in the customers table "
-                f"of run {view.run_id}",
-                rule="unknown_customer",
-                field="customer_id",
-                fix="add the customer to the customers source and run again",
-            )
-        attributes = {**(known[0] if known else {}), "customer_id": customer_id}
-        history: dict[str, list[dict[str, Any]]] = {}
-        for name in ("history_orders", "history_order_lines", "history_touchpoints"):
-            history[name] = (
-                view.rows(name, "customer_id", customer_id).to_pylist()
-                if view.has_table(name)
+        run_as_of = dt.date.fromisoformat(str(view.info.as_of))
+        out: list[dict[str, Any] | EventError] = []
+        histories: list[History] = []
+        for customer_id, events in customers:
+            known = (
+                view.rows("history_customers", "customer_id", customer_id).to_pylist()
+                if view.has_table("history_customers")
                 else []
             )
-        scored = rescore(
-            scorer,
-            attributes=attributes,
-            orders=history["history_orders"],
-            order_lines=history["history_order_lines"],
-            touchpoints=history["history_touchpoints"],
-            events=events,
-            run_as_of=dt.date.fromisoformat(str(view.info.as_of)),
-            as_of_fixed=self.config.as_of is not None,
-        )
+            if not known and scorer.knows_customers:
+                out.append(
+                    EventError(
+                        f"unknown_customer: customer {customer_id!r} is not in the "
+                        f"customers table of run {view.run_id}",
+                        rule="unknown_customer",
+                        field="customer_id",
+                        fix="add the customer to the customers source and run again",
+                    )
+                )
+                continue
+            history: dict[str, list[dict[str, Any]]] = {}
+            for name in ("history_orders", "history_order_lines", "history_touchpoints"):
+                history[name] = (
+                    view.rows(name, "customer_id", customer_id).to_pylist()
+                    if view.has_table(name)
+                    else []
+                )
+            try:
+                histories.append(
+                    history_with(
+                        attributes={**(known[0] if known else {}), "customer_id": customer_id},
+                        orders=history["history_orders"],
+                        order_lines=history["history_order_lines"],
+                        touchpoints=history["history_touchpoints"],
+                        events=events,
+                        run_as_of=run_as_of,
+                        as_of_fixed=self.config.as_of is not None,
+                    )
+                )
+                out.append({})  # filled below
+            except EventError as exc:
+                out.append(exc)
+        scored = iter(scorer.score_many(histories))
         # Features as the run stores them (the predictions beside them, not among them).
         predicted = {*PREDICTIONS, "purchase_propensity"}
-        scored["features"] = {k: v for k, v in scored["features"].items() if k not in predicted}
-        # As stored and as read back: JSON values (dates as ISO text).
-        clean: dict[str, Any] = json.loads(
-            json.dumps(json_safe(scored), default=str, allow_nan=False)
-        )
-        return clean
+        for i, slot in enumerate(out):
+            if isinstance(slot, EventError):
+                continue
+            one = next(scored)
+            one["features"] = {k: v for k, v in one["features"].items() if k not in predicted}
+            # As stored and as read back: JSON values (dates as ISO text).
+            out[i] = json.loads(json.dumps(json_safe(one), default=str, allow_nan=False))
+        return out
 
     def record_event(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Apply one new order or touchpoint now: check it, store it, re-score its customer.
@@ -1139,7 +1164,8 @@ class Project:
         order the run's files hold, is applied once), and the customer is re-scored by
         the latest complete run's scorer with everything received for them since that
         run; the segments they entered and left are stored too. The next
-        ``segvalue run`` includes the stored events.
+        ``segvalue run`` includes the stored events. Several at once:
+        :meth:`record_events`.
 
         Parameters
         ----------
@@ -1162,47 +1188,145 @@ class Project:
         segvalue.realtime.EventError
             The event breaks a rule (``rule``), naming the field.
         """
-        from segvalue.realtime import check_event, transitions
+        outcome = self.record_events([event])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def record_events(
+        self, events: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any] | DataValidationError]:
+        """:meth:`record_event` of several events, in order, as if sent one by one.
+
+        Each gets its own outcome: the reply, or the error that event alone would raise
+        (the others are applied all the same). Events of distinct customers are
+        re-scored together and stored in one transaction, which is what makes a server
+        keep up with many events at once.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from segvalue.pipeline import run_demo
+        >>> _, path = run_demo(n_customers=300, out_dir=pathlib.Path(tempfile.mkdtemp()))
+        >>> order = {"type": "order", "order_ts": "2025-12-31T10:00:00", "amount": 9.0}
+        >>> with Project.from_yaml(path) as project:
+        ...     out = project.record_events([
+        ...         {**order, "customer_id": "C0000001", "order_id": "B-1"},
+        ...         {**order, "customer_id": "C0000002", "order_id": "B-2", "amount": "x"},
+        ...         {**order, "customer_id": "C0000001", "order_id": "B-1"}])
+        >>> out[0]["duplicate"], out[1].rule, out[2]["duplicate"]
+        (False, 'unparseable_value', True)
+        """
+        from segvalue.realtime import CheckedEvent, check_event
+
+        outcomes: list[dict[str, Any] | DataValidationError | None] = [None] * len(events)
+        checked: list[tuple[int, CheckedEvent]] = []
+        for i, event in enumerate(events):
+            try:
+                checked.append((i, check_event(event, self.config)))
+            except DataValidationError as exc:
+                outcomes[i] = exc
+        # Rounds of distinct customers, in order: a customer's events apply one by one.
+        round_: list[tuple[int, CheckedEvent]] = []
+        for item in checked:
+            if any(c.customer_id == item[1].customer_id for _, c in round_):
+                self._record_round(round_, outcomes)
+                round_ = []
+            round_.append(item)
+        self._record_round(round_, outcomes)
+        done = [o for o in outcomes if o is not None]
+        if len(done) != len(events):  # pragma: no cover - every event gets its outcome
+            raise RuntimeError("an event was left without an outcome")
+        return done
+
+    def _record_round(
+        self,
+        round_: Sequence[tuple[int, Any]],
+        outcomes: list[dict[str, Any] | DataValidationError | None],
+    ) -> None:
+        """Apply checked events of distinct customers: one re-scoring, one transaction."""
+        from segvalue.realtime import transitions
         from segvalue.store import EventRecord
 
-        checked = check_event(event, self.config)
+        if not round_:
+            return
         store = self._open_writer()
         view = self.runs.require_latest()
-        customer_id = checked.customer_id
-        pending = store.events(customer_id=customer_id, after=_events_through(view))
-
-        def duplicate() -> dict[str, Any]:
-            return {"customer": self.customer(customer_id), "events": [], "duplicate": True}
-
-        if any(e.event_id == checked.event_id for e in pending) or (
-            checked.type == "order"
-            and view.has_table("history_orders")
-            and store.contains(view.run_id, "history_orders", "order_id", checked.body["order_id"])
-        ):
-            return duplicate()
-        before = self._current(view, customer_id, pending)
-        after = self._rescored(view, customer_id, [*(e.body for e in pending), checked.body])
-        moves = transitions((before or {}).get("memberships") or {}, after["memberships"])
-        record = EventRecord(
-            store.last_event_seq() + 1,
-            checked.event_id,
-            checked.type,
-            customer_id,
-            checked.occurred_at,
-            checked.body,
+        through = _events_through(view)
+        duplicates: list[tuple[int, str]] = []
+        fresh: list[tuple[int, Any, list[Any]]] = []
+        seen: set[str] = set()
+        for i, checked in round_:
+            pending = store.events(customer_id=checked.customer_id, after=through)
+            if (
+                checked.event_id in seen
+                or any(e.event_id == checked.event_id for e in pending)
+                or (
+                    checked.type == "order"
+                    and view.has_table("history_orders")
+                    and store.contains(
+                        view.run_id, "history_orders", "order_id", checked.body["order_id"]
+                    )
+                )
+            ):
+                duplicates.append((i, checked.customer_id))
+                continue
+            seen.add(checked.event_id)
+            fresh.append((i, checked, pending))
+        # Re-scored with the new event, and (unless remembered) without it: one call.
+        wanted = [(c.customer_id, [*(e.body for e in pending), c.body]) for _, c, pending in fresh]
+        earlier = [
+            ((view.run_id, c.customer_id, pending[-1].seq), c.customer_id, pending)
+            for _, c, pending in fresh
+            if pending and (view.run_id, c.customer_id, pending[-1].seq) not in _RESCORED
+        ]
+        scored = self._rescored_many(
+            view, [*wanted, *((cid, [e.body for e in pending]) for _, cid, pending in earlier)]
         )
+        for (key, _, _), was in zip(earlier, scored[len(wanted) :], strict=True):
+            if not isinstance(was, Exception):
+                _remember_rescored(key, was)
+        applied: list[tuple[int, Any, dict[str, Any], list[Any]]] = []
+        seq = store.last_event_seq()
+        for (i, checked, pending), after in zip(fresh, scored[: len(wanted)], strict=True):
+            if isinstance(after, Exception):
+                outcomes[i] = after
+                continue
+            before = self._current(view, checked.customer_id, pending)
+            moves = transitions((before or {}).get("memberships") or {}, after["memberships"])
+            seq += 1
+            record = EventRecord(
+                seq,
+                checked.event_id,
+                checked.type,
+                checked.customer_id,
+                checked.occurred_at,
+                checked.body,
+            )
+            applied.append((i, record, after, moves))
         try:
-            store.apply_event(record, run_id=view.run_id, transitions=moves)
-            _remember_rescored((view.run_id, customer_id, record.seq), after)
+            store.apply_events([(r, moves) for _, r, _, moves in applied], run_id=view.run_id)
         except DataValidationError:
-            if store.event(checked.event_id) is not None:  # sent before, for the run's data
-                return duplicate()
-            raise
-        return {
-            "customer": after,
-            "events": [{"scheme": s, "from": a, "to": b} for s, a, b in moves],
-            "duplicate": False,
-        }
+            if len(round_) == 1:
+                if store.event(round_[0][1].event_id) is None:
+                    raise
+                duplicates = [(round_[0][0], round_[0][1].customer_id)]
+                applied = []
+            else:
+                # Another writer stored events meanwhile: each on its own, as sent.
+                for i, checked in round_:
+                    if outcomes[i] is None:
+                        self._record_round([(i, checked)], outcomes)
+                return
+        for i, record, after, moves in applied:
+            _remember_rescored((view.run_id, record.customer_id, record.seq), after)
+            outcomes[i] = {
+                "customer": after,
+                "events": [{"scheme": s, "from": a, "to": b} for s, a, b in moves],
+                "duplicate": False,
+            }
+        for i, customer_id in duplicates:
+            outcomes[i] = {"customer": self.customer(customer_id), "events": [], "duplicate": True}
 
     def segment_events(
         self, customer_id: str | None = None, limit: int = 1000

@@ -42,9 +42,17 @@ from zoneinfo import ZoneInfo
 from segvalue.config import TOUCHPOINT_EVENTS, Config
 from segvalue.data.validation import BLANKS
 from segvalue.errors import DataValidationError
-from segvalue.scoring import Scorer
+from segvalue.scoring import History, Scorer
 
-__all__ = ["EVENT_TYPES", "CheckedEvent", "EventError", "check_event", "rescore", "transitions"]
+__all__ = [
+    "EVENT_TYPES",
+    "CheckedEvent",
+    "EventError",
+    "check_event",
+    "history_with",
+    "rescore",
+    "transitions",
+]
 
 #: The event types ``POST /api/v1/events`` takes.
 EVENT_TYPES = ("order", "touchpoint")
@@ -361,13 +369,48 @@ def rescore(
 
     The customer is scored as of the run's as-of date, or of the latest event's day when
     that is later and the as-of date is not fixed in the configuration (a run would then
-    infer it from the data).
+    infer it from the data). Several customers at once: :func:`history_with` each, then
+    ``scorer.score_many``.
 
     Raises
     ------
     EventError
         ``return_without_purchase``: the events make a return of a customer without a
         purchase.
+    """
+    history = history_with(
+        attributes=attributes,
+        orders=orders,
+        order_lines=order_lines,
+        touchpoints=touchpoints,
+        events=events,
+        run_as_of=run_as_of,
+        as_of_fixed=as_of_fixed,
+    )
+    return scorer.score_many([history])[0]
+
+
+def history_with(
+    *,
+    attributes: Mapping[str, Any],
+    orders: Sequence[Mapping[str, Any]],
+    order_lines: Sequence[Mapping[str, Any]],
+    touchpoints: Sequence[Mapping[str, Any]],
+    events: Sequence[Mapping[str, Any]],
+    run_as_of: dt.date,
+    as_of_fixed: bool,
+) -> History:
+    """The customer's history as the run stored it plus ``events``, to score (see
+    :func:`rescore`).
+
+    Examples
+    --------
+    >>> h = history_with(attributes={"customer_id": "C1"}, orders=[], order_lines=[],
+    ...     touchpoints=[], events=[{"type": "order", "order_id": "A", "amount": 5.0,
+    ...     "order_ts": "2025-01-03T10:00:00"}], run_as_of=dt.date(2025, 1, 1),
+    ...     as_of_fixed=False)
+    >>> len(h.orders), h.as_of
+    (1, datetime.date(2025, 1, 3))
     """
     orders = [*orders, *(_order_of(e) for e in events if e["type"] == "order")]
     order_lines = [
@@ -393,7 +436,7 @@ def rescore(
             "a return (negative amount) of a customer with no purchase",
             "send the purchase first",
         )
-    return scorer.score(
+    return History(
         attributes,
         orders,
         order_lines=order_lines,

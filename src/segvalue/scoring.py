@@ -24,10 +24,11 @@ stored (floats up to summation order).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -40,7 +41,7 @@ from segvalue.models.propensity import PurchasePropensityModel, encode_categorie
 from segvalue.segments.scoring import AS_OF, PURCHASE_DAYS, assign, scheme_state
 from segvalue.units import parse_time_unit, per_period_rate
 
-__all__ = ["PREDICTIONS", "Scorer", "scorer_state"]
+__all__ = ["PREDICTIONS", "History", "Scorer", "scorer_state"]
 
 #: The prediction columns a run joins to its customer features, as the scorer returns them.
 PREDICTIONS: tuple[str, ...] = (
@@ -320,6 +321,12 @@ def _order_features(
     return out, kept
 
 
+@functools.lru_cache(maxsize=4096)
+def _slug(value: str) -> str:
+    """:func:`column_slug`, remembered (a customer's lines repeat few category names)."""
+    return column_slug(value)
+
+
 def _signup(attributes: Mapping[str, Any]) -> dt.date | None:
     value = attributes.get("signup_date")
     if value is None:
@@ -389,13 +396,16 @@ def customer_features_of(
         ids = {o.get("order_id") for o in kept if o.get("order_id") is not None}
         owned = [line for line in order_lines if line.get("order_id") in ids]
         total = sum(_number(line.get("line_amount"), "order_lines.line_amount") for line in owned)
+        # Each slug's lines added in the lines' order, as a sum over that slug's lines.
+        spent: dict[str, float] = {}
+        for line in owned:
+            if line.get("category") is not None:
+                slug = _slug(line["category"])
+                amount = float(line["line_amount"])
+                spent[slug] = spent[slug] + amount if slug in spent else amount
         for slug in categories:
-            spent = sum(
-                float(line["line_amount"])
-                for line in owned
-                if line.get("category") is not None and column_slug(line["category"]) == slug
-            )
-            row[f"share_{slug}"] = spent / total if owned and total > 0 else 0.0
+            share = spent.get(slug, 0) / total if owned and total > 0 else 0.0
+            row[f"share_{slug}"] = share
     channels = state.get("channels")
     if channels is not None:
         touches = []
@@ -404,16 +414,16 @@ def customer_features_of(
             if _in_window(ts, end, start_day):
                 touches.append({**touch, "ts": ts})
         row["touches"] = len(touches)
+        counted: dict[str, list[int]] = {}
+        for t in touches:
+            if t.get("channel") is not None:
+                count = counted.setdefault(_slug(t["channel"]), [0, 0])
+                count[0] += 1
+                count[1] += ("event" not in t) or (t["event"] in ENGAGED_EVENTS)
         for slug in channels:
-            on = [
-                t
-                for t in touches
-                if t.get("channel") is not None and column_slug(t["channel"]) == slug
-            ]
-            row[f"touches_{slug}"] = len(on)
-            row[f"engaged_{slug}"] = sum(
-                ("event" not in t) or (t["event"] in ENGAGED_EVENTS) for t in on
-            )
+            touched, engaged = counted.get(slug, (0, 0))
+            row[f"touches_{slug}"] = touched
+            row[f"engaged_{slug}"] = engaged
         buys = [o["order_ts"] for o in kept if o["amount"] >= 0]
         last = max(buys) if buys else None
         browse = [t for t in touches if "event" not in t or t["event"] in BROWSE_EVENTS]
@@ -428,6 +438,23 @@ def customer_features_of(
 def _finite(value: Any) -> float | None:
     number = float(value)
     return number if math.isfinite(number) else None
+
+
+class History(NamedTuple):
+    """One customer's attributes and history, as :meth:`Scorer.score_many` takes them
+    (the arguments of :meth:`Scorer.score`).
+
+    Examples
+    --------
+    >>> History({"customer_id": "a"}, []).as_of is None
+    True
+    """
+
+    attributes: Mapping[str, Any]
+    orders: Sequence[Mapping[str, Any]]
+    order_lines: Sequence[Mapping[str, Any]] = ()
+    touchpoints: Sequence[Mapping[str, Any]] = ()
+    as_of: dt.date | None = None
 
 
 class Scorer:
@@ -513,20 +540,26 @@ class Scorer:
         --------
         >>> Scorer({"features": {}, "schemes": {}, "models": None}).predict(1, 2.0, 4.0, 5.0)["clv"]
         """
+        return self._predict_many([(frequency, recency, T, monetary_value)])[0]
+
+    def _predict_many(
+        self, summaries: Sequence[tuple[int | None, float | None, float | None, float | None]]
+    ) -> list[dict[str, float | None]]:
+        """:meth:`predict` of several BTYD summaries, the models evaluated once for all."""
         models = self._state["models"]
-        if models is None or frequency is None or self._transactions is None:
-            return dict.fromkeys(PREDICTIONS)
+        out: list[dict[str, float | None]] = [dict.fromkeys(PREDICTIONS) for _ in summaries]
+        rows = [i for i, summary in enumerate(summaries) if summary[0] is not None]
+        if models is None or self._transactions is None or not rows:
+            return out
         t = self._transactions
-        x = np.array([float(frequency)])
-        t_x = np.array([float(recency or 0.0)])
-        big_t = np.array([float(T or 0.0)])
-        m = np.array([float(monetary_value or 0.0)])
+        x = np.array([float(summaries[i][0] or 0) for i in rows])
+        t_x = np.array([float(summaries[i][1] or 0.0) for i in rows])
+        big_t = np.array([float(summaries[i][2] or 0.0) for i in rows])
+        m = np.array([float(summaries[i][3] or 0.0) for i in rows])
         # Rounding may put P(alive) a hair outside [0, 1]: clipped, as the run does.
-        alive = min(max(float(np.asarray(t.probability_alive(x, t_x, big_t))[0]), 0.0), 1.0)
+        alive = np.clip(np.asarray(t.probability_alive(x, t_x, big_t), dtype=float), 0.0, 1.0)
         horizon = int(models["horizon"])
-        purchases = float(
-            np.asarray(t.expected_purchases(x, t_x, big_t, horizon=float(horizon)))[0]
-        )
+        purchases = np.asarray(t.expected_purchases(x, t_x, big_t, horizon=float(horizon)))
         value = customer_lifetime_value(
             t,
             x,
@@ -540,15 +573,18 @@ class Scorer:
             intervals=True,
             mean_spend=models.get("mean_repeat_spend"),
         )
-        return {
-            "probability_alive": alive,
-            "churn_risk": 1.0 - alive,
-            "expected_purchases": purchases,
-            "expected_spend": _finite(value.expected_spend[0]),
-            "clv": _finite(value.clv[0]),
-            "clv_lower": _finite(value.lower[0]),
-            "clv_upper": _finite(value.upper[0]),
-        }
+        for k, i in enumerate(rows):
+            p_alive = float(alive[k])
+            out[i] = {
+                "probability_alive": p_alive,
+                "churn_risk": 1.0 - p_alive,
+                "expected_purchases": float(purchases[k]),
+                "expected_spend": _finite(value.expected_spend[k]),
+                "clv": _finite(value.clv[k]),
+                "clv_lower": _finite(value.lower[k]),
+                "clv_upper": _finite(value.upper[k]),
+            }
+        return out
 
     def score(
         self,
@@ -588,41 +624,72 @@ class Scorer:
         DataValidationError
             An order without a valid timestamp or amount (the ``parameter`` names it).
         """
+        history = History(attributes, orders, order_lines, touchpoints, as_of)
+        return self.score_many([history])[0]
+
+    def score_many(self, histories: Sequence[History]) -> list[dict[str, Any]]:
+        """:meth:`score` of several customers, the models evaluated once for all of them
+        (each answer is the one :meth:`score` gives that customer alone).
+
+        Examples
+        --------
+        >>> state = {"features": {"as_of": "2024-01-29", "time_unit": "week",
+        ...     "lookback_start": None, "customers": True, "discount": False,
+        ...     "categories": None, "channels": None}, "schemes": {}, "models": None}
+        >>> buys = [{"order_ts": "2024-01-02", "amount": 9.0}]
+        >>> out = Scorer(state).score_many([History({"customer_id": "a"}, buys),
+        ...                                 History({"customer_id": "b"}, [])])
+        >>> [o["features"]["orders"] for o in out]
+        [1, 0]
+        """
         state = self._state["features"]
-        row, days = customer_features_of(
-            state,
-            attributes,
-            orders,
-            order_lines=order_lines,
-            touchpoints=touchpoints,
-            as_of=as_of,
+        featured = [
+            customer_features_of(
+                state,
+                h.attributes,
+                h.orders,
+                order_lines=h.order_lines,
+                touchpoints=h.touchpoints,
+                as_of=h.as_of,
+            )
+            for h in histories
+        ]
+        predicted = self._predict_many(
+            [
+                (row["frequency"], row["recency"], row["T"], row["monetary_value"])
+                for row, _ in featured
+            ]
         )
-        predictions = self.predict(
-            row["frequency"], row["recency"], row["T"], row["monetary_value"]
-        )
-        if self._state["models"] is not None:
-            row.update(predictions)
-        customer_id = attributes.get("customer_id")
-        segment_row: dict[str, Any] = {
-            k: v for k, v in attributes.items() if not str(k).startswith("_")
-        }
-        segment_row.update(row)
-        propensity = None
-        if self._propensity is not None:
-            propensity = self.purchase_propensity(segment_row)
-            row["purchase_propensity"] = segment_row["purchase_propensity"] = propensity
-        segment_row.update({"customer_id": customer_id, PURCHASE_DAYS: days, AS_OF: as_of})
-        memberships = {
-            name: assign(scheme, segment_row) for name, scheme in self._state["schemes"].items()
-        }
-        return {
-            "customer_id": customer_id,
-            "as_of": state["as_of"] if as_of is None else as_of.isoformat(),
-            "features": row,
-            "memberships": memberships,
-            **predictions,
-            "purchase_propensity": propensity,
-        }
+        segment_rows: list[dict[str, Any]] = []
+        for h, (row, _), predictions in zip(histories, featured, predicted, strict=True):
+            if self._state["models"] is not None:
+                row.update(predictions)
+            segment_row = {k: v for k, v in h.attributes.items() if not str(k).startswith("_")}
+            segment_row.update(row)
+            segment_rows.append(segment_row)
+        propensities = self._propensities(segment_rows)
+        out = []
+        for h, (row, days), predictions, segment_row, propensity in zip(
+            histories, featured, predicted, segment_rows, propensities, strict=True
+        ):
+            if self._propensity is not None:
+                row["purchase_propensity"] = segment_row["purchase_propensity"] = propensity
+            customer_id = h.attributes.get("customer_id")
+            segment_row.update({"customer_id": customer_id, PURCHASE_DAYS: days, AS_OF: h.as_of})
+            memberships = {
+                name: assign(scheme, segment_row) for name, scheme in self._state["schemes"].items()
+            }
+            out.append(
+                {
+                    "customer_id": customer_id,
+                    "as_of": state["as_of"] if h.as_of is None else h.as_of.isoformat(),
+                    "features": row,
+                    "memberships": memberships,
+                    **predictions,
+                    "purchase_propensity": propensity,
+                }
+            )
+        return out
 
     def purchase_propensity(self, row: Mapping[str, Any]) -> float | None:
         """P(buys within the run's holdout length) by the run's classifier; None without one.
@@ -635,17 +702,31 @@ class Scorer:
         --------
         >>> Scorer({"features": {}, "schemes": {}, "models": None}).purchase_propensity({})
         """
+        return self._propensities([row])[0]
+
+    def _propensities(self, rows: Sequence[Mapping[str, Any]]) -> list[float | None]:
+        """:meth:`purchase_propensity` of several rows, the classifier applied once."""
         model = self._propensity
-        if model is None or row.get("frequency") is None:
-            return None
-        values = []
-        for name, categorical in zip(model.feature_names_, model.categorical_, strict=True):
-            value = row.get(name)
-            if categorical:
-                code = encode_categories([value], model.categories_.get(name, []))[0]
-                values.append(float(code))
-            elif value is None:
-                values.append(math.nan)
-            else:
-                values.append(float(value))
-        return float(model.predict_proba(np.array([values], dtype=np.float64))[0])
+        out: list[float | None] = [None] * len(rows)
+        if model is None:
+            return out
+        scored = [i for i, row in enumerate(rows) if row.get("frequency") is not None]
+        if not scored:
+            return out
+        matrix = []
+        for i in scored:
+            values = []
+            for name, categorical in zip(model.feature_names_, model.categorical_, strict=True):
+                value = rows[i].get(name)
+                if categorical:
+                    code = encode_categories([value], model.categories_.get(name, []))[0]
+                    values.append(float(code))
+                elif value is None:
+                    values.append(math.nan)
+                else:
+                    values.append(float(value))
+            matrix.append(values)
+        probabilities = model.predict_proba(np.array(matrix, dtype=np.float64))
+        for k, i in enumerate(scored):
+            out[i] = float(probabilities[k])
+        return out

@@ -470,9 +470,7 @@ def post_event(
     """Checks the event (422 naming the rule and the field), stores it (an order id sent
     again is applied once), re-scores its customer with the latest run's scorer and
     stores the segments entered and left. The next ``segvalue run`` includes it."""
-    gate = gate_of(request)
-    with gate.use() as project:
-        reply = project.record_event(event)
+    reply = gate_of(request).record_event(event)
     return EventReply.model_validate(json_ready(reply))
 
 

@@ -1382,49 +1382,87 @@ class ResultsStore:
         ...     store.last_event_seq(), moves
         (1, ['Promising'])
         """
+        self.apply_events([(event, transitions)], run_id=run_id)
+
+    def apply_events(
+        self,
+        events: Sequence[tuple[EventRecord, Sequence[tuple[str, str | None, str | None]]]],
+        *,
+        run_id: str,
+    ) -> None:
+        """:meth:`apply_event` of several events (consecutive ``seq`` numbers, in order)
+        and their segment changes, in one transaction: all are stored or none.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> url = f"duckdb://{pathlib.Path(tempfile.mkdtemp()) / 's.duckdb'}"
+        >>> at = dt.datetime(2024, 1, 2, 10)
+        >>> with open_store(url, create=True) as store:
+        ...     a = EventRecord(1, "order:A", "order", "C1", at, {})
+        ...     b = EventRecord(2, "order:B", "order", "C2", at, {})
+        ...     store.apply_events([(a, []), (b, [("rfm", None, "New")])], run_id="r1")
+        ...     store.last_event_seq(), len(store.events(customer_id="C2"))
+        (2, 1)
+        """
         self._require_writer()
-        received = _naive_utc(event.received_at or dt.datetime.now(dt.UTC))
+        if not events:
+            return
+        received = _naive_utc(events[0][0].received_at or dt.datetime.now(dt.UTC))
+        rows: list[Any] = []
+        moved: list[Any] = []
+        for event, transitions in events:
+            rows += [
+                event.seq,
+                event.event_id,
+                event.type,
+                event.customer_id,
+                _naive_utc(event.occurred_at),
+                json.dumps(json_safe(event.body), default=str, allow_nan=False),
+                received,
+            ]
+            for scheme, before, after in transitions:
+                moved += [event.seq, event.customer_id, scheme, before, after, received, run_id]
+        width = len(_EVENT_COLUMNS)
         try:
             with self._db.transaction():
                 # The keys refuse a second event of that id or seq: no read first.
                 self._db.execute(
-                    f"INSERT INTO {EVENTS} ({', '.join(_EVENT_COLUMNS)}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        event.seq,
-                        event.event_id,
-                        event.type,
-                        event.customer_id,
-                        _naive_utc(event.occurred_at),
-                        json.dumps(json_safe(event.body), default=str, allow_nan=False),
-                        received,
-                    ],
+                    f"INSERT INTO {EVENTS} ({', '.join(_EVENT_COLUMNS)}) VALUES "
+                    + ", ".join([_marks(width)] * len(events)),
+                    rows,
                 )
-                if transitions:
-                    marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(transitions))
-                    values: list[Any] = []
-                    for scheme, before, after in transitions:
-                        values += [event.seq, event.customer_id, scheme, before, after]
-                        values += [received, run_id]
-                    self._db.execute(f"INSERT INTO {SEGMENT_EVENTS} VALUES {marks}", values)
+                if moved:
+                    self._db.execute(
+                        f"INSERT INTO {SEGMENT_EVENTS} VALUES "
+                        + ", ".join([_marks(7)] * (len(moved) // 7)),
+                        moved,
+                    )
         except Exception as exc:
             if self._memo is not None:
                 self._memo.pop(("last_event_seq",), None)
             text = str(exc).lower()
             if "constraint" in text or "duplicate" in text or "unique" in text:
                 raise DataValidationError(
-                    f"event {event.event_id!r} was not stored: another event was stored "
-                    "meanwhile, or this one already",
+                    f"event {events[0][0].event_id!r} was not stored: another event was "
+                    "stored meanwhile, or this one already",
                     fix="send it again (an event already stored is applied once)",
                     parameter="event_id",
                 ) from None
             raise
         if self._memo is not None:
-            self._memo[("last_event_seq",)] = event.seq
-            stored = replace(event, received_at=received)
+            self._memo[("last_event_seq",)] = events[-1][0].seq
+            first = events[0][0].seq
             for key, grouped in self._memo.items():
-                if key[0] == "events_since" and key[1] < event.seq:
-                    grouped.setdefault(event.customer_id, []).append(stored)
+                if key[0] == "events_since" and key[1] < first:
+                    for event, _ in events:
+                        stored = replace(event, received_at=received)
+                        grouped.setdefault(event.customer_id, []).append(stored)
+
+
+def _marks(width: int) -> str:
+    """``(?, ?, ...)``: one row of ``width`` query parameters."""
+    return "(" + ", ".join(["?"] * width) + ")"
 
 
 def open_store(
