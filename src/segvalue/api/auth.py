@@ -15,7 +15,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from segvalue.api.problems import Problem
 from segvalue.project import API_KEY_SCOPES, KeyInfo, Project
 
-__all__ = ["ProjectGate", "bearer", "gate_of", "require_scope"]
+__all__ = [
+    "ProjectGate",
+    "admitted",
+    "bearer",
+    "gate_of",
+    "presented_key",
+    "require_scope",
+]
 
 #: The OpenAPI security scheme; missing or malformed headers are ours to answer (401).
 bearer = HTTPBearer(auto_error=False, description="an API key: segvalue keys create")
@@ -91,9 +98,10 @@ class ProjectGate:
                     self.project.close()
                     self._in_use_since_release = False
 
-    def record_event(self, event: Mapping[str, Any]) -> dict[str, Any]:
+    def record_event(self, event: Mapping[str, Any], key: str | None = None) -> dict[str, Any]:
         """``project.record_event(event)``, applied together with the events other
-        requests sent meanwhile (group commit).
+        requests sent meanwhile (group commit); ``key``: the request's API key, checked
+        for the write scope in the same turn (a 401 or 403 problem for that event alone).
 
         Requests wait for the project in turn; whichever gets it applies every event
         waiting by then in one :meth:`Project.record_events` call (one re-scoring and one
@@ -111,18 +119,26 @@ class ProjectGate:
         >>> reply["duplicate"], gate.project.close()
         (False, None)
         """
-        sent = _Sent(event)
+        sent = _Sent(event, key)
         with self._events_lock:
             self._events.append(sent)
         with self.use() as project:
             if not sent.done:
                 with self._events_lock:
                     group, self._events = self._events, []
+                admitted_group = []
+                for each in group:
+                    try:
+                        if each.key is not None:
+                            admitted(project, each.key, "write")
+                        admitted_group.append(each)
+                    except Problem as problem:
+                        each.outcome, each.done = problem, True
                 try:
-                    outcomes: list[Any] = project.record_events([s.event for s in group])
+                    outcomes: list[Any] = project.record_events([s.event for s in admitted_group])
                 except Exception as exc:  # the whole group failed (no run, a closed store)
-                    outcomes = [exc] * len(group)
-                for each, outcome in zip(group, outcomes, strict=True):
+                    outcomes = [exc] * len(admitted_group)
+                for each, outcome in zip(admitted_group, outcomes, strict=True):
                     each.outcome, each.done = outcome, True
         if isinstance(sent.outcome, Exception):
             raise sent.outcome
@@ -169,10 +185,10 @@ class ProjectGate:
 class _Sent:
     """An event a request sent, and its outcome once applied (:meth:`ProjectGate.record_event`)."""
 
-    __slots__ = ("done", "event", "outcome")
+    __slots__ = ("done", "event", "key", "outcome")
 
-    def __init__(self, event: Mapping[str, Any]) -> None:
-        self.event = event
+    def __init__(self, event: Mapping[str, Any], key: str | None) -> None:
+        self.event, self.key = event, key
         self.done = False
         self.outcome: Any = None
 
@@ -185,6 +201,40 @@ def gate_of(request: Request) -> ProjectGate:
     """The app's :class:`ProjectGate`."""
     gate: ProjectGate = request.app.state.gate
     return gate
+
+
+def presented_key(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> str:
+    """The API key a request sends (``Authorization: Bearer KEY``), not yet checked.
+
+    Raises a 401 problem (with ``WWW-Authenticate: Bearer``) without one.
+    """
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Problem(
+            401,
+            "this route needs an API key: send `Authorization: Bearer KEY` "
+            "(create one with segvalue keys create)",
+            headers=_CHALLENGE,
+        )
+    return credentials.credentials
+
+
+def admitted(project: Project, key: str, scope: str) -> KeyInfo:
+    """The info of ``key`` when it is valid for ``scope`` (a ``write`` key may also read).
+
+    Raises a 401 problem for an unknown or revoked key, a 403 problem for a key of too
+    narrow a scope.
+    """
+    info = project.keys.verify(key)
+    if info is None:
+        raise Problem(401, "the API key is unknown or revoked", headers=_CHALLENGE)
+    if scope == "write" and info.scope != "write":
+        raise Problem(
+            403,
+            f"the API key {info.key_id} has scope {info.scope}; this route needs {scope}",
+        )
+    return info
 
 
 def require_scope(scope: str) -> Callable[..., KeyInfo]:
@@ -218,22 +268,8 @@ def require_scope(scope: str) -> Callable[..., KeyInfo]:
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> KeyInfo:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise Problem(
-                401,
-                "this route needs an API key: send `Authorization: Bearer KEY` "
-                "(create one with segvalue keys create)",
-                headers=_CHALLENGE,
-            )
+        key = presented_key(credentials)
         with gate_of(request).use() as project:
-            info = project.keys.verify(credentials.credentials)
-        if info is None:
-            raise Problem(401, "the API key is unknown or revoked", headers=_CHALLENGE)
-        if scope == "write" and info.scope != "write":
-            raise Problem(
-                403,
-                f"the API key {info.key_id} has scope {info.scope}; this route needs {scope}",
-            )
-        return info
+            return admitted(project, key, scope)
 
     return admit

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from segvalue.api.auth import gate_of, require_scope
+from segvalue.api.auth import gate_of, presented_key, require_scope
 from segvalue.api.problems import Problem, ProblemDocument, json_ready
 from segvalue.errors import ConfigError
 from segvalue.project import Project, RunView
@@ -451,11 +451,11 @@ _EVENT_EXAMPLES = {
 @v1_router.post(
     "/events",
     summary="A new order or touchpoint: stored, its customer re-scored in real time",
-    dependencies=[Depends(require_scope("write"))],
     response_model_by_alias=True,
 )
 def post_event(
     request: Request,
+    key: Annotated[str, Depends(presented_key)],
     event: Annotated[
         dict[str, Any],
         Body(
@@ -470,7 +470,8 @@ def post_event(
     """Checks the event (422 naming the rule and the field), stores it (an order id sent
     again is applied once), re-scores its customer with the latest run's scorer and
     stores the segments entered and left. The next ``segvalue run`` includes it."""
-    reply = gate_of(request).record_event(event)
+    # The key is checked with the event, in the turn that applies it (one wait, not two).
+    reply = gate_of(request).record_event(event, key=key)
     return EventReply.model_validate(json_ready(reply))
 
 
