@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import weakref
@@ -83,6 +84,7 @@ class ProjectGate:
         self._in_use_since_release = False
         self._events_lock = threading.Lock()
         self._events: list[_Sent] = []
+        self._applying = False
 
     @contextmanager
     def use(self, *, close: bool = False) -> Iterator[Project]:
@@ -103,10 +105,11 @@ class ProjectGate:
         requests sent meanwhile (group commit); ``key``: the request's API key, checked
         for the write scope in the same turn (a 401 or 403 problem for that event alone).
 
-        Requests wait for the project in turn; whichever gets it applies every event
-        waiting by then in one :meth:`Project.record_events` call (one re-scoring and one
-        transaction), so the store's commit and the models' evaluation are paid once per
-        group, not once per event, when events arrive faster than one at a time.
+        Events wait in a queue; one thread at a time takes the project and applies every
+        event waiting by then in one :meth:`Project.record_events` call (one re-scoring
+        and one transaction), so the store's commit and the models' evaluation are paid
+        once per group, not once per event, when events arrive faster than one at a
+        time. :meth:`record_event_async` is the same for a coroutine (the route's).
 
         Examples
         --------
@@ -119,13 +122,40 @@ class ProjectGate:
         >>> reply["duplicate"], gate.project.close()
         (False, None)
         """
-        sent = _Sent(event, key)
+        sent = _Sent(event, key, threading.Event())
+        self._queue_event(sent)
+        assert sent.ready is not None
+        sent.ready.wait()
+        return sent.result()
+
+    async def record_event_async(
+        self, event: Mapping[str, Any], key: str | None = None
+    ) -> dict[str, Any]:
+        """:meth:`record_event` for a coroutine: the event loop goes on meanwhile."""
+        loop = asyncio.get_running_loop()
+        sent = _Sent(event, key, None, loop, loop.create_future())
+        self._queue_event(sent)
+        assert sent.future is not None
+        await sent.future
+        return sent.result()
+
+    def _queue_event(self, sent: _Sent) -> None:
         with self._events_lock:
             self._events.append(sent)
-        with self.use() as project:
-            if not sent.done:
+            start = not self._applying
+            self._applying = True
+        if start:
+            threading.Thread(target=self._apply_events, name="segvalue-events", daemon=True).start()
+
+    def _apply_events(self) -> None:
+        """Apply the waiting events in groups until none waits (one such thread at most)."""
+        while True:
+            with self.use() as project:
                 with self._events_lock:
                     group, self._events = self._events, []
+                    if not group:
+                        self._applying = False
+                        return
                 admitted_group = []
                 for each in group:
                     try:
@@ -133,17 +163,15 @@ class ProjectGate:
                             admitted(project, each.key, "write")
                         admitted_group.append(each)
                     except Problem as problem:
-                        each.outcome, each.done = problem, True
+                        each.outcome = problem
                 try:
                     outcomes: list[Any] = project.record_events([s.event for s in admitted_group])
-                except Exception as exc:  # the whole group failed (no run, a closed store)
+                except BaseException as exc:  # the whole group failed (no run, a closed store)
                     outcomes = [exc] * len(admitted_group)
                 for each, outcome in zip(admitted_group, outcomes, strict=True):
-                    each.outcome, each.done = outcome, True
-        if isinstance(sent.outcome, Exception):
-            raise sent.outcome
-        reply: dict[str, Any] = sent.outcome
-        return reply
+                    each.outcome = outcome
+            for each in group:
+                each.settle()
 
     @contextmanager
     def releasing(self, every: float = 0.25) -> Iterator[None]:
@@ -185,12 +213,36 @@ class ProjectGate:
 class _Sent:
     """An event a request sent, and its outcome once applied (:meth:`ProjectGate.record_event`)."""
 
-    __slots__ = ("done", "event", "key", "outcome")
+    __slots__ = ("event", "future", "key", "loop", "outcome", "ready")
 
-    def __init__(self, event: Mapping[str, Any], key: str | None) -> None:
-        self.event, self.key = event, key
-        self.done = False
+    def __init__(
+        self,
+        event: Mapping[str, Any],
+        key: str | None,
+        ready: threading.Event | None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        future: asyncio.Future[None] | None = None,
+    ) -> None:
+        self.event, self.key, self.ready, self.loop, self.future = event, key, ready, loop, future
         self.outcome: Any = None
+
+    def settle(self) -> None:
+        """Wake the request: its outcome is there."""
+        if self.ready is not None:
+            self.ready.set()
+        elif self.loop is not None and self.future is not None:
+            self.loop.call_soon_threadsafe(_resolve, self.future)
+
+    def result(self) -> dict[str, Any]:
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        reply: dict[str, Any] = self.outcome
+        return reply
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():  # not cancelled meanwhile (the client went away)
+        future.set_result(None)
 
 
 _GATES: weakref.WeakKeyDictionary[Project, ProjectGate] = weakref.WeakKeyDictionary()
@@ -203,13 +255,7 @@ def gate_of(request: Request) -> ProjectGate:
     return gate
 
 
-def presented_key(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> str:
-    """The API key a request sends (``Authorization: Bearer KEY``), not yet checked.
-
-    Raises a 401 problem (with ``WWW-Authenticate: Bearer``) without one.
-    """
+def _key_of(credentials: HTTPAuthorizationCredentials | None) -> str:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Problem(
             401,
@@ -218,6 +264,17 @@ def presented_key(
             headers=_CHALLENGE,
         )
     return credentials.credentials
+
+
+async def presented_key(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> str:
+    """The API key a request sends (``Authorization: Bearer KEY``), not yet checked.
+
+    Raises a 401 problem (with ``WWW-Authenticate: Bearer``) without one. A coroutine:
+    nothing to wait for, so no thread is taken for it.
+    """
+    return _key_of(credentials)
 
 
 def admitted(project: Project, key: str, scope: str) -> KeyInfo:
@@ -268,7 +325,7 @@ def require_scope(scope: str) -> Callable[..., KeyInfo]:
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> KeyInfo:
-        key = presented_key(credentials)
+        key = _key_of(credentials)
         with gate_of(request).use() as project:
             return admitted(project, key, scope)
 

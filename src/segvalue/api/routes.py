@@ -453,7 +453,7 @@ _EVENT_EXAMPLES = {
     summary="A new order or touchpoint: stored, its customer re-scored in real time",
     response_model_by_alias=True,
 )
-def post_event(
+async def post_event(
     request: Request,
     key: Annotated[str, Depends(presented_key)],
     event: Annotated[
@@ -471,7 +471,7 @@ def post_event(
     again is applied once), re-scores its customer with the latest run's scorer and
     stores the segments entered and left. The next ``segvalue run`` includes it."""
     # The key is checked with the event, in the turn that applies it (one wait, not two).
-    reply = gate_of(request).record_event(event, key=key)
+    reply = await gate_of(request).record_event_async(event, key=key)
     return EventReply.model_validate(json_ready(reply))
 
 
