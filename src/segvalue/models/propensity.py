@@ -277,8 +277,10 @@ def _export_trees(classifier: Any, categorical: Any) -> dict[str, Any]:
     }
 
 
-#: Up to this many rows, :func:`_predict_trees` walks each row's path in Python.
-_ROW_BY_ROW = 8
+#: Up to this many rows, :func:`_predict_trees` walks each row's path in Python: about
+#: 0.045 ms a row against 2.4-3.7 ms for a numpy walk of any small number of rows (the
+#: demo's 100 trees, measured at 4-64 rows), so real-time groups of events stay in Python.
+_ROW_BY_ROW = 64
 
 
 def _compile_trees(model: dict[str, Any]) -> list[dict[str, Any]]:
@@ -333,7 +335,7 @@ def _predict_trees(
         data[:, j] = np.where(hit, position, np.nan)
     n_rows, n_columns = data.shape
     trees = compiled if compiled is not None else _compile_trees(model)
-    if n_rows <= _ROW_BY_ROW:  # one customer scored in real time: walk each path in Python
+    if n_rows <= _ROW_BY_ROW:  # customers scored in real time: walk each path in Python
         raws = []
         for row in data.tolist():
             total = float(model["baseline"])
