@@ -346,8 +346,24 @@ def _holds(expr: ConditionExpr, row: Mapping[str, Any]) -> bool:
     raise TypeError(f"not a condition: {expr!r}")  # pragma: no cover
 
 
+def _rule_scheme(document: Mapping[str, Any]) -> RuleSchemeConfig:
+    """The scheme's rules parsed once per document (a scorer's state keeps its own)."""
+    kept = _PARSED_RULES.get(id(document))
+    if kept is not None and kept[0] is document:
+        return kept[1]
+    scheme = RuleSchemeConfig.model_validate(document)
+    if len(_PARSED_RULES) >= 256:
+        _PARSED_RULES.clear()
+    # The document is kept with its parse, so its id is not reused meanwhile.
+    _PARSED_RULES[id(document)] = (document, scheme)
+    return scheme
+
+
+_PARSED_RULES: dict[int, tuple[Mapping[str, Any], RuleSchemeConfig]] = {}
+
+
 def _assign_rules(state: Mapping[str, Any], row: Mapping[str, Any]) -> str | list[str]:
-    scheme = RuleSchemeConfig.model_validate(state["scheme"])
+    scheme = _rule_scheme(state["scheme"])
     matched = [rule.segment for rule in scheme.rules if _holds(rule.when, row)]
     if scheme.mode == "first_match":
         return matched[0] if matched else scheme.unassigned
