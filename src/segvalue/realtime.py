@@ -23,9 +23,9 @@ Unknown fields are refused (a misspelt ``ammount`` is not silently ignored). An 
 id is its event id: the same order sent twice is applied once
 (``duplicate_key`` is not an error here, the repeat is answered with the stored state).
 
-:func:`rescore` applies a customer's events since the run to the run's history of that
-customer with the run's saved scorer, and :func:`transitions` lists the segments the
-customer entered and left.
+:func:`history_with` adds a customer's events since the run to the run's history of that
+customer, for the run's saved scorer (``Scorer.score_many``, several customers at once),
+and :func:`transitions` lists the segments the customer entered and left.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from zoneinfo import ZoneInfo
 from segvalue.config import TOUCHPOINT_EVENTS, Config
 from segvalue.data.validation import BLANKS
 from segvalue.errors import DataValidationError
-from segvalue.scoring import History, Scorer
+from segvalue.scoring import History
 
 __all__ = [
     "EVENT_TYPES",
@@ -50,7 +50,6 @@ __all__ = [
     "EventError",
     "check_event",
     "history_with",
-    "rescore",
     "transitions",
 ]
 
@@ -354,42 +353,6 @@ def _touch_of(body: Mapping[str, Any]) -> dict[str, Any]:
     return touch
 
 
-def rescore(
-    scorer: Scorer,
-    *,
-    attributes: Mapping[str, Any],
-    orders: Sequence[Mapping[str, Any]],
-    order_lines: Sequence[Mapping[str, Any]],
-    touchpoints: Sequence[Mapping[str, Any]],
-    events: Sequence[Mapping[str, Any]],
-    run_as_of: dt.date,
-    as_of_fixed: bool,
-) -> dict[str, Any]:
-    """One customer scored with the run's history plus ``events`` (event bodies).
-
-    The customer is scored as of the run's as-of date, or of the latest event's day when
-    that is later and the as-of date is not fixed in the configuration (a run would then
-    infer it from the data). Several customers at once: :func:`history_with` each, then
-    ``scorer.score_many``.
-
-    Raises
-    ------
-    EventError
-        ``return_without_purchase``: the events make a return of a customer without a
-        purchase.
-    """
-    history = history_with(
-        attributes=attributes,
-        orders=orders,
-        order_lines=order_lines,
-        touchpoints=touchpoints,
-        events=events,
-        run_as_of=run_as_of,
-        as_of_fixed=as_of_fixed,
-    )
-    return scorer.score_many([history])[0]
-
-
 def history_with(
     *,
     attributes: Mapping[str, Any],
@@ -400,8 +363,18 @@ def history_with(
     run_as_of: dt.date,
     as_of_fixed: bool,
 ) -> History:
-    """The customer's history as the run stored it plus ``events``, to score (see
-    :func:`rescore`).
+    """The customer's history as the run stored it plus ``events`` (event bodies), to
+    score with the run's scorer.
+
+    The customer is scored as of the run's as-of date, or of the latest event's day when
+    that is later and the as-of date is not fixed in the configuration (a run would then
+    infer it from the data).
+
+    Raises
+    ------
+    EventError
+        ``return_without_purchase``: the events make a return of a customer without a
+        purchase.
 
     Examples
     --------
