@@ -25,7 +25,7 @@ from segvalue.realtime import EventError, check_event
 PROBLEM = "application/problem+json"
 
 
-def order(customer: str, order_id: str, amount: float = 80.0, **extra: Any) -> dict[str, Any]:
+def order(customer: Any, order_id: str, amount: Any = 80.0, **extra: Any) -> dict[str, Any]:
     return {
         "type": "order",
         "customer_id": customer,
@@ -154,6 +154,9 @@ def test_a_touchpoint_counts_as_a_touch(served: Served) -> None:
             "lines[0].sku",
         ),
         ({"type": "refund", "customer_id": "C0000006"}, "unparseable_value", "type"),
+        (order("C0000006", "B-14", amount="NaN"), "unparseable_value", "amount"),
+        (order(["C0000006"], "B-15"), "unparseable_value", "customer_id"),
+        (order("C0000006", "B-16", lines="x"), "unparseable_value", "lines"),
         (
             {
                 "type": "touchpoint",
@@ -176,6 +179,9 @@ def test_a_bad_event_is_a_422_problem_naming_the_rule_and_field(
     assert response.headers["content-type"].startswith(PROBLEM)
     problem = response.json()
     assert problem["detail"].startswith(f"{rule}:"), problem
+    # The cause and the fix: never an empty "Fix:".
+    cause, _, fix = problem["detail"].partition(". Fix: ")
+    assert cause and len(fix.strip()) > 3, problem
     assert problem.get("parameter") == field, problem
     assert served.project.customer("C0000006") == seq  # nothing stored
 

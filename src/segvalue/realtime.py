@@ -129,7 +129,10 @@ def _id(value: Any, field: str) -> str | None:
     text = str(value).strip(" \t\n\r\x0b\x0c" + BLANKS)
     if len(text) > _MAX_TEXT:
         raise _fail(
-            "unparseable_value", field, f"{field} is longer than {_MAX_TEXT} characters", ""
+            "unparseable_value",
+            field,
+            f"{field} is longer than {_MAX_TEXT} characters",
+            f"send at most {_MAX_TEXT} characters",
         )
     return text or None
 
@@ -158,7 +161,12 @@ def _time(value: Any, field: str, zone: str) -> dt.datetime:
 
 def _money(value: Any, field: str, limit: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail("unparseable_value", field, f"{field} {value!r} is not a number", "")
+        raise _fail(
+            "unparseable_value",
+            field,
+            f"{field} {value!r} is not a number",
+            "send a JSON number, e.g. 42.5 (not text)",
+        )
     number = float(value)
     if not math.isfinite(number):
         raise _fail("non_finite", field, f"{field} is {value!r}", "send a finite number")
@@ -185,7 +193,12 @@ def _lines(value: Any, limit: float) -> list[dict[str, Any]]:
     for i, line in enumerate(value):
         field = f"lines[{i}]"
         if not isinstance(line, Mapping):
-            raise _fail("unparseable_value", field, f"{field} is not an object", "")
+            raise _fail(
+                "unparseable_value",
+                field,
+                f"{field} is not an object",
+                "send an object with its fields",
+            )
         unknown = sorted(set(line) - set(_LINE_FIELDS))
         if unknown:
             raise _fail(
@@ -196,7 +209,10 @@ def _lines(value: Any, limit: float) -> list[dict[str, Any]]:
             )
         if line.get("line_amount") is None:
             raise _fail(
-                "missing_value", f"{field}.line_amount", f"{field}.line_amount is missing", ""
+                "missing_value",
+                f"{field}.line_amount",
+                f"{field}.line_amount is missing",
+                "send each line's amount",
             )
         clean: dict[str, Any] = {}
         for name, what in _LINE_FIELDS.items():
@@ -206,7 +222,10 @@ def _lines(value: Any, limit: float) -> list[dict[str, Any]]:
             if what == "text":
                 if not isinstance(item, str) or len(item) > _MAX_TEXT:
                     raise _fail(
-                        "unparseable_value", f"{field}.{name}", f"{name} {item!r} is not text", ""
+                        "unparseable_value",
+                        f"{field}.{name}",
+                        f"{name} {item!r} is not text",
+                        "send a string",
                     )
                 item = item.strip() or None
             else:
@@ -255,7 +274,12 @@ def check_event(
     segvalue.realtime.EventError: non_finite: amount is nan. Fix: send a finite number
     """
     if not isinstance(event, Mapping):
-        raise _fail("unparseable_value", "type", "the event is not a JSON object", "")
+        raise _fail(
+            "unparseable_value",
+            "type",
+            "the event is not a JSON object",
+            "send one JSON object with a type",
+        )
     kind = event.get("type")
     if kind not in EVENT_TYPES:
         raise _fail(
@@ -283,7 +307,9 @@ def check_event(
             value = _id(value, field)
         elif what == "text" and value is not None:
             if not isinstance(value, str) or len(value) > _MAX_TEXT:
-                raise _fail("unparseable_value", field, f"{field} {value!r} is not text", "")
+                raise _fail(
+                    "unparseable_value", field, f"{field} {value!r} is not text", "send a string"
+                )
             value = value.strip() or None
         if value is None:
             if field in _REQUIRED[kind]:
