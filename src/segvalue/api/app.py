@@ -19,7 +19,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra onl
 
 from segvalue.api.auth import ProjectGate
 from segvalue.api.problems import Problem, add_problem_handlers, problem_response
-from segvalue.api.routes import API_PREFIX, health_router, v1_router
+from segvalue.api.routes import API_PREFIX, events_router, health_router, v1_router
 from segvalue.project import Project
 
 __all__ = ["ACCESS_LOG", "API_PREFIX", "create_app"]
@@ -173,6 +173,7 @@ def create_app(project: Project) -> FastAPI:
     add_problem_handlers(app)
     app.include_router(health_router)
     app.include_router(v1_router)
+    app.include_router(events_router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

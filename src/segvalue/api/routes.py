@@ -15,7 +15,7 @@ from segvalue.api.problems import Problem, ProblemDocument, json_ready
 from segvalue.errors import ConfigError
 from segvalue.project import Project, RunView
 
-__all__ = ["API_PREFIX", "health_router", "v1_router"]
+__all__ = ["API_PREFIX", "events_router", "health_router", "v1_router"]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ProblemDocument, "description": text}
@@ -96,6 +96,9 @@ API_PREFIX = "/api/v1"
 v1_router = APIRouter(
     prefix=API_PREFIX, dependencies=[Depends(require_scope("read"))], responses=_ERRORS
 )
+#: ``POST events`` alone: its write key is checked in the turn that applies the event,
+#: so a request waits for the project once (``require_scope`` would take it first).
+events_router = APIRouter(prefix=API_PREFIX, responses=_ERRORS)
 
 RunParam = Annotated[
     str | None,
@@ -448,7 +451,7 @@ _EVENT_EXAMPLES = {
 }
 
 
-@v1_router.post(
+@events_router.post(
     "/events",
     summary="A new order or touchpoint: stored, its customer re-scored in real time",
     response_model_by_alias=True,
