@@ -10,11 +10,11 @@ Reads read: nothing here but :meth:`Project.run` computes or records a run.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import datetime as dt
 import hashlib
 import hmac
+import json
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, cast, overload
 
 from segvalue.config import Config, load_config
 from segvalue.errors import ConfigError, DataValidationError
@@ -1069,7 +1069,7 @@ class Project:
         known = _RESCORED.get(key)
         if known is not None:
             _RESCORED.move_to_end(key)
-            return copy.deepcopy(known)
+            return cast(dict[str, Any], json.loads(known))
         scored = self._rescored(view, customer_id, [e.body for e in pending])
         _remember_rescored(key, scored)
         return scored
@@ -1088,8 +1088,6 @@ class Project:
     ) -> list[dict[str, Any] | EventError]:
         """:meth:`_rescored` of several customers (distinct), the models evaluated once;
         a customer whose events break a rule gets the :class:`EventError` instead."""
-        import json
-
         from segvalue.data.writers import json_safe
         from segvalue.realtime import EventError, history_with
         from segvalue.scoring import PREDICTIONS, History
@@ -1375,13 +1373,15 @@ class Project:
 
 
 #: Customers re-scored after events, by (run, customer, last event applied): the same
-#: inputs give the same answer, so what was computed is kept (least recently used out).
-_RESCORED: OrderedDict[tuple[str, str, int], dict[str, Any]] = OrderedDict()
+#: inputs give the same answer, so what was computed is kept (least recently used out),
+#: as JSON text: one object each, which the garbage collector does not walk (a server's
+#: full collections would otherwise pause it for every nested value kept).
+_RESCORED: OrderedDict[tuple[str, str, int], str] = OrderedDict()
 _RESCORED_KEPT = 100_000
 
 
 def _remember_rescored(key: tuple[str, str, int], scored: dict[str, Any]) -> None:
-    _RESCORED[key] = copy.deepcopy(scored)
+    _RESCORED[key] = json.dumps(scored, allow_nan=False)
     while len(_RESCORED) > _RESCORED_KEPT:
         _RESCORED.popitem(last=False)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 import time
 import weakref
@@ -19,6 +20,7 @@ from segvalue.project import API_KEY_SCOPES, KeyInfo, Project
 __all__ = [
     "ProjectGate",
     "admitted",
+    "admitted_for",
     "bearer",
     "gate_of",
     "presented_key",
@@ -29,6 +31,8 @@ __all__ = [
 bearer = HTTPBearer(auto_error=False, description="an API key: segvalue keys create")
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
+#: The most keys a gate keeps verified (:meth:`ProjectGate.admit`); then it starts over.
+_KEYS_KEPT = 10_000
 
 
 class ProjectGate:
@@ -85,6 +89,9 @@ class ProjectGate:
         self._events_lock = threading.Lock()
         self._events: list[_Sent] = []
         self._applying = False
+        self._keys_lock = threading.Lock()
+        self._keys: dict[bytes, KeyInfo] = {}
+        self._keeps_keys = project.config.store_url.startswith("duckdb:")
 
     @contextmanager
     def use(self, *, close: bool = False) -> Iterator[Project]:
@@ -97,8 +104,63 @@ class ProjectGate:
                 self._last_use = time.monotonic()
                 self._in_use_since_release = True
                 if close:
-                    self.project.close()
-                    self._in_use_since_release = False
+                    self._closed()
+
+    def admit(self, key: str, scope: str, project: Project | None = None) -> KeyInfo:
+        """``admitted(project, key, scope)``; ``project``: the caller holds it already (in
+        :meth:`use`).
+
+        While the gate holds a DuckDB store open no other process can revoke a key (a
+        revocation is written once the file is released), so a key found valid is then
+        answered from memory until the store is closed, as the store itself keeps it: a
+        request takes the project once (for its route), not twice (under load the second
+        wait, behind every request queued meanwhile, doubled the latency). A PostgreSQL
+        store is asked every time.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from segvalue.config import parse_config
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> p = Project(parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=d))
+        >>> key, info = p.keys.create("read")
+        >>> gate = ProjectGate(p)
+        >>> gate.admit(key, "read") == info == gate.admit(key, "read")
+        True
+        >>> gate.admit(key, "write")
+        Traceback (most recent call last):
+        ...
+        segvalue.api.problems.Problem: ...has scope read; this route needs write
+        >>> p.close()
+        """
+        digest = hashlib.sha256(key.encode()).digest()
+        with self._keys_lock:
+            info = self._keys.get(digest)
+        if info is None:
+            if project is None:
+                with self.use() as held:
+                    info = self._verified(held, key, digest)
+            else:
+                info = self._verified(project, key, digest)
+        return admitted_for(info, scope)
+
+    def _verified(self, project: Project, key: str, digest: bytes) -> KeyInfo:
+        """``key``'s info from the store (a 401 problem if unknown or revoked), kept while
+        a DuckDB store stays open (called in :meth:`use`, so no release runs meanwhile)."""
+        info = admitted(project, key, "read")
+        if self._keeps_keys:
+            with self._keys_lock:
+                if len(self._keys) >= _KEYS_KEPT:
+                    self._keys.clear()
+                self._keys[digest] = info
+        return info
+
+    def _closed(self) -> None:
+        """The store was closed (in :meth:`use`): a key may be revoked from now on."""
+        self.project.close()
+        self._in_use_since_release = False
+        with self._keys_lock:
+            self._keys.clear()
 
     def record_event(self, event: Mapping[str, Any], key: str | None = None) -> dict[str, Any]:
         """``project.record_event(event)``, applied together with the events other
@@ -160,7 +222,7 @@ class ProjectGate:
                 for each in group:
                     try:
                         if each.key is not None:
-                            admitted(project, each.key, "write")
+                            self.admit(each.key, "write", project)
                         admitted_group.append(each)
                     except Problem as problem:
                         each.outcome = problem
@@ -191,8 +253,7 @@ class ProjectGate:
             stop.set()
             thread.join()
             with self._lock:  # the app stops: nothing will use the store, close it now
-                self.project.close()
-                self._in_use_since_release = False
+                self._closed()
 
     def release_if_idle(self) -> bool:
         """Close the project's store if no request used it for ``idle_seconds``."""
@@ -203,8 +264,7 @@ class ProjectGate:
         if not self._lock.acquire(blocking=False):
             return False
         try:
-            self.project.close()
-            self._in_use_since_release = False
+            self._closed()
             return True
         finally:
             self._lock.release()
@@ -286,6 +346,12 @@ def admitted(project: Project, key: str, scope: str) -> KeyInfo:
     info = project.keys.verify(key)
     if info is None:
         raise Problem(401, "the API key is unknown or revoked", headers=_CHALLENGE)
+    return admitted_for(info, scope)
+
+
+def admitted_for(info: KeyInfo, scope: str) -> KeyInfo:
+    """``info`` when its key may use a route of ``scope`` (a ``write`` key may also read);
+    a 403 problem otherwise."""
     if scope == "write" and info.scope != "write":
         raise Problem(
             403,
@@ -325,8 +391,6 @@ def require_scope(scope: str) -> Callable[..., KeyInfo]:
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> KeyInfo:
-        key = _key_of(credentials)
-        with gate_of(request).use() as project:
-            return admitted(project, key, scope)
+        return gate_of(request).admit(_key_of(credentials), scope)
 
     return admit
