@@ -333,6 +333,59 @@ def test_intervals_do_not_depend_on_the_number_of_threads(
         )
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    theta=st.tuples(*[st.floats(0.05, 20.0)] * 4),
+    moved=st.lists(st.tuples(*[st.floats(0.9, 1.1)] * 4), min_size=1, max_size=4),
+    histories=st.lists(
+        st.tuples(st.integers(0, 30), st.floats(0.0, 1.0), st.floats(0.5, 200.0)),
+        min_size=1,
+        max_size=8,
+    ),
+    modified=st.booleans(),
+)
+def test_models_evaluated_together_give_each_models_value(
+    theta: tuple[float, ...],
+    moved: list[tuple[float, ...]],
+    histories: list[tuple[int, float, float]],
+    modified: bool,
+) -> None:
+    """Real time evaluates the fitted and the moved models of the CLV interval in one
+    call: per element the same steps as one call per model, so the same values (to
+    rounding: a different grouping of elements may take another SIMD lane)."""
+    from segvalue.models import _bgnbd_math as math
+
+    thetas = np.array([theta, *(np.multiply(theta, m) for m in moved)])
+    x = np.array([h[0] for h in histories], dtype=float)
+    big_t = np.array([h[2] for h in histories])
+    t_x = np.where(x > 0, big_t * np.array([h[1] for h in histories]), 0.0)
+    kwargs = {"discount_rate": 0.01, "horizon": 26, "modified": modified}
+    together = math.discounted_expected_purchases_at(thetas, x, t_x, big_t, **kwargs)
+    for row, params in zip(together, thetas, strict=True):
+        alone = math.discounted_expected_purchases(params, x, t_x, big_t, **kwargs)
+        np.testing.assert_allclose(row, alone, rtol=1e-12, atol=1e-300)
+
+
+def test_few_customers_get_the_clv_and_interval_of_one_evaluation_per_model(
+    truth: dict[str, dict[str, float]],
+    fitted: tuple[BetaGeoModel, GammaGammaModel],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Up to _STACKED_ROWS distinct histories (a customer scored in real time) the models
+    are evaluated together: the CLV and its interval are those of the model-by-model
+    path, to rounding."""
+    model, spend = fitted
+    few = dict(list(truth.items())[:40])
+    together = _cdnow_clv(few, model, spend)
+    monkeypatch.setattr(clv_module, "_STACKED_ROWS", 0)
+    apart = _cdnow_clv(few, model, spend)
+    for bound in ("clv", "lower", "upper"):
+        np.testing.assert_allclose(
+            getattr(together, bound), getattr(apart, bound), rtol=1e-12, err_msg=bound
+        )
+    assert together.lower.tolist() != together.clv.tolist()  # an interval, not a point
+
+
 def test_threads_see_the_callers_numpy_error_state(
     fitted: tuple[BetaGeoModel, GammaGammaModel], monkeypatch: pytest.MonkeyPatch
 ) -> None:

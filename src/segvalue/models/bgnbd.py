@@ -38,6 +38,23 @@ def _history(frequency: Any, recency: Any, T: Any) -> tuple[FloatArray, FloatArr
     return x, t_x, big_t
 
 
+def _discounting(horizon: Any, discount_rate: Any) -> tuple[int, float]:
+    """(horizon, rate) checked: whole periods >= 0, and a finite rate > -1 per period."""
+    periods = int(horizon)
+    if periods != horizon or periods < 0:
+        raise DataValidationError(
+            f"horizon must be a whole number of periods >= 0 (got {horizon!r})",
+            fix="pass e.g. horizon=52 (weeks) or horizon=12 (months)",
+        )
+    rate = float(discount_rate)
+    if not np.isfinite(rate) or rate <= -1.0:
+        raise DataValidationError(
+            f"discount_rate must be > -1 (got {discount_rate!r})",
+            fix="pass the per-period rate, e.g. 0.01",
+        )
+    return periods, rate
+
+
 def _durations(name: str, value: Any) -> FloatArray:
     """A non-negative, finite duration (or array of them)."""
     out = np.asarray(value, dtype=np.float64)
@@ -302,20 +319,50 @@ class _BetaGeoFamily(BTYDModel):
         """
         self._check_fitted()
         x, t_x, big_t = _history(frequency, recency, T)
-        periods = int(horizon)
-        if periods != horizon or periods < 0:
-            raise DataValidationError(
-                f"horizon must be a whole number of periods >= 0 (got {horizon!r})",
-                fix="pass e.g. horizon=52 (weeks) or horizon=12 (months)",
-            )
-        rate = float(discount_rate)
-        if not np.isfinite(rate) or rate <= -1.0:
-            raise DataValidationError(
-                f"discount_rate must be > -1 (got {discount_rate!r})",
-                fix="pass the per-period rate, e.g. 0.01",
-            )
+        periods, rate = _discounting(horizon, discount_rate)
         return math.discounted_expected_purchases(
             self._theta(),
+            x,
+            t_x,
+            big_t,
+            discount_rate=rate,
+            horizon=periods,
+            modified=self._modified,
+        )
+
+    def discounted_expected_purchases_at(
+        self,
+        thetas: Any,
+        frequency: Any,
+        recency: Any,
+        T: Any,
+        *,
+        discount_rate: float,
+        horizon: int,
+    ) -> FloatArray:
+        """:meth:`discounted_expected_purchases` of this model at each parameter row of
+        ``thetas`` (K, 4; in :attr:`param_names` order): an array (K, n), in one
+        evaluation (the delta-method interval of a few customers' CLV).
+
+        Examples
+        --------
+        >>> model = BetaGeoModel().fit(
+        ...     [0, 0, 1, 2, 2, 3, 5, 0, 1, 7, 0, 4, 0, 12, 1],
+        ...     [0, 0, 4, 30, 10, 25, 36, 0, 2, 38, 0, 20, 0, 39, 1],
+        ...     [40, 38, 40, 39, 40, 37, 38, 36, 40, 39, 35, 40, 40, 40, 40],
+        ... )
+        >>> theta = [model.params_[name] for name in model.param_names]
+        >>> at = model.discounted_expected_purchases_at(
+        ...     [theta, [theta[0] * 1.1, *theta[1:]]], [0, 5], [0, 36], 40,
+        ...     discount_rate=0.01, horizon=52)
+        >>> at.shape, at[0].round(2).tolist()
+        ((2, 2), [0.5, 4.38])
+        """
+        self._check_fitted()
+        x, t_x, big_t = _history(frequency, recency, T)
+        periods, rate = _discounting(horizon, discount_rate)
+        return math.discounted_expected_purchases_at(
+            np.asarray(thetas, dtype=np.float64).reshape(-1, len(self.param_names)),
             x,
             t_x,
             big_t,

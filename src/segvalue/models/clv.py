@@ -190,6 +190,15 @@ def customer_lifetime_value(
             dtype=np.float64,
         )
 
+    def purchases_at(thetas: FloatArray, rows: tuple[FloatArray, ...]) -> FloatArray:
+        x, t_x, big_t = rows
+        return np.asarray(
+            transactions.discounted_expected_purchases_at(
+                thetas, x, t_x, big_t, discount_rate=discount_rate, horizon=int(horizon)
+            ),
+            dtype=np.float64,
+        )
+
     def spend_of(s_model: Any, rows: tuple[FloatArray, ...]) -> FloatArray:
         x, m = rows
         return _spend_values(s_model, x, m, fallback)
@@ -197,7 +206,11 @@ def customer_lifetime_value(
     # With intervals, the perturbed transaction models are evaluated on other threads
     # meanwhile (the most expensive part of the intervals).
     per_history, moved = _evaluations(
-        transactions, purchases_of, histories.columns, moved=intervals
+        transactions,
+        purchases_of,
+        histories.columns,
+        moved=intervals,
+        at=purchases_at if hasattr(transactions, "discounted_expected_purchases_at") else None,
     )
     purchases = histories.per_customer(per_history)
     per_purchase = _spend_values(spend, ux, um, fallback)
@@ -299,10 +312,19 @@ def _available_cores() -> int:
 
 #: Below this many rows the moved models are evaluated on the calling thread.
 _THREADED_ROWS = 10_000
+#: Up to this many rows (customers scored in real time) the fitted and the moved models
+#: are evaluated together, in one call (``at``): each call's fixed cost (about 0.25 ms)
+#: outweighs its work there. Above, each model on its own (its distinct histories only).
+_STACKED_ROWS = 64
 
 
 def _evaluations(
-    model: Any, factor_of: Any, columns: tuple[FloatArray, ...], *, moved: bool
+    model: Any,
+    factor_of: Any,
+    columns: tuple[FloatArray, ...],
+    *,
+    moved: bool,
+    at: Any = None,
 ) -> tuple[FloatArray, list[FloatArray] | None]:
     """``factor_of(model, columns)`` and, when ``moved``, the same at each log-parameter
     moved by ``_STEP`` (None when the model's covariance is not available).
@@ -310,21 +332,27 @@ def _evaluations(
     The moved models are evaluated on worker threads (one per core) while this thread
     evaluates the fitted one: the evaluations spend their time in numpy / scipy ufunc
     loops, which release the GIL. Each result is computed by the same code as on one
-    thread, so nothing depends on the number of threads or their timing.
+    thread, so nothing depends on the number of threads or their timing. ``at(thetas,
+    columns)``, when given, evaluates the factor at several parameter rows at once: up to
+    :data:`_STACKED_ROWS` rows (real time) take one evaluation, not one per parameter.
     """
-    models = None
+    thetas = None
     if moved and _log_covariance(model) is not None:
         theta = _parameters(model)
-        models = []
+        thetas = [theta]
         for j in range(theta.size):
             up = theta.copy()
             up[j] *= np.exp(_STEP)
-            models.append(model.with_params(up))
-    if not models:
+            thetas.append(up)
+    if not thetas:
         return factor_of(model, columns), None
-    workers = min(len(models), _available_cores())
+    workers = min(len(thetas) - 1, _available_cores())
     # Few rows (one customer scored in real time): starting threads costs more (about
     # 4 ms) than the evaluations themselves.
+    if at is not None and columns[0].size <= _STACKED_ROWS:
+        values = at(np.vstack(thetas), columns)
+        return values[0], list(values[1:])
+    models = [model.with_params(up) for up in thetas[1:]]
     if workers <= 1 or columns[0].size < _THREADED_ROWS:
         return factor_of(model, columns), [factor_of(m, columns) for m in models]
     with ThreadPoolExecutor(max_workers=workers) as pool:
