@@ -396,6 +396,7 @@ def build_router(project: Project, *, login: bool = False, prepare: bool = False
         try:
             latest = prepare_pages()
             budget_context(latest)
+            warm_real_time()
         except Exception as exc:  # each page shows its own error when asked for
             LOG.warning("dashboard: preparing the pages stopped: %s", type(exc).__name__)
         else:
@@ -404,6 +405,16 @@ def build_router(project: Project, *, login: bool = False, prepare: bool = False
         # as the server: out of the collector's full passes, which would otherwise walk
         # all of it every few seconds under load (a pause of 100 ms and more).
         gc.freeze()
+
+    def warm_real_time() -> None:
+        """The latest run's scorer and the real-time modules, loaded before the freeze:
+        the first event finds them ready, and they are frozen with the rest."""
+        import segvalue.realtime  # noqa: F401  (imported by the first event otherwise)
+
+        with gate.use(close=True):
+            view = reader.runs.latest()
+            if view is not None and view.has_document("scorer"):
+                view.scorer()
 
     def prepare_pages() -> str:
         """Build the latest run's first pages, one at a time through the gate as a request
