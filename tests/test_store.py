@@ -545,3 +545,136 @@ def test_events_stored_together_are_all_stored_or_none(url: str) -> None:
         assert [m.to_dict()["to"] for m in store.segment_events(customer_id="b")] == ["x"]
     with open_store(url) as reader:
         assert [e.event_id for e in reader.events(customer_id="b")] == ["e2"]
+
+
+# ---------------------------------------------------------------------------- journal
+def _order(seq: int, customer: str = "c") -> store_results.EventRecord:
+    at = dt.datetime(2024, 6, 1, 10, seq % 60)
+    body = {"order_id": f"O-{seq}", "amount": 10.0 + seq}
+    return store_results.EventRecord(seq, f"order:O-{seq}", "order", customer, at, body)
+
+
+def _duckdb_store(tmp_path: Path) -> tuple[str, Path]:
+    path = tmp_path / "s.duckdb"
+    return f"duckdb://{path}", path.with_name(path.name + ".journal")
+
+
+def _stored_seqs(where: str | store_results.ResultsStore) -> list[int]:
+    """What the tables hold (the journal left aside): asked of the open store's
+    connection, or of the file with DuckDB itself."""
+    query = "SELECT seq FROM segvalue_events ORDER BY seq"
+    if isinstance(where, store_results.ResultsStore):
+        return [r[0] for r in where._db.execute(query)]
+    import duckdb
+
+    with duckdb.connect(where.removeprefix("duckdb://"), read_only=True) as con:
+        return [r[0] for r in con.execute(query).fetchall()]
+
+
+def test_events_reach_the_tables_through_the_journal(tmp_path: Path) -> None:
+    """A DuckDB store writes each group of events to its journal (on disk before
+    apply_events returns) and answers every read from tables and journal alike; closed,
+    the tables hold them all and the journal is gone."""
+    url, journal = _duckdb_store(tmp_path)
+    with open_store(url, create=True) as store:
+        store.apply_events([(_order(1), [("rfm", None, "New")]), (_order(2, "d"), [])], run_id="r")
+        store.apply_events([(_order(3), [("rfm", "New", "Loyal")])], run_id="r")
+        lines = journal.read_text().splitlines()
+        assert len(lines) == 4 and '"segvalue_events_journal"' in lines[0]
+        assert _stored_seqs(store) == []  # the tables: not yet
+        assert store.last_event_seq() == 3
+        assert [e.seq for e in store.events(customer_id="c")] == [1, 3]
+        assert [e.seq for e in store.events(after=1)] == [2, 3]
+        got = store.event("order:O-2")
+        assert got is not None and got.body == {"order_id": "O-2", "amount": 12.0}
+        assert [(m.seq, m.to_segment) for m in store.segment_events()] == [(3, "Loyal"), (1, "New")]
+        with pytest.raises(DataValidationError, match="not stored"):  # an id stored already
+            store.apply_events([(replace_seq(_order(2), 4), [])], run_id="r")
+        with pytest.raises(DataValidationError, match="not stored"):  # not the next number
+            store.apply_events([(_order(5), [])], run_id="r")
+    assert not journal.exists()
+    assert _stored_seqs(url) == [1, 2, 3]
+    with open_store(url) as store:
+        assert [(m.seq, m.to_segment) for m in store.segment_events()] == [(3, "Loyal"), (1, "New")]
+        assert store.event("order:O-2") == got
+
+
+def replace_seq(event: store_results.EventRecord, seq: int) -> store_results.EventRecord:
+    import dataclasses
+
+    return dataclasses.replace(event, seq=seq)
+
+
+def test_a_killed_servers_journal_is_read_then_moved_by_the_next_writer(tmp_path: Path) -> None:
+    """A process killed after storing events (no close) leaves them in the journal: a
+    reader sees them, the next writer moves them into the tables; a last line cut short
+    (never acknowledged) is left out."""
+    import subprocess
+    import sys
+    import textwrap
+
+    url, journal = _duckdb_store(tmp_path)
+    with open_store(url, create=True):
+        pass
+    script = textwrap.dedent(
+        f"""
+        import datetime as dt, os
+        from segvalue.store import open_store, EventRecord
+        at = dt.datetime(2024, 6, 1, 10)
+        store = open_store({url!r}, create=True)
+        for seq in (1, 2):
+            event = EventRecord(seq, f"order:K-{{seq}}", "order", "k", at, {{"amount": 1.0}})
+            store.apply_events([(event, [("rfm", None, "New")])], run_id="r")
+        os._exit(0)  # killed: no close
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    assert _stored_seqs(url) == [] and journal.exists()
+    with journal.open("a") as cut:
+        cut.write('{"seq": 3, "event_id": "order:K-3", "ty')
+    with open_store(url) as reader:
+        assert [e.event_id for e in reader.events()] == ["order:K-1", "order:K-2"]
+        assert reader.last_event_seq() == 2
+    assert journal.exists()  # a reader changes nothing
+    with open_store(url, create=True) as writer:
+        assert _stored_seqs(writer) == [1, 2]  # moved when opened
+        assert [m.seq for m in writer.segment_events()] == [2, 1]
+        writer.apply_events([(_order(3), [])], run_id="r")
+    assert _stored_seqs(url) == [1, 2, 3] and not journal.exists()
+
+
+def test_a_damaged_or_foreign_journal_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
+    url, journal = _duckdb_store(tmp_path)
+    with open_store(url, create=True):
+        pass
+    journal.write_text('{"segvalue_events_journal": 1}\nnot json\n{"seq": 1}\n')
+    with pytest.raises(ConfigError, match=r"damaged at line 2") as damaged:
+        open_store(url, create=True)
+    assert damaged.value.parameter == "store.url"
+    foreign = "someone else's notes\n"
+    journal.write_text(foreign)
+    for create in (True, False):  # a writer and a reader refuse it when opening
+        with pytest.raises(ConfigError, match="not a segvalue events journal"):
+            open_store(url, create=create)
+    assert journal.read_text() == foreign  # never written, truncated or removed
+
+
+def test_journaled_events_move_into_the_tables_while_more_arrive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every JOURNAL_EVENTS events the journal is renamed and its events moved into the
+    tables on a thread of their own; events keep arriving meanwhile and every read sees
+    each event once."""
+    monkeypatch.setattr(store_results, "JOURNAL_EVENTS", 4)
+    url, journal = _duckdb_store(tmp_path)
+    with open_store(url, create=True) as store:
+        for seq in range(1, 12):
+            store.apply_events([(_order(seq, f"c{seq % 3}"), [("s", None, str(seq))])], run_id="r")
+            assert [e.seq for e in store.events()] == list(range(1, seq + 1))
+            assert len(store.segment_events()) == seq
+        store._wait_for_mover()
+        assert _stored_seqs(store) == list(range(1, 9))  # two moves of four
+        assert not journal.with_name(journal.name + ".moving").exists()
+        assert len(journal.read_text().splitlines()) == 1 + 3
+        assert [e.seq for e in store.events(customer_id="c1")] == [1, 4, 7, 10]
+    assert _stored_seqs(url) == list(range(1, 12)) and not journal.exists()

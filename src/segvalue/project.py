@@ -1343,8 +1343,8 @@ class Project:
         --------
         >>> from segvalue.config import parse_config
         >>> cfg = parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=Path("/p"))
-        >>> sorted(Project(cfg).protected_paths().values())
-        ['source orders', 'the results store']
+        >>> sorted(set(Project(cfg).protected_paths().values()))
+        ['source orders', 'the results store', "the results store's events journal"]
         """
         from segvalue.pipeline.ingest import protected_inputs
         from segvalue.pipeline.persist import protected_store

@@ -87,18 +87,28 @@ def record_failure(config: Config, run_id: str, exc: BaseException) -> None:
 
 
 def protected_store(config: Config) -> dict[Path, str]:
-    """The results store's file (if a file), which no output may be or contain.
+    """The results store's file (if a file) and its events journal, which no output may be
+    or contain.
 
     Examples
     --------
     >>> import pathlib
     >>> from segvalue.config import parse_config
     >>> cfg = parse_config({"sources": {"orders": {"path": "o.csv"}}}, base_dir=pathlib.Path("/s"))
-    >>> list(protected_store(cfg).values())
-    ['the results store']
+    >>> for path in sorted(protected_store(cfg)):
+    ...     print(path.name)
+    segvalue-store.duckdb
+    segvalue-store.duckdb.journal
+    segvalue-store.duckdb.journal.moving
     """
+    from segvalue.store.journal import EventJournal, journal_path
+
     path = config.store_path
-    return {} if path is None else {path: "the results store"}
+    if path is None:
+        return {}
+    journal = EventJournal(journal_path(path))
+    shown = "the results store's events journal"
+    return {path: "the results store", journal.path: shown, journal.moving: shown}
 
 
 @contextmanager

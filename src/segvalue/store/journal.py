@@ -53,11 +53,22 @@ def journal_path(store_file: Path) -> Path:
 @dataclass(frozen=True)
 class Journaled:
     """An event in the journal: the record (``received_at`` set), the segment changes it
-    caused and the run it was scored under."""
+    caused, the run it was scored under and its body as stored (JSON text)."""
 
     event: EventRecord
     moves: tuple[Move, ...]
     run_id: str
+    body: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.body:
+            text = json.dumps(json_safe(self.event.body), allow_nan=False, default=str)
+            object.__setattr__(self, "body", text)
+
+    def row(self) -> tuple[Any, ...]:
+        """The event's ``segvalue_events`` row."""
+        e = self.event
+        return (e.seq, e.event_id, e.type, e.customer_id, e.occurred_at, self.body, e.received_at)
 
     def line(self) -> str:
         """The event as one JSON line."""
@@ -72,7 +83,7 @@ class Journaled:
                     "customer_id": e.customer_id,
                     "occurred_at": e.occurred_at.isoformat(),
                     "received_at": e.received_at.isoformat(),
-                    "body": json_safe(e.body),
+                    "body": self.body,
                     "moves": [list(m) for m in self.moves],
                     "run_id": self.run_id,
                 },
@@ -94,11 +105,11 @@ class Journaled:
             str(v["type"]),
             str(v["customer_id"]),
             dt.datetime.fromisoformat(v["occurred_at"]),
-            dict(v["body"]),
+            dict(json.loads(v["body"])),
             dt.datetime.fromisoformat(v["received_at"]),
         )
         moves = tuple((str(s), a, b) for s, a, b in v["moves"])
-        return cls(event, moves, str(v["run_id"]))
+        return cls(event, moves, str(v["run_id"]), str(v["body"]))
 
 
 class EventJournal:
@@ -123,20 +134,26 @@ class EventJournal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        #: Where the journal's events go while they are moved into the tables
+        #: (:meth:`rotate`): appends start a new journal meanwhile.
+        self.moving = path.with_name(path.name + ".moving")
         self._fd: int | None = None
 
     def read(self) -> list[Journaled]:
-        """The events in the file, in order ([] without one).
+        """The events of the file being moved, then of the journal, in order ([] without).
 
         A last line cut short (the process was killed while writing it: that event was
         never acknowledged) is left out; a damaged line before others is an error.
         """
+        return self._read(self.moving) + self._read(self.path)
+
+    def _read(self, path: Path) -> list[Journaled]:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return []
         lines = text.splitlines(keepends=True)
-        self._check_header(lines[0] if lines else "")
+        _check_header(path, lines[0] if lines else "")
         out: list[Journaled] = []
         for number, line in enumerate(lines[1:], start=2):
             try:
@@ -147,7 +164,7 @@ class EventJournal:
                 if number == len(lines):
                     break  # written in part when the process stopped: never acknowledged
                 raise ConfigError(
-                    f"the events journal {self.path} is damaged at line {number} "
+                    f"the events journal {path} is damaged at line {number} "
                     f"({type(exc).__name__}: {exc})",
                     fix="restore the file from a backup, or move it away to drop the events "
                     "it holds that the store does not",
@@ -156,17 +173,7 @@ class EventJournal:
         return out
 
     def _check_header(self, first: str) -> None:
-        try:
-            ours = json.loads(first) == _HEADER
-        except ValueError:
-            ours = False
-        if not ours:
-            raise ConfigError(
-                f"{self.path} is not a segvalue events journal (its first line is not "
-                f"{_HEADER_LINE.strip()}), and segvalue does not write files it did not create",
-                fix="move that file away: segvalue keeps its events journal under this name",
-                parameter="store.url",
-            )
+        _check_header(self.path, first)
 
     def _open(self) -> int:
         if self._fd is None:
@@ -190,6 +197,20 @@ class EventJournal:
             written += os.write(fd, data[written:])
         os.fsync(fd)
 
+    def rotate(self) -> None:
+        """Rename the journal to :attr:`moving` (its events are being moved into the
+        tables); the next :meth:`append` starts a new journal. Nothing may be moving."""
+        self.close()
+        if self.moving.exists():
+            raise RuntimeError(f"{self.moving} is still being moved")
+        os.rename(self.path, self.moving)
+
+    def moved(self) -> None:
+        """The events of :attr:`moving` are in the tables: remove it."""
+        with self.moving.open(encoding="utf-8", errors="replace") as existing:
+            _check_header(self.moving, existing.readline())
+        self.moving.unlink()
+
     def clear(self) -> None:
         """Keep the header only: every event is in the store's tables now."""
         fd = self._open()
@@ -197,22 +218,37 @@ class EventJournal:
         os.fsync(fd)
 
     def remove(self) -> None:
-        """Close the file and remove it when it holds no event (and is ours)."""
+        """Close the file and remove it when it is ours and holds no event (events the
+        tables lack stay for the next writer; a file that is not ours stays as it is)."""
         self.close()
         try:
-            if self.path.stat().st_size > len(_HEADER_LINE):
-                return  # events the store's tables do not hold yet: kept for the next writer
             with self.path.open(encoding="utf-8", errors="replace") as existing:
-                self._check_header(existing.readline())
+                first, rest = existing.readline(), existing.read(1)
         except FileNotFoundError:
             return
-        self.path.unlink()
+        if first == _HEADER_LINE and not rest:
+            self.path.unlink()
 
     def close(self) -> None:
         """Close the file, leaving it in place."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _check_header(path: Path, first: str) -> None:
+    """Refuse a file that segvalue did not write as its events journal."""
+    try:
+        ours = json.loads(first) == _HEADER
+    except ValueError:
+        ours = False
+    if not ours:
+        raise ConfigError(
+            f"{path} is not a segvalue events journal (its first line is not "
+            f"{_HEADER_LINE.strip()}), and segvalue does not write files it did not create",
+            fix="move that file away: segvalue keeps its events journal under this name",
+            parameter="store.url",
+        )
 
 
 def as_rows(entries: Sequence[Journaled]) -> tuple[list[list[Any]], list[list[Any]]]:
@@ -222,17 +258,7 @@ def as_rows(entries: Sequence[Journaled]) -> tuple[list[list[Any]], list[list[An
     moves: list[list[Any]] = []
     for entry in entries:
         e = entry.event
-        events.append(
-            [
-                e.seq,
-                e.event_id,
-                e.type,
-                e.customer_id,
-                e.occurred_at,
-                json.dumps(json_safe(e.body), allow_nan=False, default=str),
-                e.received_at,
-            ]
-        )
+        events.append(list(entry.row()))
         for scheme, before, after in entry.moves:
             moves.append([e.seq, e.customer_id, scheme, before, after, e.received_at, entry.run_id])
     return events, moves

@@ -47,6 +47,7 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
@@ -88,6 +89,7 @@ META, RUNS, TABLES, DOCUMENTS, API_KEYS = (
     "segvalue_api_keys",
 )
 EVENTS, SEGMENT_EVENTS = "segvalue_events", "segvalue_segment_events"
+_LOG = logging.getLogger("segvalue.store")
 STATUSES = ("running", "complete", "failed")
 _JSON_FIELDS = ("schemes", "row_counts", "rejects", "freshness", "timings", "versions")
 _RUN_COLUMNS = (
@@ -380,53 +382,61 @@ class _Dialect:
         self.raw = backend.con
         self.name = backend.name
         self.mark = "?" if self.name == "duckdb" else "%s"
+        # One connection, one thread at a time: the events journal's events are moved
+        # into the tables on a thread of their own (ResultsStore._move_journaled) while
+        # requests go on; a transaction holds it throughout.
+        self.lock = threading.RLock()
 
     def sql(self, text: str) -> str:
         return text.replace("?", self.mark)
 
     def execute(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        if self.name == "duckdb":
-            cursor = self.raw.execute(text, list(params))
-            return list(cursor.fetchall()) if cursor.description else []
-        with self.raw.cursor() as cursor:
-            cursor.execute(self.sql(text), list(params))
-            return list(cursor.fetchall()) if cursor.description else []
+        with self.lock:
+            if self.name == "duckdb":
+                cursor = self.raw.execute(text, list(params))
+                return list(cursor.fetchall()) if cursor.description else []
+            with self.raw.cursor() as cursor:
+                cursor.execute(self.sql(text), list(params))
+                return list(cursor.fetchall()) if cursor.description else []
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        if self.name == "duckdb":
-            self.raw.begin()
-            try:
-                yield
-            except BaseException:
-                self.raw.rollback()
-                raise
-            self.raw.commit()
-        else:
-            with self.raw.transaction():
-                yield
+        with self.lock:
+            if self.name == "duckdb":
+                self.raw.begin()
+                try:
+                    yield
+                except BaseException:
+                    self.raw.rollback()
+                    raise
+                self.raw.commit()
+            else:
+                with self.raw.transaction():
+                    yield
 
     def insert(self, physical: str, columns: list[str], table: pa.Table) -> None:
-        if self.name == "duckdb":
-            view = "_segvalue_insert"
-            self.raw.register(view, table)
-            try:
-                self.raw.execute(f"INSERT INTO {physical} SELECT * FROM {view}")
-            finally:
-                self.raw.unregister(view)
-            return
-        names = ", ".join(_quote(c) for c in columns)
-        with (
-            self.raw.cursor() as cursor,
-            cursor.copy(f"COPY {physical} ({names}) FROM STDIN") as copy,
-        ):
-            for row in zip(*(c.to_pylist() for c in table.columns), strict=True):
-                copy.write_row(row)
+        with self.lock:
+            if self.name == "duckdb":
+                view = "_segvalue_insert"
+                self.raw.register(view, table)
+                try:
+                    self.raw.execute(f"INSERT INTO {physical} SELECT * FROM {view}")
+                finally:
+                    self.raw.unregister(view)
+                return
+            names = ", ".join(_quote(c) for c in columns)
+            with (
+                self.raw.cursor() as cursor,
+                cursor.copy(f"COPY {physical} ({names}) FROM STDIN") as copy,
+            ):
+                for row in zip(*(c.to_pylist() for c in table.columns), strict=True):
+                    copy.write_row(row)
 
     def select(self, text: str, params: Sequence[Any], types: Sequence[pa.DataType]) -> pa.Table:
         """Rows of a query as an Arrow table of the given column types."""
         if self.name == "duckdb":
-            read = self.raw.execute(text, list(params)).to_arrow_table()
+            with self.lock:
+                read = self.raw.execute(text, list(params)).to_arrow_table()
             return pa.Table.from_arrays(
                 [c.cast(t) for c, t in zip(read.columns, types, strict=True)],
                 names=[f"c{i}" for i in range(len(types))],
@@ -699,6 +709,10 @@ class ResultsStore:
             else None
         )
         self._journaled: list[Journaled] = []
+        # The journal's events being moved into the tables (_move_journaled) on the
+        # thread ``_mover``; reads take them with the tables' under the connection's lock.
+        self._moving: list[Journaled] = []
+        self._mover: threading.Thread | None = None
 
     # ------------------------------------------------------------------ life cycle
     def _memoized(self, key: tuple[Any, ...], read: Callable[[], Any]) -> Any:
@@ -843,35 +857,84 @@ class ResultsStore:
             return
         self._journaled = missing
         self._flush_journal()
+        if self._journal.path.exists():
+            self._journal.clear()  # (events the tables held already: a move was cut short)
 
     def _flush_journal(self) -> None:
-        """Move the journal's events into the tables (one transaction), then clear it."""
-        if self._journal is None or not self._journaled:
+        """Move every event of the journal into the tables now (one transaction), the
+        ones a move in progress holds too; then clear it."""
+        if self._journal is None:
             return
-        events, moves = as_rows(self._journaled)
-        with self._db.transaction():
-            self._insert_rows(EVENTS, _EVENT_COLUMNS, events)
-            if moves:
-                self._insert_rows(SEGMENT_EVENTS, _SEGMENT_EVENT_COLUMNS, moves)
-        self._journal.clear()
-        self._journaled = []
+        self._wait_for_mover()
+        with self._db.lock:
+            entries = self._moving + self._journaled
+            if entries:
+                self._insert_journaled(entries)
+            if self._journal.moving.exists():
+                self._journal.moved()
+            if self._journaled:
+                self._journal.clear()
+            self._moving, self._journaled = [], []
 
-    def _insert_rows(self, table: str, columns: Sequence[str], rows: list[list[Any]]) -> None:
-        """Rows into one of the store's events tables (its columns in their order), as
-        one Arrow table: a bulk insert (1,024 events in about 10 ms, not a statement each)."""
+    def _start_moving(self) -> None:
+        """Move the journal's events into the tables on a thread of their own: the
+        journal is renamed (new events start a new one) and the tables take its events
+        in one transaction, while events go on being journaled."""
+        if self._journal is None or self._moving or (self._mover and self._mover.is_alive()):
+            return  # (a move that failed is tried again when the store is closed)
+        with self._db.lock:
+            self._journal.rotate()
+            self._moving, self._journaled = self._journaled, []
+        self._mover = threading.Thread(
+            target=self._move_journaled, name="segvalue-journal", daemon=True
+        )
+        self._mover.start()
+
+    def _move_journaled(self) -> None:
+        try:
+            with self._db.lock:  # (readers see the events in the tables or moving, once)
+                self._insert_journaled(self._moving)
+                self._moving = []
+            assert self._journal is not None
+            self._journal.moved()
+        except Exception:  # kept in memory and in the moved file: the next writer retries
+            _LOG.exception("moving the events journal into the store's tables failed")
+
+    def _wait_for_mover(self) -> None:
+        if self._mover is not None:
+            self._mover.join()
+            self._mover = None
+
+    def _insert_journaled(self, entries: Sequence[Journaled]) -> None:
+        """The events and their segment changes into the tables, in one transaction, as
+        Arrow tables: a bulk insert (1,024 events in about 10 ms, not a statement each)."""
+        events, moves = as_rows(entries)
         types = {
             "seq": pa.int64(),
             "occurred_at": pa.timestamp("us"),
             "received_at": pa.timestamp("us"),
             "moved_at": pa.timestamp("us"),
         }
-        arrow = pa.table(
-            {
-                name: pa.array([row[i] for row in rows], types.get(name, pa.string()))
-                for i, name in enumerate(columns)
-            }
-        )
-        self._db.insert(table, list(columns), arrow)
+        tables = [
+            (
+                table,
+                columns,
+                pa.table(
+                    {
+                        name: pa.array([row[i] for row in rows], types.get(name, pa.string()))
+                        for i, name in enumerate(columns)
+                    }
+                ),
+            )
+            for table, columns, rows in (
+                (EVENTS, _EVENT_COLUMNS, events),
+                (SEGMENT_EVENTS, _SEGMENT_EVENT_COLUMNS, moves),
+            )
+            if rows
+        ]
+        with self._db.transaction():
+            for table, columns, arrow in tables:
+                self._db.insert(table, list(columns), arrow)
 
     def _drop_event_indexes(self) -> None:
         """Drop the events' indexes of a DuckDB store made while it had them."""
@@ -1400,12 +1463,13 @@ class ResultsStore:
     # ------------------------------------------------------------------ events
     def event(self, event_id: str) -> EventRecord | None:
         """The stored event ``event_id``, or None."""
-        for journaled in self._journaled:
-            if journaled.event.event_id == event_id:
-                return journaled.event
-        rows = self._db.execute(
-            f"SELECT {', '.join(_EVENT_COLUMNS)} FROM {EVENTS} WHERE event_id = ?", [event_id]
-        )
+        with self._db.lock:
+            for journaled in (*self._moving, *self._journaled):
+                if journaled.event.event_id == event_id:
+                    return journaled.event
+            rows = self._db.execute(
+                f"SELECT {', '.join(_EVENT_COLUMNS)} FROM {EVENTS} WHERE event_id = ?", [event_id]
+            )
         return _event_record(rows[0]) if rows else None
 
     def last_event_seq(self) -> int:
@@ -1413,13 +1477,16 @@ class ResultsStore:
         return int(
             self._memoized(
                 ("last_event_seq",),
-                lambda: (
-                    self._journaled[-1].event.seq
-                    if self._journaled
-                    else self._db.execute(f"SELECT max(seq) FROM {EVENTS}")[0][0] or 0
-                ),
+                self._last_seq,
             )
         )
+
+    def _last_seq(self) -> int:
+        with self._db.lock:
+            pending = self._moving + self._journaled
+            if pending:
+                return pending[-1].event.seq
+            return int(self._db.execute(f"SELECT max(seq) FROM {EVENTS}")[0][0] or 0)
 
     def events(
         self, *, customer_id: str | None = None, after: int = 0, through: int | None = None
@@ -1462,15 +1529,17 @@ class ResultsStore:
         if customer_id is not None:
             where.append("customer_id = ?")
             params.append(customer_id)
-        rows = self._db.execute(
-            f"SELECT {', '.join(_EVENT_COLUMNS)} FROM {EVENTS} "
-            f"WHERE {' AND '.join(where)} ORDER BY seq",
-            params,
-        )
+        with self._db.lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(_EVENT_COLUMNS)} FROM {EVENTS} "
+                f"WHERE {' AND '.join(where)} ORDER BY seq",
+                params,
+            )
+            pending = self._moving + self._journaled
         # The journal's events come after the tables' (their numbers are higher).
         return [tuple(r) for r in rows] + [
-            _event_row(j.event, j.event.received_at)
-            for j in self._journaled
+            j.row()
+            for j in pending
             if j.event.seq > after
             and (through is None or j.event.seq <= through)
             and (customer_id is None or j.event.customer_id == customer_id)
@@ -1483,14 +1552,16 @@ class ResultsStore:
         where, params = "", []
         if customer_id is not None:
             where, params = "WHERE customer_id = ? ", [customer_id]
-        rows = self._db.execute(
-            f"SELECT {', '.join(_SEGMENT_EVENT_COLUMNS)} "
-            f"FROM {SEGMENT_EVENTS} {where}ORDER BY seq DESC, scheme LIMIT {int(limit)}",
-            params,
-        )
+        with self._db.lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(_SEGMENT_EVENT_COLUMNS)} "
+                f"FROM {SEGMENT_EVENTS} {where}ORDER BY seq DESC, scheme LIMIT {int(limit)}",
+                params,
+            )
+            pending = self._moving + self._journaled
         journaled = [
             SegmentEvent(*row)
-            for row in as_rows(self._journaled)[1]
+            for row in as_rows(pending)[1]
             if customer_id is None or row[1] == customer_id
         ]
         journaled.sort(key=lambda m: (-m.seq, m.scheme))
@@ -1647,12 +1718,14 @@ class ResultsStore:
         self._journaled.extend(entries)
         self._remember_events([e for e, _ in events], received)
         if len(self._journaled) >= JOURNAL_EVENTS:
-            self._flush_journal()
+            self._start_moving()
 
     def _event_ids(self) -> set[str]:
         """Every stored event's id (the tables' and the journal's)."""
-        rows = self._db.execute(f"SELECT event_id FROM {EVENTS}")
-        return {r[0] for r in rows} | {j.event.event_id for j in self._journaled}
+        with self._db.lock:
+            rows = self._db.execute(f"SELECT event_id FROM {EVENTS}")
+            pending = self._moving + self._journaled
+        return {r[0] for r in rows} | {j.event.event_id for j in pending}
 
 
 def _marks(width: int) -> str:
