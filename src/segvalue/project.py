@@ -1154,6 +1154,23 @@ class Project:
             out[i] = json.loads(json.dumps(json_safe(one), default=str, allow_nan=False))
         return out
 
+    def prepare_real_time(self) -> None:
+        """Load what applying an event needs (the real-time rules, the latest complete
+        run's scorer), so that a server's first event does not wait for it.
+
+        Examples
+        --------
+        >>> from segvalue.config import parse_config
+        >>> Project(parse_config({"sources": {"orders": {"path": "o.csv"}}})).prepare_real_time()
+        """
+        import segvalue.realtime  # noqa: F401  (the rules every event is checked by)
+
+        if self._open_store(missing_ok=True) is None:
+            return
+        view = self.runs.latest()
+        if view is not None and view.has_document("scorer"):
+            view.scorer()
+
     def record_event(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Apply one new order or touchpoint now: check it, store it, re-score its customer.
 

@@ -860,8 +860,6 @@ def expected_time_to_next_purchase(params: Params, x: Any, T: Any) -> FloatArray
         )
 
 
-#: Discounted sums of (x, T) pairs already computed, by parameters, discount rate,
-#: horizon and pair: kept for inputs of at most _PAIR_CACHE_ROWS pairs (one customer).
 def discounted_expected_purchases_at(
     thetas: Any,
     x: Any,
@@ -914,6 +912,8 @@ def discounted_expected_purchases_at(
     return np.asarray((alive * total).reshape(k, n), dtype=np.float64)
 
 
+#: Discounted sums of (x, T) pairs already computed, by parameters, discount rate,
+#: horizon and pair: kept for inputs of at most _PAIR_CACHE_ROWS pairs (one customer).
 _PAIR_SUMS: dict[tuple[float, ...], float] = {}
 _PAIR_SUMS_KEPT = 100_000
 _PAIR_CACHE_ROWS = 8

@@ -1622,23 +1622,15 @@ class ResultsStore:
         if not events:
             return
         received = _naive_utc(events[0][0].received_at or dt.datetime.now(dt.UTC))
-        rows: list[Any] = []
-        moved: list[Any] = []
-        for event, transitions in events:
-            rows += [
-                event.seq,
-                event.event_id,
-                event.type,
-                event.customer_id,
-                _naive_utc(event.occurred_at),
-                json.dumps(json_safe(event.body), default=str, allow_nan=False),
-                received,
-            ]
-            for scheme, before, after in transitions:
-                moved += [event.seq, event.customer_id, scheme, before, after, received, run_id]
         if self._journal is not None:
             self._journal_events(events, received, run_id)
             return
+        rows: list[Any] = []
+        moved: list[Any] = []
+        for event, transitions in events:
+            rows += _event_row(event, received)
+            for scheme, before, after in transitions:
+                moved += [event.seq, event.customer_id, scheme, before, after, received, run_id]
         width = len(_EVENT_COLUMNS)
         try:
             with self._db.transaction():

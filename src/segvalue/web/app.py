@@ -407,14 +407,10 @@ def build_router(project: Project, *, login: bool = False, prepare: bool = False
         gc.freeze()
 
     def warm_real_time() -> None:
-        """The latest run's scorer and the real-time modules, loaded before the freeze:
-        the first event finds them ready, and they are frozen with the rest."""
-        import segvalue.realtime  # noqa: F401  (imported by the first event otherwise)
-
+        """What applying an event needs, loaded before the freeze: the first event finds
+        it ready, and it is frozen with the rest."""
         with gate.use(close=True):
-            view = reader.runs.latest()
-            if view is not None and view.has_document("scorer"):
-                view.scorer()
+            reader.prepare_real_time()
 
     def prepare_pages() -> str:
         """Build the latest run's first pages, one at a time through the gate as a request
