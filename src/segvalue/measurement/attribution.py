@@ -1,0 +1,491 @@
+"""Attribution of conversions and their value to channels: rule-based, exact Markov
+chains, exact Shapley values.
+
+Every model works on :class:`Paths`: the unique journeys (sequences of channels), each
+with its conversions, conversion value and non-conversions, as ChannelAttribution's
+path table holds them. Definitions, explicit because tools disagree:
+
+* **first** / **last**: the whole journey's credit to its first / last touch.
+* **last-non-direct**: to the last touch whose channel is not ``direct`` (the direct
+  channel only when the journey has no other).
+* **linear**: an equal share per *touch* (a channel touched twice gets two shares);
+  **linear-unique**: an equal share per *distinct channel* of the journey.
+* **position**: ``first`` / ``middle`` / ``last`` shares (default 40 / 20 / 40) of a
+  journey of three or more touches, the middle share split equally among the middle
+  touches; a journey of two touches gives first and last half each, of one all to it.
+* **markov**: the journeys as an absorbing Markov chain of order ``k`` (a state is the
+  last ``k`` channels, fewer at the start; a channel touched twice in a row is a loop),
+  solved exactly (a sparse linear system, no simulation): P(conversion) from the start,
+  and per channel its removal effect 1 - P(conversion without it) / P(conversion),
+  without it meaning every state holding the channel leads nowhere. Conversions are
+  attributed in proportion to the removal effects. Value: the removal effect on the
+  expected value per journey (a conversion worth the mean value of the conversions that
+  end in the same state), attributed in proportion likewise.
+* **shapley**: the Shapley value of each channel over whole journeys (every distinct
+  channel, not the last few), exact by enumerating coalitions up to ``exact_up_to``
+  channels, sampled permutations above (with the standard error of each value). Value
+  functions: ``subset-sum``, v(S) = the conversions of the journeys whose channels all
+  lie in S (then Shapley equals linear-unique attribution), and ``conversion-rate``,
+  v(S) = the conversion rate of the journeys whose channels all lie in S (0 when none;
+  for value, the value per journey), so the values add up to the overall rate, and are
+  scaled to the total conversions (a channel whose journeys convert less than those
+  without it can get a negative share).
+
+References: Anderl, Becker, von Wangenheim and Schumann (2016), "Mapping the customer
+journey: lessons learned from graph-based online attribution modeling", International
+Journal of Research in Marketing 33(3) (removal effects of higher-order chains);
+Shapley (1953); Zhao et al. (2018), "Shapley value methods for attribution modeling in
+online advertising", arXiv:1804.05327 (the two value functions).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from segvalue.errors import DataValidationError
+
+__all__ = ["RULE_MODELS", "Attribution", "Paths", "markov", "rule_based", "shapley"]
+
+FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+
+#: The rule-based models (:func:`rule_based`).
+RULE_MODELS = ("first", "last", "last-non-direct", "linear", "linear-unique", "position")
+#: Shapley's value functions (:func:`shapley`).
+VALUE_FUNCTIONS = ("subset-sum", "conversion-rate")
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Unique journeys: each a sequence of channel codes (``channels[code]`` its name),
+    with its conversions, conversion value and non-conversions.
+
+    Examples
+    --------
+    >>> p = Paths.parse(["C1 > C2 > C3", "C1", "C2 > C3"], [1, 0, 0], nulls=[0, 1, 1])
+    >>> p.channels, p.paths, p.total_conversions
+    (('C1', 'C2', 'C3'), ((0, 1, 2), (0,), (1, 2)), 1.0)
+    """
+
+    channels: tuple[str, ...]
+    paths: tuple[tuple[int, ...], ...]
+    conversions: FloatArray
+    value: FloatArray
+    nulls: FloatArray
+
+    @classmethod
+    def of(
+        cls,
+        journeys: Sequence[Sequence[str]],
+        conversions: Any,
+        value: Any = None,
+        nulls: Any = None,
+    ) -> Paths:
+        """Paths from journeys given as lists of channel names (repeated journeys are
+        added up); ``value`` defaults to 0, ``nulls`` to 0.
+
+        Raises
+        ------
+        DataValidationError
+            A journey without a touch, or a count or value that is negative or not
+            finite, naming its row.
+        """
+        n = len(journeys)
+        conv = _counts("conversions", conversions, n)
+        val = _counts("value", np.zeros(n) if value is None else value, n)
+        null = _counts("nulls", np.zeros(n) if nulls is None else nulls, n)
+        names: dict[str, int] = {}
+        index: dict[tuple[int, ...], int] = {}
+        sums: list[list[float]] = []
+        for row, journey in enumerate(journeys):
+            touches = [str(c).strip() for c in journey]
+            if not touches or any(not t for t in touches):
+                raise DataValidationError(
+                    f"journey {row + 1} has an empty channel or no touch at all",
+                    fix="give every journey at least one named channel",
+                    parameter="path",
+                )
+            key = tuple(names.setdefault(t, len(names)) for t in touches)
+            at = index.setdefault(key, len(index))
+            if at == len(sums):
+                sums.append([0.0, 0.0, 0.0])
+            sums[at][0] += conv[row]
+            sums[at][1] += val[row]
+            sums[at][2] += null[row]
+        totals = np.array(sums, dtype=np.float64).reshape(-1, 3)
+        return cls(tuple(names), tuple(index), totals[:, 0], totals[:, 1], totals[:, 2])
+
+    @classmethod
+    def parse(
+        cls,
+        texts: Sequence[str],
+        conversions: Any,
+        value: Any = None,
+        nulls: Any = None,
+        *,
+        sep: str = ">",
+    ) -> Paths:
+        """Paths from ChannelAttribution's path texts (``"a > b > c"``)."""
+        if not sep:
+            raise DataValidationError("the path separator is empty", fix="e.g. sep='>'")
+        return cls.of([str(t).split(sep) for t in texts], conversions, value, nulls)
+
+    @property
+    def total_conversions(self) -> float:
+        return float(math.fsum(self.conversions))
+
+    @property
+    def total_value(self) -> float:
+        return float(math.fsum(self.value))
+
+
+def _counts(name: str, values: Any, n: int) -> FloatArray:
+    out = np.asarray(values, dtype=np.float64).ravel()
+    if out.size != n:
+        raise DataValidationError(
+            f"{name} has {out.size} values for {n} journeys",
+            fix=f"give one {name} value per journey",
+            parameter=name,
+        )
+    bad = ~np.isfinite(out) | (out < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataValidationError(
+            f"{name} of journey {row + 1} is {float(out[row])!r}: not a finite number >= 0",
+            fix=f"give {name} as counts or amounts >= 0",
+            parameter=name,
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Conversions and value attributed to each channel by one model."""
+
+    model: str
+    channels: tuple[str, ...]
+    conversions: FloatArray
+    value: FloatArray
+    total_conversions: float
+    total_value: float
+    removal_effects: FloatArray | None = None
+    #: Model-specific facts: Markov's order, conversion probability and states;
+    #: Shapley's value function, whether exact, the standard errors when sampled.
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"model", "channels": {name: {"conversions", "value",
+        "removal_effect" (markov)}}, "total_conversions", "total_value", ...}``."""
+        channels: dict[str, dict[str, float]] = {}
+        for i, name in enumerate(self.channels):
+            one = {"conversions": float(self.conversions[i]), "value": float(self.value[i])}
+            if self.removal_effects is not None:
+                one["removal_effect"] = float(self.removal_effects[i])
+            channels[name] = one
+        return {
+            "model": self.model,
+            "channels": channels,
+            "total_conversions": self.total_conversions,
+            "total_value": self.total_value,
+            **self.details,
+        }
+
+
+# ---------------------------------------------------------------------------- rules
+def rule_based(
+    paths: Paths,
+    model: str,
+    *,
+    direct: str = "direct",
+    position: tuple[float, float, float] = (0.4, 0.2, 0.4),
+) -> Attribution:
+    """Conversions and value by a rule-based model (see the module's definitions).
+
+    Examples
+    --------
+    >>> p = Paths.parse(["a > b > c", "b"], [2, 1], value=[20.0, 5.0])
+    >>> rule_based(p, "linear").conversions.round(3).tolist()
+    [0.667, 1.667, 0.667]
+    >>> rule_based(p, "position").conversions.round(3).tolist()
+    [0.8, 1.4, 0.8]
+    """
+    if model not in RULE_MODELS:
+        raise DataValidationError(
+            f"unknown rule-based model {model!r}",
+            fix=f"use one of {', '.join(RULE_MODELS)}",
+            parameter="model",
+        )
+    first_share, middle_share, last_share = (float(v) for v in position)
+    if min(position) < 0 or not math.isclose(sum(position), 1.0, abs_tol=1e-9):
+        raise DataValidationError(
+            f"position shares {position} are not three shares >= 0 adding up to 1",
+            fix="e.g. (0.4, 0.2, 0.4)",
+            parameter="position",
+        )
+    direct_code = paths.channels.index(direct) if direct in paths.channels else -1
+    credit = np.zeros((len(paths.paths), len(paths.channels)))
+    for row, path in enumerate(paths.paths):
+        share = credit[row]
+        if model == "first":
+            share[path[0]] = 1.0
+        elif model == "last":
+            share[path[-1]] = 1.0
+        elif model == "last-non-direct":
+            others = [c for c in path if c != direct_code]
+            share[others[-1] if others else path[-1]] = 1.0
+        elif model == "linear":
+            for c in path:
+                share[c] += 1.0 / len(path)
+        elif model == "linear-unique":
+            unique = set(path)
+            for c in unique:
+                share[c] = 1.0 / len(unique)
+        elif len(path) == 1:  # position
+            share[path[0]] = 1.0
+        elif len(path) == 2:
+            share[path[0]] += 0.5
+            share[path[1]] += 0.5
+        else:
+            share[path[0]] += first_share
+            share[path[-1]] += last_share
+            for c in path[1:-1]:
+                share[c] += middle_share / (len(path) - 2)
+    return Attribution(
+        model,
+        paths.channels,
+        paths.conversions @ credit,
+        paths.value @ credit,
+        paths.total_conversions,
+        paths.total_value,
+    )
+
+
+# ---------------------------------------------------------------------------- markov
+def markov(paths: Paths, *, order: int = 1) -> Attribution:
+    """Removal-effect attribution by an absorbing Markov chain of ``order`` (1-4),
+    solved exactly (see the module's definitions).
+
+    Examples
+    --------
+    The worked example: removal effects (0.5, 1, 1), shares (0.2, 0.4, 0.4).
+
+    >>> p = Paths.parse(["C1 > C2 > C3", "C1", "C2 > C3"], [1, 0, 0], nulls=[0, 1, 1])
+    >>> a = markov(p)
+    >>> a.removal_effects.round(6).tolist(), (a.conversions / a.total_conversions).tolist()
+    ([0.5, 1.0, 1.0], [0.2, 0.4, 0.4])
+    >>> round(a.details["conversion_probability"], 6)
+    0.333333
+    """
+    from scipy import sparse
+    from scipy.sparse.linalg import spsolve
+
+    if order not in (1, 2, 3, 4):
+        raise DataValidationError(
+            f"Markov order {order!r} is not 1, 2, 3 or 4",
+            fix="pick an order from 1 to 4 (markov_order_likelihood helps choose)",
+            parameter="order",
+        )
+    states: dict[tuple[int, ...], int] = {(): 0}  # () is the start
+    moves: dict[tuple[int, int], float] = {}
+    ends_conv: dict[int, float] = {}
+    ends_null: dict[int, float] = {}
+    ends_value: dict[int, float] = {}
+    for path, conv, val, null in zip(
+        paths.paths, paths.conversions, paths.value, paths.nulls, strict=True
+    ):
+        weight = conv + null
+        if weight <= 0:
+            continue
+        at = 0
+        for i in range(len(path)):
+            state = states.setdefault(path[max(0, i + 1 - order) : i + 1], len(states))
+            moves[(at, state)] = moves.get((at, state), 0.0) + weight
+            at = state
+        ends_conv[at] = ends_conv.get(at, 0.0) + conv
+        ends_null[at] = ends_null.get(at, 0.0) + null
+        ends_value[at] = ends_value.get(at, 0.0) + val
+    n = len(states)
+    out_weight = np.zeros(n)
+    for (a, _), w in moves.items():
+        out_weight[a] += w
+    for table in (ends_conv, ends_null):
+        for a, w in table.items():
+            out_weight[a] += w
+    total = paths.total_conversions
+    channels = len(paths.channels)
+    if total <= 0 or out_weight[0] <= 0:
+        zeros = np.zeros(channels)
+        return Attribution(
+            "markov",
+            paths.channels,
+            zeros,
+            zeros.copy(),
+            total,
+            paths.total_value,
+            removal_effects=zeros.copy(),
+            details={"order": order, "conversion_probability": 0.0, "states": n - 1},
+        )
+    rows = [a for a, _ in moves]
+    cols = [b for _, b in moves]
+    probs = [w / out_weight[a] for (a, _), w in moves.items()]
+    q = sparse.csr_matrix((probs, (rows, cols)), shape=(n, n))
+    to_conv = np.zeros(n)
+    to_value = np.zeros(n)
+    for a, w in ends_conv.items():
+        to_conv[a] = w / out_weight[a]
+        # Each conversion ending here is worth the mean value of those that did.
+        to_value[a] = to_conv[a] * (ends_value.get(a, 0.0) / w if w > 0 else 0.0)
+    holds = np.zeros((channels, n), dtype=bool)
+    for held, code in states.items():
+        holds[list(set(held)), code] = True
+
+    def absorbed(keep: np.ndarray[Any, np.dtype[np.bool_]]) -> tuple[float, float]:
+        """P(conversion) and E[value] from the start, only ``keep`` states reachable."""
+        kept = np.flatnonzero(keep)
+        system = sparse.identity(kept.size, format="csc") - q[kept][:, kept].tocsc()
+        rhs = np.column_stack([to_conv[kept], to_value[kept]])
+        solved = np.asarray(spsolve(system, rhs)).reshape(kept.size, 2)
+        start = int(np.searchsorted(kept, 0))
+        return float(solved[start, 0]), float(solved[start, 1])
+
+    everything = np.ones(n, dtype=bool)
+    p_all, v_all = absorbed(everything)
+    effects = np.zeros(channels)
+    value_effects = np.zeros(channels)
+    for c in range(channels):
+        p_without, v_without = absorbed(everything & ~holds[c])
+        effects[c] = 1.0 - p_without / p_all if p_all > 0 else 0.0
+        value_effects[c] = 1.0 - v_without / v_all if v_all > 0 else 0.0
+    # Rounding may leave a removal effect a hair outside [0, 1]: it is a probability ratio.
+    effects = np.clip(effects, 0.0, 1.0)
+    value_effects = np.clip(value_effects, 0.0, 1.0)
+    conv_share = effects / effects.sum() if effects.sum() > 0 else effects
+    value_share = value_effects / value_effects.sum() if value_effects.sum() > 0 else value_effects
+    return Attribution(
+        "markov",
+        paths.channels,
+        total * conv_share,
+        paths.total_value * value_share,
+        total,
+        paths.total_value,
+        removal_effects=effects,
+        details={"order": order, "conversion_probability": p_all, "states": n - 1},
+    )
+
+
+# ---------------------------------------------------------------------------- shapley
+def shapley(
+    paths: Paths,
+    *,
+    value_function: str = "subset-sum",
+    exact_up_to: int = 15,
+    samples: int = 20_000,
+    seed: int = 0,
+) -> Attribution:
+    """Shapley-value attribution over whole journeys (see the module's definitions).
+
+    Exact up to ``exact_up_to`` channels (2^n coalitions); above, ``samples`` random
+    orders of the channels (seeded), with each value's standard error in
+    ``details["standard_errors"]`` (the mean marginal contribution's, scaled as the
+    values are).
+
+    Examples
+    --------
+    >>> p = Paths.parse(["a > b", "a", "b > c > a"], [3, 1, 2], value=[30.0, 10.0, 20.0])
+    >>> shapley(p).conversions.round(4).tolist()  # = linear-unique with subset-sum
+    [3.1667, 2.1667, 0.6667]
+    """
+    if value_function not in VALUE_FUNCTIONS:
+        raise DataValidationError(
+            f"unknown Shapley value function {value_function!r}",
+            fix=f"use one of {', '.join(VALUE_FUNCTIONS)}",
+            parameter="value_function",
+        )
+    n = len(paths.channels)
+    if n > 62:
+        raise DataValidationError(
+            f"{n} channels: Shapley attribution takes at most 62",
+            fix="group rare channels together first",
+            parameter="channels",
+        )
+    # The journeys by the set of channels they touch (a bit mask).
+    sets: dict[int, list[float]] = {}
+    for path, conv, val, null in zip(
+        paths.paths, paths.conversions, paths.value, paths.nulls, strict=True
+    ):
+        mask = 0
+        for c in set(path):
+            mask |= 1 << c
+        acc = sets.setdefault(mask, [0.0, 0.0, 0.0])
+        acc[0] += conv
+        acc[1] += val
+        acc[2] += null
+    masks = np.array(list(sets), dtype=np.int64)
+    sums = np.array(list(sets.values()), dtype=np.float64).reshape(-1, 3)
+
+    def worth(coalitions: np.ndarray[Any, np.dtype[np.int64]], column: int) -> FloatArray:
+        """v(S) of each coalition (bit masks) for conversions (0) or value (1)."""
+        if value_function == "subset-sum":
+            inside = (masks[None, :] & ~coalitions[:, None]) == 0
+            return np.asarray(inside @ sums[:, column], dtype=np.float64)
+        inside = (masks[None, :] & ~coalitions[:, None]) == 0
+        amount = inside @ sums[:, column]
+        journeys = inside @ (sums[:, 0] + sums[:, 2])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(journeys > 0, amount / journeys, 0.0)
+
+    details: dict[str, Any] = {"value_function": value_function}
+    if n <= exact_up_to:
+        phi = np.zeros((2, n))
+        everyone = np.arange(1 << n, dtype=np.int64)
+        sizes = np.array([bin(int(m)).count("1") for m in everyone]) if n else np.zeros(1)
+        weights = np.array(
+            [math.factorial(s) * math.factorial(n - s - 1) / math.factorial(n) for s in range(n)]
+        )
+        for column in (0, 1):
+            v = worth(everyone, column)
+            for c in range(n):
+                without = everyone[(everyone >> c) & 1 == 0]
+                gains = v[without | (1 << c)] - v[without]
+                phi[column, c] = float(np.sum(weights[sizes[without]] * gains))
+        details["exact"] = True
+    else:
+        rng = np.random.default_rng(seed)
+        draws = np.zeros((2, samples, n))
+        for k in range(samples):
+            order = rng.permutation(n)
+            prefixes = np.zeros(n + 1, dtype=np.int64)
+            for i, c in enumerate(order):
+                prefixes[i + 1] = prefixes[i] | (1 << int(c))
+            for column in (0, 1):
+                v = worth(prefixes, column)
+                draws[column, k, order] = np.diff(v)
+        phi = draws.mean(axis=1)
+        details["exact"] = False
+        details["samples"] = samples
+        standard_errors = draws.std(axis=1, ddof=1) / math.sqrt(samples)
+    totals = (paths.total_conversions, paths.total_value)
+    scaled = np.zeros((2, n))
+    for column in (0, 1):
+        s = phi[column].sum()
+        scaled[column] = phi[column] * (totals[column] / s) if s != 0 else 0.0
+        if not details["exact"]:
+            factor = totals[column] / s if s != 0 else 0.0
+            key = "standard_errors" if column == 0 else "value_standard_errors"
+            details[key] = {
+                name: float(abs(factor) * standard_errors[column, i])
+                for i, name in enumerate(paths.channels)
+            }
+    return Attribution(
+        "shapley",
+        paths.channels,
+        scaled[0],
+        scaled[1],
+        totals[0],
+        totals[1],
+        details=details,
+    )

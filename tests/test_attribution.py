@@ -1,0 +1,203 @@
+"""Attribution: rule-based models, exact Markov chains, Shapley values.
+
+The worked example is the issue's (and the classic one of Anderl et al. 2016, Fig. 2):
+paths "C1 > C2 > C3" converting, "C1" and "C2 > C3" not, give removal effects (0.5, 1,
+1) and shares (0.2, 0.4, 0.4). Exact answers are checked against a brute-force
+simulation of the same chain and against Shapley's closed form for the subset-sum value
+function (Zhao et al. 2018, eq. 6: each journey's conversions split equally among its
+distinct channels).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from segvalue.errors import DataValidationError
+from segvalue.measurement import RULE_MODELS, Paths, markov, rule_based, shapley
+
+WORKED = Paths.parse(["C1 > C2 > C3", "C1", "C2 > C3"], [1, 0, 0], nulls=[0, 1, 1])
+
+
+def test_the_worked_example_gives_removal_effects_and_shares() -> None:
+    a = markov(WORKED)
+    np.testing.assert_allclose(a.removal_effects, [0.5, 1.0, 1.0], rtol=1e-12)
+    np.testing.assert_allclose(a.conversions / a.total_conversions, [0.2, 0.4, 0.4], rtol=1e-12)
+    assert a.details["conversion_probability"] == pytest.approx(1 / 3, rel=1e-12)
+    assert a.to_dict()["channels"]["C2"] == {
+        "conversions": pytest.approx(0.4),
+        "value": 0.0,
+        "removal_effect": pytest.approx(1.0),
+    }
+
+
+def _simulated_removal_effects(paths: Paths, walkers: int, seed: int) -> tuple[np.ndarray, float]:
+    """Brute force: walk the order-1 chain of ``paths`` (its transition frequencies),
+    once with every channel and once without each, and count conversions."""
+    n = len(paths.channels)
+    start, conv, null = n, n + 1, n + 2
+    counts = np.zeros((n + 1, n + 3))
+    for path, c, z in zip(paths.paths, paths.conversions, paths.nulls, strict=True):
+        steps = [start, *path]
+        for a, b in itertools.pairwise(steps):
+            counts[a, b] += c + z
+        counts[path[-1], conv] += c
+        counts[path[-1], null] += z
+    probs = counts / counts.sum(axis=1, keepdims=True).clip(min=1e-300)
+    cumulative = np.cumsum(probs, axis=1)
+    rng = np.random.default_rng(seed)
+
+    def rate(removed: int | None) -> float:
+        at = np.full(walkers, start)
+        done = np.zeros(walkers, dtype=bool)
+        converted = np.zeros(walkers, dtype=bool)
+        for _ in range(200):
+            live = np.flatnonzero(~done)
+            if live.size == 0:
+                break
+            u = rng.random(live.size)
+            nxt = (cumulative[at[live]] < u[:, None]).sum(axis=1)
+            converted[live] |= nxt == conv
+            finished = (nxt == conv) | (nxt == null) | (nxt == removed)
+            done[live[finished]] = True
+            at[live[~finished]] = nxt[~finished]
+        return float(converted.mean())
+
+    base = rate(None)
+    return np.array([1 - rate(c) / base for c in range(n)]), base
+
+
+def test_exact_markov_agrees_with_a_simulation_of_the_same_chain() -> None:
+    paths = Paths.parse(
+        ["a > b > c", "a > c", "b", "c > a > b > c", "b > b > a", "a"],
+        [30, 12, 5, 9, 4, 0],
+        nulls=[70, 40, 60, 11, 30, 90],
+    )
+    exact = markov(paths)
+    walkers = 200_000
+    simulated, base = _simulated_removal_effects(paths, walkers, seed=3)
+    assert base == pytest.approx(
+        exact.details["conversion_probability"], abs=4 * 0.5 / walkers**0.5
+    )
+    # Each simulated effect is 1 - ratio of two frequencies: its error is a few 1e-3 here.
+    np.testing.assert_allclose(simulated, exact.removal_effects, atol=0.02)
+    assert not np.allclose(exact.removal_effects, exact.removal_effects[0])  # not trivial
+
+
+journeys = st.lists(
+    st.tuples(
+        st.lists(st.sampled_from("abcdef"), min_size=1, max_size=7),
+        st.integers(0, 20),
+        st.integers(0, 20),
+        st.floats(0, 500),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+def _paths(rows: list[tuple[list[str], int, int, float]]) -> Paths:
+    return Paths.of(
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        value=[r[3] if r[1] else 0.0 for r in rows],
+        nulls=[r[2] for r in rows],
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=journeys, order=st.integers(1, 4))
+def test_markov_removal_effects_are_probabilities_and_credit_adds_up(
+    rows: list[tuple[list[str], int, int, float]], order: int
+) -> None:
+    paths = _paths(rows)
+    a = markov(paths, order=order)
+    assert a.removal_effects is not None
+    assert np.all((a.removal_effects >= 0) & (a.removal_effects <= 1))
+    if a.removal_effects.sum() > 0:
+        assert a.conversions.sum() == pytest.approx(paths.total_conversions, rel=1e-9)
+        assert np.all(a.conversions >= 0)
+    if paths.total_conversions > 0 and paths.total_value > 0 and a.value.sum() > 0:
+        assert a.value.sum() == pytest.approx(paths.total_value, rel=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=journeys)
+def test_rule_based_models_credit_every_conversion_once(
+    rows: list[tuple[list[str], int, int, float]],
+) -> None:
+    paths = _paths(rows)
+    for model in RULE_MODELS:
+        a = rule_based(paths, model)
+        assert a.conversions.sum() == pytest.approx(paths.total_conversions, abs=1e-9), model
+        assert a.value.sum() == pytest.approx(paths.total_value, abs=1e-6), model
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=journeys)
+def test_shapley_with_subset_sums_is_linear_attribution_per_unique_channel(
+    rows: list[tuple[list[str], int, int, float]],
+) -> None:
+    paths = _paths(rows)
+    exact = shapley(paths, value_function="subset-sum")
+    linear = rule_based(paths, "linear-unique")
+    np.testing.assert_allclose(exact.conversions, linear.conversions, atol=1e-9)
+    np.testing.assert_allclose(exact.value, linear.value, atol=1e-6)
+
+
+def test_a_journey_of_six_channels_is_credited_over_all_six() -> None:
+    """marketing-attribution-models keeps only a journey's last 4 unique channels."""
+    paths = Paths.parse(["a > b > c > d > e > f", "a > b"], [6, 2], nulls=[4, 8])
+    for value_function in ("subset-sum", "conversion-rate"):
+        a = shapley(paths, value_function=value_function)
+        assert np.all(a.conversions > 0), value_function
+        assert a.conversions.sum() == pytest.approx(8.0)
+    np.testing.assert_allclose(shapley(paths).conversions, [2, 2, 1, 1, 1, 1])
+
+
+def test_sampled_shapley_states_its_error_and_is_within_it() -> None:
+    paths = Paths.parse(
+        ["a > b > c > d", "b > e", "a", "c > f > g", "d > e > a"],
+        [4, 3, 1, 2, 5],
+        nulls=[6, 7, 9, 8, 5],
+    )
+    exact = shapley(paths, value_function="conversion-rate")
+    sampled = shapley(paths, value_function="conversion-rate", exact_up_to=3, samples=4000, seed=1)
+    assert exact.details["exact"] and not sampled.details["exact"]
+    errors = np.array([sampled.details["standard_errors"][c] for c in paths.channels])
+    assert np.all(errors > 0)
+    assert np.all(np.abs(sampled.conversions - exact.conversions) <= 5 * errors + 1e-9)
+
+
+def test_rule_definitions_on_a_hand_checked_journey() -> None:
+    paths = Paths.parse(["search > direct > email > direct"], [10], value=[100.0])
+    by = {
+        m: dict(zip(paths.channels, rule_based(paths, m).conversions, strict=True))
+        for m in RULE_MODELS
+    }
+    assert by["first"] == {"search": 10, "direct": 0, "email": 0}
+    assert by["last"] == {"search": 0, "direct": 10, "email": 0}
+    assert by["last-non-direct"] == {"search": 0, "direct": 0, "email": 10}
+    assert by["linear"] == pytest.approx({"search": 2.5, "direct": 5.0, "email": 2.5})
+    assert by["linear-unique"] == pytest.approx(
+        {"search": 10 / 3, "direct": 10 / 3, "email": 10 / 3}
+    )
+    assert by["position"] == pytest.approx({"search": 4.0, "direct": 5.0, "email": 1.0})
+
+
+def test_bad_paths_name_the_journey_and_the_fix() -> None:
+    with pytest.raises(DataValidationError, match=r"conversions of journey 2 is -1.0") as bad:
+        Paths.parse(["a", "b"], [1, -1])
+    assert bad.value.parameter == "conversions" and bad.value.fix
+    with pytest.raises(DataValidationError, match="journey 1 has an empty channel"):
+        Paths.parse(["a >  > b"], [1])
+    with pytest.raises(DataValidationError, match="not a finite number"):
+        Paths.parse(["a"], [float("nan")])
+    with pytest.raises(DataValidationError, match="Markov order 5"):
+        markov(WORKED, order=5)
+    with pytest.raises(DataValidationError, match="unknown rule-based model"):
+        rule_based(WORKED, "u-shaped")
