@@ -11,6 +11,8 @@ distinct channels).
 from __future__ import annotations
 
 import itertools
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -201,3 +203,57 @@ def test_bad_paths_name_the_journey_and_the_fix() -> None:
         markov(WORKED, order=5)
     with pytest.raises(DataValidationError, match="unknown rule-based model"):
         rule_based(WORKED, "u-shaped")
+
+
+# ---------------------------------------------------------------------------- CLI
+PATH_TABLE = (
+    "path,total_conversions,total_conversion_value,total_null,segment\n"
+    "C1 > C2 > C3,1,50,0,loyal\n"
+    "C1,0,0,1,loyal\n"
+    "C2 > C3,0,0,1,new\n"
+    "C2 > C1,2,30,3,new\n"
+)
+
+
+def test_attribute_prints_a_table_per_channel_and_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from segvalue.cli.main import cli
+
+    table = tmp_path / "paths.csv"
+    table.write_text(PATH_TABLE)
+    assert cli(["attribute", str(table)]) == 0
+    shown = capsys.readouterr().out
+    assert "Attribution: markov (order 1)" in shown and "removal effect" in shown
+    assert "conversions 3.00, value 80.00; P(conversion) 0.3750" in shown
+    assert cli(["attribute", str(table), "--model", "last", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["model"] == "last" and doc["total_conversions"] == 3.0
+    assert {k: v["conversions"] for k, v in doc["channels"].items()} == {
+        "C1": 2.0,
+        "C2": 0.0,
+        "C3": 1.0,
+    }
+    assert cli(["attribute", str(table), "--model", "shapley", "--by", "segment", "--json"]) == 0
+    by = json.loads(capsys.readouterr().out)
+    assert by["by"] == "segment" and set(by["segments"]) == {"loyal", "new"}
+    assert by["segments"]["new"]["channels"]["C1"]["conversions"] == pytest.approx(1.0)
+    assert cli(["attribute", str(table), "--model", "shapley", "--by", "segment"]) == 0
+    assert "segment = loyal" in capsys.readouterr().out
+
+
+def test_attribute_refuses_a_bad_table_naming_line_column_and_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from segvalue.cli.main import cli
+
+    table = tmp_path / "paths.csv"
+    table.write_text(PATH_TABLE.replace("C2 > C3,0,0,1", "C2 > C3,many,0,1"))
+    assert cli(["attribute", str(table)]) == 2
+    said = capsys.readouterr().err
+    assert "line 4" in said and "'total_conversions' holds 'many'" in said and "fix:" in said
+    assert cli(["attribute", str(table), "--conversions-col", "conv"]) == 2
+    assert "no column 'conv'" in capsys.readouterr().err
+    table.write_text(PATH_TABLE)
+    assert cli(["attribute", str(table), "--model", "u-shaped"]) == 2
+    assert "unknown attribution model 'u-shaped'" in capsys.readouterr().err

@@ -32,6 +32,7 @@ COMMANDS = [
     "kpis",
     "report",
     "budget",
+    "attribute",
     "rfm",
     "clv",
     "runs",

@@ -868,8 +868,104 @@ def _print_plan(plan: Any, warnings: list[str], json_output: bool) -> None:
         out.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
+@app.command(short_help="Credit conversions to channels: rule-based, Markov, Shapley.")
+def attribute(
+    file: Annotated[Path, typer.Argument(help="Path table (CSV/text or Parquet).")],
+    input_format: Annotated[
+        str, typer.Option("--format", help="paths: ChannelAttribution's path table.")
+    ] = "paths",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="first, last, last-non-direct, linear, linear-unique, position, markov or shapley."
+        ),
+    ] = "markov",
+    order: Annotated[int, typer.Option(help="Markov order, 1-4.")] = 1,
+    by: Annotated[
+        str | None, typer.Option(help="Attribute per value of this column (e.g. segment).")
+    ] = None,
+    value_function: Annotated[
+        str, typer.Option(help="Shapley: subset-sum or conversion-rate.")
+    ] = "subset-sum",
+    direct: Annotated[str, typer.Option(help="The direct channel (last-non-direct).")] = "direct",
+    sep: Annotated[str, typer.Option(help="Separator of a path's channels.")] = ">",
+    path_col: Annotated[str, typer.Option(help="Column of the paths.")] = "path",
+    conversions_col: Annotated[str, typer.Option(help="Conversions column.")] = (
+        "total_conversions"
+    ),
+    value_col: Annotated[str, typer.Option(help="Conversion value column (optional).")] = (
+        "total_conversion_value"
+    ),
+    nulls_col: Annotated[str, typer.Option(help="Non-conversions column (optional).")] = (
+        "total_null"
+    ),
+    delimiter: Annotated[str, typer.Option(help="',', ';', 'tab', '|' or 'whitespace'.")] = ",",
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Attribute conversions and their value to channels (exact Markov chains and
+    Shapley values; definitions in docs/measurement.md)."""
+    from segvalue.measurement import PathColumns, read_paths
+    from segvalue.measurement import attribute as attribute_paths
+
+    if input_format != "paths":
+        raise ConfigError(
+            f"--format {input_format!r} is not a known input format",
+            fix="use --format paths (a path table: path, total_conversions, ...)",
+            parameter="format",
+        )
+    columns = PathColumns(path_col, conversions_col, value_col, nulls_col)
+    groups = read_paths(file, columns=columns, sep=sep, by=by, delimiter=delimiter)
+    options: dict[str, Any] = {}
+    if model == "shapley":
+        options["value_function"] = value_function
+    elif model != "markov":
+        options["direct"] = direct
+    results = {
+        key: attribute_paths(paths, model, order=order, **options) for key, paths in groups.items()
+    }
+    if json_output:
+        if by is None:
+            out.print_json(json.dumps(results[None].to_dict()))
+        else:
+            segments = {str(k): r.to_dict() for k, r in results.items()}
+            out.print_json(json.dumps({"model": model, "by": by, "segments": segments}))
+        return
+    for key, result in results.items():
+        _print_attribution(result, None if key is None else f"{by} = {key}")
+
+
+def _print_attribution(result: Any, group: str | None) -> None:
+    doc = result.to_dict()
+    title = f"Attribution: {doc['model']}" + (f" (order {doc['order']})" if "order" in doc else "")
+    table = Table(title=title + ("" if group is None else f", {escape(group)}"))
+    markov_model = result.removal_effects is not None
+    for column in (
+        "channel",
+        "conversions",
+        "share",
+        "value",
+        *(("removal effect",) * markov_model),
+    ):
+        table.add_column(column, justify="left" if column == "channel" else "right")
+    total = doc["total_conversions"]
+    ranked = sorted(doc["channels"].items(), key=lambda item: -item[1]["conversions"])
+    for name, one in ranked:
+        share = one["conversions"] / total if total > 0 else 0.0
+        cells = [escape(name), f"{one['conversions']:,.2f}", f"{share:.1%}", f"{one['value']:,.2f}"]
+        if markov_model:
+            cells.append(f"{one['removal_effect']:.3f}")
+        table.add_row(*cells)
+    out.print(table)
+    line = f"conversions {total:,.2f}, value {doc['total_value']:,.2f}"
+    if "conversion_probability" in doc:
+        line += f"; P(conversion) {doc['conversion_probability']:.4f}, {doc['states']:,} states"
+    if doc.get("exact") is False:
+        line += f"; sampled ({doc['samples']:,} orders of the channels)"
+    out.print(line)
+
+
 keys_app = typer.Typer(
-    help="API keys of the REST API (segvalue serve): create, list, revoke.",
+    help="API keys for segvalue serve: create, list, revoke.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )

@@ -6,6 +6,7 @@ the faces reach them through :class:`segvalue.project.Project`.
 from __future__ import annotations
 
 from segvalue.measurement.attribution import (
+    MODELS,
     RULE_MODELS,
     Attribution,
     Paths,
@@ -13,5 +14,17 @@ from segvalue.measurement.attribution import (
     rule_based,
     shapley,
 )
+from segvalue.measurement.files import PathColumns, attribute, read_paths
 
-__all__ = ["RULE_MODELS", "Attribution", "Paths", "markov", "rule_based", "shapley"]
+__all__ = [
+    "MODELS",
+    "RULE_MODELS",
+    "Attribution",
+    "PathColumns",
+    "Paths",
+    "attribute",
+    "markov",
+    "read_paths",
+    "rule_based",
+    "shapley",
+]

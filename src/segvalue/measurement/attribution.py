@@ -49,12 +49,14 @@ import numpy as np
 
 from segvalue.errors import DataValidationError
 
-__all__ = ["RULE_MODELS", "Attribution", "Paths", "markov", "rule_based", "shapley"]
+__all__ = ["MODELS", "RULE_MODELS", "Attribution", "Paths", "markov", "rule_based", "shapley"]
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
 #: The rule-based models (:func:`rule_based`).
 RULE_MODELS = ("first", "last", "last-non-direct", "linear", "linear-unique", "position")
+#: Every model, by the name the CLI and the configuration use.
+MODELS = (*RULE_MODELS, "markov", "shapley")
 #: Shapley's value functions (:func:`shapley`).
 VALUE_FUNCTIONS = ("subset-sum", "conversion-rate")
 
