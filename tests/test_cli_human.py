@@ -33,6 +33,7 @@ COMMANDS = [
     "report",
     "budget",
     "attribute",
+    "lift",
     "rfm",
     "clv",
     "runs",

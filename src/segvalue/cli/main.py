@@ -964,6 +964,71 @@ def _print_attribution(result: Any, group: str | None) -> None:
     out.print(line)
 
 
+@app.command(short_help="Lift against a control group, with intervals, per segment.")
+def lift(
+    file: Annotated[Path, typer.Argument(help="Experiment file: a row per subject.")],
+    group_col: Annotated[str, typer.Option(help="Column of each row's group.")],
+    control: Annotated[str, typer.Option(help="The control group's label.")],
+    outcome: Annotated[
+        list[str], typer.Option(help="Outcome column (number or true/false); repeatable.")
+    ],
+    treatment: Annotated[
+        list[str] | None, typer.Option(help="Treatment label (default: every other).")
+    ] = None,
+    by: Annotated[str | None, typer.Option(help="Lift per value of this column too.")] = None,
+    level: Annotated[float, typer.Option(help="Interval coverage.")] = 0.95,
+    adjust: Annotated[
+        str, typer.Option(help="p-values across segments: holm, bh or none.")
+    ] = "holm",
+    delimiter: Annotated[str, typer.Option(help="',', ';', 'tab', '|' or 'whitespace'.")] = ",",
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,
+) -> None:
+    """Treated against control per arm, outcome (and segment): means, the lift with its
+    interval (Newcombe for 0/1 outcomes, Welch otherwise), relative lift, p-values
+    adjusted across segments, and a warning when a test is under-powered."""
+    from segvalue.measurement import lift_file
+
+    rows = lift_file(
+        file,
+        group_col=group_col,
+        control=control,
+        outcomes=outcome,
+        treatments=treatment,
+        by=by,
+        level=level,
+        adjust=adjust,
+        delimiter=delimiter,
+    )
+    if json_output:
+        out.print_json(json.dumps(rows))
+        return
+    out.print(escape(f"lift against {control}; [low, high]: its {level:.0%} interval"))
+    for r in rows:
+        segment = "everyone" if r["segment"] is None else f"{by} = {r['segment']}"
+        out.print(
+            f"[bold]{escape(r['arm'])}[/] against {escape(control)}, "
+            f"{escape(r['outcome'])}, {escape(segment)}"
+        )
+        out.print(
+            f"  treated {r['treated_mean']:,.4g} (n {r['n_treated']:,}), "
+            f"control {r['control_mean']:,.4g} (n {r['n_control']:,})"
+        )
+        relative = "" if r["rel_lift"] is None else f", relative {r['rel_lift']:+.1%}"
+        out.print(
+            f"  lift {r['lift']:+,.4g} [{r['ci_low']:,.4g}, {r['ci_high']:,.4g}]{relative}, "
+            f"p {_p(r['p_value'])} (adj. {_p(r['p_adjusted'])})"
+        )
+        if r["under_powered"]:
+            out.print(
+                "  [yellow]under-powered:[/] it finds 80 % of effects of "
+                f"{r['minimum_detectable_effect']:,.4g} or more only"
+            )
+
+
+def _p(value: float) -> str:
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
 keys_app = typer.Typer(
     help="API keys for segvalue serve: create, list, revoke.",
     no_args_is_help=True,

@@ -14,7 +14,7 @@ from segvalue.measurement.attribution import (
     rule_based,
     shapley,
 )
-from segvalue.measurement.files import PathColumns, attribute, read_paths
+from segvalue.measurement.files import PathColumns, attribute, lift_file, read_paths
 
 __all__ = [
     "MODELS",
@@ -23,6 +23,7 @@ __all__ = [
     "PathColumns",
     "Paths",
     "attribute",
+    "lift_file",
     "markov",
     "read_paths",
     "rule_based",

@@ -18,7 +18,7 @@ from segvalue.measurement.attribution import (
     shapley,
 )
 
-__all__ = ["PathColumns", "attribute", "read_paths"]
+__all__ = ["PathColumns", "attribute", "lift_file", "read_paths", "read_rows"]
 
 
 @dataclass(frozen=True)
@@ -57,32 +57,14 @@ def read_paths(
     >>> read_paths(f)[None].channels
     ('C1', 'C2', 'C3')
     """
-    import ibis
-
-    from segvalue.config import SourceConfig
-    from segvalue.data.readers import read_file
-
-    source = SourceConfig(path=str(file), csv={"delimiter": delimiter})
-    con = ibis.duckdb.connect()
-    try:
-        table, word, offset = read_file(con, file, source, label=str(file))
-        present = list(table.columns)
-        wanted = [columns.path, columns.conversions] + ([by] if by else [])
-        for name in wanted:
-            if name not in present:
-                raise DataValidationError(
-                    f"{file}: no column {name!r} (it has {', '.join(present)})",
-                    fix="name the path table's columns with --path-col, --conversions-col, "
-                    "--value-col, --nulls-col (or --by)",
-                    parameter=name,
-                )
-        rows = table.to_pyarrow().to_pylist()
-    finally:
-        con.disconnect()
-    first = 1 if offset is None else offset
+    wanted = [columns.path, columns.conversions] + ([by] if by else [])
+    fix = (
+        "name the path table's columns with --path-col, --conversions-col, --value-col, "
+        "--nulls-col (or --by)"
+    )
+    rows, places = read_rows(file, wanted, delimiter=delimiter, fix=fix)
     groups: dict[str | None, list[tuple[str, float, float, float]]] = {}
-    for i, row in enumerate(rows):
-        where = f"{file}, {word} {first + i}"
+    for row, where in zip(rows, places, strict=True):
         numbers = [
             _number(row.get(name), where, name, absent=name != columns.conversions)
             for name in (columns.conversions, columns.value, columns.nulls)
@@ -108,6 +90,109 @@ def read_paths(
             sep=sep,
         )
     return out
+
+
+def read_rows(
+    file: Path, required: list[str], *, delimiter: str = ",", fix: str
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows of a CSV / text or Parquet file (read by the data layer) and where each
+    is (``"FILE, line N"``); a missing ``required`` column names the ones there."""
+    import ibis
+
+    from segvalue.config import SourceConfig
+    from segvalue.data.readers import read_file
+
+    source = SourceConfig(path=str(file), csv={"delimiter": delimiter})
+    con = ibis.duckdb.connect()
+    try:
+        table, word, offset = read_file(con, file, source, label=str(file))
+        present = list(table.columns)
+        for name in required:
+            if name not in present:
+                raise DataValidationError(
+                    f"{file}: no column {name!r} (it has {', '.join(present)})",
+                    fix=fix,
+                    parameter=name,
+                )
+        rows = table.to_pyarrow().to_pylist()
+    finally:
+        con.disconnect()
+    first = 1 if offset is None else offset
+    return rows, [f"{file}, {word} {first + i}" for i in range(len(rows))]
+
+
+def lift_file(
+    file: Path,
+    *,
+    group_col: str,
+    control: str,
+    outcomes: list[str],
+    treatments: list[str] | None = None,
+    by: str | None = None,
+    level: float = 0.95,
+    adjust: str = "holm",
+    delimiter: str = ",",
+) -> list[dict[str, Any]]:
+    """:func:`segvalue.measurement.lift.lift_table` of an experiment file: one row per
+    subject, its group, its outcomes (numbers, or true / false) and optionally a
+    segment column ``by``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "exp.csv"
+    >>> _ = f.write_text("group,converted\\nt,true\\nt,true\\nc,false\\nc,true\\n")
+    >>> lift_file(f, group_col="group", control="c", outcomes=["converted"])[0]["lift"]
+    0.5
+    """
+    from segvalue.measurement.lift import lift_table
+
+    if not outcomes:
+        raise DataValidationError(
+            "no outcome column given", fix="name one with --outcome", parameter="outcome"
+        )
+    required = [group_col, *outcomes] + ([by] if by else [])
+    fix = "name the experiment's columns with --group-col, --outcome (and --by)"
+    rows, places = read_rows(file, required, delimiter=delimiter, fix=fix)
+    values: dict[str, list[float]] = {name: [] for name in outcomes}
+    for row, where in zip(rows, places, strict=True):
+        if row[group_col] is None or not str(row[group_col]).strip():
+            raise DataValidationError(
+                f"{where}: column {group_col!r} is empty",
+                fix="give every row its group (e.g. treatment or control)",
+                parameter=group_col,
+            )
+        for name in outcomes:
+            values[name].append(_outcome(row[name], where, name))
+    return lift_table(
+        [str(row[group_col]).strip() for row in rows],
+        values,
+        control=control,
+        treatments=treatments or None,
+        segments=None if by is None else [row[by] for row in rows],
+        level=level,
+        adjust=adjust,
+    )
+
+
+def _outcome(raw: Any, where: str, column: str) -> float:
+    if isinstance(raw, bool):
+        return float(raw)
+    text = "" if raw is None else str(raw).strip().lower()
+    if text in ("true", "false"):
+        return float(text == "true")
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise DataValidationError(
+            f"{where}: column {column!r} holds {str(raw)[:40]!r}, not a number or true/false",
+            fix="give each outcome as a number (spend) or true / false (converted); "
+            "drop rows without one",
+            parameter=column,
+        )
+    return value
 
 
 def _number(raw: Any, where: str, column: str, *, absent: bool) -> float:

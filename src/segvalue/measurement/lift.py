@@ -1,0 +1,284 @@
+"""Lift of a campaign against its control group, per arm, outcome and segment, with
+intervals, p-values adjusted across segments, and a power check.
+
+* A 0/1 outcome (conversion, visit): the difference of proportions with Newcombe's
+  hybrid score interval (Newcombe 1998, "Interval estimation for the difference between
+  independent proportions: comparison of eleven methods", Statistics in Medicine 17,
+  873-890, method 10: from the two Wilson intervals) and the two-sided p-value of the
+  pooled two-proportion z-test.
+* Any other outcome (spend): the difference of means with Welch's interval and p-value
+  (the Welch-Satterthwaite degrees of freedom).
+* Across the segments of one arm and outcome, the p-values are adjusted by Holm's step-
+  down method (family-wise error) or Benjamini-Hochberg (false discovery rate).
+* A result is **under-powered** when its interval holds 0 and the smallest effect the
+  test could detect (at 80 % power, the same two-sided level) exceeds the observed
+  lift's size: that null result says little.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import special, stats
+
+from segvalue.errors import DataValidationError
+
+__all__ = [
+    "ADJUSTMENTS",
+    "adjust_p_values",
+    "lift_table",
+    "minimum_detectable_effect",
+    "newcombe_interval",
+    "welch_interval",
+]
+
+ADJUSTMENTS = ("holm", "bh", "none")
+
+
+def _z(level: float) -> float:
+    if not 0 < level < 1:
+        raise DataValidationError(
+            f"level {level!r} is not in (0, 1)", fix="e.g. 0.95", parameter="level"
+        )
+    return float(special.ndtri(0.5 + level / 2))
+
+
+def _wilson(successes: float, n: float, z: float) -> tuple[float, float]:
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def newcombe_interval(
+    x1: float, n1: float, x2: float, n2: float, *, level: float = 0.95
+) -> tuple[float, float, float]:
+    """p1 - p2 and its hybrid score interval (Newcombe 1998, method 10).
+
+    Examples
+    --------
+    Newcombe's example (a), 56/70 - 48/80: 0.2 (0.0524, 0.3339) (his Table II, method 10).
+
+    >>> [round(v, 4) for v in newcombe_interval(56, 70, 48, 80)]
+    [0.2, 0.0524, 0.3339]
+    """
+    if n1 <= 0 or n2 <= 0 or not (0 <= x1 <= n1 and 0 <= x2 <= n2):
+        raise DataValidationError(
+            f"proportions {x1}/{n1} and {x2}/{n2} are not counts within their totals",
+            fix="give successes between 0 and the group's size, sizes > 0",
+        )
+    z = _z(level)
+    p1, p2 = x1 / n1, x2 / n2
+    l1, u1 = _wilson(x1, n1, z)
+    l2, u2 = _wilson(x2, n2, z)
+    diff = p1 - p2
+    low = diff - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    high = diff + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return diff, low, high
+
+
+def welch_interval(a: Any, b: Any, *, level: float = 0.95) -> tuple[float, float, float, float]:
+    """mean(a) - mean(b), Welch's interval and two-sided p-value.
+
+    Examples
+    --------
+    >>> d, lo, hi, p = welch_interval([5.0, 7.0, 6.0, 9.0], [4.0, 5.0, 3.0])
+    >>> round(d, 4), round(lo, 3), round(hi, 3), round(p, 4)
+    (2.75, 0.075, 5.425, 0.0459)
+    """
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    if x.size < 2 or y.size < 2:
+        raise DataValidationError(
+            "Welch's interval needs at least 2 observations in each group",
+            fix="collect more observations before measuring the lift",
+        )
+    va, vb = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
+    diff = float(x.mean() - y.mean())
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return diff, diff, diff, (1.0 if diff == 0 else 0.0)
+    df = (va + vb) ** 2 / (va**2 / (x.size - 1) + vb**2 / (y.size - 1))
+    t = float(stats.t.ppf(0.5 + level / 2, df))
+    p = float(2 * stats.t.sf(abs(diff) / se, df))
+    return diff, diff - t * se, diff + t * se, p
+
+
+def _two_proportion_p(x1: float, n1: float, x2: float, n2: float) -> float:
+    pooled = (x1 + x2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if se == 0:
+        return 1.0
+    return float(2 * stats.norm.sf(abs(x1 / n1 - x2 / n2) / se))
+
+
+def adjust_p_values(p_values: Sequence[float], method: str = "holm") -> list[float]:
+    """Holm's step-down or Benjamini-Hochberg adjusted p-values (``none``: as given).
+
+    Examples
+    --------
+    >>> adjust_p_values([0.01, 0.04, 0.03], "holm")
+    [0.03, 0.06, 0.06]
+    >>> [round(p, 4) for p in adjust_p_values([0.01, 0.04, 0.03], "bh")]
+    [0.03, 0.04, 0.04]
+    """
+    if method not in ADJUSTMENTS:
+        raise DataValidationError(
+            f"unknown p-value adjustment {method!r}",
+            fix=f"use one of {', '.join(ADJUSTMENTS)}",
+            parameter="adjust",
+        )
+    p = np.asarray(p_values, dtype=np.float64)
+    m = p.size
+    if method == "none" or m == 0:
+        return [float(v) for v in p]
+    order = np.argsort(p, kind="stable")
+    ranked = p[order]
+    if method == "holm":
+        adjusted = np.maximum.accumulate(np.minimum(ranked * (m - np.arange(m)), 1.0))
+    else:
+        adjusted = np.minimum.accumulate((ranked * m / np.arange(1, m + 1))[::-1])[::-1]
+        adjusted = np.minimum(adjusted, 1.0)
+    out = np.empty(m)
+    out[order] = adjusted
+    return [float(v) for v in out]
+
+
+def minimum_detectable_effect(
+    n_treated: float,
+    n_control: float,
+    *,
+    sd: float,
+    level: float = 0.95,
+    power: float = 0.8,
+) -> float:
+    """The smallest true difference of means a two-sided test at ``level`` finds with
+    probability ``power``: (z_(1-alpha/2) + z_power) sd sqrt(1/n_t + 1/n_c) (normal
+    approximation; for a proportion p, sd = sqrt(p (1 - p))).
+
+    Examples
+    --------
+    >>> round(minimum_detectable_effect(1000, 1000, sd=0.5), 4)
+    0.0626
+    """
+    if n_treated <= 0 or n_control <= 0 or sd < 0 or not 0 < power < 1:
+        raise DataValidationError(
+            "group sizes must be > 0, sd >= 0 and power in (0, 1)",
+            fix="e.g. minimum_detectable_effect(5000, 5000, sd=0.3, power=0.8)",
+        )
+    return float((_z(level) + special.ndtri(power)) * sd * math.sqrt(1 / n_treated + 1 / n_control))
+
+
+def lift_table(
+    groups: Sequence[Any],
+    outcomes: dict[str, Any],
+    *,
+    control: str,
+    treatments: Sequence[str] | None = None,
+    segments: Sequence[Any] | None = None,
+    level: float = 0.95,
+    adjust: str = "holm",
+) -> list[dict[str, Any]]:
+    """Per arm, outcome and segment (``None``: everyone): the treated and control means,
+    the lift with its interval, the relative lift, the p-value and the adjusted one
+    (across the segments of that arm and outcome), and whether it is under-powered.
+
+    ``groups``: each row's group label; ``outcomes``: name -> values per row (a 0/1
+    outcome gets Newcombe's interval, others Welch's); ``treatments``: the arms (default
+    every label but ``control``).
+
+    Examples
+    --------
+    >>> rows = lift_table(["t", "t", "c", "c", "t", "c"], {"converted": [1, 1, 0, 1, 0, 0]},
+    ...                   control="c")
+    >>> r = rows[0]
+    >>> r["arm"], r["n_treated"], r["n_control"], round(r["lift"], 4)
+    ('t', 3, 3, 0.3333)
+    """
+    labels = np.asarray([None if g is None else str(g) for g in groups], dtype=object)
+    n = labels.size
+    if control not in set(labels.tolist()):
+        raise DataValidationError(
+            f"no row is in the control group {control!r} (groups: "
+            f"{', '.join(sorted({str(v) for v in labels.tolist()}))})",
+            fix="name the control group's label",
+            parameter="control",
+        )
+    arms = list(treatments) if treatments else sorted({str(v) for v in labels} - {control})
+    seg = (
+        np.full(n, None, dtype=object)
+        if segments is None
+        else np.asarray([None if s is None else str(s) for s in segments], dtype=object)
+    )
+    segment_values: list[Any] = [None] if segments is None else [None, *sorted(set(seg) - {None})]
+    rows: list[dict[str, Any]] = []
+    for name, raw in outcomes.items():
+        values = np.asarray(raw, dtype=np.float64)
+        if values.size != n or not np.all(np.isfinite(values)):
+            raise DataValidationError(
+                f"outcome {name!r} must have one finite number per row",
+                fix="fill in or drop the rows without an outcome first",
+                parameter=name,
+            )
+        binary = bool(np.all((values == 0) | (values == 1)))
+        for arm in arms:
+            family: list[dict[str, Any]] = []
+            for segment in segment_values:
+                inside = np.ones(n, dtype=bool) if segment is None else seg == segment
+                t = values[inside & (labels == arm)]
+                c = values[inside & (labels == control)]
+                if t.size == 0 or c.size == 0:
+                    continue
+                family.append(_lift_row(arm, name, segment, t, c, binary, level))
+            # Adjusted across the segments; the row of everyone is its own family.
+            per_segment = [r for r in family if r["segment"] is not None]
+            adjusted = adjust_p_values([r["p_value"] for r in per_segment], adjust)
+            for r in family:
+                r["p_adjusted"] = r["p_value"]
+            for r, p in zip(per_segment, adjusted, strict=True):
+                r["p_adjusted"] = p
+            rows += family
+    return rows
+
+
+def _lift_row(
+    arm: str, outcome: str, segment: Any, t: Any, c: Any, binary: bool, level: float
+) -> dict[str, Any]:
+    mean_t, mean_c = float(t.mean()), float(c.mean())
+    if binary:
+        diff, low, high = newcombe_interval(
+            float(t.sum()), t.size, float(c.sum()), c.size, level=level
+        )
+        p = _two_proportion_p(t.sum(), t.size, c.sum(), c.size)
+        pooled = (t.sum() + c.sum()) / (t.size + c.size)
+        sd = math.sqrt(pooled * (1 - pooled))
+    elif t.size >= 2 and c.size >= 2:
+        diff, low, high, p = welch_interval(t, c, level=level)
+        sd = math.sqrt((t.var(ddof=1) + c.var(ddof=1)) / 2)
+    else:
+        diff, low, high, p, sd = mean_t - mean_c, math.nan, math.nan, math.nan, math.nan
+    mde = (
+        minimum_detectable_effect(t.size, c.size, sd=sd, level=level)
+        if math.isfinite(sd)
+        else math.nan
+    )
+    return {
+        "arm": arm,
+        "outcome": outcome,
+        "segment": segment,
+        "n_treated": int(t.size),
+        "n_control": int(c.size),
+        "treated_mean": mean_t,
+        "control_mean": mean_c,
+        "lift": float(diff),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "rel_lift": float(diff / mean_c) if mean_c != 0 else None,
+        "p_value": float(p),
+        "minimum_detectable_effect": mde,
+        # Not found, and the test could not have found an effect of the size seen.
+        "under_powered": bool(math.isfinite(mde) and low <= 0 <= high and abs(diff) < mde),
+    }
