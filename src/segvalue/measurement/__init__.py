@@ -11,6 +11,7 @@ from segvalue.measurement.attribution import (
     Attribution,
     Paths,
     markov,
+    markov_order_likelihood,
     rule_based,
     shapley,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "attribute",
     "lift_file",
     "markov",
+    "markov_order_likelihood",
     "read_paths",
     "rule_based",
     "shapley",
