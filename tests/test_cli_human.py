@@ -34,6 +34,7 @@ COMMANDS = [
     "budget",
     "attribute",
     "lift",
+    "uplift",
     "rfm",
     "clv",
     "runs",

@@ -1029,6 +1029,55 @@ def _p(value: float) -> str:
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
+uplift_app = typer.Typer(
+    help="Evaluate uplift scores: Qini, uplift AUC, uplift at k.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(uplift_app, name="uplift")
+
+
+@uplift_app.command("evaluate", short_help="Qini and uplift AUC of scores, with intervals.")
+def uplift_evaluate(
+    file: Annotated[Path, typer.Argument(help="Scored test file: a row per subject.")],
+    treatment_col: Annotated[str, typer.Option(help="Treated (1/true) or control (0/false).")],
+    outcome_col: Annotated[str, typer.Option(help="Responded (1/true) or not (0/false).")],
+    score_col: Annotated[str, typer.Option(help="The uplift score to evaluate.")],
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples for intervals.")] = 500,
+    seed: Annotated[int, typer.Option(help="Seed of the resampling.")] = 0,
+    delimiter: Annotated[str, typer.Option(help="',', ';', 'tab', '|' or 'whitespace'.")] = ",",
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Normalised areas under the Qini and uplift curves (scikit-uplift 0.5.1's
+    definitions) with bootstrap intervals, and uplift among the top 10-50 %."""
+    from segvalue.measurement import evaluate_uplift_file
+
+    result = evaluate_uplift_file(
+        file,
+        treatment_col=treatment_col,
+        outcome_col=outcome_col,
+        score_col=score_col,
+        delimiter=delimiter,
+        resamples=resamples,
+        seed=seed,
+    )
+    if json_output:
+        out.print_json(json.dumps(result))
+        return
+
+    def shown(value: float | None, sign: str = "") -> str:
+        return "n/a" if value is None else f"{value:{sign}.4f}"
+
+    out.print(f"{result['n']:,} rows, {result['n_treated']:,} treated")
+    for name, key in (("Qini AUC", "qini_auc"), ("uplift AUC", "uplift_auc")):
+        low, high = result[f"{key}_ci"]
+        interval = escape(f"[{shown(low)}, {shown(high)}]")
+        out.print(f"{name} {shown(result[key])} {interval} (1: perfect, 0: random)")
+    for k, value in result["uplift_at"].items():
+        missing = " (a group has no row there)" if value is None else ""
+        out.print(f"uplift among the top {float(k):.0%}: {shown(value, '+')}{missing}")
+
+
 keys_app = typer.Typer(
     help="API keys for segvalue serve: create, list, revoke.",
     no_args_is_help=True,

@@ -15,7 +15,13 @@ from segvalue.measurement.attribution import (
     rule_based,
     shapley,
 )
-from segvalue.measurement.files import PathColumns, attribute, lift_file, read_paths
+from segvalue.measurement.files import (
+    PathColumns,
+    attribute,
+    evaluate_uplift_file,
+    lift_file,
+    read_paths,
+)
 
 __all__ = [
     "MODELS",
@@ -24,6 +30,7 @@ __all__ = [
     "PathColumns",
     "Paths",
     "attribute",
+    "evaluate_uplift_file",
     "lift_file",
     "markov",
     "markov_order_likelihood",

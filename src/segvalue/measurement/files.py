@@ -18,7 +18,14 @@ from segvalue.measurement.attribution import (
     shapley,
 )
 
-__all__ = ["PathColumns", "attribute", "lift_file", "read_paths", "read_rows"]
+__all__ = [
+    "PathColumns",
+    "attribute",
+    "evaluate_uplift_file",
+    "lift_file",
+    "read_paths",
+    "read_rows",
+]
 
 
 @dataclass(frozen=True)
@@ -173,6 +180,40 @@ def lift_file(
         level=level,
         adjust=adjust,
     )
+
+
+def evaluate_uplift_file(
+    file: Path,
+    *,
+    treatment_col: str,
+    outcome_col: str,
+    score_col: str,
+    delimiter: str = ",",
+    **options: Any,
+) -> dict[str, Any]:
+    """:func:`segvalue.measurement.uplift.evaluate_uplift` of a scored test file: a row
+    per subject with its treatment (1 / 0 or true / false), outcome (likewise) and score.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "scored.csv"
+    >>> _ = f.write_text("t,y,s\\n1,1,0.9\\n1,0,0.5\\n0,1,0.4\\n0,0,0.1\\n")
+    >>> out = evaluate_uplift_file(f, treatment_col="t", outcome_col="y", score_col="s",
+    ...                            resamples=20)
+    >>> round(out["qini_auc"], 4)
+    0.3333
+    """
+    from segvalue.measurement.uplift import evaluate_uplift
+
+    columns = [treatment_col, outcome_col, score_col]
+    fix = "name the columns with --treatment-col, --outcome-col and --score-col"
+    rows, places = read_rows(file, columns, delimiter=delimiter, fix=fix)
+    values: dict[str, list[float]] = {name: [] for name in columns}
+    for row, where in zip(rows, places, strict=True):
+        for name in columns:
+            values[name].append(_outcome(row[name], where, name))
+    return evaluate_uplift(values[outcome_col], values[score_col], values[treatment_col], **options)
 
 
 def _outcome(raw: Any, where: str, column: str) -> float:

@@ -1,0 +1,235 @@
+"""Evaluating uplift scores on a randomised test: Qini and uplift curves, their
+normalised areas, uplift at k, with bootstrap intervals.
+
+The definitions are scikit-uplift 0.5.1's (``sklift.metrics``), so that numbers agree
+across tools:
+
+* Rows sorted by score, highest first; rows with the same score form one step (ties
+  grouped). At each step, with n rows so far, n_t of them treated and n_c not, and
+  y_t, y_c the responders among them:
+  **uplift curve** (y_t / n_t - y_c / n_c) n, **Qini curve** y_t - y_c n_t / n_c (a
+  ratio with a zero count taken as 0); both start at (0, 0).
+* The **perfect** curves order the rows by what is known after the fact: Qini by
+  y t - y (1 - t) (treated responders first, control responders last: negative effects
+  kept); uplift by 2 [y = t] + (y if control responders outnumber treated
+  non-responders, else t).
+* The areas (trapezoids) are **normalised**: (area - baseline) / (perfect area -
+  baseline), the baseline being the straight line from (0, 0) to the perfect curve's
+  end. 1 is perfect, 0 is random.
+* **uplift at k**: among the top ``k`` share of rows by score (ceil(n k)), the treated
+  rows' response rate minus the control rows'.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from segvalue.errors import DataValidationError
+
+__all__ = [
+    "evaluate_uplift",
+    "perfect_qini_curve",
+    "perfect_uplift_curve",
+    "qini_auc_score",
+    "qini_curve",
+    "uplift_at_k",
+    "uplift_auc_score",
+    "uplift_curve",
+]
+
+FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+
+
+def _arrays(y: Any, score: Any, treatment: Any) -> tuple[FloatArray, FloatArray, FloatArray]:
+    y_a = np.asarray(y, dtype=np.float64).ravel()
+    s_a = np.asarray(score, dtype=np.float64).ravel()
+    t_a = np.asarray(treatment, dtype=np.float64).ravel()
+    if not (y_a.size == s_a.size == t_a.size):
+        raise DataValidationError(
+            f"outcome, score and treatment have {y_a.size}, {s_a.size} and {t_a.size} values",
+            fix="give one of each per row",
+        )
+    for name, values in (("outcome", y_a), ("treatment", t_a)):
+        if not np.all((values == 0) | (values == 1)):
+            raise DataValidationError(
+                f"the {name} must be 0 or 1 (true or false) in every row",
+                fix=f"code the {name} as 0 / 1",
+                parameter=name,
+            )
+    if not np.all(np.isfinite(s_a)):
+        raise DataValidationError(
+            "a score is not a finite number", fix="score every row", parameter="score"
+        )
+    if t_a.sum() in (0, t_a.size):
+        raise DataValidationError(
+            "uplift needs treated and control rows; one group is empty",
+            fix="evaluate on a randomised test with both groups",
+            parameter="treatment",
+        )
+    return y_a, s_a, t_a
+
+
+def _steps(y: FloatArray, score: FloatArray, t: FloatArray) -> tuple[FloatArray, ...]:
+    """Cumulative (n, n_t, n_c, y_t, y_c) at each step of tied scores, highest first."""
+    order = np.argsort(score, kind="mergesort")[::-1]
+    y, score, t = y[order], score[order], t[order]
+    ends = np.r_[np.flatnonzero(np.diff(score)), score.size - 1]
+    n = (ends + 1).astype(np.float64)
+    n_t = np.cumsum(t)[ends]
+    y_t = np.cumsum(y * t)[ends]
+    y_c = np.cumsum(y * (1 - t))[ends]
+    return n, n_t, n - n_t, y_t, y_c
+
+
+def _start_at_zero(x: FloatArray, v: FloatArray) -> tuple[FloatArray, FloatArray]:
+    if x.size == 0 or x[0] != 0 or v[0] != 0:
+        return np.r_[0.0, x], np.r_[0.0, v]
+    return x, v
+
+
+def _ratio(a: FloatArray, b: FloatArray) -> FloatArray:
+    return np.divide(a, b, out=np.zeros_like(a), where=b != 0)
+
+
+def uplift_curve(y: Any, score: Any, treatment: Any) -> tuple[FloatArray, FloatArray]:
+    """The uplift curve's points: rows targeted, (y_t / n_t - y_c / n_c) n."""
+    n, n_t, n_c, y_t, y_c = _steps(*_arrays(y, score, treatment))
+    return _start_at_zero(n, (_ratio(y_t, n_t) - _ratio(y_c, n_c)) * n)
+
+
+def qini_curve(y: Any, score: Any, treatment: Any) -> tuple[FloatArray, FloatArray]:
+    """The Qini curve's points: rows targeted, y_t - y_c n_t / n_c.
+
+    Examples
+    --------
+    >>> x, q = qini_curve([1, 0, 1, 0], [0.9, 0.5, 0.4, 0.1], [1, 1, 0, 0])
+    >>> x.tolist(), q.tolist()
+    ([0.0, 1.0, 2.0, 3.0, 4.0], [0.0, 1.0, 1.0, -1.0, 0.0])
+    """
+    n, n_t, n_c, y_t, y_c = _steps(*_arrays(y, score, treatment))
+    return _start_at_zero(n, y_t - y_c * _ratio(n_t, n_c))
+
+
+def perfect_qini_curve(y: Any, treatment: Any) -> tuple[FloatArray, FloatArray]:
+    """The Qini curve of the after-the-fact order (negative effects kept)."""
+    y_a = np.asarray(y, dtype=np.float64)
+    t_a = np.asarray(treatment, dtype=np.float64)
+    return qini_curve(y_a, y_a * t_a - y_a * (1 - t_a), t_a)
+
+
+def perfect_uplift_curve(y: Any, treatment: Any) -> tuple[FloatArray, FloatArray]:
+    """The uplift curve of the after-the-fact order."""
+    y_a = np.asarray(y, dtype=np.float64)
+    t_a = np.asarray(treatment, dtype=np.float64)
+    control_responders = np.sum((y_a == 1) & (t_a == 0))
+    treated_non_responders = np.sum((y_a == 0) & (t_a == 1))
+    summand = y_a if control_responders > treated_non_responders else t_a
+    return uplift_curve(y_a, 2 * (y_a == t_a) + summand, t_a)
+
+
+def _area(x: FloatArray, v: FloatArray) -> float:
+    return float(np.sum((x[1:] - x[:-1]) * (v[1:] + v[:-1]) / 2))
+
+
+def _normalised(
+    actual: tuple[FloatArray, FloatArray], perfect: tuple[FloatArray, FloatArray]
+) -> float:
+    baseline = _area(np.array([0.0, perfect[0][-1]]), np.array([0.0, perfect[1][-1]]))
+    best = _area(*perfect) - baseline
+    return (_area(*actual) - baseline) / best if best != 0 else math.nan
+
+
+def qini_auc_score(y: Any, score: Any, treatment: Any) -> float:
+    """The normalised area under the Qini curve (scikit-uplift's ``qini_auc_score``
+    with ``negative_effect=True``).
+
+    Examples
+    --------
+    >>> round(qini_auc_score([1, 0, 1, 0], [0.9, 0.5, 0.4, 0.1], [1, 1, 0, 0]), 4)
+    0.3333
+    """
+    return _normalised(qini_curve(y, score, treatment), perfect_qini_curve(y, treatment))
+
+
+def uplift_auc_score(y: Any, score: Any, treatment: Any) -> float:
+    """The normalised area under the uplift curve (scikit-uplift's ``uplift_auc_score``).
+
+    Examples
+    --------
+    >>> round(uplift_auc_score([1, 0, 1, 0], [0.9, 0.5, 0.4, 0.1], [1, 1, 0, 0]), 4)
+    0.1111
+    """
+    return _normalised(uplift_curve(y, score, treatment), perfect_uplift_curve(y, treatment))
+
+
+def uplift_at_k(y: Any, score: Any, treatment: Any, k: float = 0.3) -> float:
+    """Treated minus control response rate among the top ``k`` share of rows by score
+    (scikit-uplift's ``strategy='overall'``); NaN when a group is missing there.
+
+    Examples
+    --------
+    >>> uplift_at_k([1, 0, 1, 0], [0.9, 0.5, 0.4, 0.1], [1, 1, 0, 0], k=0.75)
+    -0.5
+    """
+    if not 0 < k <= 1:
+        raise DataValidationError(f"k {k!r} is not in (0, 1]", fix="e.g. 0.3", parameter="k")
+    y_a, s_a, t_a = _arrays(y, score, treatment)
+    top = np.argsort(s_a, kind="mergesort")[::-1][: math.ceil(y_a.size * k)]
+    treated, control = y_a[top][t_a[top] == 1], y_a[top][t_a[top] == 0]
+    if treated.size == 0 or control.size == 0:
+        return math.nan
+    return float(treated.mean() - control.mean())
+
+
+def evaluate_uplift(
+    y: Any,
+    score: Any,
+    treatment: Any,
+    *,
+    at: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5),
+    level: float = 0.95,
+    resamples: int = 500,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Qini and uplift AUC, uplift at each ``at``, and bootstrap (percentile) intervals
+    of the two areas: rows resampled within the treated and the control group
+    (``resamples`` times, seeded).
+
+    Returns ``{"qini_auc", "uplift_auc", "qini_auc_ci": [lo, hi], "uplift_auc_ci": [lo,
+    hi], "uplift_at": {"0.1": ..., ...}, "n", "n_treated"}``; None where a value is
+    undefined (a group missing among the top rows, or no perfect ordering better than
+    random).
+    """
+    y_a, s_a, t_a = _arrays(y, score, treatment)
+    rng = np.random.default_rng(seed)
+    treated, control = np.flatnonzero(t_a == 1), np.flatnonzero(t_a == 0)
+    draws = np.empty((resamples, 2))
+    for b in range(resamples):
+        rows = np.r_[rng.choice(treated, treated.size), rng.choice(control, control.size)]
+        draws[b] = (
+            qini_auc_score(y_a[rows], s_a[rows], t_a[rows]),
+            uplift_auc_score(y_a[rows], s_a[rows], t_a[rows]),
+        )
+    tail = (1 - level) / 2 * 100
+
+    def interval(column: int) -> list[float]:
+        finite = draws[np.isfinite(draws[:, column]), column]
+        if finite.size == 0:
+            return [math.nan, math.nan]
+        return [float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))]
+
+    def known(value: float) -> float | None:  # undefined (NaN) as None: strict JSON
+        return value if math.isfinite(value) else None
+
+    return {
+        "qini_auc": known(qini_auc_score(y_a, s_a, t_a)),
+        "uplift_auc": known(uplift_auc_score(y_a, s_a, t_a)),
+        "qini_auc_ci": [known(v) for v in interval(0)],
+        "uplift_auc_ci": [known(v) for v in interval(1)],
+        "uplift_at": {f"{k:g}": known(uplift_at_k(y_a, s_a, t_a, k)) for k in at},
+        "n": int(y_a.size),
+        "n_treated": int(treated.size),
+    }
