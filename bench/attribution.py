@@ -108,19 +108,10 @@ def pure_python_removal_effects(paths: Paths) -> list[float]:
 
 
 def channelattribution(table: Path, venv: Path, log: Path) -> dict[str, object]:
-    python = venv / "bin" / "python"
-    check = [str(python), "-c", "import ChannelAttribution"]
-    ready = python.exists() and subprocess.run(check, capture_output=True, check=False)
-    if not (ready and ready.returncode == 0):
-        print(f"installing {' '.join(CA_PINS)} into {venv} (pip output: {log})")
-        with open(log, "a") as out:
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, stdout=out)
-            subprocess.run(
-                [str(python), "-m", "pip", "install", "--disable-pip-version-check", *CA_PINS],
-                check=True,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+    sys.path.insert(0, str(Path(__file__).parent))
+    from clv import ensure_venv  # the throwaway environments of every bench script
+
+    python = ensure_venv(venv, log, CA_PINS, "import ChannelAttribution")
     code = f"""
 import json, time, pandas as pd, ChannelAttribution as ca
 data = pd.read_csv({str(table)!r})

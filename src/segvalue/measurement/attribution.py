@@ -154,6 +154,21 @@ class Paths:
         return float(math.fsum(self.value))
 
 
+def one_of(value: str, choices: tuple[str, ...], what: str, parameter: str) -> str:
+    """``value`` when it is one of ``choices``; a clear error naming them otherwise.
+
+    Examples
+    --------
+    >>> one_of("holm", ("holm", "bh"), "p-value adjustment", "adjust")
+    'holm'
+    """
+    if value not in choices:
+        raise DataValidationError(
+            f"unknown {what} {value!r}", fix=f"use one of {', '.join(choices)}", parameter=parameter
+        )
+    return value
+
+
 def _counts(name: str, values: Any, n: int) -> FloatArray:
     out = np.asarray(values, dtype=np.float64).ravel()
     if out.size != n:
@@ -224,12 +239,7 @@ def rule_based(
     >>> rule_based(p, "position").conversions.round(3).tolist()
     [0.8, 1.4, 0.8]
     """
-    if model not in RULE_MODELS:
-        raise DataValidationError(
-            f"unknown rule-based model {model!r}",
-            fix=f"use one of {', '.join(RULE_MODELS)}",
-            parameter="model",
-        )
+    one_of(model, RULE_MODELS, "rule-based model", "model")
     first_share, middle_share, last_share = (float(v) for v in position)
     if min(position) < 0 or not math.isclose(sum(position), 1.0, abs_tol=1e-9):
         raise DataValidationError(
@@ -486,12 +496,7 @@ def shapley(
     >>> shapley(p).conversions.round(4).tolist()  # = linear-unique with subset-sum
     [3.1667, 2.1667, 0.6667]
     """
-    if value_function not in VALUE_FUNCTIONS:
-        raise DataValidationError(
-            f"unknown Shapley value function {value_function!r}",
-            fix=f"use one of {', '.join(VALUE_FUNCTIONS)}",
-            parameter="value_function",
-        )
+    one_of(value_function, VALUE_FUNCTIONS, "Shapley value function", "value_function")
     n = len(paths.channels)
     if n > 62:
         raise DataValidationError(

@@ -14,6 +14,7 @@ from segvalue.measurement.attribution import (
     Attribution,
     Paths,
     markov,
+    one_of,
     rule_based,
     shapley,
 )
@@ -270,10 +271,5 @@ def attribute(paths: Paths, model: str, *, order: int = 1, **options: Any) -> At
         return markov(paths, order=order)
     if model == "shapley":
         return shapley(paths, **options)
-    if model not in MODELS:
-        raise DataValidationError(
-            f"unknown attribution model {model!r}",
-            fix=f"use one of {', '.join(MODELS)}",
-            parameter="model",
-        )
+    one_of(model, MODELS, "attribution model", "model")
     return rule_based(paths, model, **options)

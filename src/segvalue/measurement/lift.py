@@ -25,6 +25,7 @@ import numpy as np
 from scipy import special, stats
 
 from segvalue.errors import DataValidationError
+from segvalue.measurement.attribution import one_of
 
 __all__ = [
     "ADJUSTMENTS",
@@ -125,12 +126,7 @@ def adjust_p_values(p_values: Sequence[float], method: str = "holm") -> list[flo
     >>> [round(p, 4) for p in adjust_p_values([0.01, 0.04, 0.03], "bh")]
     [0.03, 0.04, 0.04]
     """
-    if method not in ADJUSTMENTS:
-        raise DataValidationError(
-            f"unknown p-value adjustment {method!r}",
-            fix=f"use one of {', '.join(ADJUSTMENTS)}",
-            parameter="adjust",
-        )
+    one_of(method, ADJUSTMENTS, "p-value adjustment", "adjust")
     p = np.asarray(p_values, dtype=np.float64)
     m = p.size
     if method == "none" or m == 0:
