@@ -19,6 +19,7 @@ from segvalue.measurement.files import (
     PathColumns,
     attribute,
     evaluate_uplift_file,
+    fit_uplift_file,
     lift_file,
     read_paths,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "Paths",
     "attribute",
     "evaluate_uplift_file",
+    "fit_uplift_file",
     "lift_file",
     "markov",
     "markov_order_likelihood",

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from segvalue.errors import DataValidationError
 from segvalue.measurement.attribution import (
     MODELS,
@@ -23,6 +25,7 @@ __all__ = [
     "PathColumns",
     "attribute",
     "evaluate_uplift_file",
+    "fit_uplift_file",
     "lift_file",
     "read_paths",
     "read_rows",
@@ -215,6 +218,104 @@ def evaluate_uplift_file(
         for name in columns:
             values[name].append(_outcome(row[name], where, name))
     return evaluate_uplift(values[outcome_col], values[score_col], values[treatment_col], **options)
+
+
+def fit_uplift_file(
+    file: Path,
+    *,
+    treatment_col: str,
+    outcome_col: str,
+    features: list[str],
+    method: str = "x-learner",
+    holdout: float = 0.3,
+    seed: int = 0,
+    id_col: str | None = None,
+    out: Path | None = None,
+    delimiter: str = ",",
+    resamples: int = 500,
+) -> dict[str, Any]:
+    """Fit an uplift model on a test file's rows outside a seeded holdout (``holdout`` of
+    each group), evaluate it on the holdout, and (``out``) write every row's score.
+
+    Features are numbers, or text taken as categories. The scores file holds the row's
+    ``id_col`` value (else its line or row number), ``uplift_score`` and ``holdout``: no
+    other column of the input, so nothing else of it (contact details) is copied.
+
+    Returns ``{"method", "features", "n_train", "n_holdout", "holdout": {...as
+    evaluate_uplift...}, "out"}``.
+    """
+    import pyarrow as pa
+
+    from segvalue.data.writers import write_table
+    from segvalue.measurement.uplift import evaluate_uplift, fit_uplift
+
+    if not features:
+        raise DataValidationError(
+            "no feature column given", fix="name one or more with --feature", parameter="feature"
+        )
+    if not 0 < holdout < 1:
+        raise DataValidationError(
+            f"holdout {holdout!r} is not in (0, 1)", fix="e.g. 0.3", parameter="holdout"
+        )
+    required = [treatment_col, outcome_col, *features] + ([id_col] if id_col else [])
+    fix = "name the columns with --treatment-col, --outcome-col, --feature (and --id-col)"
+    rows, places = read_rows(file, required, delimiter=delimiter, fix=fix)
+    y = np.array(
+        [_outcome(r[outcome_col], w, outcome_col) for r, w in zip(rows, places, strict=True)]
+    )
+    t = np.array(
+        [_outcome(r[treatment_col], w, treatment_col) for r, w in zip(rows, places, strict=True)]
+    )
+    columns, categorical = [], []
+    for name in features:
+        raw = [r[name] for r in rows]
+        numbers = [_maybe_number(v) for v in raw]
+        if all(v is not None for v in numbers):
+            columns.append(np.array(numbers, dtype=np.float64))
+            categorical.append(False)
+        else:
+            codes: dict[str, int] = {}
+            columns.append(np.array([codes.setdefault(str(v), len(codes)) for v in raw], float))
+            categorical.append(True)
+    x = np.column_stack(columns)
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(rows), dtype=bool)
+    for group in (0.0, 1.0):
+        members = np.flatnonzero(t == group)
+        held[rng.choice(members, round(members.size * holdout), replace=False)] = True
+    model = fit_uplift(
+        x[~held], y[~held], t[~held], method=method, seed=seed, categorical=categorical
+    )
+    scores = model.predict(x)
+    result: dict[str, Any] = {
+        "method": method,
+        "features": list(features),
+        "n_train": int((~held).sum()),
+        "n_holdout": int(held.sum()),
+        "holdout": evaluate_uplift(y[held], scores[held], t[held], resamples=resamples, seed=seed),
+        "out": None,
+    }
+    if out is not None:
+        ids = [str(r[id_col]) for r in rows] if id_col else [p.rsplit(" ", 1)[-1] for p in places]
+        table = pa.table(
+            {
+                id_col or "row": pa.array(ids, pa.string()),
+                "uplift_score": pa.array(scores, pa.float64()),
+                "holdout": pa.array(held, pa.bool_()),
+            }
+        )
+        result["out"] = str(write_table(table, out, protected={Path(file): "the input file"}))
+    return result
+
+
+def _maybe_number(raw: Any) -> float | None:
+    if isinstance(raw, bool) or raw is None:
+        return None
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _outcome(raw: Any, where: str, column: str) -> float:
