@@ -1055,6 +1055,11 @@ def uplift_fit(
         Path | None, typer.Option("--out", help="Write every row's score (.csv or .parquet).")
     ] = None,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples for intervals.")] = 500,
+    value: Annotated[
+        float | None, typer.Option(help="A response's value: also the targeting profit.")
+    ] = None,
+    margin: Annotated[float, typer.Option(help="Profit share of that value, (0, 1].")] = 1.0,
+    contact_cost: Annotated[float, typer.Option(help="Cost of contacting one row.")] = 0.0,
     delimiter: Annotated[str, typer.Option(help="',', ';', 'tab', '|' or 'whitespace'.")] = ",",
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -1074,6 +1079,9 @@ def uplift_fit(
         out=out_file,
         delimiter=delimiter,
         resamples=resamples,
+        value=value,
+        margin=margin,
+        contact_cost=contact_cost,
     )
     if json_output:
         out.print_json(json.dumps(result))
@@ -1083,6 +1091,13 @@ def uplift_fit(
         f"fitted on {result['n_train']:,} rows, evaluated on {result['n_holdout']:,} held out"
     )
     _print_uplift(result["holdout"])
+    policy = result.get("policy")
+    if policy is not None:
+        out.print(
+            f"targeting where uplift > {policy['threshold']:.4f} (cost / profit of a response): "
+            f"{policy['share_targeted']:.0%} of the holdout, incremental profit "
+            f"{policy['profit']:,.2f} (everyone: {policy['profit_everyone']:,.2f})"
+        )
     if result["out"] is not None:
         out.print(f"scores written to {escape(result['out'])}", soft_wrap=True)
 

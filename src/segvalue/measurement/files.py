@@ -233,9 +233,14 @@ def fit_uplift_file(
     out: Path | None = None,
     delimiter: str = ",",
     resamples: int = 500,
+    value: float | None = None,
+    margin: float = 1.0,
+    contact_cost: float = 0.0,
 ) -> dict[str, Any]:
     """Fit an uplift model on a test file's rows outside a seeded holdout (``holdout`` of
-    each group), evaluate it on the holdout, and (``out``) write every row's score.
+    each group), evaluate it on the holdout, and (``out``) write every row's score. With
+    ``value`` (a response's value), also the profit of targeting by the model on the
+    holdout (:func:`segvalue.measurement.uplift.targeting_policy`) as ``"policy"``.
 
     Features are numbers, or text taken as categories. The scores file holds the row's
     ``id_col`` value (else its line or row number), ``uplift_score`` and ``holdout``: no
@@ -247,7 +252,7 @@ def fit_uplift_file(
     import pyarrow as pa
 
     from segvalue.data.writers import write_table
-    from segvalue.measurement.uplift import evaluate_uplift, fit_uplift
+    from segvalue.measurement.uplift import evaluate_uplift, fit_uplift, targeting_policy
 
     if not features:
         raise DataValidationError(
@@ -295,6 +300,10 @@ def fit_uplift_file(
         "holdout": evaluate_uplift(y[held], scores[held], t[held], resamples=resamples, seed=seed),
         "out": None,
     }
+    if value is not None:
+        result["policy"] = targeting_policy(
+            y[held], scores[held], t[held], value=value, margin=margin, contact_cost=contact_cost
+        )
     if out is not None:
         ids = [str(r[id_col]) for r in rows] if id_col else [p.rsplit(" ", 1)[-1] for p in places]
         table = pa.table(
