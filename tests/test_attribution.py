@@ -10,6 +10,7 @@ distinct channels).
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 from pathlib import Path
@@ -279,3 +280,96 @@ def test_the_held_out_likelihood_picks_the_order_that_made_the_journeys() -> Non
     scores = markov_order_likelihood(paths, orders=(1, 2, 3, 4), seed=1)
     assert max(scores, key=lambda k: scores[k]) == 2
     assert scores[2] > scores[1] + 0.05
+
+
+# ---------------------------------------------------------------------------- journeys
+def _at(day: float) -> dt.datetime:
+    return dt.datetime(2025, 1, 1) + dt.timedelta(days=day)
+
+
+def test_journeys_keep_the_lookback_merge_sessions_and_end_in_a_null() -> None:
+    from segvalue.measurement.attribution import journeys_from_touches
+
+    rows = [  # customer, day, channel, converted
+        ("a", 0.0, "display", False),  # 40 days before the conversion: outside 30
+        ("a", 35.0, "email", False),
+        ("a", 35.01, "email", False),  # 14 minutes later: the same session
+        ("a", 38.0, "search", False),
+        ("a", 40.0, "onsite", True),
+        ("a", 41.0, "social", False),  # after the last conversion: a null journey
+        ("b", 3.0, "onsite", True),  # no touch before it: not attributed
+    ]
+    j = journeys_from_touches(
+        [r[0] for r in rows], [_at(r[1]) for r in rows], [r[2] for r in rows], [r[3] for r in rows]
+    )
+    shown = [[j.channels[c] for c in t] for t in j.touches]
+    assert shown == [["email", "search"], ["social"]]
+    assert j.converted.tolist() == [1.0, 0.0] and j.untouched == 1
+    assert j.ages[0] == pytest.approx((40 - 35.01, 2.0))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    ages=st.lists(st.floats(0, 60), min_size=1, max_size=6),
+    half_life=st.floats(0.5, 30),
+)
+def test_time_decay_credits_each_conversion_once_more_to_recent_touches(
+    ages: list[float], half_life: float
+) -> None:
+    from segvalue.measurement.attribution import Journeys, time_decay
+
+    n = len(ages)
+    journeys = Journeys(
+        tuple(f"c{i}" for i in range(n)),
+        (tuple(range(n)),),
+        (tuple(ages),),
+        np.array([3.0]),
+        np.array([90.0]),
+    )
+    a = time_decay(journeys, half_life_days=half_life)
+    assert a.conversions.sum() == pytest.approx(3.0) and a.value.sum() == pytest.approx(90.0)
+    for i in range(n):
+        for k in range(n):
+            if ages[i] < ages[k]:
+                assert a.conversions[i] >= a.conversions[k]
+    # One half-life apart: exactly twice the credit.
+    two = Journeys(("x", "y"), ((0, 1),), ((half_life, 0.0),), np.array([1.0]), np.array([0.0]))
+    assert time_decay(two, half_life_days=half_life).conversions.tolist() == pytest.approx(
+        [1 / 3, 2 / 3]
+    )
+
+
+TOUCHES = (
+    "customer_id,ts,channel,event,value\n"
+    "a,2025-01-01 10:00:00,email,click,\n"
+    "a,2025-01-03 10:00:00,search,click,\n"
+    "a,2025-01-03 12:00:00,onsite,conversion,80\n"
+    "b,2025-01-02 09:00:00,social,impression,\n"
+    "b,2025-01-05 09:00:00,email,open,\n"
+)
+
+
+def test_attribute_reads_touchpoints_into_journeys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from segvalue.cli.main import cli
+
+    file = tmp_path / "touches.csv"
+    file.write_text(TOUCHES)
+    args = ["attribute", str(file), "--format", "touchpoints"]
+    assert cli([*args, "--model", "time-decay", "--half-life", "2", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["model"] == "time-decay" and doc["total_conversions"] == 1.0
+    # email 2 days + 2 hours before, search 2 hours before: weights 2^-(50/48), 2^-(1/24)
+    weights = np.exp2(-np.array([50 / 48, 2 / 48]))
+    share = weights / weights.sum()
+    assert doc["channels"]["email"]["conversions"] == pytest.approx(share[0])
+    assert doc["channels"]["search"]["value"] == pytest.approx(80 * share[1])
+    assert cli([*args, "--model", "markov"]) == 0
+    assert "P(conversion) 0.5000" in capsys.readouterr().out
+    assert cli(["attribute", str(file), "--model", "time-decay"]) == 2  # a path table: no times
+    assert "time-decay needs each touch's time" in capsys.readouterr().err
+    file.write_text(TOUCHES.replace("2025-01-03 10:00:00", "yesterday"))
+    assert cli([*args, "--model", "last"]) == 2
+    said = capsys.readouterr().err
+    assert "line 3" in said and "'ts' holds 'yesterday'" in said

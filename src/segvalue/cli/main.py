@@ -870,14 +870,16 @@ def _print_plan(plan: Any, warnings: list[str], json_output: bool) -> None:
 
 @app.command(short_help="Credit conversions to channels: rule-based, Markov, Shapley.")
 def attribute(
-    file: Annotated[Path, typer.Argument(help="Path table (CSV/text or Parquet).")],
+    file: Annotated[Path, typer.Argument(help="Path table or touchpoints (CSV or Parquet).")],
     input_format: Annotated[
-        str, typer.Option("--format", help="paths: ChannelAttribution's path table.")
+        str,
+        typer.Option("--format", help="paths (ChannelAttribution's table) or touchpoints."),
     ] = "paths",
     model: Annotated[
         str,
         typer.Option(
-            help="first, last, last-non-direct, linear, linear-unique, position, markov or shapley."
+            help="first, last, last-non-direct, linear, linear-unique, position, time-decay "
+            "(touchpoints), markov or shapley."
         ),
     ] = "markov",
     order: Annotated[int, typer.Option(help="Markov order, 1-4.")] = 1,
@@ -888,36 +890,77 @@ def attribute(
         str, typer.Option(help="Shapley: subset-sum or conversion-rate.")
     ] = "subset-sum",
     direct: Annotated[str, typer.Option(help="The direct channel (last-non-direct).")] = "direct",
+    half_life: Annotated[float, typer.Option(help="Time-decay half-life, days.")] = 7.0,
     sep: Annotated[str, typer.Option(help="Separator of a path's channels.")] = ">",
     path_col: Annotated[str, typer.Option(help="Column of the paths.")] = "path",
     conversions_col: Annotated[str, typer.Option(help="Conversions column.")] = (
         "total_conversions"
     ),
-    value_col: Annotated[str, typer.Option(help="Conversion value column (optional).")] = (
-        "total_conversion_value"
-    ),
+    value_col: Annotated[
+        str | None,
+        typer.Option(help="Conversion value column (optional; paths: total_conversion_value)."),
+    ] = None,
     nulls_col: Annotated[str, typer.Option(help="Non-conversions column (optional).")] = (
         "total_null"
     ),
+    customer_col: Annotated[str, typer.Option(help="Touchpoints: customer column.")] = (
+        "customer_id"
+    ),
+    ts_col: Annotated[str, typer.Option(help="Touchpoints: time column.")] = "ts",
+    channel_col: Annotated[str, typer.Option(help="Touchpoints: channel column.")] = "channel",
+    event_col: Annotated[str, typer.Option(help="Touchpoints: event column.")] = "event",
+    conversion_event: Annotated[
+        str, typer.Option(help="Touchpoints: the event of a conversion row.")
+    ] = "conversion",
+    lookback_days: Annotated[
+        float, typer.Option(help="Touchpoints: touches this long before a conversion count.")
+    ] = 30.0,
+    session_gap_minutes: Annotated[
+        float, typer.Option(help="Touchpoints: one channel's touches this close are one.")
+    ] = 30.0,
     delimiter: Annotated[str, typer.Option(help="',', ';', 'tab', '|' or 'whitespace'.")] = ",",
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Attribute conversions and their value to channels (exact Markov chains and
     Shapley values; definitions in docs/measurement.md)."""
-    from segvalue.measurement import PathColumns, read_paths
+    from segvalue.measurement import PathColumns, TouchColumns, read_journeys, read_paths
     from segvalue.measurement import attribute as attribute_paths
 
-    if input_format != "paths":
+    groups: dict[str | None, Any]
+    if model == "time-decay" and input_format == "paths":
+        raise ConfigError(
+            "time-decay needs each touch's time: a path table has none",
+            fix="attribute a touchpoints file (--format touchpoints), or pick another model",
+            parameter="model",
+        )
+    if input_format == "paths":
+        columns = PathColumns(
+            path_col, conversions_col, value_col or "total_conversion_value", nulls_col
+        )
+        groups = read_paths(file, columns=columns, sep=sep, by=by, delimiter=delimiter)
+    elif input_format == "touchpoints":
+        touch = TouchColumns(
+            customer_col, ts_col, channel_col, event_col, conversion_event, value_col or "value"
+        )
+        groups = read_journeys(
+            file,
+            columns=touch,
+            by=by,
+            lookback_days=lookback_days,
+            session_gap_minutes=session_gap_minutes,
+            delimiter=delimiter,
+        )
+    else:
         raise ConfigError(
             f"--format {input_format!r} is not a known input format",
-            fix="use --format paths (a path table: path, total_conversions, ...)",
+            fix="use --format paths (a path table) or --format touchpoints",
             parameter="format",
         )
-    columns = PathColumns(path_col, conversions_col, value_col, nulls_col)
-    groups = read_paths(file, columns=columns, sep=sep, by=by, delimiter=delimiter)
     options: dict[str, Any] = {}
     if model == "shapley":
         options["value_function"] = value_function
+    elif model == "time-decay":
+        options["half_life_days"] = half_life
     elif model != "markov":
         options["direct"] = direct
     results = {
@@ -959,6 +1002,11 @@ def _print_attribution(result: Any, group: str | None) -> None:
     line = f"conversions {total:,.2f}, value {doc['total_value']:,.2f}"
     if "conversion_probability" in doc:
         line += f"; P(conversion) {doc['conversion_probability']:.4f}, {doc['states']:,} states"
+    if doc.get("conversions_without_touches"):
+        line += (
+            f"; {doc['conversions_without_touches']:,} conversions had no touch in the "
+            "lookback (not attributed)"
+        )
     if doc.get("exact") is False:
         line += f"; sampled ({doc['samples']:,} orders of the channels)"
     out.print(line)

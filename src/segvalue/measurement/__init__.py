@@ -17,10 +17,12 @@ from segvalue.measurement.attribution import (
 )
 from segvalue.measurement.files import (
     PathColumns,
+    TouchColumns,
     attribute,
     evaluate_uplift_file,
     fit_uplift_file,
     lift_file,
+    read_journeys,
     read_paths,
 )
 
@@ -30,12 +32,14 @@ __all__ = [
     "Attribution",
     "PathColumns",
     "Paths",
+    "TouchColumns",
     "attribute",
     "evaluate_uplift_file",
     "fit_uplift_file",
     "lift_file",
     "markov",
     "markov_order_likelihood",
+    "read_journeys",
     "read_paths",
     "rule_based",
     "shapley",

@@ -53,19 +53,23 @@ __all__ = [
     "MODELS",
     "RULE_MODELS",
     "Attribution",
+    "Journeys",
     "Paths",
+    "journeys_from_touches",
     "markov",
     "markov_order_likelihood",
     "rule_based",
     "shapley",
+    "time_decay",
 ]
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
 #: The rule-based models (:func:`rule_based`).
 RULE_MODELS = ("first", "last", "last-non-direct", "linear", "linear-unique", "position")
-#: Every model, by the name the CLI and the configuration use.
-MODELS = (*RULE_MODELS, "markov", "shapley")
+#: Every model, by the name the CLI and the configuration use (time-decay needs journeys
+#: with their touches' times: :func:`journeys_from_touches`).
+MODELS = (*RULE_MODELS, "time-decay", "markov", "shapley")
 #: Shapley's value functions (:func:`shapley`).
 VALUE_FUNCTIONS = ("subset-sum", "conversion-rate")
 
@@ -580,4 +584,155 @@ def shapley(
         totals[0],
         totals[1],
         details=details,
+    )
+
+
+# ---------------------------------------------------------------------------- journeys
+@dataclass(frozen=True)
+class Journeys:
+    """Journeys built from touchpoints (:func:`journeys_from_touches`): per journey its
+    channels in order, each touch's age in days at the journey's end (its conversion, or
+    its last touch), whether it converted and the conversion's value."""
+
+    channels: tuple[str, ...]
+    touches: tuple[tuple[int, ...], ...]
+    ages: tuple[tuple[float, ...], ...]
+    converted: FloatArray
+    value: FloatArray
+    #: Conversions with no touch within the lookback (not attributed to any channel).
+    untouched: int = 0
+
+    def paths(self) -> Paths:
+        """The journeys aggregated into unique paths (every model but time-decay)."""
+        names = [[self.channels[c] for c in journey] for journey in self.touches]
+        return Paths.of(names, self.converted, value=self.value, nulls=1 - self.converted)
+
+
+def journeys_from_touches(
+    customers: Sequence[Any],
+    times: Sequence[Any],
+    channels: Sequence[Any],
+    conversions: Sequence[bool],
+    values: Sequence[float] | None = None,
+    *,
+    lookback_days: float = 30.0,
+    session_gap_minutes: float = 30.0,
+) -> Journeys:
+    """Journeys from touchpoint rows: per customer, in time order, the touches before a
+    conversion row form one journey (only those within ``lookback_days`` of the
+    conversion), converting; the touches after the customer's last conversion form one
+    that did not. A touch of the channel the journey's previous touch had, within
+    ``session_gap_minutes`` of it, is the same touch (one session). A conversion row is
+    not a touch; its value is ``values`` (0 without). A conversion with no touch within
+    the lookback is counted in ``untouched``, not attributed.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> at = [dt.datetime(2025, 1, d, 10) for d in (1, 2, 2, 5, 9)]
+    >>> j = journeys_from_touches(["a"] * 5, at, ["email", "search", "search", "x", "email"],
+    ...                           [False, False, False, True, False], [0, 0, 0, 40.0, 0])
+    >>> [[j.channels[c] for c in t] for t in j.touches], j.converted.tolist()
+    ([['email', 'search'], ['email']], [1.0, 0.0])
+    >>> j.ages[0]
+    (4.0, 3.0)
+    """
+    import datetime as dt
+
+    n = len(customers)
+    if not (len(times) == len(channels) == len(conversions) == n):
+        raise DataValidationError(
+            "customers, times, channels and conversions differ in length",
+            fix="give one of each per touchpoint row",
+        )
+    if lookback_days <= 0 or session_gap_minutes < 0:
+        raise DataValidationError(
+            "the lookback must be > 0 days and the session gap >= 0 minutes",
+            fix="e.g. lookback 30 days, session gap 30 minutes",
+            parameter="lookback_days",
+        )
+    amounts = [0.0] * n if values is None else [float(v or 0.0) for v in values]
+    order = sorted(range(n), key=lambda i: (str(customers[i]), times[i]))
+    names: dict[str, int] = {}
+    out_touches: list[tuple[int, ...]] = []
+    out_ages: list[tuple[float, ...]] = []
+    out_conv: list[float] = []
+    out_value: list[float] = []
+    lookback = dt.timedelta(days=lookback_days)
+    gap = dt.timedelta(minutes=session_gap_minutes)
+
+    untouched = 0
+
+    def close(touches: list[tuple[int, Any]], end: Any, converted: bool, value: float) -> None:
+        nonlocal untouched
+        kept = [(c, at) for c, at in touches if not converted or end - at <= lookback]
+        if not kept:
+            untouched += converted
+            return
+        out_touches.append(tuple(c for c, _ in kept))
+        out_ages.append(tuple((end - at).total_seconds() / 86_400 for _, at in kept))
+        out_conv.append(1.0 if converted else 0.0)
+        out_value.append(value if converted else 0.0)
+
+    current: list[tuple[int, Any]] = []
+    customer: Any = object()
+    for i in order:
+        if customers[i] != customer:
+            if current:
+                close(current, current[-1][1], False, 0.0)
+            current, customer = [], customers[i]
+        if conversions[i]:
+            close(current, times[i], True, amounts[i])
+            current = []
+            continue
+        code = names.setdefault(str(channels[i]), len(names))
+        if current and current[-1][0] == code and times[i] - current[-1][1] <= gap:
+            current[-1] = (code, times[i])  # the same session: the latest moment counts
+            continue
+        current.append((code, times[i]))
+    if current:
+        close(current, current[-1][1], False, 0.0)
+    return Journeys(
+        tuple(names),
+        tuple(out_touches),
+        tuple(out_ages),
+        np.array(out_conv, dtype=np.float64),
+        np.array(out_value, dtype=np.float64),
+        untouched,
+    )
+
+
+def time_decay(journeys: Journeys, *, half_life_days: float = 7.0) -> Attribution:
+    """Each conversion's credit split over its journey's touches by 2^(-age / half-life),
+    age the touch's days before the conversion.
+
+    Examples
+    --------
+    >>> j = Journeys(("a", "b"), ((0, 1),), ((7.0, 0.0),), np.array([1.0]), np.array([30.0]))
+    >>> time_decay(j).conversions.round(4).tolist()  # weights 1/2 and 1
+    [0.3333, 0.6667]
+    """
+    if not half_life_days > 0:
+        raise DataValidationError(
+            f"half-life {half_life_days!r} is not > 0 days", fix="e.g. 7", parameter="half_life"
+        )
+    conversions = np.zeros(len(journeys.channels))
+    value = np.zeros(len(journeys.channels))
+    for touches, ages, conv, val in zip(
+        journeys.touches, journeys.ages, journeys.converted, journeys.value, strict=True
+    ):
+        if conv <= 0:
+            continue
+        weights = np.exp2(-np.asarray(ages) / half_life_days)
+        weights /= weights.sum()
+        np.add.at(conversions, list(touches), conv * weights)
+        np.add.at(value, list(touches), val * weights)
+    return Attribution(
+        "time-decay",
+        journeys.channels,
+        conversions,
+        value,
+        float(math.fsum(journeys.converted)),
+        float(math.fsum(journeys.value)),
+        details={"half_life_days": half_life_days},
     )

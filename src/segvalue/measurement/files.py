@@ -14,19 +14,24 @@ from segvalue.errors import DataValidationError
 from segvalue.measurement.attribution import (
     MODELS,
     Attribution,
+    Journeys,
     Paths,
+    journeys_from_touches,
     markov,
     one_of,
     rule_based,
     shapley,
+    time_decay,
 )
 
 __all__ = [
     "PathColumns",
+    "TouchColumns",
     "attribute",
     "evaluate_uplift_file",
     "fit_uplift_file",
     "lift_file",
+    "read_journeys",
     "read_paths",
     "read_rows",
 ]
@@ -347,6 +352,94 @@ def _outcome(raw: Any, where: str, column: str) -> float:
     return value
 
 
+@dataclass(frozen=True)
+class TouchColumns:
+    """The columns of a touchpoints file (the data contract's names by default): a row
+    whose ``event`` is ``conversion_event`` is a conversion, worth ``value`` (optional)."""
+
+    customer: str = "customer_id"
+    ts: str = "ts"
+    channel: str = "channel"
+    event: str = "event"
+    conversion_event: str = "conversion"
+    value: str = "value"
+
+
+def read_journeys(
+    file: Path,
+    *,
+    columns: TouchColumns = TouchColumns(),
+    by: str | None = None,
+    lookback_days: float = 30.0,
+    session_gap_minutes: float = 30.0,
+    delimiter: str = ",",
+) -> dict[str | None, Journeys]:
+    """The journeys of a touchpoints file (:func:`journeys_from_touches`): all under
+    ``None``, or per value of the column ``by``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "touches.csv"
+    >>> _ = f.write_text("customer_id,ts,channel,event\\n"
+    ...     "a,2025-01-01 10:00:00,email,click\\na,2025-01-02 09:00:00,search,click\\n"
+    ...     "a,2025-01-02 10:00:00,onsite,conversion\\n")
+    >>> j = read_journeys(f)[None]
+    >>> [[j.channels[c] for c in t] for t in j.touches], j.converted.tolist()
+    ([['email', 'search']], [1.0])
+    """
+    import datetime as dt
+
+    required = [columns.customer, columns.ts, columns.channel, columns.event]
+    fix = (
+        "name the touchpoints' columns with --customer-col, --ts-col, --channel-col, "
+        "--event-col (or --by)"
+    )
+    rows, places = read_rows(file, required + ([by] if by else []), delimiter=delimiter, fix=fix)
+    groups: dict[str | None, list[tuple[Any, ...]]] = {}
+    for row, where in zip(rows, places, strict=True):
+        moment = row[columns.ts]
+        if isinstance(moment, str):
+            try:
+                moment = dt.datetime.fromisoformat(moment.strip())
+            except ValueError:
+                moment = None
+        if not isinstance(moment, dt.datetime):
+            raise DataValidationError(
+                f"{where}: column {columns.ts!r} holds {str(row[columns.ts])[:40]!r}, "
+                "not a date and time",
+                fix="give times as YYYY-MM-DD HH:MM:SS",
+                parameter=columns.ts,
+            )
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+        customer, channel = row[columns.customer], row[columns.channel]
+        if customer is None or channel is None or not str(channel).strip():
+            raise DataValidationError(
+                f"{where}: the customer or the channel is empty",
+                fix="give every touchpoint its customer and channel",
+                parameter=columns.channel,
+            )
+        converted = str(row[columns.event]).strip() == columns.conversion_event
+        value = _number(row.get(columns.value), where, columns.value, absent=True)
+        key = None if by is None else ("" if row[by] is None else str(row[by]))
+        groups.setdefault(key, []).append((str(customer), moment, str(channel), converted, value))
+    if not groups:
+        raise DataValidationError(f"{file} holds no touchpoint", fix="give at least one row")
+    return {
+        key: journeys_from_touches(
+            [m[0] for m in members],
+            [m[1] for m in members],
+            [m[2] for m in members],
+            [m[3] for m in members],
+            [m[4] for m in members],
+            lookback_days=lookback_days,
+            session_gap_minutes=session_gap_minutes,
+        )
+        for key, members in groups.items()
+    }
+
+
 def _number(raw: Any, where: str, column: str, *, absent: bool) -> float:
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         if absent:
@@ -367,9 +460,12 @@ def _number(raw: Any, where: str, column: str, *, absent: bool) -> float:
     return value
 
 
-def attribute(paths: Paths, model: str, *, order: int = 1, **options: Any) -> Attribution:
-    """One model's attribution (``MODELS``): ``order`` for markov, ``value_function``
-    for shapley, ``direct`` and ``position`` for the rule-based ones.
+def attribute(
+    paths: Paths | Journeys, model: str, *, order: int = 1, **options: Any
+) -> Attribution:
+    """One model's attribution (``MODELS``) of paths or journeys: ``order`` for markov,
+    ``value_function`` for shapley, ``half_life_days`` for time-decay (journeys only),
+    ``direct`` and ``position`` for the rule-based ones.
 
     Examples
     --------
@@ -377,9 +473,23 @@ def attribute(paths: Paths, model: str, *, order: int = 1, **options: Any) -> At
     >>> attribute(p, "last").to_dict()["channels"]["C3"]["conversions"]
     1.0
     """
-    if model == "markov":
-        return markov(paths, order=order)
-    if model == "shapley":
-        return shapley(paths, **options)
     one_of(model, MODELS, "attribution model", "model")
-    return rule_based(paths, model, **options)
+    if model == "time-decay":
+        if not isinstance(paths, Journeys):
+            raise DataValidationError(
+                "time-decay needs each touch's time: a path table has none",
+                fix="attribute a touchpoints file (--format touchpoints), or pick another model",
+                parameter="model",
+            )
+        result = time_decay(paths, **options)
+    else:
+        given = paths.paths() if isinstance(paths, Journeys) else paths
+        if model == "markov":
+            result = markov(given, order=order)
+        elif model == "shapley":
+            result = shapley(given, **options)
+        else:
+            result = rule_based(given, model, **options)
+    if isinstance(paths, Journeys):
+        result.details["conversions_without_touches"] = paths.untouched
+    return result
