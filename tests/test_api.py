@@ -103,6 +103,7 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/api/v1/segments/clusters/cluster_1", None),
     ("GET", "/api/v1/kpis", None),
     ("GET", f"/api/v1/customers/{CUSTOMER}", None),
+    ("GET", "/api/v1/measurement/attribution", None),
     ("POST", "/api/v1/budget/plan", {}),
     ("POST", "/api/v1/budget/what-if", {"move": "email:search_ads:0.2"}),
 ]
@@ -651,3 +652,17 @@ def test_serve_runs_the_api_as_a_real_process(demo: Demo) -> None:
     assert f"POST {base}/api/v1/events with a key of scope write" in out
     assert "GET /api/v1/customers/{customer_id} 200" in err
     assert CUSTOMER not in err
+
+
+def test_attribution_per_segment_of_the_runs_touchpoints(demo: Demo) -> None:
+    doc = demo.get("/api/v1/measurement/attribution?model=markov&scheme=lifecycle").json()
+    assert doc["model"] == "markov" and doc["scheme"] == "lifecycle"
+    everyone = doc["all"]
+    assert everyone["total_conversions"] > 0
+    credited = sum(c["conversions"] for c in everyone["channels"].values())
+    assert credited == pytest.approx(everyone["total_conversions"])
+    assert all(0 <= c["removal_effect"] <= 1 for c in everyone["channels"].values())
+    assert doc["segments"] and all(s["total_conversions"] >= 0 for s in doc["segments"].values())
+    assert_problem(demo.get("/api/v1/measurement/attribution?model=u-shaped"), 422)
+    assert_problem(demo.get("/api/v1/measurement/attribution?scheme=nope"), 422)
+    assert_problem(demo.get("/api/v1/measurement/attribution?run=nope"), 404)

@@ -956,6 +956,96 @@ class Project:
 
         return budget_what_if(move, config=self.config)
 
+    def attribution(
+        self,
+        model: str = "markov",
+        *,
+        scheme: str | None = None,
+        run_id: str | None = None,
+        order: int = 1,
+        lookback_days: float = 30.0,
+        session_gap_minutes: float = 30.0,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Attribution of the conversions in a complete run's touchpoints (the latest,
+        or ``run_id``): for every customer, and with ``scheme`` per segment of it (a
+        customer's journeys count in each segment they are in).
+
+        The touchpoints are the run's (``history_touchpoints``); journeys as
+        :func:`segvalue.measurement.attribution.journeys_from_touches` builds them
+        (conversion rows: ``event`` = ``conversion``). ``options``: the model's own
+        (``value_function``, ``half_life_days``, ``direct``).
+
+        Returns
+        -------
+        dict
+            ``{"run_id", "model", "scheme", "all": {...Attribution.to_dict()...},
+            "segments": {segment: {...}}}`` (``segments`` empty without ``scheme``).
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from segvalue.pipeline import run_demo
+        >>> _, path = run_demo(n_customers=400, out_dir=pathlib.Path(tempfile.mkdtemp()))
+        >>> with Project.from_yaml(path) as project:
+        ...     found = project.attribution("last", scheme="lifecycle")
+        >>> found["all"]["total_conversions"] > 0, sorted(found["segments"])[:1]
+        (True, ['active'])
+        """
+        import numpy as np
+
+        from segvalue.measurement import attribute
+        from segvalue.measurement.attribution import journeys_from_touches
+
+        view = self.runs.require_latest(run_id)
+        if not view.has_table("history_touchpoints"):
+            raise ConfigError(
+                f"run {view.run_id} holds no touchpoints to attribute",
+                fix="add a touchpoints source to segvalue.yaml and run again",
+                parameter="sources.touchpoints",
+            )
+        touches = view.table("history_touchpoints")
+        customers = touches.column("customer_id").to_pylist()
+        if scheme is not None and scheme not in view.info.schemes:
+            raise ConfigError(
+                f"run {view.run_id} has no segmentation scheme {scheme!r}",
+                fix=f"pick one of {', '.join(view.info.schemes) or 'none'}",
+                parameter="scheme",
+            )
+        groups: dict[str | None, np.ndarray[Any, Any]] = {None: np.arange(len(customers))}
+        if scheme is not None:
+            members = view.table("memberships").to_pylist()
+            segments_of: dict[str, list[str]] = {}
+            for m in members:
+                if m["scheme"] == scheme and m["segment"] is not None:
+                    segments_of.setdefault(str(m["customer_id"]), []).append(str(m["segment"]))
+            rows_of: dict[str | None, list[int]] = {}
+            for i, customer in enumerate(customers):
+                for segment in segments_of.get(str(customer), ()):
+                    rows_of.setdefault(segment, []).append(i)
+            groups.update({k: np.array(v) for k, v in sorted(rows_of.items())})
+        times = touches.column("ts").to_pylist()
+        channels = touches.column("channel").to_pylist()
+        converted = [e == "conversion" for e in touches.column("event").to_pylist()]
+        results: dict[str | None, dict[str, Any]] = {}
+        for key, rows in groups.items():
+            journeys = journeys_from_touches(
+                [customers[i] for i in rows],
+                [times[i] for i in rows],
+                [channels[i] for i in rows],
+                [converted[i] for i in rows],
+                lookback_days=lookback_days,
+                session_gap_minutes=session_gap_minutes,
+            )
+            results[key] = attribute(journeys, model, order=order, **options).to_dict()
+        return {
+            "run_id": view.run_id,
+            "model": model,
+            "scheme": scheme,
+            "all": results.pop(None),
+            "segments": {str(k): v for k, v in results.items()},
+        }
+
     def budget_curves(self) -> BudgetCurves:
         """The response curves the budget plans with, one per item, with their fit.
 

@@ -384,6 +384,44 @@ def get_kpis(request: Request, run: RunParam = None) -> Any:
     )
 
 
+# ---------------------------------------------------------------------------- measurement
+@v1_router.get(
+    "/measurement/attribution",
+    summary="Conversions and value credited to channels, for everyone and per segment",
+)
+def get_attribution(
+    request: Request,
+    run: RunParam = None,
+    model: Annotated[
+        Literal[
+            "first",
+            "last",
+            "last-non-direct",
+            "linear",
+            "linear-unique",
+            "position",
+            "time-decay",
+            "markov",
+            "shapley",
+        ],
+        Query(description="the attribution model (docs/measurement.md)"),
+    ] = "markov",
+    scheme: Annotated[
+        str | None, Query(description="per segment of this scheme too", max_length=200)
+    ] = None,
+    order: Annotated[int, Query(ge=1, le=4, description="Markov order")] = 1,
+) -> Any:
+    """The run's touchpoints as journeys (30-day lookback, conversion rows ending them),
+    attributed by ``model``: ``{"run_id", "model", "scheme", "all": {"channels": {name:
+    {"conversions", "value", "removal_effect" (markov)}}, "total_conversions", ...},
+    "segments": {segment: ...}}``."""
+    gate = gate_of(request)
+    with gate.use() as project:
+        _view(project, run)  # a 404 problem when there is no such run
+        found = project.attribution(model, scheme=scheme, run_id=run, order=order)
+    return json_ready(found)
+
+
 # ---------------------------------------------------------------------------- customers
 @v1_router.get(
     "/customers/{customer_id}",
