@@ -176,3 +176,32 @@ def test_lift_refuses_a_bad_outcome_naming_line_and_column(
     assert "line 3" in said and "'converted' holds 'maybe'" in said and "fix:" in said
     assert cli([*args, "--outcome", "clicks"]) == 2
     assert "no column 'clicks'" in capsys.readouterr().err
+
+
+def test_incremental_outcome_and_campaign_roi(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Incremental = lift x treated, its interval scaled alike; ROI = (incremental x
+    margin - cost) / cost with a cost per treated contact."""
+    from segvalue.cli.main import cli
+    from segvalue.measurement.lift import campaign_roi
+
+    rows = lift_table(["t"] * 4 + ["c"] * 4, {"spend": [5, 7, 6, 9, 4, 5, 3, 4]}, control="c")
+    (row,) = rows
+    assert row["incremental"] == pytest.approx(row["lift"] * 4)
+    assert row["incremental_ci"] == pytest.approx([row["ci_low"] * 4, row["ci_high"] * 4])
+    roi = campaign_roi(row, contact_cost=1.0, margin=0.5)
+    assert roi["cost"] == 4.0
+    assert roi["roi"] == pytest.approx((row["incremental"] * 0.5 - 4) / 4)
+    assert roi["roi_low"] < roi["roi"] < roi["roi_high"]
+    file = tmp_path / "experiment.csv"
+    file.write_text(EXPERIMENT)
+    args = ["lift", str(file), "--group-col", "group", "--control", "none"]
+    assert cli([*args, "--outcome", "spend", "--contact-cost", "0.5", "--margin", "0.4"]) == 0
+    shown = capsys.readouterr().out
+    assert "incremental +" in shown and "over 60 treated" in shown and "ROI " in shown
+    assert cli([*args, "--outcome", "spend", "--contact-cost", "0.5", "--json"]) == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    assert record["roi"]["cost"] == pytest.approx(30.0)
+    assert cli([*args, "--outcome", "converted", "--contact-cost", "0.5", "--json"]) == 0
+    assert "roi" not in json.loads(capsys.readouterr().out)[0]  # conversions are not money

@@ -1028,6 +1028,10 @@ def lift(
     adjust: Annotated[
         str, typer.Option(help="p-values across segments: holm, bh or none.")
     ] = "holm",
+    contact_cost: Annotated[
+        float | None, typer.Option(help="Cost per treated subject: the ROI of money outcomes.")
+    ] = None,
+    margin: Annotated[float, typer.Option(help="Profit share of a money outcome.")] = 1.0,
     delimiter: Annotated[str, typer.Option(help="',', ';', 'tab', '|' or 'whitespace'.")] = ",",
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,
 ) -> None:
@@ -1046,6 +1050,8 @@ def lift(
         level=level,
         adjust=adjust,
         delimiter=delimiter,
+        contact_cost=contact_cost,
+        margin=margin,
     )
     if json_output:
         out.print_json(json.dumps(rows))
@@ -1066,11 +1072,32 @@ def lift(
             f"  lift {r['lift']:+,.4g} [{r['ci_low']:,.4g}, {r['ci_high']:,.4g}]{relative}, "
             f"p {_p(r['p_value'])} (adj. {_p(r['p_adjusted'])})"
         )
+        low, high = r["incremental_ci"]
+        out.print(
+            escape(
+                f"  incremental {_amount(r['incremental'], '+')} [{_amount(low)}, "
+                f"{_amount(high)}] over "
+                f"{r['n_treated']:,} treated"
+            )
+        )
+        if "roi" in r:
+            roi = r["roi"]
+            out.print(
+                escape(
+                    f"  ROI {roi['roi']:+.1%} [{roi['roi_low']:+.1%}, {roi['roi_high']:+.1%}] "
+                    f"on a cost of {roi['cost']:,.2f}"
+                )
+            )
         if r["under_powered"]:
             out.print(
                 "  [yellow]under-powered:[/] it finds 80 % of effects of "
                 f"{r['minimum_detectable_effect']:,.4g} or more only"
             )
+
+
+def _amount(value: float, sign: str = "") -> str:
+    """4 significant digits, whole numbers from 1,000 on (no exponent)."""
+    return f"{value:{sign},.0f}" if abs(value) >= 1000 else f"{value:{sign},.4g}"
 
 
 def _p(value: float) -> str:

@@ -148,10 +148,13 @@ def lift_file(
     level: float = 0.95,
     adjust: str = "holm",
     delimiter: str = ",",
+    contact_cost: float | None = None,
+    margin: float = 1.0,
 ) -> list[dict[str, Any]]:
     """:func:`segvalue.measurement.lift.lift_table` of an experiment file: one row per
     subject, its group, its outcomes (numbers, or true / false) and optionally a
-    segment column ``by``.
+    segment column ``by``. With ``contact_cost`` (per treated subject), each row of an
+    outcome that is not 0/1 (revenue) gets its ``roi`` (:func:`campaign_roi`).
 
     Examples
     --------
@@ -161,7 +164,7 @@ def lift_file(
     >>> lift_file(f, group_col="group", control="c", outcomes=["converted"])[0]["lift"]
     0.5
     """
-    from segvalue.measurement.lift import lift_table
+    from segvalue.measurement.lift import campaign_roi, lift_table
 
     if not outcomes:
         raise DataValidationError(
@@ -180,7 +183,7 @@ def lift_file(
             )
         for name in outcomes:
             values[name].append(_outcome(row[name], where, name))
-    return lift_table(
+    found = lift_table(
         [str(row[group_col]).strip() for row in rows],
         values,
         control=control,
@@ -189,6 +192,11 @@ def lift_file(
         level=level,
         adjust=adjust,
     )
+    if contact_cost is not None:  # the campaign's return, for outcomes that are money
+        for row in found:
+            if not row["binary"]:
+                row["roi"] = campaign_roi(row, contact_cost=contact_cost, margin=margin)
+    return found
 
 
 def evaluate_uplift_file(

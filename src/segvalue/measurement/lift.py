@@ -10,6 +10,9 @@ intervals, p-values adjusted across segments, and a power check.
   (the Welch-Satterthwaite degrees of freedom).
 * Across the segments of one arm and outcome, the p-values are adjusted by Holm's step-
   down method (family-wise error) or Benjamini-Hochberg (false discovery rate).
+* The **incremental** outcome among the treated (conversions, revenue) is the lift times
+  their number, its interval scaled alike; a revenue outcome's **campaign ROI** given a
+  cost per contact and a margin (:func:`campaign_roi`).
 * A result is **under-powered** when its interval holds 0 and the smallest effect the
   test could detect (at 80 % power, the same two-sided level) exceeds the observed
   lift's size: that null result says little.
@@ -30,6 +33,7 @@ from segvalue.measurement.attribution import one_of
 __all__ = [
     "ADJUSTMENTS",
     "adjust_p_values",
+    "campaign_roi",
     "lift_table",
     "minimum_detectable_effect",
     "newcombe_interval",
@@ -168,6 +172,35 @@ def minimum_detectable_effect(
     return float((_z(level) + special.ndtri(power)) * sd * math.sqrt(1 / n_treated + 1 / n_control))
 
 
+def campaign_roi(
+    row: dict[str, Any], *, contact_cost: float, margin: float = 1.0
+) -> dict[str, float]:
+    """The return on a campaign of one lift row whose outcome is revenue: (incremental
+    revenue x ``margin`` - cost) / cost, the cost being ``contact_cost`` per treated
+    subject, with the interval of the incremental revenue carried through.
+
+    Examples
+    --------
+    >>> row = {"n_treated": 100, "incremental": 500.0, "incremental_ci": [100.0, 900.0]}
+    >>> campaign_roi(row, contact_cost=2.0, margin=0.5)
+    {'cost': 200.0, 'roi': 0.25, 'roi_low': -0.75, 'roi_high': 1.25}
+    """
+    if contact_cost <= 0 or not 0 < margin <= 1:
+        raise DataValidationError(
+            "the contact cost must be > 0 and the margin in (0, 1]",
+            fix="e.g. --contact-cost 0.5 --margin 0.4",
+            parameter="contact_cost",
+        )
+    cost = contact_cost * row["n_treated"]
+    low, high = row["incremental_ci"]
+    return {
+        "cost": cost,
+        "roi": (row["incremental"] * margin - cost) / cost,
+        "roi_low": (low * margin - cost) / cost,
+        "roi_high": (high * margin - cost) / cost,
+    }
+
+
 def lift_table(
     groups: Sequence[Any],
     outcomes: dict[str, Any],
@@ -277,4 +310,9 @@ def _lift_row(
         "minimum_detectable_effect": mde,
         # Not found, and the test could not have found an effect of the size seen.
         "under_powered": bool(math.isfinite(mde) and low <= 0 <= high and abs(diff) < mde),
+        # What the campaign added among the treated (conversions, or revenue): the lift
+        # per treated subject times their number, with the interval scaled alike.
+        "binary": binary,
+        "incremental": float(diff * t.size),
+        "incremental_ci": [float(low * t.size), float(high * t.size)],
     }
