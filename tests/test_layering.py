@@ -43,6 +43,7 @@ ALLOWED: dict[str, set[str]] = {
         "economics",
         "store",
         "scoring",
+        "measurement",
         "__init__",
     },
     # Measurement and activation sit beside the pipeline: they read stored runs.

@@ -160,7 +160,7 @@ def _planted_test(tmp_path: Path, n: int = 6000) -> Path:
 def test_a_fitted_model_finds_the_planted_effect_on_its_holdout(
     tmp_path: Path, method: str
 ) -> None:
-    from segvalue.measurement import fit_uplift_file
+    from segvalue.pipeline import fit_uplift_file
 
     found = fit_uplift_file(
         _planted_test(tmp_path),
@@ -205,7 +205,7 @@ def test_targeting_by_the_model_earns_more_than_contacting_everyone(tmp_path: Pa
     """With a contact cost of 3 and a response worth 50 x 0.4, contacting only those whose
     uplift exceeds 3 / 20 beats contacting everyone on the holdout (the planted effect
     is worth it under 35 only)."""
-    from segvalue.measurement import fit_uplift_file
+    from segvalue.pipeline import fit_uplift_file
 
     found = fit_uplift_file(
         _planted_test(tmp_path),

@@ -994,8 +994,7 @@ class Project:
         """
         import numpy as np
 
-        from segvalue.measurement import attribute
-        from segvalue.measurement.attribution import journeys_from_touches
+        from segvalue.measurement import attribute, journeys_from_touches
 
         view = self.runs.require_latest(run_id)
         if not view.has_table("history_touchpoints"):

@@ -71,6 +71,26 @@ OPTIONS = {
     "n_customers": "--customers",
     "seed": "--seed",
     "spend_model": "--spend-model",
+    # measurement: attribute, lift, uplift
+    "by": "--by",
+    "channel_col": "--channel-col",
+    "contact_cost": "--contact-cost",
+    "conversions_col": "--conversions-col",
+    "event_col": "--event-col",
+    "feature": "--feature",
+    "format": "--format",
+    "group_col": "--group-col",
+    "id_col": "--id-col",
+    "margin": "--margin",
+    "nulls_col": "--nulls-col",
+    "outcome": "--outcome",
+    "outcome_col": "--outcome-col",
+    "path_col": "--path-col",
+    "score_col": "--score-col",
+    "treatment_col": "--treatment-col",
+    "ts_col": "--ts-col",
+    "value": "--value",
+    "value_col": "--value-col",
 }
 _PARAMETER = re.compile(r"`(\w+)(?:=([^`]*))?`")
 
@@ -923,8 +943,8 @@ def attribute(
 ) -> None:
     """Attribute conversions and their value to channels (exact Markov chains and
     Shapley values; definitions in docs/measurement.md)."""
-    from segvalue.measurement import PathColumns, TouchColumns, read_journeys, read_paths
-    from segvalue.measurement import attribute as attribute_paths
+    from segvalue.pipeline import PathColumns, TouchColumns, read_journeys, read_paths
+    from segvalue.pipeline import attribute as attribute_paths
 
     groups: dict[str | None, Any]
     if model == "time-decay" and input_format == "paths":
@@ -1038,7 +1058,7 @@ def lift(
     """Treated against control per arm, outcome (and segment): means, the lift with its
     interval (Newcombe for 0/1 outcomes, Welch otherwise), relative lift, p-values
     adjusted across segments, and a warning when a test is under-powered."""
-    from segvalue.measurement import lift_file
+    from segvalue.pipeline import lift_file
 
     rows = lift_file(
         file,
@@ -1140,7 +1160,7 @@ def uplift_fit(
 ) -> None:
     """Fit an uplift model (X-learner or two models, gradient boosting) outside a seeded
     holdout and evaluate its scores there (Qini and uplift AUC with intervals)."""
-    from segvalue.measurement import fit_uplift_file
+    from segvalue.pipeline import fit_uplift_file
 
     result = fit_uplift_file(
         file,
@@ -1190,7 +1210,7 @@ def uplift_evaluate(
 ) -> None:
     """Normalised areas under the Qini and uplift curves (scikit-uplift 0.5.1's
     definitions) with bootstrap intervals, and uplift among the top 10-50 %."""
-    from segvalue.measurement import evaluate_uplift_file
+    from segvalue.pipeline import evaluate_uplift_file
 
     result = evaluate_uplift_file(
         file,

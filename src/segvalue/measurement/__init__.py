@@ -1,6 +1,7 @@
 """Measurement: who gets credit for conversions (attribution), what a campaign added
-(lift from holdouts) and whom to treat (uplift). Pure functions over arrays and tables;
-the faces reach them through :class:`segvalue.project.Project`.
+(lift from holdouts) and whom to treat (uplift). Pure functions over arrays; files are
+read by :mod:`segvalue.pipeline.measure`, stored runs by
+:meth:`segvalue.project.Project.attribution`.
 """
 
 from __future__ import annotations
@@ -9,38 +10,28 @@ from segvalue.measurement.attribution import (
     MODELS,
     RULE_MODELS,
     Attribution,
+    Journeys,
     Paths,
+    attribute,
+    journeys_from_touches,
     markov,
     markov_order_likelihood,
     rule_based,
     shapley,
-)
-from segvalue.measurement.files import (
-    PathColumns,
-    TouchColumns,
-    attribute,
-    evaluate_uplift_file,
-    fit_uplift_file,
-    lift_file,
-    read_journeys,
-    read_paths,
+    time_decay,
 )
 
 __all__ = [
     "MODELS",
     "RULE_MODELS",
     "Attribution",
-    "PathColumns",
+    "Journeys",
     "Paths",
-    "TouchColumns",
     "attribute",
-    "evaluate_uplift_file",
-    "fit_uplift_file",
-    "lift_file",
+    "journeys_from_touches",
     "markov",
     "markov_order_likelihood",
-    "read_journeys",
-    "read_paths",
     "rule_based",
     "shapley",
+    "time_decay",
 ]

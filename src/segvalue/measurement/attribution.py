@@ -55,6 +55,7 @@ __all__ = [
     "Attribution",
     "Journeys",
     "Paths",
+    "attribute",
     "journeys_from_touches",
     "markov",
     "markov_order_likelihood",
@@ -736,3 +737,38 @@ def time_decay(journeys: Journeys, *, half_life_days: float = 7.0) -> Attributio
         float(math.fsum(journeys.value)),
         details={"half_life_days": half_life_days},
     )
+
+
+def attribute(
+    paths: Paths | Journeys, model: str, *, order: int = 1, **options: Any
+) -> Attribution:
+    """One model's attribution (``MODELS``) of paths or journeys: ``order`` for markov,
+    ``value_function`` for shapley, ``half_life_days`` for time-decay (journeys only),
+    ``direct`` and ``position`` for the rule-based ones.
+
+    Examples
+    --------
+    >>> p = Paths.parse(["C1 > C2 > C3", "C1", "C2 > C3"], [1, 0, 0], nulls=[0, 1, 1])
+    >>> attribute(p, "last").to_dict()["channels"]["C3"]["conversions"]
+    1.0
+    """
+    one_of(model, MODELS, "attribution model", "model")
+    if model == "time-decay":
+        if not isinstance(paths, Journeys):
+            raise DataValidationError(
+                "time-decay needs each touch's time: a path table has none",
+                fix="attribute a touchpoints file (`format='touchpoints'`), or pick another model",
+                parameter="model",
+            )
+        result = time_decay(paths, **options)
+    else:
+        given = paths.paths() if isinstance(paths, Journeys) else paths
+        if model == "markov":
+            result = markov(given, order=order)
+        elif model == "shapley":
+            result = shapley(given, **options)
+        else:
+            result = rule_based(given, model, **options)
+    if isinstance(paths, Journeys):
+        result.details["conversions_without_touches"] = paths.untouched
+    return result

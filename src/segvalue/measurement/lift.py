@@ -188,7 +188,7 @@ def campaign_roi(
     if contact_cost <= 0 or not 0 < margin <= 1:
         raise DataValidationError(
             "the contact cost must be > 0 and the margin in (0, 1]",
-            fix="e.g. --contact-cost 0.5 --margin 0.4",
+            fix="e.g. `contact_cost=0.5`, `margin=0.4`",
             parameter="contact_cost",
         )
     cost = contact_cost * row["n_treated"]

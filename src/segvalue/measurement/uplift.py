@@ -318,7 +318,7 @@ def fit_uplift(
     x = np.asarray(features, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] == 0:
         raise DataValidationError(
-            "uplift models need at least one feature column", fix="name them with --feature"
+            "uplift models need at least one feature column", fix="name them with `feature`"
         )
     y_a, _, t_a = _arrays(outcome, np.zeros(x.shape[0]), treatment)
     if not np.all(np.isfinite(x)):
@@ -383,7 +383,7 @@ def targeting_policy(
     if value <= 0 or not 0 < margin <= 1 or contact_cost < 0:
         raise DataValidationError(
             "value must be > 0, margin in (0, 1] and the contact cost >= 0",
-            fix="e.g. --value 60 --margin 0.4 --contact-cost 0.5",
+            fix="e.g. `value=60`, `margin=0.4`, `contact_cost=0.5`",
         )
     threshold = contact_cost / (value * margin)
 

@@ -27,6 +27,16 @@ from segvalue.pipeline.features import Features
 from segvalue.pipeline.files import OrdersFile, clv_from_file, rfm_from_file
 from segvalue.pipeline.files import _exact_sum as _exact_sum
 from segvalue.pipeline.ingest import Ingested, load
+from segvalue.pipeline.measure import (
+    PathColumns,
+    TouchColumns,
+    attribute,
+    evaluate_uplift_file,
+    fit_uplift_file,
+    lift_file,
+    read_journeys,
+    read_paths,
+)
 from segvalue.pipeline.persist import Persisted
 from segvalue.pipeline.result import RunResult, config_hash
 from segvalue.pipeline.run import _leave_cores as _leave_cores
@@ -46,19 +56,27 @@ __all__ = [
     "Ingested",
     "Migration",
     "OrdersFile",
+    "PathColumns",
     "Persisted",
     "Progress",
     "RunResult",
     "SegmentCLV",
     "Segmented",
     "Steps",
+    "TouchColumns",
     "Valued",
+    "attribute",
     "budget_what_if",
     "clv_from_file",
     "config_hash",
+    "evaluate_uplift_file",
+    "fit_uplift_file",
     "hash_id",
+    "lift_file",
     "load",
     "plan_budget",
+    "read_journeys",
+    "read_paths",
     "rfm_from_file",
     "run",
     "run_config",

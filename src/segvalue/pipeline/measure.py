@@ -1,5 +1,6 @@
-"""Attribution inputs read from files (the data layer reads them): ChannelAttribution's
-path table, optionally split by a column such as the customers' segment."""
+"""Measurement of files, as the CLI's attribute, lift and uplift commands read them: a
+path table, touchpoints, an experiment, a scored test (the data layer reads them; the
+measurement package computes)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,10 @@ import numpy as np
 
 from segvalue.errors import DataValidationError
 from segvalue.measurement.attribution import (
-    MODELS,
-    Attribution,
     Journeys,
     Paths,
+    attribute,
     journeys_from_touches,
-    markov,
-    one_of,
-    rule_based,
-    shapley,
-    time_decay,
 )
 
 __all__ = [
@@ -75,8 +70,8 @@ def read_paths(
     """
     wanted = [columns.path, columns.conversions] + ([by] if by else [])
     fix = (
-        "name the path table's columns with --path-col, --conversions-col, --value-col, "
-        "--nulls-col (or --by)"
+        "name the path table's columns with `path_col`, `conversions_col`, `value_col`, "
+        "`nulls_col` (or `by`)"
     )
     rows, places = read_rows(file, wanted, delimiter=delimiter, fix=fix)
     groups: dict[str | None, list[tuple[str, float, float, float]]] = {}
@@ -168,10 +163,10 @@ def lift_file(
 
     if not outcomes:
         raise DataValidationError(
-            "no outcome column given", fix="name one with --outcome", parameter="outcome"
+            "no outcome column given", fix="name one with `outcome`", parameter="outcome"
         )
     required = [group_col, *outcomes] + ([by] if by else [])
-    fix = "name the experiment's columns with --group-col, --outcome (and --by)"
+    fix = "name the experiment's columns with `group_col`, `outcome` (and `by`)"
     rows, places = read_rows(file, required, delimiter=delimiter, fix=fix)
     values: dict[str, list[float]] = {name: [] for name in outcomes}
     for row, where in zip(rows, places, strict=True):
@@ -224,7 +219,7 @@ def evaluate_uplift_file(
     from segvalue.measurement.uplift import evaluate_uplift
 
     columns = [treatment_col, outcome_col, score_col]
-    fix = "name the columns with --treatment-col, --outcome-col and --score-col"
+    fix = "name the columns with `treatment_col`, `outcome_col` and `score_col`"
     rows, places = read_rows(file, columns, delimiter=delimiter, fix=fix)
     values: dict[str, list[float]] = {name: [] for name in columns}
     for row, where in zip(rows, places, strict=True):
@@ -269,14 +264,14 @@ def fit_uplift_file(
 
     if not features:
         raise DataValidationError(
-            "no feature column given", fix="name one or more with --feature", parameter="feature"
+            "no feature column given", fix="name one or more with `feature`", parameter="feature"
         )
     if not 0 < holdout < 1:
         raise DataValidationError(
             f"holdout {holdout!r} is not in (0, 1)", fix="e.g. 0.3", parameter="holdout"
         )
     required = [treatment_col, outcome_col, *features] + ([id_col] if id_col else [])
-    fix = "name the columns with --treatment-col, --outcome-col, --feature (and --id-col)"
+    fix = "name the columns with `treatment_col`, `outcome_col`, `feature` (and `id_col`)"
     rows, places = read_rows(file, required, delimiter=delimiter, fix=fix)
     y = np.array(
         [_outcome(r[outcome_col], w, outcome_col) for r, w in zip(rows, places, strict=True)]
@@ -400,8 +395,8 @@ def read_journeys(
 
     required = [columns.customer, columns.ts, columns.channel, columns.event]
     fix = (
-        "name the touchpoints' columns with --customer-col, --ts-col, --channel-col, "
-        "--event-col (or --by)"
+        "name the touchpoints' columns with `customer_col`, `ts_col`, `channel_col`, "
+        "`event_col` (or `by`)"
     )
     rows, places = read_rows(file, required + ([by] if by else []), delimiter=delimiter, fix=fix)
     groups: dict[str | None, list[tuple[Any, ...]]] = {}
@@ -466,38 +461,3 @@ def _number(raw: Any, where: str, column: str, *, absent: bool) -> float:
             parameter=column,
         )
     return value
-
-
-def attribute(
-    paths: Paths | Journeys, model: str, *, order: int = 1, **options: Any
-) -> Attribution:
-    """One model's attribution (``MODELS``) of paths or journeys: ``order`` for markov,
-    ``value_function`` for shapley, ``half_life_days`` for time-decay (journeys only),
-    ``direct`` and ``position`` for the rule-based ones.
-
-    Examples
-    --------
-    >>> p = Paths.parse(["C1 > C2 > C3", "C1", "C2 > C3"], [1, 0, 0], nulls=[0, 1, 1])
-    >>> attribute(p, "last").to_dict()["channels"]["C3"]["conversions"]
-    1.0
-    """
-    one_of(model, MODELS, "attribution model", "model")
-    if model == "time-decay":
-        if not isinstance(paths, Journeys):
-            raise DataValidationError(
-                "time-decay needs each touch's time: a path table has none",
-                fix="attribute a touchpoints file (--format touchpoints), or pick another model",
-                parameter="model",
-            )
-        result = time_decay(paths, **options)
-    else:
-        given = paths.paths() if isinstance(paths, Journeys) else paths
-        if model == "markov":
-            result = markov(given, order=order)
-        elif model == "shapley":
-            result = shapley(given, **options)
-        else:
-            result = rule_based(given, model, **options)
-    if isinstance(paths, Journeys):
-        result.details["conversions_without_touches"] = paths.untouched
-    return result
