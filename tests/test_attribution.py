@@ -373,3 +373,38 @@ def test_attribute_reads_touchpoints_into_journeys(
     assert cli([*args, "--model", "last"]) == 2
     said = capsys.readouterr().err
     assert "line 3" in said and "'ts' holds 'yesterday'" in said
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=journeys)
+def test_paths_add_up_identical_journeys_whatever_their_spacing(
+    rows: list[tuple[list[str], int, int, float]],
+) -> None:
+    """Paths.of groups identical journeys first, then checks and codes each distinct one:
+    the same as adding them one by one, a channel's surrounding spaces ignored."""
+    from collections import defaultdict
+
+    spaced = [([f" {c}" if i % 2 else c for i, c in enumerate(r[0])], *r[1:]) for r in rows]
+    paths = Paths.of(
+        [r[0] for r in rows + spaced],
+        [r[1] for r in rows + spaced],
+        value=[r[3] for r in rows + spaced],
+        nulls=[r[2] for r in rows + spaced],
+    )
+    expected: dict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for journey, conv, null, value in rows + spaced:
+        acc = expected[tuple(c.strip() for c in journey)]
+        acc[0] += conv
+        acc[1] += value
+        acc[2] += null
+    got = {
+        tuple(paths.channels[c] for c in path): [conv, value, null]
+        for path, conv, value, null in zip(
+            paths.paths, paths.conversions, paths.value, paths.nulls, strict=True
+        )
+    }
+    assert got.keys() == expected.keys()
+    for key, sums in expected.items():
+        assert got[key] == pytest.approx(sums)
+    with pytest.raises(DataValidationError, match="journey 3 has an empty channel"):
+        Paths.of([["a"], ["a"], ["a", " "]], [1, 1, 1])

