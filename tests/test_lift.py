@@ -205,3 +205,41 @@ def test_incremental_outcome_and_campaign_roi(
     assert record["roi"]["cost"] == pytest.approx(30.0)
     assert cli([*args, "--outcome", "converted", "--contact-cost", "0.5", "--json"]) == 0
     assert "roi" not in json.loads(capsys.readouterr().out)[0]  # conversions are not money
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    effect=st.floats(0.01, 5.0),
+    sd=st.floats(0.1, 20.0),
+    share=st.floats(0.1, 0.9),
+    power=st.floats(0.5, 0.95),
+)
+def test_a_planned_test_detects_its_effect_at_its_power(
+    effect: float, sd: float, share: float, power: float
+) -> None:
+    """The size planned for an effect makes that effect the test's minimum detectable
+    one (the sizes rounded up: just below it)."""
+    from segvalue.measurement.lift import minimum_detectable_effect, sample_size
+
+    n = sample_size(effect, sd=sd, treated_share=share, power=power)
+    assert n["n_total"] == n["n_treated"] + n["n_control"]
+    found = minimum_detectable_effect(n["n_treated"], n["n_control"], sd=sd, power=power)
+    assert found <= effect * (1 + 1e-12)
+    if min(n["n_treated"], n["n_control"]) > 2:  # fewer subjects: a larger detectable effect
+        smaller = minimum_detectable_effect(
+            n["n_treated"] - 2, n["n_control"] - 2, sd=sd, power=power
+        )
+        assert smaller > found
+
+
+def test_sample_sizes_for_proportions_as_the_usual_calculators_give() -> None:
+    """10 % against 12 %, 80 % power, 5 % two-sided, equal groups: 3,839 per group (the
+    normal approximation, e.g. Chow, Shao and Wang, Sample Size Calculations in Clinical
+    Research, 2nd ed., 4.2)."""
+    from segvalue.measurement.lift import sample_size
+
+    assert sample_size(0.02, baseline=0.10)["n_treated"] == 3839
+    uneven = sample_size(0.02, baseline=0.10, treated_share=0.8)
+    assert uneven["n_treated"] == pytest.approx(4 * uneven["n_control"], rel=1e-3)
+    with pytest.raises(DataValidationError, match="exactly one of"):
+        sample_size(0.02)

@@ -37,6 +37,7 @@ __all__ = [
     "lift_table",
     "minimum_detectable_effect",
     "newcombe_interval",
+    "sample_size",
     "welch_interval",
 ]
 
@@ -170,6 +171,54 @@ def minimum_detectable_effect(
             fix="e.g. minimum_detectable_effect(5000, 5000, sd=0.3, power=0.8)",
         )
     return float((_z(level) + special.ndtri(power)) * sd * math.sqrt(1 / n_treated + 1 / n_control))
+
+
+def sample_size(
+    effect: float,
+    *,
+    baseline: float | None = None,
+    sd: float | None = None,
+    level: float = 0.95,
+    power: float = 0.8,
+    treated_share: float = 0.5,
+) -> dict[str, int]:
+    """Subjects a test needs to find a lift of ``effect`` with probability ``power`` (two
+    sided, at ``level``), before running it: for a proportion from its ``baseline``
+    (p0 = baseline, p1 = baseline + effect), or for a mean with standard deviation
+    ``sd``; ``treated_share`` of them treated. The normal approximation: N = (z_(1-a/2) +
+    z_power)^2 (v1 / s + v0 / (1 - s)) / effect^2, v the outcome's variance per group.
+
+    Examples
+    --------
+    10 % against 12 %, equal groups: 3,839 per group (as the usual calculators give).
+
+    >>> sample_size(0.02, baseline=0.10)
+    {'n_total': 7678, 'n_treated': 3839, 'n_control': 3839}
+    """
+    if effect == 0 or (baseline is None) == (sd is None) or not 0 < treated_share < 1:
+        raise DataValidationError(
+            "give a non-zero effect, exactly one of `baseline` (a proportion) or `sd` (a "
+            "mean's standard deviation), and a treated share in (0, 1)",
+            fix="e.g. `effect=0.02`, `baseline=0.1`",
+            parameter="effect",
+        )
+    z = _z(level) + float(special.ndtri(power))
+    if baseline is not None:
+        p1 = baseline + effect
+        if not (0 < baseline < 1 and 0 < p1 < 1):
+            raise DataValidationError(
+                f"baseline {baseline} and baseline + effect {p1} must be proportions in (0, 1)",
+                fix="give the control group's expected rate and the lift to detect",
+                parameter="baseline",
+            )
+        v1, v0 = p1 * (1 - p1), baseline * (1 - baseline)
+    else:
+        assert sd is not None
+        v1 = v0 = sd * sd
+    per = z * z / (effect * effect)
+    n_treated = math.ceil(per * (v1 + v0 * treated_share / (1 - treated_share)))
+    n_control = math.ceil(n_treated * (1 - treated_share) / treated_share)
+    return {"n_total": n_treated + n_control, "n_treated": n_treated, "n_control": n_control}
 
 
 def campaign_roi(
