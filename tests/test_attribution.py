@@ -14,6 +14,7 @@ import datetime as dt
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -408,3 +409,132 @@ def test_paths_add_up_identical_journeys_whatever_their_spacing(
         assert got[key] == pytest.approx(sums)
     with pytest.raises(DataValidationError, match="journey 3 has an empty channel"):
         Paths.of([["a"], ["a"], ["a", " "]], [1, 1, 1])
+
+
+def _reference_journeys(
+    customers: list[str],
+    times: list[dt.datetime],
+    channels: list[str],
+    conversions: list[bool],
+    values: list[float],
+    lookback_days: float,
+    session_gap_minutes: float,
+) -> tuple[list[list[str]], list[tuple[float, ...]], list[float], list[float], int, list[str]]:
+    """journeys_from_touches written as the plain loop its definition describes."""
+    order = sorted(range(len(customers)), key=lambda i: (customers[i], times[i]))
+    lookback = dt.timedelta(days=lookback_days)
+    gap = dt.timedelta(minutes=session_gap_minutes)
+    out: tuple[list[Any], ...] = ([], [], [], [], [])
+    untouched = 0
+
+    def close(
+        touches: list[tuple[str, dt.datetime]], end: dt.datetime, conv: bool, value: float, who: str
+    ) -> None:
+        nonlocal untouched
+        kept = [(c, at) for c, at in touches if not conv or end - at <= lookback]
+        if not kept:
+            untouched += conv
+            return
+        for column, item in zip(
+            out,
+            (
+                [c for c, _ in kept],
+                tuple((end - at).total_seconds() / 86_400 for _, at in kept),
+                1.0 if conv else 0.0,
+                value if conv else 0.0,
+                who,
+            ),
+            strict=True,
+        ):
+            column.append(item)
+
+    current: list[tuple[str, dt.datetime]] = []
+    who: str | None = None
+    for i in order:
+        if customers[i] != who:
+            if current and who is not None:
+                close(current, current[-1][1], False, 0.0, who)
+            current, who = [], customers[i]
+        if conversions[i]:
+            close(current, times[i], True, values[i], customers[i])
+            current = []
+            continue
+        if current and current[-1][0] == channels[i] and times[i] - current[-1][1] <= gap:
+            current[-1] = (channels[i], times[i])
+            continue
+        current.append((channels[i], times[i]))
+    if current and who is not None:
+        close(current, current[-1][1], False, 0.0, who)
+    return out[0], out[1], out[2], out[3], untouched, out[4]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]),
+            st.integers(0, 60 * 24 * 90),  # minutes
+            st.sampled_from(["email", "search", "social"]),
+            st.booleans(),
+            st.floats(0, 500),
+        ),
+        max_size=40,
+    ),
+    lookback=st.sampled_from([1.0, 7.0, 30.0]),
+    gap=st.sampled_from([0.0, 30.0, 600.0]),
+)
+def test_vectorised_journeys_equal_the_plain_loop(
+    rows: list[tuple[str, int, str, bool, float]], lookback: float, gap: float
+) -> None:
+    from segvalue.measurement.attribution import journeys_from_touches
+
+    columns = (
+        [r[0] for r in rows],
+        [dt.datetime(2025, 1, 1) + dt.timedelta(minutes=r[1]) for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        [r[4] for r in rows],
+    )
+    j = journeys_from_touches(*columns, lookback_days=lookback, session_gap_minutes=gap)
+    touches, ages, converted, value, untouched, who = _reference_journeys(*columns, lookback, gap)
+    assert [[j.channels[c] for c in t] for t in j.touches] == touches
+    assert [list(a) for a in j.ages] == [pytest.approx(list(a), abs=1e-9) for a in ages]
+    assert j.converted.tolist() == converted and j.value.tolist() == value
+    assert j.untouched == untouched and list(j.customers) == who
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    journeys=st.lists(
+        st.lists(st.tuples(st.integers(0, 3), st.floats(0, 60)), min_size=1, max_size=6),
+        min_size=1,
+        max_size=8,
+    ),
+    half_life=st.floats(0.5, 30),
+)
+def test_journey_credit_is_each_journeys_own_split(
+    journeys: list[list[tuple[int, float]]], half_life: float
+) -> None:
+    """The vectorised credits equal the per-journey definitions: linear 1/length per
+    touch (as rule_based's), time-decay 2^(-age / half-life) normalised."""
+    from segvalue.measurement.attribution import Journeys, _rule_credit, journey_credit
+
+    j = Journeys(
+        ("a", "b", "c", "d"),
+        tuple(tuple(c for c, _ in t) for t in journeys),
+        tuple(tuple(a for _, a in t) for t in journeys),
+        np.ones(len(journeys)),
+        np.ones(len(journeys)),
+    )
+    linear = journey_credit(j, "linear")
+    assert linear == pytest.approx(
+        _rule_credit(j.touches, j.channels, "linear", "", (0.4, 0.2, 0.4))
+    )
+    decay = journey_credit(j, "time-decay", half_life_days=half_life)
+    for row, touches in enumerate(journeys):
+        weights = [2 ** (-a / half_life) for _, a in touches]
+        expected = np.zeros(4)
+        for (c, _), w in zip(touches, weights, strict=True):
+            expected[c] += w / sum(weights)
+        assert decay[row] == pytest.approx(expected)
+    assert decay.sum(axis=1) == pytest.approx(np.ones(len(journeys)))

@@ -43,6 +43,7 @@ __all__ = [
     "TABLE_NAMES",
     "AllOf",
     "AnyOf",
+    "AttributionConfig",
     "BudgetConfig",
     "CLVConfig",
     "ClusterConfig",
@@ -52,10 +53,12 @@ __all__ = [
     "CsvOptions",
     "CurvesFile",
     "EngineConfig",
+    "ExperimentsConfig",
     "KPIConfig",
     "KPITarget",
     "LifecycleConfig",
     "MarketPotentialConfig",
+    "MeasurementConfig",
     "NotOf",
     "OutputConfig",
     "PrivacyConfig",
@@ -903,6 +906,106 @@ class BudgetConfig(_Strict):
     )
 
 
+AttributionModel = Literal[
+    "first",
+    "last",
+    "last-non-direct",
+    "linear",
+    "linear-unique",
+    "position",
+    "time-decay",
+    "markov",
+    "shapley",
+]
+CreditModel = Literal[
+    "first", "last", "last-non-direct", "linear", "linear-unique", "position", "time-decay"
+]
+
+
+DEFAULT_ATTRIBUTION_MODELS: tuple[AttributionModel, ...] = (
+    "last",
+    "linear",
+    "position",
+    "time-decay",
+    "markov",
+    "shapley",
+)
+
+
+class AttributionConfig(_Strict):
+    """Attribution of the run's touchpoints per segment, and channel effectiveness."""
+
+    models: list[AttributionModel] = Field(
+        default_factory=lambda: list(DEFAULT_ATTRIBUTION_MODELS),
+        description="the models computed and stored with the run",
+    )
+    conversions: Literal["auto", "touchpoints", "orders"] = Field(
+        "auto",
+        description="what a conversion is: touchpoint conversion events, or every order "
+        "(auto: conversion events when the touchpoints have any, else orders)",
+    )
+    lookback_days: float = Field(30.0, gt=0, description="touches older than this are not credited")
+    session_gap_minutes: float = Field(
+        30.0, ge=0, description="repeat touches of one channel within this are one touch"
+    )
+    markov_order: int = Field(1, ge=1, le=4)
+    half_life_days: float = Field(7.0, gt=0, description="time-decay's half-life")
+    direct: str = Field("direct", description="the channel last-non-direct passes over")
+    position: tuple[float, float, float] = Field(
+        (0.4, 0.2, 0.4), description="position-based shares of first, middle and last touches"
+    )
+    value_function: Literal["subset-sum", "conversion-rate"] = "subset-sum"
+    credit_model: CreditModel = Field(
+        "linear", description="the journey-by-journey model channel effectiveness credits with"
+    )
+    min_reach: int = Field(30, ge=1, description="customers a channel must reach to get a role")
+
+    @model_validator(mode="after")
+    def _shares(self) -> AttributionConfig:
+        if min(self.position) < 0 or abs(sum(self.position) - 1.0) > 1e-9:
+            raise ValueError(f"position shares {list(self.position)} must be >= 0 and add up to 1")
+        return self
+
+
+class ExperimentsConfig(_Strict):
+    """Lift of the experiments source per segment (and uplift models)."""
+
+    group_column: str = Field("group", description="the column naming each customer's group")
+    control: str = "control"
+    ignore: list[str] = Field(
+        default_factory=lambda: ["holdout"],
+        description="groups that are neither treatment nor control (a global holdout)",
+    )
+    outcomes: list[str] | None = Field(
+        None, description="outcome columns; default: converted and revenue, when present"
+    )
+    adjust: Literal["holm", "bh", "none"] = "holm"
+    priority_outcome: str | None = Field(
+        None, description="the outcome whose lift per segment feeds the priorities"
+    )
+    contact_cost: float | None = Field(None, gt=0, description="cost per treated customer")
+    margin: float = Field(1.0, gt=0, le=1, description="profit share of a revenue outcome")
+    uplift: bool = Field(False, description="fit an uplift model per experiment")
+    uplift_method: Literal["x-learner", "two-model"] = "x-learner"
+    uplift_sample: int = Field(
+        20_000, ge=100, description="at most this many training customers (a seeded sample)"
+    )
+    uplift_features: list[str] | None = Field(
+        None, description="customer feature columns; default: every numeric one"
+    )
+    seed: int = 0
+
+
+class MeasurementConfig(_Strict):
+    """Attribution, channel effectiveness and experiment lift, stored with each run."""
+
+    enabled: bool = True
+    scheme: str | None = Field(None, description="the segmentation measured; default: kpis'")
+    level: float = Field(0.95, gt=0, lt=1)
+    attribution: AttributionConfig = AttributionConfig()
+    experiments: ExperimentsConfig = ExperimentsConfig()
+
+
 class OutputConfig(_Strict):
     """Where results go."""
 
@@ -1024,6 +1127,7 @@ class Config(_Strict):
     segments: SegmentsConfig = SegmentsConfig()
     kpis: KPIConfig = KPIConfig()
     budget: BudgetConfig = BudgetConfig()
+    measurement: MeasurementConfig = MeasurementConfig()
     output: OutputConfig = OutputConfig()
     store: StoreConfig = StoreConfig()
     privacy: PrivacyConfig = PrivacyConfig()

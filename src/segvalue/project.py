@@ -463,6 +463,56 @@ class RunView:
         """The maximum acquisition cost per segment and its assumptions."""
         return dict(self.document("budget_guidance"))
 
+    def measurement(self) -> dict[str, Any]:
+        """The run's measurement (docs/measurement.md): the settings and facts of the
+        step (``details``), and, where the run measured them, the ``attribution`` rows
+        (per segment, model and channel), the ``channels`` (effectiveness and role per
+        segment and channel), the experiments' ``lift`` rows, and per experiment its
+        ``uplift`` evaluation with the Qini ``curves``.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from segvalue.pipeline import run_demo
+        >>> _, path = run_demo(n_customers=400, out_dir=pathlib.Path(tempfile.mkdtemp()))
+        >>> with Project.from_yaml(path) as project:
+        ...     found = project.runs.require_latest().measurement()
+        >>> sorted(found), found["details"]["scheme"]
+        (['attribution', 'channels', 'details', 'lift', 'uplift'], 'clusters')
+        """
+        details = dict(self.document("measurement"))
+
+        def rows(name: str) -> list[dict[str, Any]]:
+            return self.table(name).to_pylist() if self.has_table(name) else []
+
+        uplift: dict[str, Any] = {}
+        for experiment, found in dict(details.pop("uplift", None) or {}).items():
+            uplift[experiment] = {**found, "curves": {}}
+        for row in rows("uplift_curves"):
+            curves = uplift.setdefault(row["experiment_id"], {"curves": {}})["curves"]
+            curve = curves.setdefault(row["curve"], {"share": [], "qini": []})
+            curve["share"].append(row["share"])
+            curve["qini"].append(row["qini"])
+        return {
+            "details": details,
+            "attribution": rows("attribution"),
+            "channels": rows("channel_effectiveness"),
+            "lift": rows("experiment_lift"),
+            "uplift": uplift,
+        }
+
+    def channel_roles(self) -> dict[str, dict[str, str]]:
+        """Each segment's channels by role (``primary``, ``secondary``, ``support``,
+        ``test``, ``reduce``; docs/measurement.md), as the run measured them: ``{segment:
+        {channel: role}}``, the whole base under ``all customers``; empty when the run
+        had no touchpoints."""
+        if not self.has_table("channel_effectiveness"):
+            return {}
+        roles: dict[str, dict[str, str]] = {}
+        for row in self.table("channel_effectiveness").to_pylist():
+            roles.setdefault(str(row["segment"]), {})[str(row["channel"])] = str(row["role"])
+        return roles
+
     def rejects(self) -> pa.Table:
         """The rejected input rows with their reasons."""
         return self.table("rejects")

@@ -86,6 +86,7 @@ def run_demo(
                     {"kpi": "clv_cac", "target": 3.0},
                 ],
             },
+            "measurement": {"experiments": {"uplift": True, "contact_cost": 0.5, "margin": 0.3}},
         }
     elif dataset == "cdnow":
         path = copy_cdnow(data_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,12 +40,20 @@ class Economics:
 
 
 def compute_economics(
-    config: Config, data: ValidatedData, features: Any, segmentation: Segmentation
+    config: Config,
+    data: ValidatedData,
+    features: Any,
+    segmentation: Segmentation,
+    *,
+    lift: Mapping[str, tuple[float, float, float]] | None = None,
+    lift_scheme: str | None = None,
 ) -> Economics:
     """Segment KPIs of the KPI scheme, their status against targets, priorities, guidance.
 
     The scheme is ``kpis.scheme`` (or the default); when the run segmented other schemes
-    only, the first present one. ROI counts ``clv.margin`` only when it was set.
+    only, the first present one. ROI counts ``clv.margin`` only when it was set. ``lift``:
+    the measured lift per segment of ``lift_scheme`` (the measurement stage's), which the
+    priorities count as responsiveness when it is the KPI scheme.
 
     Examples
     --------
@@ -88,6 +97,6 @@ def compute_economics(
         scheme=scheme,
         kpis=kpis,
         status=kpi_status(kpis, config.kpis.targets),
-        priorities=segment_priorities(kpis),
+        priorities=segment_priorities(kpis, lift=lift if lift_scheme == scheme else None),
         guidance=budget_guidance(kpis, horizon=config.clv.horizon),
     )

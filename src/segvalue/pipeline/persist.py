@@ -258,6 +258,11 @@ def persist(
                     segment_priorities=economics.priorities,
                 )
                 documents["budget_guidance"] = economics.guidance.to_dict()
+            if result.measurement is not None:
+                tables.update(
+                    {n: t for n, t in result.measurement.tables().items() if t.num_columns}
+                )
+                documents["measurement"] = result.measurement.details
             tables = {"customer_features": result.features, "rejects": result.rejects, **tables}
             exported = _private_outputs(config, data, tables)
             # run.json names every file of the run (write_outputs' naming) and the stage

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from segvalue.data.validation import ValidationReport
     from segvalue.pipeline.economics import Economics
+    from segvalue.pipeline.measurement import Measurement
     from segvalue.pipeline.segments import Migration
     from segvalue.segments.segmentation import Segmentation
     from segvalue.valuation import Valuation
@@ -36,6 +37,7 @@ class RunResult:
     segmentation: Segmentation | None = None
     migration: Migration | None = None
     economics: Economics | None = None
+    measurement: Measurement | None = None
 
     def summary(self) -> dict[str, Any]:
         """Run metadata: id, config hash, row counts, rejects, freshness, timings."""
@@ -49,6 +51,7 @@ class RunResult:
             "segments": None if self.segmentation is None else self.segmentation.summary(),
             "migration": None if self.migration is None else self.migration.summary(),
             "kpis": None if self.economics is None else self.economics.summary(),
+            "measurement": None if self.measurement is None else self.measurement.summary(),
             "timings_seconds": {k: round(v, 3) for k, v in self.timings.items()},
             "outputs": {k: str(v) for k, v in self.outputs.items()},
         }

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from segvalue.config import Config, load_config
 from segvalue.errors import ConfigError
 from segvalue.pipeline import economics as economics_stage
+from segvalue.pipeline import measurement as measurement_stage
 from segvalue.pipeline import segments as segments_stage
 from segvalue.pipeline import valuation as valuation_stage
 from segvalue.pipeline.features import collect_features, compute_features
@@ -143,6 +144,7 @@ def _run_steps(
     freeze: bool = False,
 ) -> RunResult:
     enabled = int(config.clv.enabled) + 2 * int(config.segments.enabled)
+    enabled += int(_measures(config))
     steps = Steps(len(config.sources) + 4 + enabled + 2 * int(write), progress)
     data = read_and_validate(config, steps, engine)
     try:
@@ -221,10 +223,21 @@ def _after_load(
                 fingerprint=ingested.fingerprint,
             ).segmentation
     restore_threads()  # the cluster fits are done
+    measured = None
+    if _measures(config):
+        with steps.step("measurement", "attribution, channel effectiveness and lift"):
+            measured = measurement_stage.measure(config, data, features, segmentation)
     economics = None
     if segmentation is not None and segmentation.memberships.num_rows:
         with steps.step("kpis", "segment KPIs, targets and priorities"):
-            economics = economics_stage.compute_economics(config, data, features_expr, segmentation)
+            economics = economics_stage.compute_economics(
+                config,
+                data,
+                features_expr,
+                segmentation,
+                lift=measured.priority_lift if measured is not None else None,
+                lift_scheme=measured.scheme if measured is not None else None,
+            )
     result = RunResult(
         run_id=run_id,
         config_hash=config_hash(config),
@@ -234,11 +247,17 @@ def _after_load(
         valuation=valuation,
         segmentation=segmentation,
         economics=economics,
+        measurement=measured,
     )
     if write:
         persist(config, result, data, steps, ingested.fingerprint, events=events)
     result.timings = steps.timings
     return result
+
+
+def _measures(config: Config) -> bool:
+    """Whether the run has a measurement step (docs/measurement.md)."""
+    return config.measurement.enabled and bool({"touchpoints", "experiments"} & set(config.sources))
 
 
 def _leave_cores(con: Any, busy: int) -> Callable[[], None]:
