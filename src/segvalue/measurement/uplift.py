@@ -76,16 +76,41 @@ def _arrays(y: Any, score: Any, treatment: Any) -> tuple[FloatArray, FloatArray,
     return y_a, s_a, t_a
 
 
+class _Sorted:
+    """Rows sorted by score (highest first) and their groups of tied scores, found once;
+    the curves' steps then under any row weights (a bootstrap resample's counts: the
+    resample's curve is the same points, plus repeats where a group drew no row)."""
+
+    def __init__(self, y: FloatArray, score: FloatArray, t: FloatArray) -> None:
+        self.order = np.argsort(score, kind="mergesort")[::-1]
+        self.y, self.t = y[self.order], t[self.order]
+        ranked = score[self.order]
+        self.ends = np.r_[np.flatnonzero(np.diff(ranked)), ranked.size - 1]
+
+    def steps(self, weights: FloatArray | None = None) -> tuple[FloatArray, ...]:
+        """Cumulative (n, n_t, n_c, y_t, y_c) at each step of tied scores."""
+        w = np.ones(self.y.size) if weights is None else weights[self.order]
+        wt = w * self.t
+        n = np.cumsum(w)[self.ends]
+        n_t = np.cumsum(wt)[self.ends]
+        y_t = np.cumsum(wt * self.y)[self.ends]
+        y_c = np.cumsum((w - wt) * self.y)[self.ends]
+        return n, n_t, n - n_t, y_t, y_c
+
+
 def _steps(y: FloatArray, score: FloatArray, t: FloatArray) -> tuple[FloatArray, ...]:
     """Cumulative (n, n_t, n_c, y_t, y_c) at each step of tied scores, highest first."""
-    order = np.argsort(score, kind="mergesort")[::-1]
-    y, score, t = y[order], score[order], t[order]
-    ends = np.r_[np.flatnonzero(np.diff(score)), score.size - 1]
-    n = (ends + 1).astype(np.float64)
-    n_t = np.cumsum(t)[ends]
-    y_t = np.cumsum(y * t)[ends]
-    y_c = np.cumsum(y * (1 - t))[ends]
-    return n, n_t, n - n_t, y_t, y_c
+    return _Sorted(y, score, t).steps()
+
+
+def _qini_points(steps: tuple[FloatArray, ...]) -> tuple[FloatArray, FloatArray]:
+    n, n_t, n_c, y_t, y_c = steps
+    return _start_at_zero(n, y_t - y_c * _ratio(n_t, n_c))
+
+
+def _uplift_points(steps: tuple[FloatArray, ...]) -> tuple[FloatArray, FloatArray]:
+    n, n_t, n_c, y_t, y_c = steps
+    return _start_at_zero(n, (_ratio(y_t, n_t) - _ratio(y_c, n_c)) * n)
 
 
 def _start_at_zero(x: FloatArray, v: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -100,8 +125,7 @@ def _ratio(a: FloatArray, b: FloatArray) -> FloatArray:
 
 def uplift_curve(y: Any, score: Any, treatment: Any) -> tuple[FloatArray, FloatArray]:
     """The uplift curve's points: rows targeted, (y_t / n_t - y_c / n_c) n."""
-    n, n_t, n_c, y_t, y_c = _steps(*_arrays(y, score, treatment))
-    return _start_at_zero(n, (_ratio(y_t, n_t) - _ratio(y_c, n_c)) * n)
+    return _uplift_points(_steps(*_arrays(y, score, treatment)))
 
 
 def qini_curve(y: Any, score: Any, treatment: Any) -> tuple[FloatArray, FloatArray]:
@@ -113,8 +137,7 @@ def qini_curve(y: Any, score: Any, treatment: Any) -> tuple[FloatArray, FloatArr
     >>> x.tolist(), q.tolist()
     ([0.0, 1.0, 2.0, 3.0, 4.0], [0.0, 1.0, 1.0, -1.0, 0.0])
     """
-    n, n_t, n_c, y_t, y_c = _steps(*_arrays(y, score, treatment))
-    return _start_at_zero(n, y_t - y_c * _ratio(n_t, n_c))
+    return _qini_points(_steps(*_arrays(y, score, treatment)))
 
 
 def perfect_qini_curve(y: Any, treatment: Any) -> tuple[FloatArray, FloatArray]:
@@ -128,10 +151,18 @@ def perfect_uplift_curve(y: Any, treatment: Any) -> tuple[FloatArray, FloatArray
     """The uplift curve of the after-the-fact order."""
     y_a = np.asarray(y, dtype=np.float64)
     t_a = np.asarray(treatment, dtype=np.float64)
-    control_responders = np.sum((y_a == 1) & (t_a == 0))
-    treated_non_responders = np.sum((y_a == 0) & (t_a == 1))
-    summand = y_a if control_responders > treated_non_responders else t_a
-    return uplift_curve(y_a, 2 * (y_a == t_a) + summand, t_a)
+    return uplift_curve(y_a, _perfect_uplift_score(y_a, t_a, _by_responders(y_a, t_a)), t_a)
+
+
+def _by_responders(y: FloatArray, t: FloatArray, w: FloatArray | None = None) -> bool:
+    """Whether the perfect uplift order puts responders first among equals (more control
+    responders than treated non-responders), under row weights ``w``."""
+    w = np.ones(y.size) if w is None else w
+    return bool(np.sum(w * ((y == 1) & (t == 0))) > np.sum(w * ((y == 0) & (t == 1))))
+
+
+def _perfect_uplift_score(y: FloatArray, t: FloatArray, by_responders: bool) -> FloatArray:
+    return np.asarray(2 * (y == t) + (y if by_responders else t), dtype=np.float64)
 
 
 def _area(x: FloatArray, v: FloatArray) -> float:
@@ -210,12 +241,23 @@ def evaluate_uplift(
     y_a, s_a, t_a = _arrays(y, score, treatment)
     rng = np.random.default_rng(seed)
     treated, control = np.flatnonzero(t_a == 1), np.flatnonzero(t_a == 0)
+    # Each resample as row counts over orders sorted once (the same curves as the
+    # resampled rows sorted anew: property-tested).
+    model = _Sorted(y_a, s_a, t_a)
+    perfect_qini = _Sorted(y_a, y_a * t_a - y_a * (1 - t_a), t_a)
+    perfect_uplift = {
+        flag: _Sorted(y_a, _perfect_uplift_score(y_a, t_a, flag), t_a) for flag in (True, False)
+    }
     draws = np.empty((resamples, 2))
     for b in range(resamples):
         rows = np.r_[rng.choice(treated, treated.size), rng.choice(control, control.size)]
+        w = np.bincount(rows, minlength=y_a.size).astype(np.float64)
         draws[b] = (
-            qini_auc_score(y_a[rows], s_a[rows], t_a[rows]),
-            uplift_auc_score(y_a[rows], s_a[rows], t_a[rows]),
+            _normalised(_qini_points(model.steps(w)), _qini_points(perfect_qini.steps(w))),
+            _normalised(
+                _uplift_points(model.steps(w)),
+                _uplift_points(perfect_uplift[_by_responders(y_a, t_a, w)].steps(w)),
+            ),
         )
     tail = (1 - level) / 2 * 100
 
