@@ -104,6 +104,7 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/api/v1/kpis", None),
     ("GET", f"/api/v1/customers/{CUSTOMER}", None),
     ("GET", "/api/v1/measurement/attribution", None),
+    ("GET", "/api/v1/measurement/sample-size?effect=0.02&baseline=0.1", None),
     ("POST", "/api/v1/budget/plan", {}),
     ("POST", "/api/v1/budget/what-if", {"move": "email:search_ads:0.2"}),
 ]
@@ -141,7 +142,8 @@ def test_the_routes_list_is_every_api_route(demo: Demo) -> None:
     listed = {
         (
             method,
-            path.replace("clusters/cluster_1", "{scheme}/{segment}")
+            path.partition("?")[0]
+            .replace("clusters/cluster_1", "{scheme}/{segment}")
             .replace("{run}", "{run_id}")
             .replace(CUSTOMER, "{customer_id}"),
         )
@@ -666,3 +668,48 @@ def test_attribution_per_segment_of_the_runs_touchpoints(demo: Demo) -> None:
     assert_problem(demo.get("/api/v1/measurement/attribution?model=u-shaped"), 422)
     assert_problem(demo.get("/api/v1/measurement/attribution?scheme=nope"), 422)
     assert_problem(demo.get("/api/v1/measurement/attribution?run=nope"), 404)
+
+
+def test_sample_size_is_the_clis_json(demo: Demo) -> None:
+    """10 % against 12 %: 3,839 per group (docs/measurement.md), as segvalue sample-size
+    --json prints it; a mean from its sd; no run is needed."""
+    import math
+
+    from scipy import stats
+
+    doc = demo.get("/api/v1/measurement/sample-size?effect=0.02&baseline=0.1").json()
+    assert doc == {
+        "effect": 0.02,
+        "baseline": 0.1,
+        "sd": None,
+        "level": 0.95,
+        "power": 0.8,
+        "treated_share": 0.5,
+        "n_total": 7678,
+        "n_treated": 3839,
+        "n_control": 3839,
+    }
+    query = {"effect": 0.5, "sd": 2, "treated_share": 0.3, "power": 0.9}
+    doc = demo.get("/api/v1/measurement/sample-size", params=query).json()
+    z = stats.norm.ppf(0.975) + stats.norm.ppf(0.9)
+    assert doc["n_treated"] == math.ceil(z**2 * (4 / 0.3 + 4 / 0.7) / 0.5**2 * 0.3)
+    assert doc["n_treated"] + doc["n_control"] == doc["n_total"]
+    assert doc["sd"] == 2 and doc["treated_share"] == 0.3 and doc["baseline"] is None
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter", "said"),
+    [
+        ("effect=0.02&baseline=0.1&sd=2", "baseline", "exactly one of `baseline`"),
+        ("effect=0.02&baseline=1.2", "baseline", "`baseline` 1.2 is not a rate in (0, 1)"),
+        ("effect=0&baseline=0.1", "effect", "`effect` 0 is not a finite, non-zero number"),
+        ("effect=0.02&baseline=0.1&power=1.5", "power", "`power` 1.5 is not in (0, 1)"),
+        ("baseline=0.1", "query.effect", "Field required"),
+        ("effect=big&baseline=0.1", "query.effect", "valid number"),
+    ],
+)
+def test_sample_size_bad_input_is_a_422_problem_naming_it(
+    demo: Demo, query: str, parameter: str, said: str
+) -> None:
+    doc = assert_problem(demo.get(f"/api/v1/measurement/sample-size?{query}"), 422)
+    assert doc["parameter"] == parameter and said in doc["detail"]

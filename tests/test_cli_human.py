@@ -34,6 +34,7 @@ COMMANDS = [
     "budget",
     "attribute",
     "lift",
+    "sample-size",
     "uplift",
     "rfm",
     "clv",
@@ -252,6 +253,25 @@ def test_budget_what_if(tmp_path: Path) -> None:
         "  email: +222.22",
         "  search: -90.00",
     ]
+
+
+# -- sample size before a test ------------------------------------------------------------
+
+
+def test_sample_size_for_a_rate_and_a_mean(tmp_path: Path) -> None:
+    """10 % against 12 %: 3,839 per group (docs/measurement.md); a mean from its sd."""
+    text = ok(["sample-size", "--effect", "0.02", "--baseline", "0.10"], tmp_path)
+    assert text.splitlines() == [
+        "to detect 10.0% -> 12.0% (+2.0 points) at 95% confidence with 80% power:",
+        "  7,678 customers: 3,839 treated, 3,839 control",
+    ]
+    argv = ["sample-size", "--effect", "12.5", "--sd", "140", "--level", "0.975"]
+    text = ok([*argv, "--power", "0.9", "--treated-share", "0.25"], tmp_path)
+    assert text.startswith("to detect a mean difference of +12.5 (sd 140) at 97.5% confidence")
+    assert re.search(r"^  [\d,]+ customers: [\d,]+ treated \(25%\), [\d,]+ control$", text, re.M)
+    shown = show(["sample-size", "--effect", "0.02", "--baseline", "0.1", "--sd", "2"], tmp_path)
+    assert shown.code == 2 and shown.out == ""
+    assert "error: give exactly one of --baseline" in shown.err and "--sd" in shown.err
 
 
 # -- rfm and clv on Fader and Hardie's CDNOW sample ---------------------------------------

@@ -1095,6 +1095,36 @@ class Project:
             "segments": {str(k): v for k, v in results.items()},
         }
 
+    @staticmethod
+    def sample_size(
+        effect: float,
+        *,
+        baseline: float | None = None,
+        sd: float | None = None,
+        level: float = 0.95,
+        power: float = 0.8,
+        treated_share: float = 0.5,
+    ) -> dict[str, Any]:
+        """The customers a test needs to find a lift of ``effect``, before it runs: on a
+        rate from its ``baseline`` or on a mean with standard deviation ``sd``
+        (:func:`segvalue.pipeline.sample_size_check`). Reads no run and no store.
+
+        Examples
+        --------
+        >>> Project.sample_size(0.02, baseline=0.10)["n_treated"]
+        3839
+        """
+        from segvalue.pipeline import sample_size_check
+
+        return sample_size_check(
+            effect,
+            baseline=baseline,
+            sd=sd,
+            level=level,
+            power=power,
+            treated_share=treated_share,
+        )
+
     def budget_curves(self) -> BudgetCurves:
         """The response curves the budget plans with, one per item, with their fit.
 

@@ -422,6 +422,39 @@ def get_attribution(
     return json_ready(found)
 
 
+@v1_router.get(
+    "/measurement/sample-size",
+    summary="Customers a test needs to detect a lift, before it runs",
+)
+def get_sample_size(
+    effect: Annotated[
+        float, Query(description="the lift to detect: 0.02 (2 points) on a rate, or on a mean")
+    ],
+    baseline: Annotated[
+        float | None, Query(description="a rate: the control group's expected rate, (0, 1)")
+    ] = None,
+    sd: Annotated[
+        float | None, Query(description="a mean: its standard deviation per customer")
+    ] = None,
+    level: Annotated[float, Query(description="confidence of the two-sided test")] = 0.95,
+    power: Annotated[float, Query(description="chance of detecting the lift")] = 0.8,
+    treated_share: Annotated[float, Query(description="share of customers treated")] = 0.5,
+) -> Any:
+    """``{"effect", "baseline", "sd", "level", "power", "treated_share", "n_total",
+    "n_treated", "n_control"}``, as ``segvalue sample-size --json``: give exactly one of
+    ``baseline`` (a rate) or ``sd`` (a mean). Computed from the query alone: no run is
+    read."""
+    found = Project.sample_size(
+        effect,
+        baseline=baseline,
+        sd=sd,
+        level=level,
+        power=power,
+        treated_share=treated_share,
+    )
+    return json_ready(found)
+
+
 # ---------------------------------------------------------------------------- customers
 @v1_router.get(
     "/customers/{customer_id}",

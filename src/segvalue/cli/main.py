@@ -91,6 +91,13 @@ OPTIONS = {
     "ts_col": "--ts-col",
     "value": "--value",
     "value_col": "--value-col",
+    # sample-size
+    "baseline": "--baseline",
+    "effect": "--effect",
+    "level": "--level",
+    "power": "--power",
+    "sd": "--sd",
+    "treated_share": "--treated-share",
 }
 _PARAMETER = re.compile(r"`(\w+)(?:=([^`]*))?`")
 
@@ -1122,6 +1129,57 @@ def _amount(value: float, sign: str = "") -> str:
 
 def _p(value: float) -> str:
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+@app.command("sample-size", short_help="Customers a test needs to detect a lift, before it runs.")
+def sample_size(
+    effect: Annotated[
+        float, typer.Option(help="The lift to detect: 0.02 (2 points) on a rate, or on a mean.")
+    ],
+    baseline: Annotated[
+        float | None, typer.Option(help="A rate: the control group's expected rate, (0, 1).")
+    ] = None,
+    sd: Annotated[
+        float | None, typer.Option(help="A mean: its standard deviation per customer.")
+    ] = None,
+    level: Annotated[float, typer.Option(help="Confidence of the two-sided test.")] = 0.95,
+    power: Annotated[float, typer.Option(help="Chance of detecting the lift.")] = 0.8,
+    treated_share: Annotated[float, typer.Option(help="Share of customers treated.")] = 0.5,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """How many customers a test needs to detect a lift of --effect on a rate (from its
+    --baseline) or on a mean (with standard deviation --sd), before running it."""
+    from segvalue.pipeline import sample_size_check
+
+    found = sample_size_check(
+        effect,
+        baseline=baseline,
+        sd=sd,
+        level=level,
+        power=power,
+        treated_share=treated_share,
+    )
+    if json_output:
+        out.print_json(json.dumps(found))
+        return
+    if baseline is not None:
+        change = f"{_percent(baseline)} -> {_percent(baseline + effect)}"
+        detect = f"{change} ({'+' if effect > 0 else '-'}{_percent(abs(effect))[:-1]} points)"
+    else:
+        detect = f"a mean difference of {effect:+,.4g} (sd {sd:,.4g})"
+    out.print(f"to detect {detect} at {level * 100:g}% confidence with {power * 100:g}% power:")
+    treated = f"{found['n_treated']:,} treated"
+    if treated_share != 0.5:
+        treated += f" ({treated_share * 100:g}%)"
+    out.print(f"  {found['n_total']:,} customers: {treated}, {found['n_control']:,} control")
+
+
+def _percent(value: float) -> str:
+    """A rate with one decimal (10.0%), more where it has them (0.25%)."""
+    shown = f"{value * 100:.1f}"
+    if abs(float(shown) - value * 100) > 1e-9:
+        shown = f"{value * 100:.4g}"
+    return f"{shown}%"
 
 
 uplift_app = typer.Typer(

@@ -195,30 +195,71 @@ def sample_size(
     >>> sample_size(0.02, baseline=0.10)
     {'n_total': 7678, 'n_treated': 3839, 'n_control': 3839}
     """
-    if effect == 0 or (baseline is None) == (sd is None) or not 0 < treated_share < 1:
-        raise DataValidationError(
-            "give a non-zero effect, exactly one of `baseline` (a proportion) or `sd` (a "
-            "mean's standard deviation), and a treated share in (0, 1)",
-            fix="e.g. `effect=0.02`, `baseline=0.1`",
-            parameter="effect",
-        )
+    _check_test_plan(effect, baseline, sd, level=level, power=power, treated_share=treated_share)
     z = _z(level) + float(special.ndtri(power))
     if baseline is not None:
         p1 = baseline + effect
-        if not (0 < baseline < 1 and 0 < p1 < 1):
-            raise DataValidationError(
-                f"baseline {baseline} and baseline + effect {p1} must be proportions in (0, 1)",
-                fix="give the control group's expected rate and the lift to detect",
-                parameter="baseline",
-            )
         v1, v0 = p1 * (1 - p1), baseline * (1 - baseline)
     else:
         assert sd is not None
         v1 = v0 = sd * sd
-    per = z * z / (effect * effect)
-    n_treated = math.ceil(per * (v1 + v0 * treated_share / (1 - treated_share)))
+    try:
+        per = z * z / (effect * effect)
+        n_treated = math.ceil(per * (v1 + v0 * treated_share / (1 - treated_share)))
+    except (ZeroDivisionError, OverflowError):  # effect^2 underflows, or the size overflows
+        raise DataValidationError(
+            f"`effect` {effect:g} is too small to detect with any number of customers",
+            fix="give a larger lift (or, for a mean, check `sd`)",
+            parameter="effect",
+        ) from None
     n_control = math.ceil(n_treated * (1 - treated_share) / treated_share)
     return {"n_total": n_treated + n_control, "n_treated": n_treated, "n_control": n_control}
+
+
+def _check_test_plan(
+    effect: float, baseline: float | None, sd: float | None, **shares: float
+) -> None:
+    """Each input of :func:`sample_size` in range, else an error naming it."""
+    if not math.isfinite(effect) or effect == 0:
+        raise DataValidationError(
+            f"`effect` {effect:g} is not a finite, non-zero number",
+            fix="give the lift to detect, e.g. `effect=0.02` (2 points) from `baseline=0.1`",
+            parameter="effect",
+        )
+    if (baseline is None) == (sd is None):
+        raise DataValidationError(
+            "give exactly one of `baseline` (a rate) or `sd` (a mean)",
+            fix="e.g. `effect=0.02` with `baseline=0.1` (10%), or `effect=5` with `sd=40`",
+            parameter="baseline",
+        )
+    if baseline is not None:
+        if not 0 < baseline < 1:
+            raise DataValidationError(
+                f"`baseline` {baseline:g} is not a rate in (0, 1)",
+                fix="give the control group's expected rate, e.g. `baseline=0.1` for 10%",
+                parameter="baseline",
+            )
+        if not 0 < baseline + effect < 1:
+            raise DataValidationError(
+                f"`baseline` {baseline:g} + `effect` {effect:g} = {baseline + effect:g} is "
+                "not a rate in (0, 1)",
+                fix="give a lift that keeps the treated rate between 0 and 1",
+                parameter="effect",
+            )
+    if sd is not None and not (math.isfinite(sd) and sd > 0):
+        raise DataValidationError(
+            f"`sd` {sd:g} is not a standard deviation > 0",
+            fix="give the outcome's standard deviation per customer, e.g. `sd=40`",
+            parameter="sd",
+        )
+    examples = {"level": 0.95, "power": 0.8, "treated_share": 0.5}
+    for name, value in shares.items():
+        if not 0 < value < 1:
+            raise DataValidationError(
+                f"`{name}` {value:g} is not in (0, 1)",
+                fix=f"e.g. `{name}={examples[name]}`",
+                parameter=name,
+            )
 
 
 def campaign_roi(

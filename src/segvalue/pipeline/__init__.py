@@ -36,6 +36,7 @@ from segvalue.pipeline.measure import (
     lift_file,
     read_journeys,
     read_paths,
+    sample_size_check,
 )
 from segvalue.pipeline.persist import Persisted
 from segvalue.pipeline.result import RunResult, config_hash
@@ -81,6 +82,7 @@ __all__ = [
     "run",
     "run_config",
     "run_demo",
+    "sample_size_check",
     "validate_config",
     "write_config_template",
 ]

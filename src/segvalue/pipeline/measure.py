@@ -29,6 +29,7 @@ __all__ = [
     "read_journeys",
     "read_paths",
     "read_rows",
+    "sample_size_check",
 ]
 
 
@@ -192,6 +193,47 @@ def lift_file(
             if not row["binary"]:
                 row["roi"] = campaign_roi(row, contact_cost=contact_cost, margin=margin)
     return found
+
+
+def sample_size_check(
+    effect: float,
+    *,
+    baseline: float | None = None,
+    sd: float | None = None,
+    level: float = 0.95,
+    power: float = 0.8,
+    treated_share: float = 0.5,
+) -> dict[str, Any]:
+    """The customers a test needs to find a lift of ``effect``, checked before running
+    it: :func:`segvalue.measurement.lift.sample_size` of a rate from its ``baseline``
+    (the control group's expected rate) or of a mean with standard deviation ``sd``,
+    with what was asked beside it (what ``segvalue sample-size --json`` prints).
+
+    Returns
+    -------
+    dict
+        ``{"effect", "baseline", "sd", "level", "power", "treated_share", "n_total",
+        "n_treated", "n_control"}``; of ``baseline`` and ``sd``, the one not given is None.
+
+    Raises
+    ------
+    DataValidationError
+        An input out of range, naming it (``parameter`` and in backticks).
+
+    Examples
+    --------
+    >>> sample_size_check(0.02, baseline=0.10)["n_treated"]
+    3839
+    >>> sample_size_check(0.5, sd=2.0)["n_total"]
+    504
+    """
+    from segvalue.measurement.lift import sample_size
+
+    sizes = sample_size(
+        effect, baseline=baseline, sd=sd, level=level, power=power, treated_share=treated_share
+    )
+    asked = {"effect": effect, "baseline": baseline, "sd": sd, "level": level, "power": power}
+    return {**asked, "treated_share": treated_share, **sizes}
 
 
 def evaluate_uplift_file(
