@@ -105,6 +105,9 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("GET", f"/api/v1/customers/{CUSTOMER}", None),
     ("GET", "/api/v1/measurement/attribution", None),
     ("GET", "/api/v1/measurement/sample-size?effect=0.02&baseline=0.1", None),
+    ("GET", "/api/v1/measurement/stored-attribution?model=markov", None),
+    ("GET", "/api/v1/measurement/channels", None),
+    ("GET", "/api/v1/measurement/experiments?outcome=converted", None),
     ("POST", "/api/v1/budget/plan", {}),
     ("POST", "/api/v1/budget/what-if", {"move": "email:search_ads:0.2"}),
 ]
@@ -713,3 +716,31 @@ def test_sample_size_bad_input_is_a_422_problem_naming_it(
 ) -> None:
     doc = assert_problem(demo.get(f"/api/v1/measurement/sample-size?{query}"), 422)
     assert doc["parameter"] == parameter and said in doc["detail"]
+
+
+def test_the_runs_stored_measurement(demo: Demo) -> None:
+    """What the run stored (docs/measurement.md), filtered as asked."""
+    doc = demo.get("/api/v1/measurement/stored-attribution?segment=all+customers").json()
+    assert doc["scheme"] == "clusters" and doc["details"]["journeys"] > 0
+    by_model: dict[str, float] = {}
+    for row in doc["attribution"]:
+        assert row["segment"] == "all customers"
+        by_model[row["model"]] = by_model.get(row["model"], 0.0) + row["share"]
+    assert set(by_model) == {"last", "linear", "position", "time-decay", "markov", "shapley"}
+    assert all(total == pytest.approx(1.0) for total in by_model.values())
+    channels = demo.get("/api/v1/measurement/channels?segment=cluster_1").json()["channels"]
+    assert channels and {r["segment"] for r in channels} == {"cluster_1"}
+    assert {r["role"] for r in channels} <= {"primary", "secondary", "support", "test", "reduce"}
+    primary = [r for r in channels if r["role"] == "primary"]
+    assert len(primary) <= 1
+    for r in channels:
+        if r["conversion_rate"] is not None:
+            assert r["conversion_rate_lower"] <= r["conversion_rate"] <= r["conversion_rate_upper"]
+    found = demo.get("/api/v1/measurement/experiments?outcome=converted").json()
+    assert found["lift"] and {r["outcome"] for r in found["lift"]} == {"converted"}
+    assert found["priority_lift"]["outcome"] == "converted"
+    (experiment,) = found["uplift"]
+    assert set(found["uplift"][experiment]["curves"]) == {"model", "perfect", "random"}
+    none = demo.get("/api/v1/measurement/experiments?experiment=nope").json()
+    assert none["lift"] == [] and none["uplift"] == {}
+    assert_problem(demo.get("/api/v1/measurement/channels?run=nope"), 404)

@@ -422,6 +422,109 @@ def get_attribution(
     return json_ready(found)
 
 
+SegmentParam = Annotated[
+    str | None, Query(description="one segment only (`all customers`: the whole base)")
+]
+
+
+def _measured(project: Project, run: str | None) -> tuple[RunView, dict[str, Any]]:
+    """The run and its stored measurement; a 404 problem when the run measured nothing."""
+    view = _view(project, run)
+    if not view.has_document("measurement"):
+        raise Problem(
+            404,
+            f"run {view.run_id} holds no measurement (it had no touchpoints or experiments "
+            "source, or measurement.enabled was false)",
+            parameter="run",
+        )
+    return view, view.measurement()
+
+
+def _only(rows: list[dict[str, Any]], **wanted: str | None) -> list[dict[str, Any]]:
+    """The rows whose named columns equal the values asked for (None: any)."""
+    return [r for r in rows if all(v is None or r.get(k) == v for k, v in wanted.items())]
+
+
+@v1_router.get(
+    "/measurement/stored-attribution",
+    summary="The attribution models stored with a run, side by side, per segment",
+)
+def get_stored_attribution(
+    request: Request,
+    run: RunParam = None,
+    segment: SegmentParam = None,
+    model: Annotated[str | None, Query(description="one model only", max_length=40)] = None,
+) -> Any:
+    """The run's measurement of its touchpoints (docs/measurement.md): per segment of the
+    measured scheme (and ``all customers``), model and channel, the conversions and value
+    credited, the share and (markov) the removal effect; with the step's facts."""
+    gate = gate_of(request)
+    with gate.use() as project:
+        view, found = _measured(project, run)
+    return json_ready(
+        {
+            "run_id": view.run_id,
+            "scheme": found["details"].get("scheme"),
+            "details": found["details"],
+            "attribution": _only(found["attribution"], segment=segment, model=model),
+        }
+    )
+
+
+@v1_router.get(
+    "/measurement/channels",
+    summary="Channel effectiveness per segment, with intervals and the recommended roles",
+)
+def get_channels(request: Request, run: RunParam = None, segment: SegmentParam = None) -> Any:
+    """Per segment and channel: reach, conversion rate, cost per conversion, ROAS and
+    value per reached customer with their intervals, and the channel's role (primary,
+    secondary, support, test, reduce) with the reason."""
+    gate = gate_of(request)
+    with gate.use() as project:
+        view, found = _measured(project, run)
+    return json_ready(
+        {
+            "run_id": view.run_id,
+            "scheme": found["details"].get("scheme"),
+            "channels": _only(found["channels"], segment=segment),
+        }
+    )
+
+
+@v1_router.get(
+    "/measurement/experiments",
+    summary="Experiment lift per arm, outcome and segment, with intervals",
+)
+def get_experiments(
+    request: Request,
+    run: RunParam = None,
+    segment: SegmentParam = None,
+    experiment: Annotated[
+        str | None, Query(description="one experiment_id only", max_length=200)
+    ] = None,
+    outcome: Annotated[str | None, Query(description="one outcome only", max_length=200)] = None,
+) -> Any:
+    """The lift rows of the run's experiments (treated and control means, lift with its
+    interval, relative lift, p-value and the adjusted one, under-powered flag, incremental
+    outcome, campaign ROI), the lift that feeds the priorities, and each experiment's
+    uplift model evaluation with its Qini curves."""
+    gate = gate_of(request)
+    with gate.use() as project:
+        view, found = _measured(project, run)
+    uplift = found["uplift"]
+    return json_ready(
+        {
+            "run_id": view.run_id,
+            "scheme": found["details"].get("scheme"),
+            "priority_lift": found["details"].get("priority_lift"),
+            "lift": _only(
+                found["lift"], segment=segment, experiment_id=experiment, outcome=outcome
+            ),
+            "uplift": {k: v for k, v in uplift.items() if experiment is None or k == experiment},
+        }
+    )
+
+
 @v1_router.get(
     "/measurement/sample-size",
     summary="Customers a test needs to detect a lift, before it runs",
