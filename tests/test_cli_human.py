@@ -201,6 +201,13 @@ def test_run(shop: tuple[Path, str]) -> None:
     text = ok(["run", "-c", "shop/segvalue.yaml"], where)
     assert "Input as of" in text and "Scheme clusters (cluster)" in text
     assert "segment_memberships.parquet" in text and "run.json" in text
+    # the measurement step (docs/measurement.md): journeys, roles, the priorities' lift
+    flat = " ".join(text.split())
+    assert "measurement per segment of clusters" in flat
+    assert re.search(r"[\d,]+ journeys, [\d,]+ converting; [\d,]+ conversions had no touch", flat)
+    assert re.search(r"channel roles \(all customers\): primary \w+", flat)
+    assert re.search(r"EXP-2025-RETENTION treatment: converted lift [+-][\d.]+ \(", flat)
+    assert "channel_effectiveness.parquet" in text and "measurement.json" in text
 
 
 def test_segment_one_scheme(shop: tuple[Path, str]) -> None:

@@ -353,6 +353,8 @@ def run_job(
     _print_segments(result.summary().get("segments"), only=only)
     if result.migration is not None:
         _print_migration(result.migration.summary())
+    if result.measurement is not None:
+        _print_measurement(result.measurement)
     _print_outputs(result.outputs)
 
 
@@ -1740,6 +1742,53 @@ def _print_segments(segments: dict[str, Any] | None, only: list[str] | None = No
         out.print(table)
     for warning in segments["warnings"]:
         out.print(f"[yellow]warning:[/] {escape(warning['message'])}", highlight=False)
+
+
+def _print_measurement(measured: Any) -> None:
+    """The measurement step in a few lines: journeys, the whole base's channel roles, the
+    lift that feeds the priorities, the uplift model (docs/measurement.md)."""
+    facts = measured.details
+    scheme = f" per segment of {escape(str(facts['scheme']))}" if facts.get("scheme") else ""
+    out.print(f"[bold]measurement[/]{scheme}", highlight=False)
+    if "journeys" in facts:
+        out.print(
+            f"  {facts['journeys']:,} journeys, {facts['converting_journeys']:,} converting; "
+            f"{facts['conversions_without_touches']:,} conversions had no touch in "
+            f"{facts['lookback_days']:g} days",
+            highlight=False,
+        )
+        roles: dict[str, list[str]] = {}
+        for row in measured.effectiveness.to_pylist():
+            if row["segment"] == "all customers":
+                roles.setdefault(row["role"], []).append(str(row["channel"]))
+        shown = "; ".join(f"{role} {', '.join(names)}" for role, names in roles.items())
+        out.print(f"  channel roles (all customers): {escape(shown)}", highlight=False)
+    chosen = facts.get("priority_lift")
+    if chosen:
+        for row in measured.lift.to_pylist():
+            if (
+                row["segment"] == "all customers"
+                and row["experiment_id"] == chosen["experiment_id"]
+                and row["arm"] == chosen["arm"]
+                and row["outcome"] == chosen["outcome"]
+            ):
+                power = ", under-powered" if row["under_powered"] else ""
+                out.print(
+                    f"  {escape(str(chosen['experiment_id']))} {escape(str(chosen['arm']))}: "
+                    f"{escape(str(chosen['outcome']))} lift {row['lift']:+.3g} "
+                    f"({row['ci_low']:.3g} to {row['ci_high']:.3g}, "
+                    f"p {_p(row['p_value'])}{power}); per segment in the priorities",
+                    highlight=False,
+                )
+    for experiment, found in (facts.get("uplift") or {}).items():
+        if found.get("qini_auc") is not None:
+            low, high = found["qini_auc_ci"]
+            out.print(
+                f"  uplift model ({found['method']}) on {escape(str(experiment))}: Qini AUC "
+                f"{found['qini_auc']:.3f} ({low:.3f} to {high:.3f}) on "
+                f"{found['n']:,} held-out customers",
+                highlight=False,
+            )
 
 
 def _print_migration(migration: dict[str, Any]) -> None:
