@@ -1043,6 +1043,7 @@ class Project:
         (True, ['active'])
         """
         import numpy as np
+        import pyarrow as pa
 
         from segvalue.measurement import attribute, journeys_from_touches
 
@@ -1073,16 +1074,17 @@ class Project:
                 for segment in segments_of.get(str(customer), ()):
                     rows_of.setdefault(segment, []).append(i)
             groups.update({k: np.array(v) for k, v in sorted(rows_of.items())})
-        times = touches.column("ts").to_pylist()
-        channels = touches.column("channel").to_pylist()
-        converted = [e == "conversion" for e in touches.column("event").to_pylist()]
+        converted = np.array(
+            [e == "conversion" for e in touches.column("event").to_pylist()], dtype=bool
+        )
         results: dict[str | None, dict[str, Any]] = {}
         for key, rows in groups.items():
+            taken = touches.take(pa.array(rows, pa.int64()))
             journeys = journeys_from_touches(
-                [customers[i] for i in rows],
-                [times[i] for i in rows],
-                [channels[i] for i in rows],
-                [converted[i] for i in rows],
+                taken.column("customer_id"),
+                taken.column("ts"),
+                taken.column("channel"),
+                converted[rows],
                 lookback_days=lookback_days,
                 session_gap_minutes=session_gap_minutes,
             )
