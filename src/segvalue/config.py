@@ -1768,6 +1768,18 @@ clv:
 #               - {field: country, op: in, value: [DE, AT, CH]}
 #               - {field: orders, op: ">=", value: 3}
 
+# Measurement, with a touchpoints or experiments source (docs/measurement.md): attribution
+# per segment, channel effectiveness and roles, experiment lift feeding the priorities.
+# measurement:
+#   scheme: rfm                 # default: the KPI scheme
+#   attribution:
+#     models: [last, linear, position, time-decay, markov, shapley]
+#     lookback_days: 30
+#   experiments:
+#     control: control          # the control group's label; holdout groups are ignored
+#     contact_cost: 0.5         # per treated customer: a revenue outcome's ROI
+#     uplift: false             # true: an uplift model per experiment, with Qini curves
+
 output:
   dir: segvalue-output          # relative to this file
   format: parquet               # parquet or csv
