@@ -37,6 +37,9 @@ PAGES = [
     "/budget?from=paid_social&to=email&share=0.2",
     "/customers",
     "/customers/C0000001",
+    "/attribution",
+    "/channels?segment=all+customers",
+    "/experiments",
 ]
 
 
@@ -103,6 +106,9 @@ def test_every_page_redirects_to_the_login_with_its_path(demo: Login, client: Te
         "/migration",
         "/models",
         "/budget",
+        "/attribution",
+        "/channels",
+        "/experiments",
         "/customers",
         "/customers/{customer_id}",
         "/customers/{customer_id}/orders",

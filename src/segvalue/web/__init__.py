@@ -66,8 +66,10 @@ def dashboard_router(project: Project, *, login: bool = False, prepare: bool = F
     -------
     fastapi.APIRouter
         Pages ``/``, ``/segments``, ``/segments/{scheme}/{segment}``, ``/migration``,
-        ``/models`` (each takes ``?run=ID``), ``/budget`` (the plan of the configuration,
-        and the what-if form: ``?from=ITEM&to=ITEM&share=0.2``), ``/customers`` and
+        ``/models``, ``/attribution`` and ``/channels`` (``?segment=S``),
+        ``/experiments`` (``?experiment=E&outcome=O``) (each takes ``?run=ID``),
+        ``/budget`` (the plan of the configuration, and the what-if form:
+        ``?from=ITEM&to=ITEM&share=0.2``), ``/customers`` and
         ``/customers/{customer_id}`` (with its order form, ``POST .../orders``: a
         real-time event) and ``/static/{name}``;
         with ``login``, ``/login`` and ``/logout`` too.
@@ -80,9 +82,11 @@ def dashboard_router(project: Project, *, login: bool = False, prepare: bool = F
     >>> project = Project(parse_config({"sources": {"orders": {"path": "o.csv"}}},
     ...                                base_dir=pathlib.Path(tempfile.mkdtemp())))
     >>> paths = sorted(route.path for route in dashboard_router(project).routes)
-    >>> paths[:5]
-    ['/', '/budget', '/customers', '/customers/{customer_id}', '/customers/{customer_id}/orders']
-    >>> paths[5:]
+    >>> paths[:4]
+    ['/', '/attribution', '/budget', '/channels']
+    >>> paths[4:8]
+    ['/customers', '/customers/{customer_id}', '/customers/{customer_id}/orders', '/experiments']
+    >>> paths[8:]
     ['/migration', '/models', '/segments', '/segments/{scheme}/{segment}', '/static/{name}']
     """
     _require_web()

@@ -425,7 +425,8 @@ def build_router(project: Project, *, login: bool = False, prepare: bool = False
                 return latest
             # The pages a visitor opens first, with the keys their routes use: the overview,
             # the segments of every scheme, the CLV model, then the KPI scheme's segments
-            # (the overview's cards and the segments table link to them).
+            # (the overview's cards and the segments table link to them), then the
+            # measurement pages (a run without a measurement shows its message there).
             builds: list[tuple[tuple[str, ...], PageBuilder]] = [
                 (("overview.html",), pages.overview_page),
                 (("segments.html", ""), partial(pages.segments_page, scheme=None)),
@@ -434,6 +435,14 @@ def build_router(project: Project, *, login: bool = False, prepare: bool = False
                     for name in view.info.schemes
                 ],
                 (("models.html",), pages.models_page),
+            ]
+            measured: list[tuple[tuple[str, ...], PageBuilder]] = [
+                (("attribution.html", ""), partial(pages.attribution_page, segment=None)),
+                (("channels.html", ""), partial(pages.channels_page, segment=None)),
+                (
+                    ("experiments.html", "", ""),
+                    partial(pages.experiments_page, experiment=None, outcome=None),
+                ),
             ]
             compiled = False
             while builds:
@@ -452,6 +461,8 @@ def build_router(project: Project, *, login: bool = False, prepare: bool = False
                         )
                         for row in context["segments"]
                     ]
+            for key, build in measured:
+                prepared_page(key, build)
             return latest
         finally:
             with gate.use(close=True):  # as every page leaves it: closed
@@ -523,6 +534,33 @@ def build_router(project: Project, *, login: bool = False, prepare: bool = False
     @guarded
     def models(request: Request, run: str | None = None) -> Response:
         return page(request, run, pages.models_page, "models.html")
+
+    @router.get("/attribution", response_class=HTMLResponse)
+    @guarded
+    def attribution(
+        request: Request, run: str | None = None, segment: str | None = None
+    ) -> Response:
+        build = partial(pages.attribution_page, segment=segment or None)
+        return page(request, run, build, "attribution.html", segment or "")
+
+    @router.get("/channels", response_class=HTMLResponse)
+    @guarded
+    def channels(request: Request, run: str | None = None, segment: str | None = None) -> Response:
+        build = partial(pages.channels_page, segment=segment or None)
+        return page(request, run, build, "channels.html", segment or "")
+
+    @router.get("/experiments", response_class=HTMLResponse)
+    @guarded
+    def experiments(
+        request: Request,
+        run: str | None = None,
+        experiment: str | None = None,
+        outcome: str | None = None,
+    ) -> Response:
+        build = partial(
+            pages.experiments_page, experiment=experiment or None, outcome=outcome or None
+        )
+        return page(request, run, build, "experiments.html", experiment or "", outcome or "")
 
     @router.get("/migration", response_class=HTMLResponse)
     @guarded

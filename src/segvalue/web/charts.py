@@ -12,17 +12,22 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "ROLE_COLOURS",
     "STATUS_COLOURS",
     "Chart",
     "allocation_chart",
+    "attribution_chart",
     "channel_chart",
+    "channel_interval_chart",
     "clv_histogram",
     "frequency_histogram",
     "holdout_tracking",
     "kpi_chart",
+    "lift_forest_chart",
     "migration_chart",
     "migration_sankey",
     "profile_index_chart",
+    "qini_chart",
     "response_curves_chart",
     "rfm_heatmap",
 ]
@@ -622,5 +627,286 @@ def rfm_heatmap(cells: Sequence[Mapping[str, Any]], *, bins: int) -> Chart:
         "RFM: customers by recency and frequency score",
         f"Heat map of {total} customers by recency score (across) and frequency score "
         "(up), with their mean CLV in each cell's hover text.",
+        figure,
+    )
+
+
+#: The colour of each recommended channel role (the role matrix uses the same).
+ROLE_COLOURS = {
+    "primary": "#1a7f37",
+    "secondary": "#1f5fa8",
+    "support": "#6e7781",
+    "test": "#8250df",
+    "reduce": "#c0262d",
+}
+_PALETTE = ["#1f5fa8", "#b35900", "#1a7f37", "#8250df", "#c0262d", "#0a7e8c", "#6e7781"]
+
+
+def _error_bars(
+    rows: Sequence[Mapping[str, Any]], value: str, lower: str, upper: str
+) -> tuple[list[Any], list[Any], list[Any]]:
+    """Each row's ``value`` and its error bars up to ``upper`` and down to ``lower`` (as
+    Plotly's ``error_y.array`` and ``arrayminus``); None where a bound is undefined."""
+    values = [r.get(value) for r in rows]
+    above = [
+        None if v is None or r.get(upper) is None else r[upper] - v
+        for r, v in zip(rows, values, strict=True)
+    ]
+    below = [
+        None if v is None or r.get(lower) is None else v - r[lower]
+        for r, v in zip(rows, values, strict=True)
+    ]
+    return values, above, below
+
+
+def attribution_chart(
+    rows: Sequence[Mapping[str, Any]], *, models: Sequence[str], channels: Sequence[str]
+) -> Chart:
+    """Each channel's share of the conversions under each attribution model, side by side.
+
+    Parameters
+    ----------
+    rows
+        ``attribution`` rows of one segment: ``model, channel, share``.
+    models, channels
+        The models (one bar colour each) and channels (along the axis), in order.
+
+    Examples
+    --------
+    >>> rows = [{"model": "last", "channel": "email", "share": 0.6},
+    ...         {"model": "markov", "channel": "email", "share": 0.5}]
+    >>> attribution_chart(rows, models=["last", "markov"], channels=["email"]).chart_id
+    'attribution-shares'
+    """
+    import plotly.graph_objects as go
+
+    share = {(str(r["model"]), str(r["channel"])): r.get("share") for r in rows}
+    figure = go.Figure(
+        [
+            go.Bar(
+                x=list(channels),
+                y=[share.get((model, channel)) for channel in channels],
+                name=model,
+                marker_color=_PALETTE[index % len(_PALETTE)],
+                hovertemplate=f"%{{x}}: %{{y:.1%}}<extra>{model}</extra>",
+            )
+            for index, model in enumerate(models)
+        ]
+    )
+    figure.update_layout(
+        _layout(
+            barmode="group",
+            yaxis_title="share of the conversions",
+            yaxis_tickformat=".0%",
+            height=360,
+        )
+    )
+    return _chart(
+        "attribution-shares",
+        "Share of the conversions per channel, by attribution model",
+        "Grouped bar chart: for each channel, the share of the conversions each "
+        "attribution model credits to it.",
+        figure,
+    )
+
+
+def channel_interval_chart(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    measure: str,
+    label: str,
+    level: float = 0.95,
+    percent: bool = False,
+    break_even: float | None = None,
+    log: bool = False,
+) -> Chart:
+    """One measure of each channel with its interval, coloured by the channel's role.
+
+    Parameters
+    ----------
+    rows
+        ``channel_effectiveness`` rows of one segment: ``channel, role``, the measure and
+        its ``<measure>_lower`` and ``<measure>_upper``.
+    measure
+        The column: ``conversion_rate``, ``roas``, ...
+    label
+        The measure in words, for the axis and the title.
+    level
+        The intervals' confidence level.
+    percent
+        Whether the measure is a share (the axis in percent).
+    break_even
+        A value to draw as a dashed line (ROAS: 1, the value returns its cost).
+    log
+        A log axis (for a ratio whose channels differ by orders of magnitude).
+
+    Examples
+    --------
+    >>> rows = [{"channel": "email", "role": "primary", "roas": 3.0, "roas_lower": 2.0,
+    ...          "roas_upper": 4.0}]
+    >>> channel_interval_chart(rows, measure="roas", label="ROAS", break_even=1).chart_id
+    'channel-roas'
+    """
+    import plotly.graph_objects as go
+
+    channels = [str(r["channel"]) for r in rows]
+    estimates, above, below = _error_bars(rows, measure, f"{measure}_lower", f"{measure}_upper")
+    value_format = ".1%" if percent else ",.3g"
+    figure = go.Figure(
+        go.Bar(
+            x=channels,
+            y=estimates,
+            marker_color=[ROLE_COLOURS.get(str(r.get("role")), _BASE) for r in rows],
+            error_y={"type": "data", "array": above, "arrayminus": below, "color": "#333"},
+            customdata=[str(r.get("role") or "–") for r in rows],
+            hovertemplate=f"%{{x}}: %{{y:{value_format}}} (role %{{customdata}})<extra></extra>",
+        )
+    )
+    if break_even is not None:
+        figure.add_hline(
+            y=break_even,
+            line_dash="dash",
+            line_color="#333",
+            annotation_text="break-even",
+            annotation_position="bottom right",
+        )
+    figure.update_layout(
+        _layout(
+            yaxis_title=f"{label} (log scale)" if log else label,
+            yaxis_tickformat=".0%" if percent else None,
+            yaxis_type="log" if log else None,
+            showlegend=False,
+            height=340,
+        )
+    )
+    return _chart(
+        f"channel-{measure.replace('_', '-')}",
+        f"{label[:1].upper()}{label[1:]} per channel, with {level:.0%} intervals",
+        f"Bar chart of each channel's {label} with its {level:.0%} interval, coloured by "
+        "the channel's recommended role.",
+        figure,
+    )
+
+
+def lift_forest_chart(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    chart_id: str,
+    title: str,
+    level: float = 0.95,
+    binary: bool = False,
+) -> Chart:
+    """A forest plot: each segment's lift (treated minus control) with its interval.
+
+    Parameters
+    ----------
+    rows
+        ``experiment_lift`` rows of one experiment, arm and outcome: ``segment, lift,
+        ci_low, ci_high, under_powered``.
+    chart_id, title
+        The chart's HTML id (unique on its page) and heading.
+    level
+        The intervals' confidence level.
+    binary
+        Whether the outcome is 0 / 1 (the lift in percentage points).
+
+    Examples
+    --------
+    >>> rows = [{"segment": "all customers", "lift": 0.02, "ci_low": -0.01,
+    ...          "ci_high": 0.05, "under_powered": True}]
+    >>> lift_forest_chart(rows, chart_id="lift-0", title="Lift", binary=True).chart_id
+    'lift-0'
+    """
+    import plotly.graph_objects as go
+
+    segments = [str(r["segment"]) for r in rows]
+    lifts, above, below = _error_bars(rows, "lift", "ci_low", "ci_high")
+    weak = [bool(r.get("under_powered")) for r in rows]
+    value_format = ".1%" if binary else ",.3g"
+    figure = go.Figure(
+        go.Scatter(
+            x=lifts,
+            y=segments,
+            mode="markers",
+            marker={
+                "size": 11,
+                "color": ["#6e7781" if w else _BASE for w in weak],
+                "symbol": ["circle-open" if w else "circle" for w in weak],
+                "line": {"width": 2},
+            },
+            error_x={"type": "data", "array": above, "arrayminus": below, "color": "#333"},
+            customdata=["under-powered" if w else "" for w in weak],
+            hovertemplate=f"%{{y}}: lift %{{x:{value_format}}} %{{customdata}}<extra></extra>",
+        )
+    )
+    figure.add_vline(x=0, line_color="#333")
+    figure.update_layout(
+        _layout(
+            xaxis_title="lift, treated minus control" + (" (points)" if binary else ""),
+            xaxis_tickformat=".1%" if binary else None,
+            yaxis={"autorange": "reversed", "automargin": True},
+            showlegend=False,
+            height=max(260, 30 * len(rows) + 110),
+            margin={"l": 10, "r": 20, "t": 20, "b": 50},
+        )
+    )
+    return _chart(
+        chart_id,
+        title,
+        f"Forest plot: each segment's lift with its {level:.0%} interval against a zero "
+        "line; an open grey point is an under-powered result.",
+        figure,
+    )
+
+
+def qini_chart(curves: Mapping[str, Mapping[str, Sequence[float]]]) -> Chart:
+    """An uplift model's Qini curve against the perfect and the random ones.
+
+    Parameters
+    ----------
+    curves
+        By curve (``model``, ``perfect``, ``random``): ``share`` (of the customers,
+        highest score first, 0 to 1) and ``qini`` (incremental responders so far).
+
+    Examples
+    --------
+    >>> line = {"share": [0.0, 1.0], "qini": [0.0, 4.0]}
+    >>> qini_chart({"model": line, "random": line}).chart_id
+    'qini'
+    """
+    import plotly.graph_objects as go
+
+    styles = {
+        "model": {"color": _BASE, "width": 3},
+        "perfect": {"color": "#1a7f37", "dash": "dot"},
+        "random": {"color": "#6e7781", "dash": "dash"},
+    }
+    order = [name for name in styles if name in curves] + sorted(set(curves) - set(styles))
+    figure = go.Figure(
+        [
+            go.Scatter(
+                x=list(curves[name]["share"]),
+                y=list(curves[name]["qini"]),
+                mode="lines",
+                name=name,
+                line=styles.get(name, {"color": "#b35900"}),
+                hovertemplate=f"top %{{x:.0%}}: %{{y:,.1f}}<extra>{name}</extra>",
+            )
+            for name in order
+        ]
+    )
+    figure.update_layout(
+        _layout(
+            xaxis_title="customers targeted, highest score first",
+            xaxis_tickformat=".0%",
+            yaxis_title="incremental responders (Qini)",
+            height=360,
+        )
+    )
+    return _chart(
+        "qini",
+        "Qini curves: the uplift model against perfect and random targeting",
+        "Line chart of the incremental responders gained when targeting a growing share of "
+        "customers by the model's score, by a perfect ranking and at random.",
         figure,
     )

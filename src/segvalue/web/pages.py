@@ -21,9 +21,14 @@ if TYPE_CHECKING:
     from segvalue.project import BudgetCurves, Project, Runs, RunView
 
 __all__ = [
+    "ALL_CUSTOMERS",
+    "CHANNEL_ROLES",
     "InvalidInput",
     "NotFound",
+    "attribution_page",
     "budget_page",
+    "channels_page",
+    "experiments_page",
     "migration_page",
     "models_page",
     "overview_page",
@@ -108,6 +113,8 @@ def overview_page(view: RunView) -> dict[str, Any]:
         "freshness": freshness,
         "rejects": rejects,
         "duration": duration,
+        # Whether the run measured attribution, channels or experiments (links to them).
+        "measured": view.has_document("measurement"),
         "charts": [k["chart"] for k in kpis],
     }
 
@@ -731,4 +738,294 @@ def customer_page(project: Project, customer_id: str) -> dict[str, Any]:
         "others": others,
         "memberships": memberships,
         "moves": project.segment_events(customer_id=customer_id, limit=20),
+    }
+
+
+# ------------------------------------------------------------------ measurement
+
+#: The segment of the whole base in the measurement's rows.
+ALL_CUSTOMERS = "all customers"
+
+
+def _measurement(view: RunView) -> dict[str, Any]:
+    """:meth:`RunView.measurement`, or an error saying when a run has one."""
+    if not view.has_document("measurement"):
+        raise DataValidationError(
+            f"run {view.run_id} holds no measurement: a run measures attribution, channel "
+            "effectiveness and experiments when its configuration has a touchpoints or an "
+            "experiments source",
+            fix="add one to segvalue.yaml (and keep measurement.enabled true), then run again",
+        )
+    return view.measurement()
+
+
+def _segments_of(rows: list[dict[str, Any]]) -> list[str]:
+    """The segments of measurement rows: the whole base first, then the rest by name."""
+    found = {str(r["segment"]) for r in rows if r.get("segment") is not None}
+    return ([ALL_CUSTOMERS] if ALL_CUSTOMERS in found else []) + sorted(found - {ALL_CUSTOMERS})
+
+
+def _chosen_segment(view: RunView, segments: list[str], segment: str | None) -> str | None:
+    """``segment`` when the measurement has it (None: the whole base, or the first)."""
+    if segment is None:
+        return segments[0] if segments else None
+    if segment not in segments:
+        raise NotFound(f"the measurement of run {view.run_id} has no segment {segment!r}")
+    return segment
+
+
+def _ordered(preferred: Any, present: set[str]) -> list[str]:
+    """``present`` in the order of ``preferred`` (a list of names), the others after it."""
+    ordered = [str(name) for name in preferred or [] if str(name) in present]
+    return ordered + sorted(present - set(ordered))
+
+
+def _conversion_meaning(details: dict[str, Any]) -> str | None:
+    """What a conversion is, in words (``measurement.attribution.conversions``)."""
+    kind = details.get("conversions")
+    value = details.get("conversion_value")
+    if kind == "touchpoints":
+        meaning = "a touchpoint whose event is a conversion"
+    elif kind == "orders":
+        meaning = "an order with an amount above 0"
+    elif kind is None:
+        return None
+    else:
+        meaning = str(kind)
+    return f"{meaning}; its value: {value}" if value else meaning
+
+
+def attribution_page(view: RunView, segment: str | None) -> dict[str, Any]:
+    """The attribution models side by side for one segment (None: the whole base).
+
+    Per channel, the share of the conversions and the value each model of the run's
+    measurement credits to it, the Markov removal effects, and the facts of the journeys.
+
+    Raises
+    ------
+    NotFound
+        The measurement has no such segment.
+    segvalue.errors.DataValidationError
+        The run holds no measurement (no touchpoints or experiments).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.pipeline import run_demo
+    >>> from segvalue.project import Project
+    >>> _, path = run_demo(n_customers=300, out_dir=pathlib.Path(tempfile.mkdtemp()))
+    >>> with Project.from_yaml(path) as project:
+    ...     page = attribution_page(project.runs.latest(), None)
+    >>> page["segment"], page["models"][-1], [c.chart_id for c in page["charts"]]
+    ('all customers', 'shapley', ['attribution-shares'])
+    """
+    found = _measurement(view)
+    details = found["details"]
+    rows: list[dict[str, Any]] = found["attribution"]
+    segments = _segments_of(rows)
+    chosen = _chosen_segment(view, segments, segment)
+    rows = [r for r in rows if r["segment"] == chosen]
+    models = _ordered(details.get("models"), {str(r["model"]) for r in rows})
+    credit_model = details.get("credit_model")
+    by_cell = {(str(r["model"]), str(r["channel"])): r for r in rows}
+    # Channels by the share the run's credit model gives them (it also credits the
+    # channel effectiveness), largest first.
+    ranking = credit_model if credit_model in models else (models[0] if models else None)
+    channels = sorted(
+        _ordered(details.get("channels"), {str(r["channel"]) for r in rows}),
+        key=lambda c: -((by_cell.get((str(ranking), c)) or {}).get("share") or 0.0),
+    )
+    table = [
+        {"channel": channel, "cells": [by_cell.get((model, channel)) or {} for model in models]}
+        for channel in channels
+    ]
+    removal = sorted(
+        (
+            {"channel": str(r["channel"]), "removal_effect": r["removal_effect"]}
+            for r in rows
+            if r.get("removal_effect") is not None
+        ),
+        key=lambda r: -r["removal_effect"],
+    )
+    conversions = sum(
+        (by_cell.get((str(ranking), c)) or {}).get("conversions") or 0.0 for c in channels
+    )
+    return {
+        "scheme": details.get("scheme"),
+        "segments": segments,
+        "segment": chosen,
+        "details": details,
+        "conversion_meaning": _conversion_meaning(details),
+        "models": models,
+        "credit_model": credit_model,
+        "table": table,
+        "conversions": conversions if rows else None,
+        "removal": removal,
+        "charts": (
+            [charts.attribution_chart(rows, models=models, channels=channels)] if rows else []
+        ),
+    }
+
+
+#: The recommended channel roles, strongest first (docs/measurement.md).
+CHANNEL_ROLES = ("primary", "secondary", "support", "test", "reduce")
+
+
+def channels_page(view: RunView, segment: str | None) -> dict[str, Any]:
+    """Channel effectiveness in one segment (None: the whole base), and the roles matrix.
+
+    Per channel: customers reached, conversion rate, cost per conversion and ROAS with
+    their intervals, the recommended role and its reason; charts of the conversion rate
+    and (where there are costs) the ROAS with their intervals; every segment's role per
+    channel. The numbers are observational (docs/measurement.md).
+
+    Raises
+    ------
+    NotFound
+        The measurement has no such segment.
+    segvalue.errors.DataValidationError
+        The run holds no measurement (no touchpoints or experiments).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.pipeline import run_demo
+    >>> from segvalue.project import Project
+    >>> _, path = run_demo(n_customers=300, out_dir=pathlib.Path(tempfile.mkdtemp()))
+    >>> with Project.from_yaml(path) as project:
+    ...     page = channels_page(project.runs.latest(), None)
+    >>> page["segment"], page["rows"][0]["rank"], page["matrix"][0]["segment"]
+    ('all customers', 1, 'all customers')
+    """
+    found = _measurement(view)
+    details = found["details"]
+    everything: list[dict[str, Any]] = found["channels"]
+    segments = _segments_of(everything)
+    chosen = _chosen_segment(view, segments, segment)
+    channels = _ordered(details.get("channels"), {str(r["channel"]) for r in everything})
+    unranked = len(channels) + 1
+    rows = sorted(
+        (r for r in everything if r["segment"] == chosen),
+        key=lambda r: (r.get("rank") if r.get("rank") is not None else unranked, r["channel"]),
+    )
+    roles = {(str(r["segment"]), str(r["channel"])): r for r in everything}
+    matrix = [
+        {"segment": name, "cells": [roles.get((name, channel)) or {} for channel in channels]}
+        for name in segments
+    ]
+    level = float(details.get("level") or 0.95)
+    page_charts = []
+    if rows:
+        page_charts.append(
+            charts.channel_interval_chart(
+                rows, measure="conversion_rate", label="conversion rate", level=level, percent=True
+            )
+        )
+    roas = [r["roas"] for r in rows if r.get("roas") is not None]
+    if roas:
+        # ROAS is a ratio: channels apart by orders of magnitude read on a log axis.
+        spread = min(roas) > 0 and max(roas) / min(roas) > 20
+        page_charts.append(
+            charts.channel_interval_chart(
+                rows, measure="roas", label="ROAS", level=level, break_even=1.0, log=spread
+            )
+        )
+    return {
+        "scheme": details.get("scheme"),
+        "segments": segments,
+        "segment": chosen,
+        "details": details,
+        "level_label": f"{level:.0%}",
+        "rows": rows,
+        "channels": channels,
+        "matrix": matrix,
+        "roles": [role for role in CHANNEL_ROLES if any(r["role"] == role for r in everything)],
+        "charts": page_charts,
+    }
+
+
+def experiments_page(view: RunView, experiment: str | None, outcome: str | None) -> dict[str, Any]:
+    """One experiment's lift per segment for one outcome, per arm, and its uplift model.
+
+    ``experiment`` None: the run's first experiment; ``outcome`` None: the outcome of
+    the segment priorities (``priority_lift``) in that experiment, else its first.
+
+    Raises
+    ------
+    NotFound
+        The measurement has no such experiment, or the experiment no such outcome.
+    segvalue.errors.DataValidationError
+        The run holds no measurement (no touchpoints or experiments).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.pipeline import run_demo
+    >>> from segvalue.project import Project
+    >>> _, path = run_demo(n_customers=300, out_dir=pathlib.Path(tempfile.mkdtemp()))
+    >>> with Project.from_yaml(path) as project:
+    ...     page = experiments_page(project.runs.latest(), None, None)
+    >>> page["experiment"], page["outcome"], page["arms"][0]["arm"], page["charts"][0].chart_id
+    ('EXP-2025-RETENTION', 'converted', 'treatment', 'lift-0')
+    """
+    found = _measurement(view)
+    details = found["details"]
+    lift: list[dict[str, Any]] = found["lift"]
+    uplift: dict[str, Any] = found["uplift"]
+    experiments = _ordered(
+        details.get("experiments"), {str(r["experiment_id"]) for r in lift} | set(uplift)
+    )
+    if experiment is None:
+        experiment = experiments[0] if experiments else None
+    elif experiment not in experiments:
+        raise NotFound(f"the measurement of run {view.run_id} has no experiment {experiment!r}")
+    rows = [r for r in lift if r["experiment_id"] == experiment]
+    outcomes = list(dict.fromkeys(str(r["outcome"]) for r in rows))
+    if outcome is None:
+        priority = details.get("priority_lift") or {}
+        wanted = priority.get("outcome") if priority.get("experiment_id") == experiment else None
+        outcome = wanted if wanted in outcomes else (outcomes[0] if outcomes else None)
+    elif outcome not in outcomes:
+        raise NotFound(f"experiment {experiment!r} has no outcome {outcome!r}")
+    level = float(details.get("level") or 0.95)
+    arms: list[dict[str, Any]] = []
+    page_charts = []
+    for arm in dict.fromkeys(str(r["arm"]) for r in rows):
+        chosen = [r for r in rows if r["arm"] == arm and r["outcome"] == outcome]
+        if not chosen:
+            continue
+        chosen.sort(key=lambda r: (r["segment"] != ALL_CUSTOMERS, str(r["segment"])))
+        binary = bool(chosen[0].get("binary"))
+        chart = charts.lift_forest_chart(
+            chosen,
+            chart_id=f"lift-{len(arms)}",
+            title=f"Lift of {outcome} per segment, {arm} against control",
+            level=level,
+            binary=binary,
+        )
+        page_charts.append(chart)
+        arms.append(
+            {
+                "arm": arm,
+                "binary": binary,
+                "rows": chosen,
+                "under_powered": sum(bool(r.get("under_powered")) for r in chosen),
+                "has_roi": any(r.get("roi") is not None for r in chosen),
+                "chart": chart,
+            }
+        )
+    model = uplift.get(experiment) if experiment is not None else None
+    if model is not None and model.get("curves"):
+        model = model | {"chart": charts.qini_chart(model["curves"])}
+        page_charts.append(model["chart"])
+    return {
+        "scheme": details.get("scheme"),
+        "experiments": experiments,
+        "experiment": experiment,
+        "outcomes": outcomes,
+        "outcome": outcome,
+        "level_label": f"{level:.0%}",
+        "arms": arms,
+        "uplift": model,
+        "charts": page_charts,
     }
