@@ -38,7 +38,17 @@ from segvalue.valuation import Valuation
 RUN_MODULE = importlib.import_module("segvalue.pipeline.run")
 
 #: Every stage timing a run with CLV, segments and KPIs records, writing or not.
-COMPUTED = {"read", "validate", "features", "clv", "materialise", "rejects", "segments", "kpis"}
+COMPUTED = {
+    "read",
+    "validate",
+    "features",
+    "clv",
+    "materialise",
+    "rejects",
+    "segments",
+    "measurement",
+    "kpis",
+}
 WRITTEN = {"migration", "write"}
 
 
