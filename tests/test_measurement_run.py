@@ -286,3 +286,18 @@ def test_a_run_without_touchpoints_or_experiments_measures_nothing(tmp_path: Pat
     result = run(parse_config(raw, base_dir=tmp_path))
     assert result.measurement is None
     assert "measurement" not in result.timings
+
+
+def test_an_experiment_too_small_for_an_uplift_model_is_skipped_not_fatal(
+    tmp_path: Path,
+) -> None:
+    """Too few responders in a group of the training half: the run records why and goes
+    on (the lift is still measured)."""
+    raw = _shop(tmp_path, seed=5)
+    rows = _read(tmp_path / "experiments.csv")[:300]
+    _write(tmp_path / "experiments.csv", rows)
+    raw["measurement"] = {"experiments": {"uplift": True}}
+    result = run(parse_config(raw, base_dir=tmp_path), write=False)
+    assert "fewer than 25 responders" in result.measurement.details["uplift"]["E1"]["skipped"]
+    assert result.measurement.uplift_curves.num_rows == 0
+    assert result.measurement.lift.num_rows > 0

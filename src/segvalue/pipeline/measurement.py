@@ -33,6 +33,8 @@ EVERYONE = "all customers"
 #: Points of each stored Qini curve (the share of customers targeted, 0 to 1).
 CURVE_POINTS = 101
 _DAY_US = 86_400 * 1_000_000
+#: Responders and non-responders each group of an uplift model's training half needs.
+MIN_CLASS = 25
 
 _ATTRIBUTION_SCHEMA = pa.schema(
     [
@@ -631,6 +633,15 @@ def _uplift(
         fit_rows = np.flatnonzero(train)
         if fit_rows.size > e.uplift_sample:  # a seeded sample of the training half
             fit_rows = np.sort(rng.choice(fit_rows, e.uplift_sample, replace=False))
+        fewest = min(
+            int(((t[fit_rows] == g) & (y[fit_rows] == v)).sum()) for g in (0, 1) for v in (0, 1)
+        )
+        if fewest < MIN_CLASS:  # each group's classifier needs both outcomes, and some
+            found[experiment] = {
+                "skipped": f"fewer than {MIN_CLASS} responders or non-responders in a group "
+                "of the training half"
+            }
+            continue
         model = fit_uplift(
             x[fit_rows], y[fit_rows], t[fit_rows], method=e.uplift_method, seed=e.seed
         )
