@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from segvalue.config import Config, load_config
 from segvalue.errors import ConfigError
 from segvalue.pipeline import economics as economics_stage
-from segvalue.pipeline import measurement as measurement_stage
 from segvalue.pipeline import segments as segments_stage
 from segvalue.pipeline import valuation as valuation_stage
 from segvalue.pipeline.features import collect_features, compute_features
@@ -225,6 +224,8 @@ def _after_load(
     restore_threads()  # the cluster fits are done
     measured = None
     if _measures(config):
+        from segvalue.pipeline import measurement as measurement_stage
+
         with steps.step("measurement", "attribution, channel effectiveness and lift"):
             measured = measurement_stage.measure(config, data, features, segmentation)
     economics = None
