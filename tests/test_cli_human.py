@@ -35,10 +35,13 @@ COMMANDS = [
     "attribute",
     "lift",
     "sample-size",
+    "activate",
+    "export",
     "uplift",
     "rfm",
     "clv",
     "runs",
+    "hash",
 ]
 
 
@@ -281,6 +284,32 @@ def test_sample_size_for_a_rate_and_a_mean(tmp_path: Path) -> None:
     assert "error: give exactly one of --baseline" in shown.err and "--sd" in shown.err
 
 
+# -- match keys for an ad platform --------------------------------------------------------
+
+
+def test_hash_prints_each_key_or_why_not(tmp_path: Path) -> None:
+    """Meta's rule (docs/activation-matchkeys.md): e-mail trimmed and lower-cased, phone
+    digits with the country code; the 64-character key fits the line (the keys are
+    sha256sum of the normalised values)."""
+    argv = ["hash", "--destination", "meta", "--email", " Ann@Example.com "]
+    text = ok([*argv, "--phone", "030 1234567", "--country", "DE"], tmp_path)
+    assert text.splitlines() == [
+        "destination: meta",
+        "email: ann@example.com",
+        "  sha256: 71d4f55f72fa128dfb468a1a3901507c804b74316488744d769d7f4b16696476",
+        "phone: 49301234567",
+        "  sha256: 2f9fbc550b12cbc0e6242384cc472bd1e4f058a8b773f189f7acb86d202655ce",
+    ]
+    shown = show(["hash", "--destination", "google", "--phone", "030 1234567"], tmp_path)
+    assert shown.code == 0
+    flat = " ".join(shown.out.split())
+    assert "phone: not hashed: '030 1234567': it has no country code" in flat
+    assert "no --country to complete it" in flat
+    shown = show(["hash", "--destination", "meta"], tmp_path)
+    assert shown.code == 2 and shown.out == ""
+    assert "error: give --email or --phone (or both)" in shown.err
+
+
 # -- rfm and clv on Fader and Hardie's CDNOW sample ---------------------------------------
 
 
@@ -355,3 +384,52 @@ def test_cdnow_demo_and_its_suggestions(tmp_path: Path) -> None:
         ok(argv, tmp_path)
     assert (tmp_path / "cdnow" / "report.html").is_file()
     assert text.splitlines()[-1] == "dashboard: segvalue serve -c cdnow/segvalue.yaml"
+
+
+def test_activate_dry_run_prints_each_step(shop: tuple[Path, str]) -> None:
+    """The dry run: per campaign and step the audience and the suppressed and capped
+    counts by reason (docs/activation.md); nothing stored."""
+    where, _ = shop
+    config = (where / "shop" / "segvalue.yaml").read_text(encoding="utf-8")
+    plan = where / "shop" / "campaigns.yaml"
+    plan.write_text(
+        config
+        + "activation:\n  global_control: {share: 0.1}\n"
+        + "  caps: [{channel: email, per: week, max: 1}]\n"
+        + "campaigns:\n"
+        + "  - name: winback\n    segments: [cluster_1, cluster_2]\n    objective: win_back\n"
+        + "    start: 2026-01-05\n"
+        + "    steps: [{channel: email}, {channel: email, delay_days: 2}]\n",
+        encoding="utf-8",
+    )
+    text = ok(["activate", "-c", "shop/campaigns.yaml", "--dry-run"], where)
+    flat = " ".join(text.split())
+    assert "dry run: nothing stored" in flat
+    assert re.search(r"global control group: [\d,]+ of 300 customers \(10% asked\)", flat)
+    assert re.search(r"winback \(win_back, priority 100, 2026-01-05\): \d+ members", flat)
+    assert re.search(r"┃ step ┃ day +┃ channel ┃ audience ┃ suppressed +┃ capped", text)
+    # the second e-mail of the same week is capped for everyone the first one reached
+    assert "email: 1 per week" in text
+    assert "global_control" in text
+
+
+def test_export_prints_where_the_audience_went(shop: tuple[Path, str]) -> None:
+    where, _ = shop
+    config = (where / "shop" / "segvalue.yaml").read_text(encoding="utf-8")
+    plan = where / "shop" / "exporting.yaml"
+    plan.write_text(
+        config
+        + "campaigns:\n"
+        + "  - name: Spring sale\n    segments: [cluster_1, cluster_2, cluster_3]\n"
+        + "    objective: grow\n    start: 2026-03-02\n    steps: [{channel: email}]\n",
+        encoding="utf-8",
+    )
+    ok(["activate", "-c", "shop/exporting.yaml"], where)
+    text = ok(["export", "Spring sale", "--to", "csv", "-c", "shop/exporting.yaml"], where)
+    flat = " ".join(text.split())
+    assert re.search(
+        r"Spring sale: [\d,]+ rows to csv: shop/segvalue-exports/spring_sale\.csv", flat
+    )
+    assert "manifest" in flat and re.search(r"sha256 [0-9a-f]{64}", flat)
+    wrong = show(["export", "Sprig sale", "--to", "csv", "-c", "shop/exporting.yaml"], where)
+    assert wrong.code == 2 and "Spring sale" in wrong.err

@@ -44,6 +44,7 @@ ALLOWED: dict[str, set[str]] = {
         "store",
         "scoring",
         "measurement",
+        "activation",
         "__init__",
     },
     # Measurement and activation sit beside the pipeline: they read stored runs.

@@ -41,27 +41,35 @@ __all__ = [
     "KPI_NAMES",
     "OPERATORS",
     "TABLE_NAMES",
+    "ActivationConfig",
     "AllOf",
     "AnyOf",
     "AttributionConfig",
     "BudgetConfig",
     "CLVConfig",
+    "CampaignConfig",
+    "CampaignStep",
+    "CapConfig",
     "ClusterConfig",
     "Condition",
     "ConditionExpr",
     "Config",
+    "ControlGroupConfig",
     "CsvOptions",
     "CurvesFile",
     "EngineConfig",
     "ExperimentsConfig",
+    "ExportConfig",
     "KPIConfig",
     "KPITarget",
     "LifecycleConfig",
     "MarketPotentialConfig",
     "MeasurementConfig",
     "NotOf",
+    "OfferConfig",
     "OutputConfig",
     "PrivacyConfig",
+    "QuietHoursConfig",
     "RFMConfig",
     "RFMSegmentRule",
     "ResponseItem",
@@ -1006,6 +1014,153 @@ class MeasurementConfig(_Strict):
     experiments: ExperimentsConfig = ExperimentsConfig()
 
 
+class CapConfig(_Strict):
+    """A frequency cap: at most ``max`` contacts per customer per calendar ``per`` (in
+    the customer's time zone) on ``channel``, or on every channel together (``*``)."""
+
+    channel: str = Field("*", min_length=1, description="a channel, or * for all together")
+    per: Literal["day", "week", "month"]
+    max: int = Field(ge=0)
+
+
+class QuietHoursConfig(_Strict):
+    """Local hours in which a channel sends nothing (a send then waits for ``end``)."""
+
+    start: dt.time
+    end: dt.time
+
+    @model_validator(mode="after")
+    def _window(self) -> QuietHoursConfig:
+        minutes = quiet_minutes(self.start, self.end)
+        if minutes == 0 or minutes > 20 * 60:
+            raise ValueError(
+                f"quiet hours {self.start:%H:%M}-{self.end:%H:%M} must be a window of more "
+                "than 0 and at most 20 hours"
+            )
+        return self
+
+
+def quiet_minutes(start: dt.time, end: dt.time) -> int:
+    """Minutes from ``start`` to ``end`` (across midnight when ``end`` is earlier).
+
+    Examples
+    --------
+    >>> quiet_minutes(dt.time(21), dt.time(8))
+    660
+    """
+    a, b = start.hour * 60 + start.minute, end.hour * 60 + end.minute
+    return (b - a) % (24 * 60)
+
+
+class ControlGroupConfig(_Strict):
+    """The global control group: customers never contacted, measured against everyone."""
+
+    share: float = Field(0.0, ge=0, lt=1, description="share of customers in it")
+    key: str = Field(
+        "segvalue-control", min_length=1, description="the keyed hash's key; a new key redraws"
+    )
+
+
+class CampaignStep(_Strict):
+    """One step of a campaign's sequence."""
+
+    channel: str = Field(min_length=1, description="a channel, or primary / secondary")
+    delay_days: int = Field(0, ge=0, description="days after the campaign's start")
+    send_time: dt.time = Field(dt.time(10), description="local time of the send")
+    condition: Literal["none", "not_purchased_since_start", "not_purchased_since_previous"] = "none"
+
+
+class OfferConfig(_Strict):
+    """What a campaign offers, and to whom."""
+
+    kind: str = Field("none", description="e.g. discount, early_access, style_guide")
+    value: float | None = Field(None, description="e.g. 0.1 for a 10 % discount")
+    when: ConditionExpr | None = Field(
+        None, description="who qualifies (a rule condition); the others get the fallback"
+    )
+    fallback: str = Field("none", description="the offer of customers who do not qualify")
+
+
+class CampaignConfig(_Strict):
+    """One campaign plan: whom, why, through which channels, what, when, how much."""
+
+    name: str = Field(min_length=1, max_length=100)
+    segments: list[str] = Field(min_length=1, description="segments of activation.scheme")
+    objective: Literal["acquire", "grow", "retain", "win_back"]
+    channels: dict[Literal["primary", "secondary"], str] | None = Field(
+        None, description="default: the roles measured per segment"
+    )
+    theme: str | None = Field(None, description="default: the segment persona's name")
+    tone: str | None = Field(None, description="default: the segment persona's tone")
+    offer: OfferConfig = OfferConfig()
+    steps: list[CampaignStep] = Field(min_length=1)
+    start: dt.date
+    end: dt.date | None = None
+    budget: float | None = Field(None, ge=0)
+    cost_per_contact: float | None = Field(None, ge=0)
+    priority: int = Field(100, description="lower first: a customer goes to one campaign")
+    holdout: float = Field(0.1, ge=0, lt=1, description="share held out, per segment")
+    suppress_bought: list[str] = Field(
+        default_factory=list, description="categories: recent buyers are left out"
+    )
+    bought_window_days: int = Field(30, ge=1)
+    recommend: bool = Field(False, description="attach each customer's next-best category")
+
+    @model_validator(mode="after")
+    def _dates(self) -> CampaignConfig:
+        if self.end is not None and self.end < self.start:
+            raise ValueError(f"campaign {self.name!r} ends ({self.end}) before it starts")
+        if (self.budget is None) != (self.cost_per_contact is None) and self.budget is not None:
+            raise ValueError(f"campaign {self.name!r}: a budget needs cost_per_contact")
+        return self
+
+
+#: Channels and the customers column holding consent for them, by default.
+DEFAULT_CONSENT: dict[str, str] = {
+    "email": "consent_email",
+    "sms": "consent_sms",
+    "app_push": "consent_push",
+    "paid_social": "consent_ads",
+    "search_ads": "consent_ads",
+}
+
+
+class ExportConfig(_Strict):
+    """Where audience exports go, and what they may hold."""
+
+    dir: str = Field("segvalue-exports", description="relative to segvalue.yaml")
+    webhook_allowlist: list[str] = Field(
+        default_factory=list, description="webhook targets allowed (URLs or prefixes/*)"
+    )
+    webhook_secret_env: str = Field(
+        "SEGVALUE_WEBHOOK_SECRET", description="environment variable with the whsec_ secret"
+    )
+    table_url: str | None = Field(None, description="database of --to table exports")
+    contact_columns: list[str] = Field(
+        default_factory=list, description="contact columns exports may carry (PII)"
+    )
+
+
+class ActivationConfig(_Strict):
+    """Control groups, frequency caps, quiet hours, consent and exports of activation."""
+
+    scheme: str | None = Field(None, description="default: the measured (KPI) scheme")
+    timezone_column: str = Field("timezone", description="customers' IANA time zone column")
+    default_timezone: str | None = Field(None, description="default: the top-level timezone")
+    global_control: ControlGroupConfig = ControlGroupConfig()
+    caps: list[CapConfig] = Field(default_factory=list)
+    quiet_hours: dict[str, QuietHoursConfig] = Field(default_factory=dict)
+    consent: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CONSENT))
+    unsubscribed_column: str = "unsubscribed"
+    seed: int = 0
+    exports: ExportConfig = ExportConfig()
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return None if value is None else _timezone_name(value)
+
+
 class OutputConfig(_Strict):
     """Where results go."""
 
@@ -1128,11 +1283,21 @@ class Config(_Strict):
     kpis: KPIConfig = KPIConfig()
     budget: BudgetConfig = BudgetConfig()
     measurement: MeasurementConfig = MeasurementConfig()
+    activation: ActivationConfig = ActivationConfig()
+    campaigns: list[CampaignConfig] = Field(default_factory=list)
     output: OutputConfig = OutputConfig()
     store: StoreConfig = StoreConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     serve: ServeConfig = ServeConfig()
     base_dir: Path = Field(Path("."), exclude=True)
+
+    @field_validator("campaigns")
+    @classmethod
+    def _unique_campaigns(cls, value: list[CampaignConfig]) -> list[CampaignConfig]:
+        repeated = _repeated([c.name for c in value])
+        if repeated:
+            raise ValueError(f"campaign names repeat: {', '.join(repeated)}")
+        return value
 
     @field_validator("time_unit", mode="before")
     @classmethod

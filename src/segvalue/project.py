@@ -329,6 +329,10 @@ class ApiKeys:
         return KeyInfo.from_record(record)
 
 
+#: The export name of the segment enter / exit events (:meth:`Project.export`).
+SEGMENT_EVENTS = "segment-events"
+
+
 class RunView:
     """The results of one run, read from the store when first asked for, then kept.
 
@@ -1126,6 +1130,149 @@ class Project:
             power=power,
             treated_share=treated_share,
         )
+
+    def activate(self, *, dry_run: bool = False, run_id: str | None = None) -> Any:
+        """Plan the campaigns of segvalue.yaml on a complete run (the latest, or
+        ``run_id``): audiences per campaign step, every suppressed or capped contact with
+        its reason, the global control group and the holdouts (docs/activation.md).
+        Unless ``dry_run``, the plan is attached to the run in the store (replacing an
+        earlier activation of it), for exports and the dashboard.
+
+        Returns
+        -------
+        segvalue.activation.plans.ActivationPlan
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from segvalue.pipeline import run_demo
+        >>> _, path = run_demo(n_customers=400, out_dir=pathlib.Path(tempfile.mkdtemp()))
+        >>> text = path.read_text() + (
+        ...     "campaigns:\\n  - {name: winback, segments: [cluster_1], objective: win_back,\\n"
+        ...     "     start: 2026-01-05, steps: [{channel: email}]}\\n")
+        >>> _ = path.write_text(text)
+        >>> with Project.from_yaml(path) as project:
+        ...     plan = project.activate(dry_run=True)
+        >>> plan.campaigns[0]["name"], plan.campaigns[0]["steps"][0]["audience"] > 0
+        ('winback', True)
+        """
+        from segvalue.pipeline.activate import (
+            ACTIVATION_TABLES,
+            activation_scheme,
+            plan_activation,
+        )
+
+        if not self.config.campaigns:
+            raise ConfigError(
+                "segvalue.yaml has no campaigns to activate",
+                fix="add campaign plans under `campaigns` (docs/activation.md)",
+                parameter="campaigns",
+            )
+        view = self.runs.require_latest(run_id)
+        measured = (
+            view.document("measurement").get("scheme") if view.has_document("measurement") else None
+        )
+        scheme = activation_scheme(self.config, view.info.schemes, measured)
+        plan = plan_activation(
+            self.config,
+            scores=view.customer_scores(),
+            memberships=view.memberships(),
+            scheme=scheme,
+            roles=view.channel_roles(),
+            personas=view.personas() if view.has_document("personas") else [],
+        )
+        if dry_run:
+            return plan
+        held = set(view.table_names()) | set(view.document_names())
+        with self._writer() as store:
+            store.attach(
+                view.run_id,
+                plan.tables(),
+                {"activation": plan.summary()},
+                replace=[name for name in ACTIVATION_TABLES if name in held],
+            )
+        return plan
+
+    def export(
+        self,
+        audience: str,
+        to: str,
+        target: str | None = None,
+        *,
+        step: int | None = None,
+        run_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Export a campaign's stored audience (``audience``: its name; one ``step`` or
+        all), or ``segment-events`` (the run's enter / exit events between runs and those
+        found in real time since), ``to`` a destination of
+        :data:`segvalue.pipeline.export.EXPORT_TARGETS` (docs/activation.md#exports).
+
+        Returns
+        -------
+        dict
+            The manifest (files, tables) or the delivery report (webhooks).
+        """
+        from segvalue.pipeline.export import audience_rows, check_rows, export_rows
+
+        view = self.runs.require_latest(run_id)
+        if audience == SEGMENT_EVENTS:
+            rows = self._segment_event_rows(view)
+        else:
+            if not view.has_table("activation_audiences"):
+                raise ConfigError(
+                    f"run {view.run_id} holds no activation to export",
+                    fix="plan the campaigns first (segvalue activate, or Project.activate)",
+                    parameter="audience",
+                )
+            rows = audience_rows(view.table("activation_audiences"), audience, step)
+        check_rows(rows)
+        name = audience if step is None else f"{audience}-step{step}"
+        about = {"run_id": view.run_id, "audience": audience, "step": step}
+        return export_rows(self.config, rows, to=to, target=target, name=name, about=about)
+
+    def _segment_event_rows(self, view: RunView) -> pa.Table:
+        """Enter / exit events: the run's (against the run before it) and real time's."""
+        import pyarrow as pa
+
+        records: list[dict[str, Any]] = []
+        finished = view.info.finished_at
+        if view.has_table("membership_events"):
+            for row in view.table("membership_events").to_pylist():
+                records.append(
+                    {
+                        "customer_id": str(row["customer_id"]),
+                        "scheme": row.get("scheme"),
+                        "from_segment": row.get("from_segment"),
+                        "to_segment": row.get("to_segment"),
+                        "at": finished,
+                        "source": "run",
+                        "run_id": view.run_id,
+                    }
+                )
+        for event in reversed(self.segment_events(limit=1_000_000)):
+            records.append(
+                {
+                    "customer_id": event["customer_id"],
+                    "scheme": event["scheme"],
+                    "from_segment": event["from"],
+                    "to_segment": event["to"],
+                    "at": dt.datetime.fromisoformat(event["at"]),
+                    "source": "real_time",
+                    "run_id": event["run_id"],
+                }
+            )
+        schema = pa.schema(
+            [
+                ("customer_id", pa.string()),
+                ("scheme", pa.string()),
+                ("from_segment", pa.string()),
+                ("to_segment", pa.string()),
+                ("at", pa.timestamp("us", tz="UTC")),
+                ("source", pa.string()),
+                ("run_id", pa.string()),
+            ]
+        )
+        return pa.Table.from_pylist(records, schema=schema)
 
     def budget_curves(self) -> BudgetCurves:
         """The response curves the budget plans with, one per item, with their fit.

@@ -98,6 +98,11 @@ OPTIONS = {
     "power": "--power",
     "sd": "--sd",
     "treated_share": "--treated-share",
+    # hash
+    "country": "--country",
+    "destination": "--destination",
+    "email": "--email",
+    "phone": "--phone",
 }
 _PARAMETER = re.compile(r"`(\w+)(?:=([^`]*))?`")
 
@@ -1184,12 +1189,179 @@ def _percent(value: float) -> str:
     return f"{shown}%"
 
 
+@app.command("hash", short_help="Match keys for an ad platform: an e-mail / phone, SHA-256.")
+def hash_keys(
+    destination: Annotated[
+        str, typer.Option(metavar="NAME", help="The ad platform: meta, google or tiktok.")
+    ],
+    email: Annotated[str | None, typer.Option(metavar="ADDRESS", help="An e-mail address.")] = None,
+    phone: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NUMBER", help="A phone number: +49 30 1234567, or national with --country."
+        ),
+    ] = None,
+    country: Annotated[
+        str | None,
+        typer.Option(metavar="CC", help="The customer's country (ISO code: DE, GB, US)."),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The match keys of an e-mail address and / or phone number for --destination: each
+    normalised as that platform publishes it, then hashed (lower-case hex SHA-256), as an
+    audience upload carries them (docs/activation-matchkeys.md). The values are printed
+    here only, never logged."""
+    from segvalue.pipeline.matchkeys import MATCH_KEY_FIELDS, hash_contact
+
+    keys = hash_contact(destination, email=email, phone=phone, country=country)
+    if json_output:
+        out.print_json(json.dumps({field: keys[field] for field in MATCH_KEY_FIELDS}))
+        return
+    out.print(f"destination: {escape(destination)}")
+    for field, given in (("email", email), ("phone", phone)):
+        if given is None:
+            continue
+        if keys[field] is None:
+            why = as_options(str(keys[f"{field}_problem"]))
+            out.print(f"{field}: [yellow]not hashed:[/] {escape(repr(given))}: {escape(why)}")
+        else:
+            out.print(f"{field}: {escape(str(keys[field]))}")
+            out.print(f"  sha256: {keys[f'{field}_sha256']}")
+
+
 uplift_app = typer.Typer(
     help="Evaluate uplift scores: Qini, uplift AUC, uplift at k.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
 app.add_typer(uplift_app, name="uplift")
+
+
+@app.command(short_help="Plan the campaigns: audiences, suppression, caps, holdouts.")
+def activate(
+    config: Annotated[Path, typer.Option("-c", "--config", help="Path to segvalue.yaml.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; store nothing.")
+    ] = False,
+    run: Annotated[str | None, typer.Option(help="A run id; default: the latest.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Plan the campaigns of segvalue.yaml on the latest complete run: per campaign and
+    step the audience, the contacts suppressed (by reason) and capped (by cap), the
+    holdout and the global control group. Without --dry-run the plan is stored with
+    the run, for `segvalue export` and the dashboard."""
+    with _project(config) as project:
+        plan = project.activate(dry_run=dry_run, run_id=run)
+        view = project.runs.require_latest(run)
+    summary = json.loads(json.dumps(plan.summary(), default=str))
+    if json_output:
+        out.print_json(json.dumps({"run_id": view.run_id, "dry_run": dry_run, **summary}))
+        return
+    stored = "dry run: nothing stored" if dry_run else "stored with the run"
+    out.print(
+        f"[bold]Activation[/] of run {view.run_id} (scheme {escape(str(summary['scheme']))}), "
+        f"{stored}",
+        highlight=False,
+    )
+    share = summary["global_control_share"]
+    out.print(
+        f"global control group: {summary['global_control']:,} of {summary['customers']:,} "
+        f"customers ({share:.0%} asked); caps: {', '.join(summary['caps']) or 'none'}",
+        highlight=False,
+    )
+    if summary["customers_in_default_zone"]:
+        out.print(
+            f"{summary['customers_in_default_zone']:,} customers without a time zone count in "
+            f"{summary['default_time_zone']}",
+            highlight=False,
+        )
+    for channel, column in (summary.get("no_consent_column") or {}).items():
+        out.print(
+            f"[yellow]warning:[/] no consent column {escape(column)!r} for {escape(channel)}: "
+            "nobody is contacted on it",
+            highlight=False,
+        )
+    for campaign in summary["campaigns"]:
+        ends = f" to {campaign['end']}" if campaign["end"] else ""
+        table = Table(
+            title=f"{campaign['name']} ({campaign['objective']}, priority "
+            f"{campaign['priority']}, {campaign['start']}{ends}): {campaign['members']:,} "
+            f"members, {campaign['eligible']:,} eligible, {campaign['holdout']:,} held out",
+        )
+        for column in ("step", "day", "channel", "audience", "suppressed", "capped"):
+            table.add_column(column, justify="right" if column in ("step", "audience") else "left")
+        for step in campaign["steps"]:
+            table.add_row(
+                str(step["step"]),
+                str(step["day"]),
+                escape(str(step["channel"])),
+                f"{step['audience']:,}",
+                escape(_counts(step["suppressed"])),
+                escape(_counts(step["capped"])),
+            )
+        out.print(table)
+
+
+@app.command(short_help="Export an audience: a file, a table, a webhook, an ad platform.")
+def export(
+    audience: Annotated[
+        str, typer.Argument(help="A campaign's name, or segment-events.", show_default=False)
+    ],
+    to: Annotated[
+        str,
+        typer.Option("--to", help="csv, parquet, jsonl, table, webhook, meta, google or tiktok."),
+    ],
+    target: Annotated[
+        str | None,
+        typer.Argument(help="A file, a table name or a webhook URL.", show_default=False),
+    ] = None,
+    config: Annotated[Path, typer.Option("-c", "--config", help="Path to segvalue.yaml.")] = Path(
+        "segvalue.yaml"
+    ),
+    step: Annotated[int | None, typer.Option(help="One step of the campaign only.")] = None,
+    run: Annotated[str | None, typer.Option(help="A run id; default: the latest.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Export a campaign's audience as `segvalue activate` stored it (or segment-events:
+    the enter / exit events) to a file with its manifest, a database table, a webhook
+    (signed batches, retried, dead letters kept), or an ad platform's hashed customer list.
+    Contact details only as activation.exports.contact_columns lists them."""
+    with _project(config) as project:
+        done = project.export(audience, to, target, step=step, run_id=run)
+    if json_output:
+        out.print_json(json.dumps(done, default=str))
+        return
+    what = f"{audience} (step {step})" if step is not None else audience
+    if to == "webhook":
+        out.print(
+            f"{what}: {done['delivered_records']:,} of {done['records']:,} records delivered in "
+            f"{done['batches']:,} batches ({done['attempts']:,} requests)",
+            highlight=False,
+        )
+        if done.get("dead_lettered_batches"):
+            out.print(
+                f"[yellow]{done['dead_lettered_batches']:,} batches failed:[/] kept in "
+                f"{escape(str(done.get('dead_letter')))}",
+                highlight=False,
+            )
+        return
+    where = _shown(Path(done["path"])) if done.get("path") else f"table {done.get('table')}"
+    out.print(f"{what}: {done['rows']:,} rows to {to}:", highlight=False)
+    out.print(f"  {escape(where)}", highlight=False, soft_wrap=True)
+    if done.get("manifest"):
+        out.print(f"  manifest beside it: {escape(Path(done['manifest']).name)}", highlight=False)
+    out.print(f"  sha256 {done['sha256']}", highlight=False)
+    if to in ("meta", "google", "tiktok"):
+        out.print(
+            f"  {done.get('without_a_usable_key', 0):,} customers without a usable key left out",
+            highlight=False,
+        )
+
+
+def _counts(counts: dict[str, int]) -> str:
+    """Counts by reason, largest first: "no_consent 40, unsubscribed 2" ("-" for none)."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{k} {v:,}" for k, v in ranked) or "-"
 
 
 @uplift_app.command("fit", short_help="Fit an uplift model; evaluate it on a holdout.")

@@ -1067,6 +1067,67 @@ class ResultsStore:
         )
 
     @_writes_runs_or_keys
+    def attach(
+        self,
+        run_id: str,
+        tables: Mapping[str, pa.Table],
+        documents: Mapping[str, Any],
+        *,
+        replace: Sequence[str] = (),
+    ) -> None:
+        """Add tables and documents to a complete run, in one transaction (what is computed
+        on a run later, such as its activation plan). The run's tables and documents
+        named in ``replace`` (those segvalue attached before) are removed first; any
+        other name the run already holds is refused.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> url = f"duckdb:///{pathlib.Path(tempfile.mkdtemp()) / 's.duckdb'}"
+        >>> from segvalue.store import open_store
+        >>> with open_store(url, create=True) as store:
+        ...     store.begin_run(RunRecord("r1", "running", dt.datetime.now(dt.UTC)))
+        ...     _ = store.commit_run("r1", {}, {})
+        ...     store.attach("r1", {"plan": pa.table({"a": [1, 2]})}, {"plan_notes": {"n": 2}})
+        ...     store.attach("r1", {"plan": pa.table({"a": [3]})}, {}, replace=["plan"])
+        ...     store.table("r1", "plan").column("a").to_pylist()
+        [3]
+        """
+        self._require_writer()
+        self.run(run_id, status="complete")
+        held = set(self.table_names(run_id)) | set(self.document_names(run_id))
+        clash = sorted((set(tables) | set(documents)) & held - set(replace))
+        if clash:
+            raise DataValidationError(
+                f"run {run_id} already holds {clash[0]!r}",
+                fix="attach results under names the run does not hold",
+            )
+        existing = self._db.tables()
+        with self._db.transaction():
+            for name in replace:
+                for (physical,) in self._db.execute(
+                    f"SELECT physical FROM {TABLES} WHERE run_id = ? AND name = ?", [run_id, name]
+                ):
+                    rows = self._db.execute(
+                        f"SELECT count(*) FROM {TABLES} WHERE run_id = ? AND physical = ?",
+                        [run_id, physical],
+                    )
+                    if rows[0][0] == 1:  # the physical table holds no other name of the run
+                        self._db.execute(f"DELETE FROM {physical} WHERE run_id = ?", [run_id])
+                self._db.execute(
+                    f"DELETE FROM {TABLES} WHERE run_id = ? AND name = ?", [run_id, name]
+                )
+                self._db.execute(
+                    f"DELETE FROM {DOCUMENTS} WHERE run_id = ? AND name = ?", [run_id, name]
+                )
+            for name, table in tables.items():
+                self._insert_table(run_id, name, table, existing)
+            for name, doc in documents.items():
+                body = json.dumps(json_safe(doc), default=str, allow_nan=False, sort_keys=True)
+                self._db.execute(f"INSERT INTO {DOCUMENTS} VALUES (?, ?, ?)", [run_id, name, body])
+        _HOLDER.clear()
+
+    @_writes_runs_or_keys
     def fail_run(self, run_id: str, error: str) -> None:
         """Mark a running run ``failed`` with its error (its data was never committed)."""
         self._require_writer()
