@@ -294,10 +294,13 @@ def test_an_experiment_too_small_for_an_uplift_model_is_skipped_not_fatal(
     """Too few responders in a group of the training half: the run records why and goes
     on (the lift is still measured)."""
     raw = _shop(tmp_path, seed=5)
-    rows = _read(tmp_path / "experiments.csv")[:300]
+    rows = _read(tmp_path / "experiments.csv")[:400]
+    controls = [r for r in rows if r["group"] == "control"]
+    for r in controls[2:]:  # two responders in the whole control group
+        r["converted"], r["revenue"] = "false", "0.0"
     _write(tmp_path / "experiments.csv", rows)
     raw["measurement"] = {"experiments": {"uplift": True}}
     result = run(parse_config(raw, base_dir=tmp_path), write=False)
-    assert "fewer than 25 responders" in result.measurement.details["uplift"]["E1"]["skipped"]
+    assert "fewer than 5 responders" in result.measurement.details["uplift"]["E1"]["skipped"]
     assert result.measurement.uplift_curves.num_rows == 0
     assert result.measurement.lift.num_rows > 0

@@ -34,7 +34,7 @@ EVERYONE = "all customers"
 CURVE_POINTS = 101
 _DAY_US = 86_400 * 1_000_000
 #: Responders and non-responders each group of an uplift model's training half needs.
-MIN_CLASS = 25
+MIN_CLASS = 5
 
 _ATTRIBUTION_SCHEMA = pa.schema(
     [
