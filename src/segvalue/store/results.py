@@ -139,6 +139,9 @@ MIGRATIONS: dict[int, list[str]] = {2: [_API_KEYS_DDL], 3: _EVENTS_DDL}
 SERVER_INDEXES: dict[int, dict[str, str]] = {3: _EVENT_INDEXES}
 #: A reader waits this long for a DuckDB store a writer holds open (seconds).
 READ_WAIT = 30.0
+#: Tables added to a complete run later (:meth:`ResultsStore.attach`), which another
+#: process may replace: never held in memory or located once.
+ATTACHED_PREFIX = "activation_"
 _ADVISORY_KEY = 7_300_451_227  # PostgreSQL advisory lock of the store's writer
 
 
@@ -1366,8 +1369,10 @@ class ResultsStore:
         [1.0, 3.0]
         """
         self._complete(run_id)
-        # A complete run's tables never change: where they live is looked up once.
-        located = self._located.get((run_id, name))
+        # A complete run's tables never change (those attached later excepted: another
+        # process may replace them): where they live is looked up once.
+        attached = name.startswith(ATTACHED_PREFIX)
+        located = None if attached else self._located.get((run_id, name))
         if located is None:
             found = self._db.execute(
                 f"SELECT physical, arrow_schema FROM {TABLES} WHERE run_id = ? AND name = ?",
@@ -1380,7 +1385,9 @@ class ResultsStore:
                     fix="pick one of the tables the run holds",
                     parameter="name",
                 )
-            located = self._located[(run_id, name)] = (found[0][0], _schema_of(found[0][1]))
+            located = (found[0][0], _schema_of(found[0][1]))
+            if not attached:
+                self._located[(run_id, name)] = located
         physical, schema = located
         if column not in schema.names:
             raise DataValidationError(
@@ -1396,7 +1403,11 @@ class ResultsStore:
                 fix="filter on a column of plain values",
                 parameter="column",
             )
-        if isinstance(value, str) and _stored_type(schema.field(index).type)[0] == pa.string():
+        if (
+            not attached
+            and isinstance(value, str)
+            and _stored_type(schema.field(index).type)[0] == pa.string()
+        ):
             # Text equality in Python is text equality in SQL: a held table answers alike.
             key = (self.url, run_id, name, column)
             kept = _HOLDER.get(key)
