@@ -35,6 +35,11 @@ from segvalue.project import Project
 SRC = Path(__file__).parents[1] / "src"
 PROBLEM = "application/problem+json"
 CUSTOMER = "C0000002"
+CAMPAIGNS = """
+campaigns:
+  - {name: winback, segments: [cluster_1, cluster_2], objective: win_back, start: 2026-01-05,
+     steps: [{channel: primary}, {channel: email, delay_days: 3}]}
+"""
 
 
 class Demo:
@@ -48,8 +53,11 @@ class Demo:
         self.earlier_config.write_text(yaml.safe_dump(earlier))
         with Project.from_yaml(self.earlier_config) as project:
             self.earlier_run = project.run().run_id
+        # The latest run is activated (campaign plans): the activation routes read it.
+        self.config.write_text(self.config.read_text() + CAMPAIGNS)
         self.project = Project.from_yaml(self.config)
         self.latest_run = self.project.run().run_id
+        self.project.activate()
         self.read_key, self.read_info = self.project.keys.create("read", name="reader")
         self.write_key, _ = self.project.keys.create("write", name="writer")
         self.revoked_key, revoked = self.project.keys.create("read", name="gone")
@@ -110,6 +118,9 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/api/v1/measurement/experiments?outcome=converted", None),
     ("POST", "/api/v1/budget/plan", {}),
     ("POST", "/api/v1/budget/what-if", {"move": "email:search_ads:0.2"}),
+    ("GET", "/api/v1/activation/campaigns", None),
+    ("GET", "/api/v1/activation/campaigns/winback", None),
+    ("GET", "/api/v1/activation/campaigns/winback/audience?step=2&limit=10", None),
 ]
 # Routes that store something: a write key only (their successes: tests/test_events.py).
 WRITE_ROUTES: list[tuple[str, str, Any]] = [
@@ -147,6 +158,7 @@ def test_the_routes_list_is_every_api_route(demo: Demo) -> None:
             method,
             path.partition("?")[0]
             .replace("clusters/cluster_1", "{scheme}/{segment}")
+            .replace("campaigns/winback", "campaigns/{name}")
             .replace("{run}", "{run_id}")
             .replace(CUSTOMER, "{customer_id}"),
         )

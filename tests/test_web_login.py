@@ -40,6 +40,8 @@ PAGES = [
     "/attribution",
     "/channels?segment=all+customers",
     "/experiments",
+    "/campaigns",
+    "/campaigns/winback",
 ]
 
 
@@ -109,6 +111,8 @@ def test_every_page_redirects_to_the_login_with_its_path(demo: Login, client: Te
         "/attribution",
         "/channels",
         "/experiments",
+        "/campaigns",
+        "/campaigns/{name:path}",
         "/customers",
         "/customers/{customer_id}",
         "/customers/{customer_id}/orders",

@@ -15,7 +15,15 @@ from segvalue.api.problems import Problem, ProblemDocument, json_ready
 from segvalue.errors import ConfigError
 from segvalue.project import Project, RunView
 
-__all__ = ["API_PREFIX", "events_router", "health_router", "v1_router"]
+__all__ = [
+    "API_PREFIX",
+    "AUDIENCE_COLUMNS",
+    "activation_campaign",
+    "activation_funnel",
+    "events_router",
+    "health_router",
+    "v1_router",
+]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ProblemDocument, "description": text}
@@ -701,3 +709,260 @@ def budget_what_if(request: Request, body: WhatIfRequest) -> Any:
     with gate.use() as project:
         result = project.what_if(body.move)
     return json_ready(result.to_dict())
+
+
+# ---------------------------------------------------------------------------- activation
+#: The columns of an audience row the API answers with: what each send is, never how to
+#: reach the customer (``activation_audiences`` holds no contact details, and a column
+#: added to it later is not served until it is listed here).
+AUDIENCE_COLUMNS = (
+    "campaign",
+    "step",
+    "customer_id",
+    "segment",
+    "channel",
+    "send_at_utc",
+    "send_at_local",
+    "time_zone",
+    "objective",
+    "theme",
+    "tone",
+    "offer",
+    "offer_value",
+    "next_best",
+    "next_best_reason",
+    "conditional",
+)
+
+
+def activation_funnel(
+    step: dict[str, Any], campaign_suppressed: dict[str, int]
+) -> list[dict[str, Any]]:
+    """The way from a campaign's members to one step's audience, stage by stage.
+
+    ``members``, each campaign-level suppression (``campaign_suppressed``: reason ->
+    customers), ``eligible``, ``holdout``, each of the step's own suppressions and caps,
+    ``audience``: each stage ``{"stage", "reason", "customers", "remaining"}``, where
+    ``remaining`` is who is still in after it (the plan leaves every customer at one
+    stage, so the last ``remaining`` is the audience).
+
+    Examples
+    --------
+    >>> step = {"members": 10, "eligible": 8, "holdout": 1, "audience": 5,
+    ...         "suppressed": {"global_control": 2, "no_consent": 1}, "capped": {"c": 1}}
+    >>> [(s["stage"], s["reason"], s["remaining"])
+    ...  for s in activation_funnel(step, {"global_control": 2})]  # doctest: +NORMALIZE_WHITESPACE
+    [('members', None, 10), ('suppressed', 'global_control', 8), ('eligible', None, 8),
+     ('holdout', None, 7), ('suppressed', 'no_consent', 6), ('capped', 'c', 5),
+     ('audience', None, 5)]
+    """
+
+    def by_size(counts: dict[str, int]) -> list[tuple[str, int]]:
+        return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+    stages: list[dict[str, Any]] = []
+
+    def stage(kind: str, reason: str | None, customers: int, remaining: int) -> None:
+        stages.append(
+            {"stage": kind, "reason": reason, "customers": customers, "remaining": remaining}
+        )
+
+    remaining = int(step["members"])
+    stage("members", None, remaining, remaining)
+    for reason, count in by_size(campaign_suppressed):
+        remaining -= count
+        stage("suppressed", reason, count, remaining)
+    remaining = int(step["eligible"])
+    stage("eligible", None, remaining, remaining)
+    remaining -= int(step["holdout"])
+    stage("holdout", None, int(step["holdout"]), remaining)
+    own = {k: v for k, v in step["suppressed"].items() if k not in campaign_suppressed}
+    for reason, count in by_size(own):
+        remaining -= count
+        stage("suppressed", reason, count, remaining)
+    for cap, count in by_size(step["capped"]):
+        remaining -= count
+        stage("capped", cap, count, remaining)
+    stage("audience", None, int(step["audience"]), int(step["audience"]))
+    return stages
+
+
+def _of_campaign(view: RunView, table: str, name: str) -> Any:
+    """The rows of an activation table that belong to campaign ``name`` (a pyarrow table).
+
+    The run's whole table, filtered: ``RunView.rows`` would keep the table in memory
+    after a few lookups, and a later ``segvalue activate`` replaces a run's activation.
+    """
+    import pyarrow.compute as pc
+
+    rows = view.table(table)
+    return rows.filter(pc.equal(rows.column("campaign"), name))
+
+
+def activation_campaign(view: RunView, name: str) -> dict[str, Any] | None:
+    """One campaign of the run's activation (None: the activation has no such campaign).
+
+    Its summary with the campaign-level suppressions by reason, its steps as planned,
+    the funnel of each step (:func:`activation_funnel`), and per segment its eligible
+    customers, treatment and holdout (``activation_holdouts``). The run must hold an
+    activation (``view.has_document("activation")``).
+    """
+    from collections import Counter
+
+    document = view.document("activation")
+    campaign = next((c for c in document["campaigns"] if c["name"] == name), None)
+    if campaign is None:
+        return None
+    left = _of_campaign(view, "activation_left_out", name)
+    at_campaign = [
+        reason
+        for step, reason in zip(
+            left.column("step").to_pylist(), left.column("reason").to_pylist(), strict=True
+        )
+        if step is None and reason != "holdout"  # the holdout is a stage of its own
+    ]
+    suppressed = dict(sorted(Counter(at_campaign).items()))
+    held = _of_campaign(view, "activation_holdouts", name)
+    groups: dict[str, Counter[str]] = {}
+    for segment, group in zip(
+        held.column("segment").to_pylist(), held.column("group").to_pylist(), strict=True
+    ):
+        groups.setdefault(str(segment), Counter())[str(group)] += 1
+    order = [s for s in campaign["segments"] if s in groups] + sorted(
+        set(groups) - set(campaign["segments"])
+    )
+    steps = list(campaign["steps"])
+    return {
+        "campaign": {k: v for k, v in campaign.items() if k != "steps"}
+        | {"suppressed": suppressed},
+        "steps": steps,
+        "funnel": [
+            {
+                "step": step["step"],
+                "day": step["day"],
+                "channel": step["channel"],
+                "stages": activation_funnel(step, suppressed),
+            }
+            for step in steps
+        ],
+        "holdouts": [
+            {
+                "segment": segment,
+                "eligible": sum(groups[segment].values()),
+                "treatment": groups[segment]["treatment"],
+                "holdout": groups[segment]["holdout"],
+            }
+            for segment in order
+        ],
+    }
+
+
+def _activated(project: Project, run: str | None) -> tuple[RunView, dict[str, Any]]:
+    """The run and its activation document; a 404 problem when it was never activated."""
+    view = _view(project, run)
+    if not view.has_document("activation"):
+        raise Problem(
+            404,
+            f"run {view.run_id} holds no activation: run segvalue activate",
+            parameter="run",
+        )
+    return view, view.document("activation")
+
+
+def _unknown_campaign(view: RunView, document: dict[str, Any], name: str) -> Problem:
+    names = [str(c["name"]) for c in document["campaigns"]]
+    return Problem(
+        404,
+        f"the activation of run {view.run_id} has no campaign {name!r} "
+        f"(campaigns: {', '.join(names) or 'none'})",
+        parameter="name",
+    )
+
+
+CampaignName = Annotated[
+    str, Path(description="the campaign's name, as in segvalue.yaml (URL-encoded)")
+]
+
+
+@v1_router.get(
+    "/activation/campaigns",
+    summary="The run's activation: every campaign with its steps and counts by reason",
+)
+def list_campaigns(request: Request, run: RunParam = None) -> Any:
+    """The activation document ``segvalue activate`` stored with the run: per campaign
+    its members, eligible customers and holdout, per step the audience, the contacts
+    suppressed by reason and capped by cap; the global control group, the caps, the
+    default time zone. A 404 problem when the run was not activated."""
+    gate = gate_of(request)
+    with gate.use() as project:
+        view, document = _activated(project, run)
+    return json_ready({"run_id": view.run_id, **document})
+
+
+# Before the campaign's own route: its name may hold a "/" (the path converter takes it).
+@v1_router.get(
+    "/activation/campaigns/{name:path}/audience",
+    summary="A campaign's audience: one row per planned send, page by page",
+)
+def get_campaign_audience(
+    request: Request,
+    name: CampaignName,
+    run: RunParam = None,
+    step: Annotated[int | None, Query(ge=1, description="one step only (1, 2, ...)")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="rows per page")] = 100,
+    offset: Annotated[int, Query(ge=0, description="rows to skip")] = 0,
+) -> Any:
+    """The planned sends of the campaign (of one ``step``) in the plan's order (step,
+    then the customer's CLV, highest first): customer, segment, channel, send time in
+    UTC and local, time zone, objective, theme, tone, offer and next-best item. No
+    contact details: exports add them (docs/activation.md). ``total`` counts every
+    row; ``rows`` holds ``limit`` of them from ``offset``."""
+    import pyarrow.compute as pc
+
+    gate = gate_of(request)
+    with gate.use() as project:
+        view, document = _activated(project, run)
+        campaign = next((c for c in document["campaigns"] if c["name"] == name), None)
+        if campaign is None:
+            raise _unknown_campaign(view, document, name)
+        numbers = [int(s["step"]) for s in campaign["steps"]]
+        if step is not None and step not in numbers:
+            raise Problem(
+                404,
+                f"campaign {name!r} has no step {step} (steps: {', '.join(map(str, numbers))})",
+                parameter="step",
+            )
+        rows = _of_campaign(view, "activation_audiences", name)
+    if step is not None:
+        rows = rows.filter(pc.equal(rows.column("step"), step))
+    page = rows.slice(offset, limit).select([c for c in AUDIENCE_COLUMNS if c in rows.column_names])
+    return json_ready(
+        {
+            "run_id": view.run_id,
+            "campaign": name,
+            "step": step,
+            "total": rows.num_rows,
+            "offset": offset,
+            "limit": limit,
+            "rows": page.to_pylist(),
+        }
+    )
+
+
+@v1_router.get(
+    "/activation/campaigns/{name:path}",
+    summary="One campaign: summary, steps, the audience funnel per step, holdout per segment",
+)
+def get_campaign(request: Request, name: CampaignName, run: RunParam = None) -> Any:
+    """The campaign's summary (with its campaign-level suppressions by reason), its
+    steps, per step the funnel from members to audience (``{"stage": "members" |
+    "suppressed" | "eligible" | "holdout" | "capped" | "audience", "reason", "customers",
+    "remaining"}``), and per segment the eligible customers, treatment and holdout."""
+    gate = gate_of(request)
+    with gate.use() as project:
+        view, document = _activated(project, run)
+        found = activation_campaign(view, name)
+    if found is None:
+        raise _unknown_campaign(view, document, name)
+    plan = {k: v for k, v in document.items() if k != "campaigns"}
+    return json_ready({"run_id": view.run_id, **found, "plan": plan})

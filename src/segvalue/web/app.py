@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import hashlib
+import json
 import logging
 import math
 import secrets
@@ -95,6 +97,16 @@ def format_percent(value: float | None) -> str:
     ('45.7%', '–')
     """
     return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _activation_stamp(view: RunView) -> str:
+    """What identifies the activation attached to ``view`` ("" none): ``segvalue
+    activate`` attaches it to a complete run, and again replaces it, so a kept page of
+    the run's campaigns is kept per activation."""
+    if not view.has_document("activation"):
+        return ""
+    text = json.dumps(view.document("activation"), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _environment() -> Environment:
@@ -489,6 +501,7 @@ def build_router(project: Project, *, login: bool = False, prepare: bool = False
         template: str,
         *args: str,
         on_other_runs: bool = False,
+        attached: bool = False,
     ) -> Response:
         with gate.use(close=True):
             runs = reader.runs.list(status="complete")
@@ -506,6 +519,8 @@ def build_router(project: Project, *, login: bool = False, prepare: bool = False
                 key = (template, *args)
                 if on_other_runs:  # the page changes when a run is added or removed
                     key += tuple(info.run_id for info in runs)
+                if attached:  # the page shows what was attached to the run after it
+                    key += (_activation_stamp(view),)
                 context = context_of(view, key, build)
             except pages.NotFound as exc:
                 return render(request, "not_found.html", 404, message=str(exc), run=view)
@@ -561,6 +576,18 @@ def build_router(project: Project, *, login: bool = False, prepare: bool = False
             pages.experiments_page, experiment=experiment or None, outcome=outcome or None
         )
         return page(request, run, build, "experiments.html", experiment or "", outcome or "")
+
+    @router.get("/campaigns", response_class=HTMLResponse)
+    @guarded
+    def campaigns(request: Request, run: str | None = None) -> Response:
+        return page(request, run, pages.campaigns_page, "campaigns.html", attached=True)
+
+    # A campaign's name is free text: the path converter takes one with a "/" in it too.
+    @router.get("/campaigns/{name:path}", response_class=HTMLResponse)
+    @guarded
+    def campaign(request: Request, name: str, run: str | None = None) -> Response:
+        build = partial(pages.campaign_page, name=name)
+        return page(request, run, build, "campaign.html", name, attached=True)
 
     @router.get("/migration", response_class=HTMLResponse)
     @guarded

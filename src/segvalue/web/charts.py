@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "FUNNEL_COLOURS",
     "ROLE_COLOURS",
     "STATUS_COLOURS",
     "Chart",
+    "activation_funnel_chart",
     "allocation_chart",
     "attribution_chart",
     "channel_chart",
@@ -908,5 +910,89 @@ def qini_chart(curves: Mapping[str, Mapping[str, Sequence[float]]]) -> Chart:
         "Qini curves: the uplift model against perfect and random targeting",
         "Line chart of the incremental responders gained when targeting a growing share of "
         "customers by the model's score, by a perfect ranking and at random.",
+        figure,
+    )
+
+
+#: The colour of each stage of an audience funnel (totals in the base colour).
+FUNNEL_COLOURS = {
+    "suppressed": _MODEL,
+    "holdout": "#6e7781",
+    "capped": "#c0262d",
+    "audience": "#1a7f37",
+}
+_FUNNEL_LABELS = {
+    "members": "members",
+    "eligible": "eligible",
+    "holdout": "held out",
+    "audience": "audience (sent)",
+}
+
+
+def activation_funnel_chart(
+    stages: Sequence[Mapping[str, Any]], *, chart_id: str, title: str
+) -> Chart:
+    """One campaign step's audience funnel: from the members to the sends, stage by stage.
+
+    A horizontal bar per stage, in the order of the plan: the totals (members, eligible,
+    audience) from 0, and each stage that leaves customers out (suppressed by a reason,
+    held out, capped by a cap) as a floating bar over the customers it removes.
+
+    Parameters
+    ----------
+    stages
+        ``stage, reason, customers, remaining`` in order (the API's funnel of one step).
+    chart_id, title
+        The chart's HTML id (unique on its page) and heading.
+
+    Examples
+    --------
+    >>> stages = [
+    ...     {"stage": "members", "reason": None, "customers": 10, "remaining": 10},
+    ...     {"stage": "suppressed", "reason": "no_consent", "customers": 3, "remaining": 7},
+    ...     {"stage": "audience", "reason": None, "customers": 7, "remaining": 7}]
+    >>> activation_funnel_chart(stages, chart_id="funnel-1", title="Step 1").chart_id
+    'funnel-1'
+    """
+    import plotly.graph_objects as go
+
+    labels = [
+        _FUNNEL_LABELS.get(str(s["stage"]), str(s["stage"]))
+        + (f": {s['reason']}" if s.get("reason") else "")
+        for s in stages
+    ]
+    removes = [s["stage"] in ("suppressed", "holdout", "capped") for s in stages]
+    figure = go.Figure(
+        go.Bar(
+            x=[s["customers"] for s in stages],
+            y=labels,
+            base=[s["remaining"] if gone else 0 for s, gone in zip(stages, removes, strict=True)],
+            orientation="h",
+            marker_color=[FUNNEL_COLOURS.get(str(s["stage"]), _BASE) for s in stages],
+            text=[
+                f"{'−' if gone else ''}{s['customers']:,}"
+                for s, gone in zip(stages, removes, strict=True)
+            ],
+            textposition="outside",
+            cliponaxis=False,
+            customdata=[s["customers"] for s in stages],
+            hovertemplate="%{y}: %{customdata:,} customers<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        _layout(
+            xaxis_title="customers",
+            yaxis={"autorange": "reversed", "automargin": True, "type": "category"},
+            showlegend=False,
+            height=max(240, 30 * len(stages) + 100),
+            margin={"l": 10, "r": 40, "t": 20, "b": 50},
+        )
+    )
+    return _chart(
+        chart_id,
+        title,
+        "Funnel as a bar chart: the campaign's members, the customers each suppression "
+        "reason, the holdout and each frequency cap leave out (floating bars over the "
+        "customers they remove), and the audience the step sends to.",
         figure,
     )

@@ -22,11 +22,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALL_CUSTOMERS",
+    "AUDIENCE_SAMPLE",
     "CHANNEL_ROLES",
     "InvalidInput",
     "NotFound",
     "attribution_page",
     "budget_page",
+    "campaign_page",
+    "campaigns_page",
     "channels_page",
     "experiments_page",
     "migration_page",
@@ -1028,4 +1031,140 @@ def experiments_page(view: RunView, experiment: str | None, outcome: str | None)
         "arms": arms,
         "uplift": model,
         "charts": page_charts,
+    }
+
+
+# ------------------------------------------------------------------ activation
+
+#: Rows of a campaign's audience the campaign page shows.
+AUDIENCE_SAMPLE = 20
+
+
+def _activation(view: RunView) -> dict[str, Any]:
+    """The run's activation document, or an error saying how to get one."""
+    if not view.has_document("activation"):
+        raise DataValidationError(
+            f"run {view.run_id} holds no activation: run segvalue activate to plan the "
+            "campaigns of segvalue.yaml on it",
+            fix="add campaign plans under `campaigns` in segvalue.yaml, then run "
+            "segvalue activate -c segvalue.yaml",
+        )
+    document: dict[str, Any] = view.document("activation")
+    return document
+
+
+def _plan_facts(document: dict[str, Any]) -> dict[str, Any]:
+    """What every campaign of the plan shares: the global control group, the caps, the
+    default time zone, the channels nobody can be contacted on."""
+    return {
+        "scheme": document.get("scheme"),
+        "customers": document.get("customers"),
+        "global_control": document.get("global_control"),
+        "global_control_share": document.get("global_control_share"),
+        "caps": list(document.get("caps") or []),
+        "default_time_zone": document.get("default_time_zone"),
+        "customers_in_default_zone": document.get("customers_in_default_zone"),
+        "no_consent_column": dict(document.get("no_consent_column") or {}),
+    }
+
+
+def campaigns_page(view: RunView) -> dict[str, Any]:
+    """Every campaign of the run's activation, in the order they were planned.
+
+    Per campaign its objective, segments, dates, priority, members, eligible customers
+    and holdout, and per step its day, channel and audience; the plan's global control
+    group, caps and default time zone.
+
+    Raises
+    ------
+    segvalue.errors.DataValidationError
+        The run holds no activation (``segvalue activate`` was not run on it).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from segvalue.pipeline import run_demo
+    >>> from segvalue.project import Project
+    >>> _, path = run_demo(n_customers=300, out_dir=pathlib.Path(tempfile.mkdtemp()))
+    >>> _ = path.write_text(path.read_text() + (
+    ...     "campaigns:\\n  - {name: winback, segments: [cluster_1], objective: win_back,\\n"
+    ...     "     start: 2026-01-05, steps: [{channel: email}]}\\n"))
+    >>> with Project.from_yaml(path) as project:
+    ...     _ = project.activate()
+    ...     page = campaigns_page(project.runs.latest())
+    >>> [c["name"] for c in page["campaigns"]], page["plan"]["scheme"]
+    (['winback'], 'clusters')
+    """
+    document = _activation(view)
+    return {"campaigns": list(document["campaigns"]), "plan": _plan_facts(document)}
+
+
+def campaign_page(view: RunView, name: str) -> dict[str, Any]:
+    """One campaign of the run's activation: the audience funnel of each step as a chart,
+    the steps, the contacts suppressed and capped by reason per step, the holdout per
+    segment, the plan's global control group, caps and time zone, and the first rows of
+    its audience (what each send is: no contact details).
+
+    Raises
+    ------
+    NotFound
+        The activation has no campaign ``name``.
+    segvalue.errors.DataValidationError
+        The run holds no activation.
+    """
+    import pyarrow.compute as pc
+
+    from segvalue.api.routes import AUDIENCE_COLUMNS, activation_campaign
+
+    document = _activation(view)
+    found = activation_campaign(view, name)
+    if found is None:
+        raise NotFound(f"the activation of run {view.run_id} has no campaign {name!r}")
+    funnels = [
+        funnel
+        | {
+            "chart": charts.activation_funnel_chart(
+                funnel["stages"],
+                chart_id=f"funnel-{funnel['step']}",
+                title=f"Step {funnel['step']} ({funnel['day']}, {funnel['channel']}): "
+                "from the members to the audience",
+            )
+        }
+        for funnel in found["funnel"]
+    ]
+    # Each reason a contact was left out, with its count per step (the campaign-level
+    # reasons leave a customer out of every step).
+    reasons: dict[tuple[str, str], dict[str, Any]] = {}
+    for index, funnel in enumerate(found["funnel"]):
+        for stage in funnel["stages"]:
+            if stage["stage"] not in ("suppressed", "capped"):
+                continue
+            key = (str(stage["stage"]), str(stage["reason"]))
+            row = reasons.setdefault(
+                key,
+                {
+                    "kind": stage["stage"],
+                    "reason": stage["reason"],
+                    "campaign_level": stage["reason"] in found["campaign"]["suppressed"]
+                    and stage["stage"] == "suppressed",
+                    "counts": [0] * len(found["funnel"]),
+                },
+            )
+            row["counts"][index] = stage["customers"]
+    audiences = view.table("activation_audiences")
+    mine = audiences.filter(pc.equal(audiences.column("campaign"), name))
+    sample = mine.slice(0, AUDIENCE_SAMPLE).select(
+        [c for c in AUDIENCE_COLUMNS if c in mine.column_names]
+    )
+    return {
+        "name": name,
+        "campaign": found["campaign"],
+        "steps": found["steps"],
+        "funnels": funnels,
+        "reasons": list(reasons.values()),
+        "holdouts": found["holdouts"],
+        "plan": _plan_facts(document),
+        "audience": sample.to_pylist(),
+        "audience_total": mine.num_rows,
+        "charts": [funnel["chart"] for funnel in funnels],
     }
