@@ -304,3 +304,33 @@ def test_activate_stores_the_plan_and_replaces_it(tmp_path: Path) -> None:
         path.write_text(bad, encoding="utf-8")
         with Project.from_yaml(path) as project:
             project.activate(dry_run=True)
+
+
+def test_campaigns_attach_a_next_best_category_never_bought(tmp_path: Path) -> None:
+    """recommend: true attaches each customer's next-best category with its reason; it is
+    never a category the customer bought (docs/activation-recommendations.md)."""
+    import pyarrow.parquet as pq
+
+    from segvalue.pipeline import run_demo
+    from segvalue.project import Project
+
+    _, path = run_demo(n_customers=600, seed=5, out_dir=tmp_path / "shop")
+    path.write_text(
+        path.read_text(encoding="utf-8")
+        + "campaigns:\n  - {name: cross, segments: [cluster_1, cluster_2, cluster_3],\n"
+        "     objective: grow, recommend: true, start: 2026-01-05, steps: [{channel: email}]}\n",
+        encoding="utf-8",
+    )
+    with Project.from_yaml(path) as project:
+        plan = project.activate(dry_run=True)
+    data = tmp_path / "shop" / "data"
+    orders = pq.read_table(data / "orders.parquet").to_pylist()
+    lines = pq.read_table(data / "order_lines.parquet").to_pylist()
+    owner = {o["order_id"]: o["customer_id"] for o in orders if o["amount"] > 0}
+    bought: dict[str, set[str]] = {}
+    for line in lines:
+        if line["order_id"] in owner:
+            bought.setdefault(owner[line["order_id"]], set()).add(line["category"])
+    rows = plan.audiences.to_pylist()
+    assert rows and all(r["next_best"] and r["next_best_reason"] for r in rows)
+    assert all(r["next_best"] not in bought.get(r["customer_id"], set()) for r in rows)

@@ -1153,6 +1153,9 @@ class ActivationConfig(_Strict):
     consent: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CONSENT))
     unsubscribed_column: str = "unsubscribed"
     seed: int = 0
+    recommend_level: Literal["category", "product"] = Field(
+        "category", description="what campaigns with recommend attach: a category or product"
+    )
     exports: ExportConfig = ExportConfig()
 
     @field_validator("default_timezone")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -158,6 +158,10 @@ def plan_activation(
             as_naive_utc(log.column("ts")),
         )
         notes["contact_log_rows"] = log.num_rows
+    if next_best is None and any(c.recommend for c in config.campaigns):
+        level = settings.recommend_level
+        next_best = _next_best(data, ids, people.segment, data.report.as_of, level)
+        notes["next_best"] = f"{level}: co-purchase affinity, segment and base popularity"
     if next_best:
         people.next_best = dict(next_best)
     as_of = data.report.as_of
@@ -240,3 +244,31 @@ def _purchases(config: Config, data: ValidatedData, people: Any) -> None:
     ):
         if at is not None:
             people.last_bought.setdefault(str(category), {})[str(customer)] = at
+
+
+def _next_best(
+    data: ValidatedData,
+    ids: list[str],
+    segments: list[str | None],
+    as_of: dt.date | None,
+    level: Literal["category", "product"],
+) -> dict[str, tuple[str, str]]:
+    """Each customer's next-best category or product (docs/activation-recommendations.md)."""
+    from segvalue.activation.recommend import next_best, purchase_lines, recommend
+    from segvalue.features.materialise import to_arrow
+
+    lines = data.tables.get("order_lines")
+    if lines is None or "category" not in lines.columns:
+        raise ConfigError(
+            "campaigns with recommend need order lines with a category",
+            fix="add an order_lines source with a category column, or set recommend: false",
+            parameter="campaigns[].recommend",
+        )
+    orders = data.tables["orders"]
+    purchases = purchase_lines(
+        to_arrow(orders.select("order_id", "customer_id", "order_ts", "amount")),
+        to_arrow(lines),
+    )
+    when = as_of + dt.timedelta(days=1) if as_of is not None else dt.date.today()
+    found = recommend(purchases, ids, segments, as_of=when, level=level, k=1)
+    return next_best(found)
