@@ -235,3 +235,27 @@ def test_segment_events_export(shop: Path) -> None:
     records = [json.loads(x) for x in Path(done["path"]).read_text().splitlines()]
     assert len(records) == len(events) and {r["source"] for r in records} == {"real_time"}
     assert {r["customer_id"] for r in records} == {e["customer_id"] for e in events}
+
+
+def test_a_campaign_as_an_experiment_for_the_lift_tools(shop: Path) -> None:
+    """experiment:<campaign> exports the treatment and holdout in the experiments
+    source's columns; with outcomes joined, segvalue's lift reads it as it is."""
+    from segvalue.pipeline import lift_file
+
+    with Project.from_yaml(shop) as project:
+        done = project.export("experiment:Win back", "csv", "experiment.csv")
+        held = project.runs.require_latest().table("activation_holdouts").to_pylist()
+    rows = _read_csv(Path(done["path"]))
+    assert list(rows[0]) == ["customer_id", "experiment_id", "group", "segment", "assigned_at"]
+    assert len(rows) == len([h for h in held if h["campaign"] == "Win back"])
+    controls = {r["customer_id"] for r in rows if r["group"] == "control"}
+    assert controls == {h["customer_id"] for h in held if h["group"] == "holdout"}
+    assert {r["experiment_id"] for r in rows} == {"Win back"}
+    outcomes = Path(done["path"]).with_name("with_outcomes.csv")
+    with outcomes.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=[*rows[0], "converted"])
+        writer.writeheader()
+        for i, r in enumerate(rows):
+            writer.writerow({**r, "converted": int(i % 3 == 0)})
+    lift = lift_file(outcomes, group_col="group", control="control", outcomes=["converted"])
+    assert lift[0]["n_control"] == len(controls)

@@ -331,6 +331,8 @@ class ApiKeys:
 
 #: The export name of the segment enter / exit events (:meth:`Project.export`).
 SEGMENT_EVENTS = "segment-events"
+#: The export name prefix of a campaign's treatment and holdout as an experiment.
+EXPERIMENT_PREFIX = "experiment:"
 
 
 class RunView:
@@ -1203,8 +1205,9 @@ class Project:
         run_id: str | None = None,
     ) -> dict[str, Any]:
         """Export a campaign's stored audience (``audience``: its name; one ``step`` or
-        all), or ``segment-events`` (the run's enter / exit events between runs and those
-        found in real time since), ``to`` a destination of
+        all), ``experiment:<campaign>`` (its treatment and holdout as an experiments
+        source, the holdout as ``control``), or ``segment-events`` (the run's enter / exit
+        events between runs and those found in real time since), ``to`` a destination of
         :data:`segvalue.pipeline.export.EXPORT_TARGETS` (docs/activation.md#exports).
 
         Returns
@@ -1217,6 +1220,8 @@ class Project:
         view = self.runs.require_latest(run_id)
         if audience == SEGMENT_EVENTS:
             rows = self._segment_event_rows(view)
+        elif audience.startswith(EXPERIMENT_PREFIX):
+            rows = self._experiment_rows(view, audience.removeprefix(EXPERIMENT_PREFIX))
         else:
             if not view.has_table("activation_audiences"):
                 raise ConfigError(
@@ -1229,6 +1234,37 @@ class Project:
         name = audience if step is None else f"{audience}-step{step}"
         about = {"run_id": view.run_id, "audience": audience, "step": step}
         return export_rows(self.config, rows, to=to, target=target, name=name, about=about)
+
+    def _experiment_rows(self, view: RunView, campaign: str) -> pa.Table:
+        """A campaign's treatment and holdout in the experiments source's columns
+        (``customer_id, experiment_id, group, segment, assigned_at``; the holdout is the
+        ``control`` group), for the lift tools once its outcomes are known."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from segvalue.pipeline.export import audience_rows
+
+        if not view.has_table("activation_holdouts"):
+            raise ConfigError(
+                f"run {view.run_id} holds no activation to export",
+                fix="plan the campaigns first (segvalue activate, or Project.activate)",
+                parameter="audience",
+            )
+        held = audience_rows(view.table("activation_holdouts"), campaign, None)
+        plan: dict[str, Any] = next(
+            (c for c in view.document("activation")["campaigns"] if c["name"] == campaign), {}
+        )
+        start = dt.datetime.fromisoformat(str(plan.get("start"))) if plan.get("start") else None
+        group = pc.if_else(pc.equal(held.column("group"), "holdout"), "control", "treatment")
+        return pa.table(
+            {
+                "customer_id": held.column("customer_id"),
+                "experiment_id": pa.array([campaign] * held.num_rows, pa.string()),
+                "group": group,
+                "segment": held.column("segment"),
+                "assigned_at": pa.array([start] * held.num_rows, pa.timestamp("us")),
+            }
+        )
 
     def _segment_event_rows(self, view: RunView) -> pa.Table:
         """Enter / exit events: the run's (against the run before it) and real time's."""
