@@ -1305,7 +1305,11 @@ def activate(
 @app.command(short_help="Export an audience: a file, a table, a webhook, an ad platform.")
 def export(
     audience: Annotated[
-        str, typer.Argument(help="A campaign's name, or segment-events.", show_default=False)
+        str,
+        typer.Argument(
+            help="A campaign's name, experiment:<campaign>, or segment-events.",
+            show_default=False,
+        ),
     ],
     to: Annotated[
         str,
