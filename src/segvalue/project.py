@@ -1223,13 +1223,7 @@ class Project:
         elif audience.startswith(EXPERIMENT_PREFIX):
             rows = self._experiment_rows(view, audience.removeprefix(EXPERIMENT_PREFIX))
         else:
-            if not view.has_table("activation_audiences"):
-                raise ConfigError(
-                    f"run {view.run_id} holds no activation to export",
-                    fix="plan the campaigns first (segvalue activate, or Project.activate)",
-                    parameter="audience",
-                )
-            rows = audience_rows(view.table("activation_audiences"), audience, step)
+            rows = audience_rows(_activation_table(view, "activation_audiences"), audience, step)
         check_rows(rows)
         name = audience if step is None else f"{audience}-step{step}"
         about = {"run_id": view.run_id, "audience": audience, "step": step}
@@ -1244,13 +1238,7 @@ class Project:
 
         from segvalue.pipeline.export import audience_rows
 
-        if not view.has_table("activation_holdouts"):
-            raise ConfigError(
-                f"run {view.run_id} holds no activation to export",
-                fix="plan the campaigns first (segvalue activate, or Project.activate)",
-                parameter="audience",
-            )
-        held = audience_rows(view.table("activation_holdouts"), campaign, None)
+        held = audience_rows(_activation_table(view, "activation_holdouts"), campaign, None)
         plan: dict[str, Any] = next(
             (c for c in view.document("activation")["campaigns"] if c["name"] == campaign), {}
         )
@@ -1749,6 +1737,17 @@ class Project:
 #: full collections would otherwise pause it for every nested value kept).
 _RESCORED: OrderedDict[tuple[str, str, int], str] = OrderedDict()
 _RESCORED_KEPT = 100_000
+
+
+def _activation_table(view: RunView, name: str) -> pa.Table:
+    """One table of the run's stored activation; an error saying how to make one."""
+    if not view.has_table(name):
+        raise ConfigError(
+            f"run {view.run_id} holds no activation to export",
+            fix="plan the campaigns first (segvalue activate, or Project.activate)",
+            parameter="audience",
+        )
+    return view.table(name)
 
 
 def _remember_rescored(key: tuple[str, str, int], scored: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from segvalue.config import Config
-from segvalue.errors import ConfigError, did_you_mean
+from segvalue.errors import ConfigError
 
 if TYPE_CHECKING:
     from segvalue.activation.plans import ActivationPlan
@@ -48,26 +48,13 @@ def activation_scheme(config: Config, schemes: Sequence[str], measured: str | No
     >>> activation_scheme(cfg, ["lifecycle", "rfm"], None)
     'lifecycle'
     """
-    wanted = config.activation.scheme or measured
-    if wanted is not None:
-        if wanted not in schemes:
-            raise ConfigError(
-                f"activation.scheme {wanted!r} is not a scheme of the run"
-                f"{did_you_mean(wanted, list(schemes))}",
-                fix=f"use one of {', '.join(schemes)}",
-                parameter="activation.scheme",
-            )
-        return wanted
-    from segvalue.economics.kpis import resolve_kpi_scheme
+    from segvalue.pipeline.measurement import pick_scheme
 
-    scheme = resolve_kpi_scheme(config.kpis, config.segments)
-    if scheme in schemes:
-        return scheme
     if not schemes:
         raise ConfigError(
             "the run has no segments to activate", fix="enable segments and run again"
         )
-    return sorted(schemes)[0]
+    return pick_scheme(config, schemes, config.activation.scheme or measured, "activation.scheme")
 
 
 def _column(table: pa.Table, name: str, ids: list[str]) -> list[Any]:

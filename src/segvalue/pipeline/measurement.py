@@ -12,6 +12,7 @@ segment priorities. Its tables and document are stored with the run
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from segvalue.measurement.attribution import Journeys
     from segvalue.segments.segmentation import Segmentation
 
-__all__ = ["Measurement", "measure", "measurement_scheme"]
+__all__ = ["Measurement", "measure", "measurement_scheme", "pick_scheme"]
 
 #: The segment label of the rows over every customer.
 EVERYONE = "all customers"
@@ -102,18 +103,31 @@ def measurement_scheme(config: Config, present: list[str]) -> str | None:
     >>> measurement_scheme(cfg, ["lifecycle", "rfm"])
     'lifecycle'
     """
-    from segvalue.economics.kpis import resolve_kpi_scheme
-
     if not present:
         return None
-    wanted = config.measurement.scheme
+    return pick_scheme(config, present, config.measurement.scheme, "measurement.scheme")
+
+
+def pick_scheme(config: Config, present: Sequence[str], wanted: str | None, key: str) -> str:
+    """``wanted`` (the setting ``key``) when it is a scheme of the run, else the KPI
+    scheme when the run has it, else the run's first scheme.
+
+    Examples
+    --------
+    >>> from segvalue.config import parse_config
+    >>> cfg = parse_config({"sources": {"orders": {"path": "o.csv"}}})
+    >>> pick_scheme(cfg, ["rfm"], None, "measurement.scheme")
+    'rfm'
+    """
+    from segvalue.economics.kpis import resolve_kpi_scheme
+
     if wanted is not None:
         if wanted not in present:
             raise ConfigError(
-                f"measurement.scheme {wanted!r} is not a scheme of this run"
-                f"{did_you_mean(wanted, present)}",
+                f"{key} {wanted!r} is not a scheme of this run"
+                f"{did_you_mean(wanted, list(present))}",
                 fix=f"use one of {', '.join(sorted(present))}",
-                parameter="measurement.scheme",
+                parameter=key,
             )
         return wanted
     scheme = resolve_kpi_scheme(config.kpis, config.segments)
