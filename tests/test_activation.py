@@ -334,3 +334,30 @@ def test_campaigns_attach_a_next_best_category_never_bought(tmp_path: Path) -> N
     rows = plan.audiences.to_pylist()
     assert rows and all(r["next_best"] and r["next_best_reason"] for r in rows)
     assert all(r["next_best"] not in bought.get(r["customer_id"], set()) for r in rows)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    per=st.sampled_from(["day", "week", "month"]),
+    channel=st.sampled_from(["*", "email"]),
+)
+def test_a_contact_log_counts_as_its_contacts_one_by_one(seed: int, per: str, channel: str) -> None:
+    """add_many (zone by zone at once) counts what add counts one contact at a time,
+    across clock changes and the turn of a month in the customers' zones."""
+    rng = np.random.default_rng(seed)
+    people = _people(20, seed)
+    customers = [people.ids[i] for i in rng.integers(0, 20, 200)]
+    channels = [CHANNELS[i] for i in rng.integers(0, 3, 200)]
+    start = dt.datetime(2026, 3, 25)
+    moments: list[dt.datetime | None] = [
+        start + dt.timedelta(minutes=int(m)) for m in rng.integers(0, 60 * 24 * 14, 200)
+    ]
+    moments[0] = None
+    at_once = CapLedger([Cap(channel, per, 3)], default_zone="UTC", zones=people.zone)
+    at_once.add_many(customers, channels, moments)
+    one_by_one = CapLedger([Cap(channel, per, 3)], default_zone="UTC", zones=people.zone)
+    for c, ch, m in zip(customers, channels, moments, strict=True):
+        if m is not None:
+            one_by_one.add(c, ch, m)
+    assert at_once._counts == one_by_one._counts
