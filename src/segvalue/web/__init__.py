@@ -67,7 +67,8 @@ def dashboard_router(project: Project, *, login: bool = False, prepare: bool = F
     fastapi.APIRouter
         Pages ``/``, ``/segments``, ``/segments/{scheme}/{segment}``, ``/migration``,
         ``/models``, ``/attribution`` and ``/channels`` (``?segment=S``),
-        ``/experiments`` (``?experiment=E&outcome=O``) (each takes ``?run=ID``),
+        ``/experiments`` (``?experiment=E&outcome=O``), ``/campaigns`` and
+        ``/campaigns/{name}`` (each takes ``?run=ID``),
         ``/budget`` (the plan of the configuration, and the what-if form:
         ``?from=ITEM&to=ITEM&share=0.2``), ``/customers`` and
         ``/customers/{customer_id}`` (with its order form, ``POST .../orders``: a
@@ -82,12 +83,14 @@ def dashboard_router(project: Project, *, login: bool = False, prepare: bool = F
     >>> project = Project(parse_config({"sources": {"orders": {"path": "o.csv"}}},
     ...                                base_dir=pathlib.Path(tempfile.mkdtemp())))
     >>> paths = sorted(route.path for route in dashboard_router(project).routes)
-    >>> paths[:4]
-    ['/', '/attribution', '/budget', '/channels']
-    >>> paths[4:8]
-    ['/customers', '/customers/{customer_id}', '/customers/{customer_id}/orders', '/experiments']
-    >>> paths[8:]
-    ['/migration', '/models', '/segments', '/segments/{scheme}/{segment}', '/static/{name}']
+    >>> paths[:5]
+    ['/', '/attribution', '/budget', '/campaigns', '/campaigns/{name:path}']
+    >>> paths[5:9]
+    ['/channels', '/customers', '/customers/{customer_id}', '/customers/{customer_id}/orders']
+    >>> paths[9:12]
+    ['/experiments', '/migration', '/models']
+    >>> paths[12:]
+    ['/segments', '/segments/{scheme}/{segment}', '/static/{name}']
     """
     _require_web()
     from segvalue.web.app import build_router
