@@ -1,9 +1,11 @@
 """``segvalue report``: one run's dashboard pages in one self-contained HTML file.
 
 The report holds what the dashboard shows of a run (the overview, the segments of every
-scheme, one section per segment of the KPI scheme, the CLV model), built by the same page
-builders (:mod:`segvalue.web.pages`) and charts (:mod:`segvalue.web.charts`) and rendered
-by the same templates: each page's template is rendered with ``base.html`` standing for
+scheme, one section per segment of the KPI scheme, the CLV model; the attribution, channels
+and experiments pages when the run holds a measurement; the campaigns and one section per
+campaign when ``segvalue activate`` attached a plan to it), built by the same page builders
+(:mod:`segvalue.web.pages`) and charts (:mod:`segvalue.web.charts`) and rendered by the
+same templates: each page's template is rendered with ``base.html`` standing for
 ``report_page.html`` (the page's content only), then put in ``report.html``. Links between
 pages become links within the file; everything the page needs (the stylesheet, Plotly's
 ``plotly.min.js`` from the installed package, the dashboard's script, each chart's
@@ -20,6 +22,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
+import itertools
 import re
 from dataclasses import dataclass, replace
 from functools import partial
@@ -179,6 +182,16 @@ def render_report(project: Project, view: RunView) -> str:
         anchors["segments", scheme] = f"segments-{index}"
     for index, segment in enumerate(main_segments):
         anchors["segment", str(main_scheme), segment] = f"segment-{index}"
+    measured = view.has_document("measurement")
+    if measured:
+        anchors |= _measurement_anchors(view)
+    activated = view.has_document("activation")  # attached by segvalue activate
+    campaigns: list[str] = []
+    if activated:
+        campaigns = [str(c["name"]) for c in pages.campaigns_page(view)["campaigns"]]
+        anchors[("campaigns",)] = "campaigns"
+        for index, name in enumerate(campaigns):
+            anchors["campaign", name] = f"campaign-{index}"
 
     render = partial(_render_page, environment, view, anchors)
     sections = [render("overview", "Overview", "overview.html", pages.overview_page)]
@@ -193,7 +206,27 @@ def render_report(project: Project, view: RunView) -> str:
         label = f"{segment}: {personas[segment]}" if segment in personas else segment
         segment_sections.append(render(anchor, label, "segment.html", build))
     sections += segment_sections
-    sections.append(render("models", "CLV model", "models.html", pages.models_page))
+    models = render("models", "CLV model", "models.html", pages.models_page)
+    sections.append(models)
+    measurement_sections = []
+    if measured:  # each page at its defaults: the whole base, the first experiment
+        builds = {
+            "attribution": partial(pages.attribution_page, segment=None),
+            "channels": partial(pages.channels_page, segment=None),
+            "experiments": partial(pages.experiments_page, experiment=None, outcome=None),
+        }
+        measurement_sections = [
+            render(anchor, anchor.capitalize(), f"{anchor}.html", build)
+            for anchor, build in builds.items()
+        ]
+    sections += measurement_sections
+    if activated:
+        sections.append(render("campaigns", "Campaigns", "campaigns.html", pages.campaigns_page))
+    for name in campaigns:
+        build = partial(pages.campaign_page, name=name)
+        sections.append(
+            render(anchors["campaign", name], f"Campaign {name}", "campaign.html", build)
+        )
 
     asset = partial(_asset, environment, _static_files())
     favicon = base64.b64encode(asset("favicon.svg").encode()).decode("ascii")
@@ -202,7 +235,9 @@ def render_report(project: Project, view: RunView) -> str:
         parts.append(_Section(anchors["segments", schemes[0]], "Segments", "", []))
     if main_segments:
         parts.append(_Section("segment-0", "Segment pages", "", []))
-    parts.append(sections[-1])
+    parts += [models, *measurement_sections]
+    if activated:
+        parts.append(_Section("campaigns", "Campaigns", "", []))
     charts = [chart for section in sections for chart in section.charts]
     return environment.get_template("report.html").render(
         run=view,
@@ -290,6 +325,35 @@ def _prefix_ids(text: str, prefix: str) -> str:
     return _LOCAL_HREF.sub(lambda m: f'href="#{prefix}-{m.group(1)}"', text)
 
 
+def _measurement_anchors(view: RunView) -> dict[tuple[str, ...], str]:
+    """The measurement's sections under each key of :func:`_local_link` that opens them.
+
+    The report holds each measurement page at its defaults (the whole base; the first
+    experiment and its outcome): a link that names them, or leaves them out, leads to its
+    section; one to another segment, experiment or outcome has none.
+    """
+    from segvalue.web import pages
+
+    anchors = {
+        ("attribution", ""): "attribution",
+        ("channels", ""): "channels",
+        ("experiments", "", ""): "experiments",
+    }
+    try:
+        attribution = pages.attribution_page(view, None)["segment"]
+        channels = pages.channels_page(view, None)["segment"]
+        experiments = pages.experiments_page(view, None, None)
+    except (pages.NotFound, SegvalueError):  # the sections say what the run lacks
+        return anchors
+    for page, segment in (("attribution", attribution), ("channels", channels)):
+        if segment is not None:
+            anchors[page, str(segment)] = page
+    experiment, outcome = (str(experiments[name] or "") for name in ("experiment", "outcome"))
+    for named in itertools.product({"", experiment}, {"", outcome}):
+        anchors["experiments", *named] = "experiments"
+    return anchors
+
+
 def _local_link(href: str, anchors: dict[tuple[str, ...], str]) -> str:
     """A dashboard link as a link within the report, or none (a page the report lacks)."""
     parts = urlsplit(html.unescape(href))
@@ -304,6 +368,14 @@ def _local_link(href: str, anchors: dict[tuple[str, ...], str]) -> str:
         key = ("segments", query["scheme"][0])
     elif path[0] == "segments" and len(path) == 3:
         key = ("segment", path[1], path[2])
+    elif path in (["attribution"], ["channels"]):
+        key = (path[0], query.get("segment", [""])[0])
+    elif path == ["experiments"]:
+        key = ("experiments", *(query.get(name, [""])[0] for name in ("experiment", "outcome")))
+    elif path == ["campaigns"]:
+        key = ("campaigns",)
+    elif path[0] == "campaigns" and len(path) == 2:  # a "/" in a name is quoted: one part
+        key = ("campaign", path[1])
     anchor = None if key is None else anchors.get(key)
     return "" if anchor is None else f' href="#{anchor}"'
 
